@@ -1,0 +1,173 @@
+//! The harness: one device per test process, fresh random inputs, NaN-poisoned outputs,
+//! normwise comparisons with stated tolerances, and central finite differences in f64.
+
+use std::sync::OnceLock;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+use vaegan::{DType, Gpu, GpuBuffer, GpuOptions};
+
+/// The device under test: `VAEGAN_TEST_BACKEND` (or `WGPU_BACKEND`), Vulkan by default;
+/// `VAEGAN_TEST_ADAPTER` picks an adapter. With no adapter every test fails and says how
+/// to install one: a kernel test that does not run proves nothing.
+pub fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        quiet_gl_probe();
+        let backend = std::env::var("VAEGAN_TEST_BACKEND")
+            .or_else(|_| std::env::var("WGPU_BACKEND"))
+            .unwrap_or_else(|_| "vulkan".to_string());
+        let adapter = std::env::var("VAEGAN_TEST_ADAPTER").ok();
+        let opts = GpuOptions { backend: Some(backend.clone()), adapter, disable_f16: false };
+        match Gpu::new(&opts) {
+            Ok(gpu) => {
+                eprintln!("kernel tests on: {}", gpu.describe());
+                gpu
+            }
+            Err(e) => panic!(
+                "kernel tests need a GPU adapter on backend {backend:?} and found none: {e}\n\
+                 On Debian/Ubuntu without a GPU: apt-get install -y mesa-vulkan-drivers"
+            ),
+        }
+    })
+}
+
+/// wgpu's EGL probe complains on stderr when XDG_RUNTIME_DIR is unset (harmless).
+fn quiet_gl_probe() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+            std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+        }
+    });
+}
+
+/// A second device on the same adapter as `gpu()`, with its own pipeline cache.
+pub fn fresh_gpu(disable_f16: bool) -> Gpu {
+    quiet_gl_probe();
+    let backend = std::env::var("VAEGAN_TEST_BACKEND")
+        .or_else(|_| std::env::var("WGPU_BACKEND"))
+        .unwrap_or_else(|_| "vulkan".to_string());
+    let adapter = std::env::var("VAEGAN_TEST_ADAPTER").ok();
+    Gpu::new(&GpuOptions { backend: Some(backend), adapter, disable_f16 }).expect("a second device")
+}
+
+/// A fresh generator per test; the seed is printed so that a failure can be replayed
+/// with VAEGAN_TEST_SEED.
+pub fn rng(test: &str) -> StdRng {
+    let seed = std::env::var("VAEGAN_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::rng().random::<u64>());
+    eprintln!("{test}: VAEGAN_TEST_SEED={seed}");
+    StdRng::seed_from_u64(seed)
+}
+
+pub fn randn(rng: &mut StdRng, n: usize) -> Vec<f64> {
+    (0..n).map(|_| rng.sample::<f64, _>(StandardNormal)).collect()
+}
+
+pub fn uniform(rng: &mut StdRng, n: usize, lo: f64, hi: f64) -> Vec<f64> {
+    (0..n).map(|_| rng.random_range(lo..hi)).collect()
+}
+
+/// Values rounded to f32, so that the reference sees exactly what the GPU sees.
+pub fn as_f32(x: &[f64]) -> Vec<f64> {
+    x.iter().map(|&v| v as f32 as f64).collect()
+}
+
+pub fn upload(x: &[f64]) -> GpuBuffer {
+    let data: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    gpu().upload_f32("test input", &data).expect("upload")
+}
+
+/// An output buffer filled with NaN, so an element the kernel never writes fails.
+pub fn poisoned(n: usize) -> GpuBuffer {
+    let buf = gpu().zeros("test output", n, DType::F32).expect("allocate");
+    gpu().poison(&buf);
+    buf
+}
+
+pub fn download(buf: &GpuBuffer) -> Vec<f64> {
+    gpu().download_f32(buf).expect("download").into_iter().map(|v| v as f64).collect()
+}
+
+/// ‖got − want‖₂ / ‖want‖₂ ≤ tol, and every element finite (NaN never passes).
+/// When ‖want‖ is tiny the error is taken as absolute.
+#[track_caller]
+pub fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = got.iter().position(|v| !v.is_finite()) {
+        panic!("{what}: element {i} is {} (reference {}): unwritten or non-finite", got[i], want[i]);
+    }
+    let diff = got.iter().zip(want).map(|(g, w)| (g - w) * (g - w)).sum::<f64>().sqrt();
+    let norm = want.iter().map(|w| w * w).sum::<f64>().sqrt();
+    let err = diff / norm.max(1e-30);
+    let err = if norm < 1e-12 { diff } else { err };
+    if !(err <= tol) {
+        let worst = (0..got.len())
+            .max_by(|&a, &b| (got[a] - want[a]).abs().partial_cmp(&(got[b] - want[b]).abs()).unwrap())
+            .unwrap();
+        panic!(
+            "{what}: relative error {err:.3e} > {tol:.0e} (worst element {worst}: gpu {} vs reference {})",
+            got[worst], want[worst]
+        );
+    }
+}
+
+/// Central differences (f(x + h·e_i) − f(x − h·e_i)) / 2h at the given coordinates, in f64.
+pub fn finite_diff(f: impl Fn(&[f64]) -> f64, x: &[f64], coords: &[usize], h: f64) -> Vec<f64> {
+    let mut xp = x.to_vec();
+    coords
+        .iter()
+        .map(|&i| {
+            let orig = xp[i];
+            xp[i] = orig + h;
+            let up = f(&xp);
+            xp[i] = orig - h;
+            let down = f(&xp);
+            xp[i] = orig;
+            (up - down) / (2.0 * h)
+        })
+        .collect()
+}
+
+/// Up to `k` distinct coordinates of a length-n tensor (all of them when n ≤ k).
+pub fn sample_coords(rng: &mut StdRng, n: usize, k: usize) -> Vec<usize> {
+    if n <= k {
+        return (0..n).collect();
+    }
+    rand::seq::index::sample(rng, n, k).into_vec()
+}
+
+/// Step for finite differences. The reference is f64 and smooth away from kinks, so with
+/// h = 1e-6 truncation (~h²) and rounding (~1e-16/h) errors are both ≈ 1e-10, far below
+/// the f32 error of the GPU gradient being checked.
+pub const FD_STEP: f64 = 1e-6;
+
+/// Tolerance for a GPU (f32) gradient against finite differences of the f64 reference.
+pub const FD_TOL: f64 = 1e-4;
+
+/// Checks a GPU gradient against central differences of `loss` on sampled coordinates.
+#[track_caller]
+pub fn check_grad(what: &str, rng: &mut StdRng, loss: impl Fn(&[f64]) -> f64, x: &[f64], gpu_grad: &[f64]) {
+    let coords = sample_coords(rng, x.len(), 48);
+    let fd = finite_diff(&loss, x, &coords, FD_STEP);
+    let got: Vec<f64> = coords.iter().map(|&i| gpu_grad[i]).collect();
+    assert_close(&format!("{what} vs finite differences"), &got, &fd, FD_TOL);
+}
+
+/// Moves values at least `gap` away from `at`, so that finite differences do not straddle
+/// a kink (ReLU at 0, a clamp).
+pub fn away_from(x: &mut [f64], at: f64, gap: f64) {
+    for v in x {
+        if (*v - at).abs() < gap {
+            *v = at + if *v >= at { gap } else { -gap };
+        }
+    }
+}
+
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}

@@ -1,0 +1,15 @@
+//! Kernel tests: every WGSL kernel against its CPU twin (f64) on fresh random inputs with
+//! NaN-poisoned outputs, every backward against central finite differences. They run on a
+//! real driver: lavapipe (Vulkan on the CPU) by default, `VAEGAN_TEST_BACKEND=gl` for GL.
+
+mod common;
+
+mod adam;
+mod device;
+mod elementwise;
+mod f16;
+mod kl;
+mod losses;
+mod matmul;
+mod reduce;
+mod reparam;

@@ -1,0 +1,148 @@
+//! matmul vs its CPU twin on odd and model shapes, all three layouts, every epilogue and
+//! both default tiles; a linear layer's backward vs finite differences.
+
+use vaegan::kernels::matmul::{matmul, MatmulSpec, Tile, Trans};
+use vaegan::kernels::{elementwise, reduce, Act};
+use vaegan::reference;
+
+use crate::common::*;
+
+/// f32 accumulation over K ≤ 784 terms: typical relative error ~√K·2⁻²⁴ ≈ 2e-6.
+const TOL_F32: f64 = 1e-5;
+
+const SHAPES: [(usize, usize, usize); 9] = [
+    (1, 1, 1),
+    (7, 13, 29),
+    (127, 255, 63),
+    (64, 512, 784), // mnist-mlp layer 1 at batch 64: 64×784 · 784×512
+    (1, 5, 3),
+    (3, 1, 17),
+    (33, 17, 5),
+    (16, 16, 16),
+    (20, 36, 8),
+];
+
+const TILES: [Tile; 3] = [
+    Tile { tm: 16, tn: 16, wg_x: 8, wg_y: 8 },
+    Tile { tm: 4, tn: 4, wg_x: 16, wg_y: 16 },
+    Tile { tm: 8, tn: 4, wg_x: 8, wg_y: 4 },
+];
+
+fn check(rng: &mut rand::rngs::StdRng, spec: MatmulSpec, with_bias: bool) {
+    // A and B hold M·K and K·N elements whatever the layout.
+    let (na, nb) = (spec.m * spec.k, spec.k * spec.n);
+    let a = as_f32(&randn(rng, na));
+    let b = as_f32(&randn(rng, nb));
+    let bias = as_f32(&randn(rng, spec.n));
+    let c = poisoned(spec.m * spec.n);
+    let bias_buf = upload(&bias);
+    let launch = matmul(gpu(), &spec, &upload(&a), &upload(&b), with_bias.then_some(&bias_buf), &c).unwrap();
+    gpu().run([&launch]).unwrap();
+    let want = reference::matmul::matmul(spec.m, spec.n, spec.k, spec.trans, &a, &b, with_bias.then_some(&bias[..]), spec.act);
+    assert_close(&format!("{} tile {:?}", launch.name, spec.tile), &download(&c), &want, TOL_F32);
+}
+
+#[test]
+fn matmul_all_layouts_and_shapes() {
+    let mut rng = rng("matmul_all_layouts_and_shapes");
+    for &(m, n, k) in &SHAPES {
+        for trans in [Trans::NN, Trans::NT, Trans::TN] {
+            for tile in TILES {
+                check(&mut rng, MatmulSpec::new(m, n, k, trans).tile(tile), false);
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_fused_epilogues() {
+    let mut rng = rng("matmul_fused_epilogues");
+    let acts = [Act::None, Act::Relu, Act::LeakyRelu(0.2), Act::Tanh, Act::Sigmoid];
+    for &(m, n, k) in &[(1, 1, 1), (7, 13, 29), (64, 512, 784), (33, 10, 20)] {
+        for act in acts {
+            check(&mut rng, MatmulSpec::new(m, n, k, Trans::NN).act(act), true);
+        }
+        check(&mut rng, MatmulSpec::new(m, n, k, Trans::NT).act(Act::Relu), true);
+        check(&mut rng, MatmulSpec::new(m, n, k, Trans::TN).act(Act::Sigmoid), true);
+    }
+}
+
+/// A layer y = act(x·W + b) and L = Σ w⊙y: the GPU backward (activation backward, dX = dY·Wᵀ,
+/// dW = Xᵀ·dY, db = column sums) against central differences of the f64 forward.
+#[test]
+fn linear_layer_backward_matches_finite_differences() {
+    let mut rng = rng("linear_layer_backward_matches_finite_differences");
+    for &(batch, inp, out) in &[(1, 1, 1), (5, 7, 3), (17, 33, 9)] {
+        for act in [Act::None, Act::Relu, Act::LeakyRelu(0.2), Act::Tanh, Act::Sigmoid] {
+            let x = as_f32(&randn(&mut rng, batch * inp));
+            let w = as_f32(&uniform(&mut rng, inp * out, -0.5, 0.5));
+            let b = as_f32(&uniform(&mut rng, out, -0.5, 0.5));
+            let upstream = as_f32(&randn(&mut rng, batch * out));
+            let forward = |x: &[f64], w: &[f64], b: &[f64]| {
+                let y = reference::matmul::matmul(batch, out, inp, Trans::NN, x, w, Some(b), act);
+                dot(&y, &upstream)
+            };
+            // Keep pre-activations away from ReLU's kink so differences do not straddle it.
+            let pre = reference::matmul::matmul(batch, out, inp, Trans::NN, &x, &w, Some(&b), Act::None);
+            if pre.iter().any(|v| v.abs() < 1e-3) && matches!(act, Act::Relu | Act::LeakyRelu(_)) {
+                continue;
+            }
+            let g = gpu();
+            let (xb, wb, bb, ub) = (upload(&x), upload(&w), upload(&b), upload(&upstream));
+            let y = poisoned(batch * out);
+            let dpre = poisoned(batch * out);
+            let dx = poisoned(batch * inp);
+            let dw = poisoned(inp * out);
+            let db = poisoned(out);
+            let fwd = matmul(g, &MatmulSpec::new(batch, out, inp, Trans::NN).act(act), &xb, &wb, Some(&bb), &y).unwrap();
+            let pre_buf = poisoned(batch * out);
+            let pre_launch = matmul(g, &MatmulSpec::new(batch, out, inp, Trans::NN), &xb, &wb, Some(&bb), &pre_buf).unwrap();
+            let saved = if act.backward_reads_output() { &y } else { &pre_buf };
+            let act_bwd = elementwise::activation_backward(g, act, saved, &ub, &dpre).unwrap();
+            let dx_l = matmul(g, &MatmulSpec::new(batch, inp, out, Trans::NT), &dpre, &wb, None, &dx).unwrap();
+            let dw_l = matmul(g, &MatmulSpec::new(inp, out, batch, Trans::TN), &xb, &dpre, None, &dw).unwrap();
+            let db_l = reduce::column_sum(g, &dpre, batch, out, &db).unwrap();
+            g.run([&fwd, &pre_launch, &act_bwd, &dx_l, &dw_l, &db_l]).unwrap();
+            let what = format!("layer {batch}x{inp}->{out} {}", act.name());
+            check_grad(&format!("{what} dX"), &mut rng, |x| forward(x, &w, &b), &x, &download(&dx));
+            check_grad(&format!("{what} dW"), &mut rng, |w| forward(&x, w, &b), &w, &download(&dw));
+            check_grad(&format!("{what} db"), &mut rng, |b| forward(&x, &w, b), &b, &download(&db));
+        }
+    }
+}
+
+#[test]
+fn matmul_rejects_wrong_shapes() {
+    let g = gpu();
+    let a = upload(&[1.0; 6]);
+    let b = upload(&[1.0; 6]);
+    let c = poisoned(4);
+    let err = matmul(g, &MatmulSpec::new(2, 2, 3, Trans::NN), &a, &b, None, &c);
+    assert!(err.is_ok(), "2x3·3x2 is valid: {:?}", err.err());
+    let err = matmul(g, &MatmulSpec::new(2, 2, 4, Trans::NN), &a, &b, None, &c).err().expect("A is 2x3, not 2x4");
+    let text = err.to_string();
+    assert!(text.contains("matmul nn 2x2x4") && text.contains("A (2x4)"), "unclear error: {text}");
+    let err = matmul(g, &MatmulSpec::new(0, 2, 3, Trans::NN), &a, &b, None, &c).err().expect("M = 0");
+    assert!(err.to_string().contains("at least 1"), "{err}");
+}
+
+#[test]
+fn pipelines_compile_once_per_variant() {
+    // A device of its own, so that no concurrent test touches its cache.
+    let g = fresh_gpu(false);
+    let a = g.upload_f32("a", &[1.0; 15]).unwrap();
+    let b = g.upload_f32("b", &[1.0; 15]).unwrap();
+    let c = g.zeros("c", 9, vaegan::DType::F32).unwrap();
+    g.poison(&c);
+    let spec = MatmulSpec::new(3, 3, 5, Trans::NN).tile(Tile { tm: 4, tn: 8, wg_x: 2, wg_y: 2 });
+    assert_eq!(g.pipelines_compiled(), 0);
+    for _ in 0..3 {
+        matmul(&g, &spec, &a, &b, None, &c).unwrap();
+    }
+    assert_eq!(g.pipelines_compiled(), 1, "one variant prepared three times compiles once");
+    matmul(&g, &spec.act(Act::Relu), &a, &b, None, &c).unwrap();
+    assert_eq!(g.pipelines_compiled(), 2, "another epilogue is another variant");
+    let launch = matmul(&g, &spec, &a, &b, None, &c).unwrap();
+    g.run([&launch]).unwrap();
+    assert_eq!(g.download_f32(&c).unwrap(), vec![5.0; 9]);
+}

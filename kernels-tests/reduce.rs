@@ -1,0 +1,62 @@
+//! reduce: sum and mean to a scalar for any length (one and two passes), determinism,
+//! column and row sums.
+
+use vaegan::kernels::reduce;
+use vaegan::reference;
+
+use crate::common::*;
+
+/// A sum of n f32 values in a tree: error ≲ log₂(n)·2⁻²⁴·Σ|x|; we bound it relative to
+/// Σ|x| (not |Σx|, which may cancel to nearly zero).
+const TOL: f64 = 1e-5;
+
+#[test]
+fn sum_and_mean_match_twin_for_any_length() {
+    let mut rng = rng("sum_and_mean_match_twin_for_any_length");
+    for n in [1, 2, 255, 256, 257, 4096, 4097, 100_003, 1_000_003] {
+        let x = as_f32(&randn(&mut rng, n));
+        let xb = upload(&x);
+        let (s, m) = (poisoned(1), poisoned(1));
+        let mut launches = reduce::sum(gpu(), &xb, &s).unwrap();
+        launches.extend(reduce::mean(gpu(), &xb, &m).unwrap());
+        gpu().run(&launches).unwrap();
+        let abs: f64 = x.iter().map(|v| v.abs()).sum();
+        let (gs, gm) = (download(&s)[0], download(&m)[0]);
+        let (ws, wm) = (reference::reduce::sum(&x), reference::reduce::mean(&x));
+        assert!((gs - ws).abs() <= TOL * abs, "sum n={n}: gpu {gs} vs {ws}");
+        assert!((gm - wm).abs() <= TOL * abs / n as f64, "mean n={n}: gpu {gm} vs {wm}");
+    }
+}
+
+#[test]
+fn sums_are_bit_reproducible() {
+    let mut rng = rng("sums_are_bit_reproducible");
+    let x = upload(&randn(&mut rng, 300_001));
+    let first = poisoned(1);
+    let second = poisoned(1);
+    let mut launches = reduce::sum(gpu(), &x, &first).unwrap();
+    launches.extend(reduce::sum(gpu(), &x, &second).unwrap());
+    gpu().run(&launches).unwrap();
+    assert_eq!(download(&first)[0].to_bits(), download(&second)[0].to_bits());
+}
+
+#[test]
+fn column_and_row_sums_match_twin() {
+    let mut rng = rng("column_and_row_sums_match_twin");
+    for (rows, cols) in [(1, 1), (7, 13), (1000, 3), (64, 512), (3, 1000), (1, 70)] {
+        let x = as_f32(&randn(&mut rng, rows * cols));
+        let xb = upload(&x);
+        let (cs, rs) = (poisoned(cols), poisoned(rows));
+        let launches =
+            [reduce::column_sum(gpu(), &xb, rows, cols, &cs).unwrap(), reduce::row_sum(gpu(), &xb, rows, cols, &rs).unwrap()];
+        gpu().run(&launches).unwrap();
+        assert_close(&format!("column_sum {rows}x{cols}"), &download(&cs), &reference::reduce::column_sum(&x, rows, cols), TOL);
+        assert_close(&format!("row_sum {rows}x{cols}"), &download(&rs), &reference::reduce::row_sum(&x, rows, cols), TOL);
+    }
+}
+
+#[test]
+fn scalar_output_must_have_one_element() {
+    let err = reduce::sum(gpu(), &upload(&[1.0; 5]), &poisoned(2)).err().expect("two-element output");
+    assert!(err.to_string().contains("output has 2 elements, expected 1"), "{err}");
+}

@@ -1,0 +1,52 @@
+//! The `vaegan` command line.
+
+mod bench;
+mod devices;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::gpu::{Gpu, GpuOptions};
+
+#[derive(Parser)]
+#[command(name = "vaegan", version, about = "Train VAE-GANs on hand-written WGSL kernels, on any GPU")]
+struct Cli {
+    #[command(flatten)]
+    device: DeviceArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Which adapter to run on.
+#[derive(Args, Clone, Debug)]
+pub struct DeviceArgs {
+    /// Backend(s): vulkan, metal, dx12, gl (comma-separated). Default: WGPU_BACKEND, else all.
+    #[arg(long, global = true)]
+    backend: Option<String>,
+    /// Adapter index (as listed by `vaegan devices`) or a substring of its name.
+    /// Default: WGPU_ADAPTER_NAME, else the first.
+    #[arg(long, global = true)]
+    adapter: Option<String>,
+}
+
+impl DeviceArgs {
+    pub fn open(&self) -> anyhow::Result<Gpu> {
+        let gpu = Gpu::new(&GpuOptions { backend: self.backend.clone(), adapter: self.adapter.clone(), disable_f16: false })?;
+        Ok(gpu)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every adapter on every backend with its limits and optional features.
+    Devices,
+    /// Measure kernel throughput on the chosen adapter.
+    Bench(bench::BenchArgs),
+}
+
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Devices => devices::run(&cli.device),
+        Command::Bench(args) => bench::run(&cli.device, &args),
+    }
+}

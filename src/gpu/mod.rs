@@ -1,0 +1,173 @@
+//! The device layer: adapter choice, the device and its optional features, buffers,
+//! the pipeline cache, launches and error scopes.
+
+pub mod buffer;
+pub mod error;
+pub mod launch;
+pub mod pipelines;
+pub mod select;
+
+pub use buffer::{DType, GpuBuffer};
+pub use error::{GpuError, Result};
+pub use launch::Launch;
+
+use std::sync::{Arc, Mutex};
+
+/// How to open a device.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Backend list ("vulkan", "gl", ...); `None` means `WGPU_BACKEND` or all.
+    pub backend: Option<String>,
+    /// Adapter index or name substring; `None` means `WGPU_ADAPTER_NAME` or the first.
+    pub adapter: Option<String>,
+    /// Do not use SHADER_F16 even where present (tests the f32 fallback).
+    pub disable_f16: bool,
+}
+
+/// The optional features we use, each requested only when the adapter has it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OptionalFeatures {
+    pub shader_f16: bool,
+    pub subgroup: bool,
+    pub timestamp_query: bool,
+    pub timestamp_inside_passes: bool,
+}
+
+/// How the adapter executes compute: decides kernel tilings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdapterClass {
+    /// Invocations are SIMD lanes of CPU cores (lavapipe, llvmpipe, SwiftShader):
+    /// barriers are expensive, registers spill to cache cheaply.
+    Cpu,
+    /// A discrete, integrated or virtual GPU.
+    Gpu,
+}
+
+/// An open device with everything a kernel needs.
+pub struct Gpu {
+    pub adapter: wgpu::Adapter,
+    pub info: wgpu::AdapterInfo,
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub limits: wgpu::Limits,
+    pub features: OptionalFeatures,
+    pub class: AdapterClass,
+    pipelines: pipelines::PipelineCache,
+    /// Errors that escaped every scope (wgpu would panic on them by default).
+    uncaptured: Arc<Mutex<Vec<String>>>,
+}
+
+impl Gpu {
+    /// Opens the adapter chosen by `opts` and a device with the optional features it has.
+    pub fn new(opts: &GpuOptions) -> Result<Gpu> {
+        let backends = select::backends_from(opts.backend.as_deref())?;
+        let instance = select::make_instance(backends);
+        let adapters = select::list_adapters(&instance, backends);
+        let adapter = select::pick_adapter(adapters, opts.adapter.as_deref(), backends)?;
+        Self::from_adapter(adapter, opts)
+    }
+
+    pub fn from_adapter(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Gpu> {
+        let info = adapter.get_info();
+        let have = adapter.features();
+        let mut wanted = wgpu::Features::empty();
+        let mut features = OptionalFeatures::default();
+        if have.contains(wgpu::Features::SHADER_F16) && !opts.disable_f16 {
+            wanted |= wgpu::Features::SHADER_F16;
+            features.shader_f16 = true;
+        }
+        if have.contains(wgpu::Features::SUBGROUP) {
+            wanted |= wgpu::Features::SUBGROUP;
+            features.subgroup = true;
+        }
+        if have.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            wanted |= wgpu::Features::TIMESTAMP_QUERY;
+            features.timestamp_query = true;
+            let inside = wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+            if have.contains(inside) {
+                wanted |= inside;
+                features.timestamp_inside_passes = true;
+            }
+        }
+        // Ask for the adapter's own limits: large storage bindings matter for data sets.
+        let limits = adapter.limits();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("vaegan"),
+            required_features: wanted,
+            required_limits: limits.clone(),
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| GpuError::RequestDevice { adapter: info.name.clone(), detail: e.to_string() })?;
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            log::error!("uncaptured wgpu error: {e}");
+            sink.lock().unwrap().push(e.to_string());
+        }));
+        let class = match info.device_type {
+            wgpu::DeviceType::Cpu => AdapterClass::Cpu,
+            _ => AdapterClass::Gpu,
+        };
+        Ok(Gpu {
+            adapter,
+            info,
+            device,
+            queue,
+            limits,
+            features,
+            class,
+            pipelines: pipelines::PipelineCache::default(),
+            uncaptured,
+        })
+    }
+
+    /// One line naming the adapter, for logs and benchmark headers.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?}, driver {} {})",
+            self.info.name, self.info.backend, self.info.device_type, self.info.driver, self.info.driver_info
+        )
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes and reports what they
+    /// caught as an error naming `what`.
+    pub fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let v = pollster::block_on(validation.pop());
+        let o = pollster::block_on(oom.pop());
+        if let Some(e) = v.or(o) {
+            return Err(GpuError::from_wgpu(what, e));
+        }
+        if let Some(e) = self.uncaptured.lock().unwrap().pop() {
+            return Err(GpuError::Device { what: what.to_string(), detail: e });
+        }
+        Ok(value)
+    }
+
+    /// Waits until the queue is idle.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| GpuError::Device { what: "waiting for the GPU".into(), detail: e.to_string() })
+    }
+
+    /// The largest workgroup count per dispatch dimension.
+    pub fn max_groups(&self) -> u32 {
+        self.limits.max_compute_workgroups_per_dimension
+    }
+
+    /// Splits `groups` workgroups over x and y when x alone would exceed the limit.
+    /// Kernels recover the linear index as `wid.x + wid.y * nwg.x`.
+    pub fn grid_1d(&self, groups: u32) -> [u32; 3] {
+        let max = self.max_groups();
+        if groups <= max {
+            [groups.max(1), 1, 1]
+        } else {
+            [max, groups.div_ceil(max), 1]
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! elementwise: activations forward and backward, add, scale, fill.
+
+use crate::gpu::{Gpu, GpuBuffer, Launch, Result};
+
+use super::{Act, ACTIVATIONS_WGSL};
+
+const SOURCE: &str = include_str!("../../shaders/elementwise.wgsl");
+const WG: u32 = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    alpha: f32,
+    value: f32,
+    _pad: u32,
+}
+
+fn prepare(gpu: &Gpu, entry: &str, alpha: f32, value: f32, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<Launch> {
+    let name = format!("{entry} n={}", out.len);
+    let n = super::nonempty(&name, out.len)?;
+    for (i, b) in inputs.iter().chain([&out]).enumerate() {
+        super::expect_f32(&name, &format!("operand {i}"), b)?;
+        super::expect_len(&name, &format!("operand {i}"), b, out.len)?;
+    }
+    let pipeline = gpu.pipeline(&format!("elementwise/{entry}"), || format!("{ACTIVATIONS_WGSL}\n{SOURCE}"), entry)?;
+    let mut buffers: Vec<&GpuBuffer> = inputs.to_vec();
+    buffers.push(out);
+    // Bindings are numbered x=1, dy=2, out=3; an entry that uses only x and out gets a
+    // layout without 2, so its buffers bind to 1 and 3.
+    let params = Params { n, alpha, value, _pad: 0 };
+    let groups = gpu.grid_1d(n.div_ceil(WG));
+    gpu.launch_at(name, pipeline, &params, &binding_slots(inputs.len(), &buffers), groups)
+}
+
+fn binding_slots<'a>(inputs: usize, buffers: &[&'a GpuBuffer]) -> Vec<(u32, &'a GpuBuffer)> {
+    match inputs {
+        0 => vec![(3, buffers[0])],
+        1 => vec![(1, buffers[0]), (3, buffers[1])],
+        _ => vec![(1, buffers[0]), (2, buffers[1]), (3, buffers[2])],
+    }
+}
+
+/// y = act(x).
+pub fn activation_forward(gpu: &Gpu, act: Act, x: &GpuBuffer, y: &GpuBuffer) -> Result<Launch> {
+    match act {
+        Act::None => scale(gpu, 1.0, x, y),
+        Act::Relu => prepare(gpu, "relu_forward", 0.0, 0.0, &[x], y),
+        Act::LeakyRelu(a) => prepare(gpu, "leaky_relu_forward", a, 0.0, &[x], y),
+        Act::Tanh => prepare(gpu, "tanh_forward", 0.0, 0.0, &[x], y),
+        Act::Sigmoid => prepare(gpu, "sigmoid_forward", 0.0, 0.0, &[x], y),
+    }
+}
+
+/// dx = dy · act'(·). `saved` is the forward input x for ReLU/LeakyReLU and the forward
+/// output y for tanh/sigmoid (see `Act::backward_reads_output`).
+pub fn activation_backward(gpu: &Gpu, act: Act, saved: &GpuBuffer, dy: &GpuBuffer, dx: &GpuBuffer) -> Result<Launch> {
+    match act {
+        Act::None => scale(gpu, 1.0, dy, dx),
+        Act::Relu => prepare(gpu, "relu_backward", 0.0, 0.0, &[saved, dy], dx),
+        Act::LeakyRelu(a) => prepare(gpu, "leaky_relu_backward", a, 0.0, &[saved, dy], dx),
+        Act::Tanh => prepare(gpu, "tanh_backward", 0.0, 0.0, &[saved, dy], dx),
+        Act::Sigmoid => prepare(gpu, "sigmoid_backward", 0.0, 0.0, &[saved, dy], dx),
+    }
+}
+
+/// out = a + b.
+pub fn add(gpu: &Gpu, a: &GpuBuffer, b: &GpuBuffer, out: &GpuBuffer) -> Result<Launch> {
+    prepare(gpu, "add", 0.0, 0.0, &[a, b], out)
+}
+
+/// out = alpha · x.
+pub fn scale(gpu: &Gpu, alpha: f32, x: &GpuBuffer, out: &GpuBuffer) -> Result<Launch> {
+    prepare(gpu, "scale", alpha, 0.0, &[x], out)
+}
+
+/// out = value everywhere.
+pub fn fill(gpu: &Gpu, value: f32, out: &GpuBuffer) -> Result<Launch> {
+    prepare(gpu, "fill", 0.0, value, &[], out)
+}
+
+impl Act {
+    /// True where the backward reads the forward output y rather than the input x.
+    pub fn backward_reads_output(self) -> bool {
+        matches!(self, Act::Tanh | Act::Sigmoid)
+    }
+}

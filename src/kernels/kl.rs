@@ -1,0 +1,68 @@
+//! KL(N(μ, σ²) ‖ N(0, I)): per sample, batch mean, and backward.
+
+use crate::gpu::{DType, Gpu, GpuBuffer, Launch, Result};
+
+use super::reduce;
+
+const SOURCE: &str = include_str!("../../shaders/kl.wgsl");
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+fn check(name: &str, batch: usize, latent: usize, bufs: &[(&str, &GpuBuffer)]) -> Result<(u32, u32)> {
+    let r = super::nonempty(name, batch)?;
+    let c = super::nonempty(name, latent)?;
+    for (what, b) in bufs {
+        super::expect_f32(name, what, b)?;
+        super::expect_len(name, &format!("{what} ({batch}x{latent})"), b, batch * latent)?;
+    }
+    Ok((r, c))
+}
+
+/// kl[r] = −½·Σ_j (1 + logσ²[r,j] − μ[r,j]² − exp(logσ²[r,j])) for a batch×latent pair.
+pub fn kl_per_sample(gpu: &Gpu, batch: usize, latent: usize, mu: &GpuBuffer, logvar: &GpuBuffer, kl: &GpuBuffer) -> Result<Launch> {
+    let name = format!("kl_per_sample {batch}x{latent}");
+    let (rows, cols) = check(&name, batch, latent, &[("mu", mu), ("logvar", logvar)])?;
+    super::expect_len(&name, "kl", kl, batch)?;
+    let pipeline = gpu.pipeline("kl/kl_per_sample", || SOURCE.to_string(), "kl_per_sample")?;
+    let params = Params { rows, cols, scale: 1.0, _pad: 0 };
+    gpu.launch_at(name, pipeline, &params, &[(1, mu), (2, logvar), (3, kl)], gpu.grid_1d(rows.div_ceil(64)))
+}
+
+/// loss[0] = mean over the batch of the per-sample KL: per-sample kernel, then the
+/// deterministic reduction with scale 1/batch.
+pub fn kl_mean(gpu: &Gpu, batch: usize, latent: usize, mu: &GpuBuffer, logvar: &GpuBuffer, loss: &GpuBuffer) -> Result<Vec<Launch>> {
+    let per_sample = gpu.zeros("kl per sample", batch, DType::F32)?;
+    let mut launches = vec![kl_per_sample(gpu, batch, latent, mu, logvar, &per_sample)?];
+    launches.extend(reduce::mean(gpu, &per_sample, loss)?);
+    Ok(launches)
+}
+
+/// For L = scale·Σ_r kl[r]: dμ = g·scale·μ, dlogσ² = g·scale·½(exp(logσ²) − 1), g = dloss[0].
+/// The batch mean has scale = 1/batch.
+#[allow(clippy::too_many_arguments)]
+pub fn kl_backward(
+    gpu: &Gpu,
+    batch: usize,
+    latent: usize,
+    mu: &GpuBuffer,
+    logvar: &GpuBuffer,
+    dloss: &GpuBuffer,
+    scale: f32,
+    dmu: &GpuBuffer,
+    dlogvar: &GpuBuffer,
+) -> Result<Launch> {
+    let name = format!("kl_backward {batch}x{latent}");
+    let (rows, cols) = check(&name, batch, latent, &[("mu", mu), ("logvar", logvar), ("dmu", dmu), ("dlogvar", dlogvar)])?;
+    super::expect_len(&name, "upstream gradient", dloss, 1)?;
+    let pipeline = gpu.pipeline("kl/kl_backward", || SOURCE.to_string(), "kl_backward")?;
+    let params = Params { rows, cols, scale, _pad: 0 };
+    let groups = gpu.grid_1d((rows * cols).div_ceil(256));
+    gpu.launch_at(name, pipeline, &params, &[(1, mu), (2, logvar), (4, dloss), (5, dmu), (6, dlogvar)], groups)
+}

@@ -1,0 +1,13 @@
+//! vaegan: a training engine for VAE-GANs on hand-written WGSL compute kernels.
+//!
+//! - [`gpu`]: adapter choice, device, buffers, pipeline cache, launches, error scopes;
+//! - [`kernels`]: one wrapper per WGSL kernel family (`shaders/`);
+//! - [`reference`]: the CPU twin of every kernel, in f64, under the same names;
+//! - [`cli`]: the `vaegan` command line.
+
+pub mod cli;
+pub mod gpu;
+pub mod kernels;
+pub mod reference;
+
+pub use gpu::{DType, Gpu, GpuBuffer, GpuError, GpuOptions, Launch};

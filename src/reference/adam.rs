@@ -1,0 +1,17 @@
+//! Twin of `kernels::adam`.
+
+use crate::kernels::adam::AdamParams;
+
+/// One Adam step in place.
+pub fn adam(hp: &AdamParams, grad: &[f64], param: &mut [f64], m: &mut [f64], v: &mut [f64]) {
+    let (b1, b2) = (hp.beta1 as f64, hp.beta2 as f64);
+    let t = hp.step as i32;
+    let (bc1, bc2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+    for i in 0..param.len() {
+        let g = grad[i];
+        m[i] = b1 * m[i] + (1.0 - b1) * g;
+        v[i] = b2 * v[i] + (1.0 - b2) * g * g;
+        let update = (m[i] / bc1) / ((v[i] / bc2).sqrt() + hp.eps as f64) + hp.weight_decay as f64 * param[i];
+        param[i] -= hp.lr as f64 * update;
+    }
+}

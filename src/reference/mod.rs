@@ -1,0 +1,14 @@
+//! CPU twins of every kernel, in f64, under the same names as `crate::kernels`. They are
+//! written for clarity, not speed: the ground truth for kernel tests and for
+//! finite-difference checks of every backward.
+
+pub mod adam;
+pub mod elementwise;
+pub mod kl;
+pub mod losses;
+pub mod matmul;
+pub mod reduce;
+pub mod reparam;
+
+pub use crate::kernels::matmul::Trans;
+pub use crate::kernels::Act;
