@@ -5,15 +5,17 @@
 //   m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²
 //   p ← p − lr·( m/(1−β₁ᵗ) / (sqrt(v/(1−β₂ᵗ)) + ε) + λ·p )
 
+// The bias corrections 1 − βᵗ come from the host, computed in f64: in f32, pow(0.999, t)
+// then 1 − (·) loses three digits to cancellation at small t.
 struct Params {
     n: u32,
-    step: u32, // t, counted from 1
     lr: f32,
     beta1: f32,
     beta2: f32,
     eps: f32,
     weight_decay: f32,
-    _pad: u32,
+    bc1: f32, // 1 − β₁ᵗ
+    bc2: f32, // 1 − β₂ᵗ
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -26,14 +28,11 @@ struct Params {
 fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
     if (i >= p.n) { return; }
-    let t = f32(p.step);
-    let bc1 = 1.0 - pow(p.beta1, t);
-    let bc2 = 1.0 - pow(p.beta2, t);
     let g = grad[i];
     let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
     let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
     m[i] = mi;
     v[i] = vi;
-    let update = (mi / bc1) / (sqrt(vi / bc2) + p.eps) + p.weight_decay * param[i];
+    let update = (mi / p.bc1) / (sqrt(vi / p.bc2) + p.eps) + p.weight_decay * param[i];
     param[i] = param[i] - p.lr * update;
 }

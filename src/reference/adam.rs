@@ -5,8 +5,7 @@ use crate::kernels::adam::AdamParams;
 /// One Adam step in place.
 pub fn adam(hp: &AdamParams, grad: &[f64], param: &mut [f64], m: &mut [f64], v: &mut [f64]) {
     let (b1, b2) = (hp.beta1 as f64, hp.beta2 as f64);
-    let t = hp.step as i32;
-    let (bc1, bc2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+    let (bc1, bc2) = hp.bias_corrections();
     for i in 0..param.len() {
         let g = grad[i];
         m[i] = b1 * m[i] + (1.0 - b1) * g;
