@@ -116,6 +116,26 @@ pub fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
     }
 }
 
+/// ‖got − want‖₂ ≤ tol·‖magnitude‖₂, every element finite. For results that may cancel
+/// (sums, products plus a bias, exp(x) − 1), the error of f32 arithmetic is relative to the
+/// size of the terms, not of their sum: `magnitude` is the same computation on |terms|.
+#[track_caller]
+pub fn assert_close_mag(what: &str, got: &[f64], want: &[f64], magnitude: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = got.iter().position(|v| !v.is_finite()) {
+        panic!("{what}: element {i} is {} (reference {}): unwritten or non-finite", got[i], want[i]);
+    }
+    let diff = got.iter().zip(want).map(|(g, w)| (g - w) * (g - w)).sum::<f64>().sqrt();
+    let norm = magnitude.iter().map(|w| w * w).sum::<f64>().sqrt();
+    if !(diff <= tol * norm) {
+        panic!("{what}: error {diff:.3e} > {tol:.0e} · ‖magnitude‖ = {:.3e}", tol * norm);
+    }
+}
+
+pub fn abs(x: &[f64]) -> Vec<f64> {
+    x.iter().map(|v| v.abs()).collect()
+}
+
 /// Central differences (f(x + h·e_i) − f(x − h·e_i)) / 2h at the given coordinates, in f64.
 pub fn finite_diff(f: impl Fn(&[f64]) -> f64, x: &[f64], coords: &[usize], h: f64) -> Vec<f64> {
     let mut xp = x.to_vec();
