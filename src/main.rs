@@ -1,4 +1,9 @@
 fn main() {
+    // wgpu's EGL probe prints "XDG_RUNTIME_DIR is invalid" when it is unset; harmless, so
+    // give it a directory before any thread exists.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     if let Err(e) = vaegan::cli::main() {
         eprintln!("error: {e:#}");

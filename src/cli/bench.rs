@@ -18,7 +18,8 @@ pub struct BenchArgs {
     /// Also time the reference model's layer shapes (forward and both gradient products).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     model_shapes: bool,
-    /// Register tiles to compare, as TMxTN (e.g. 8x8,4x16); default: the adapter's.
+    /// Register tiles to compare, as TMxTN or TMxTN@WXxWY with a workgroup shape
+    /// (e.g. 8x8,16x16@4x16); default: the adapter's.
     #[arg(long, value_delimiter = ',')]
     tiles: Vec<String>,
     /// Timed samples per kernel (the median is reported).
@@ -30,10 +31,21 @@ pub struct BenchArgs {
 }
 
 fn parse_tile(text: &str, default: Tile) -> anyhow::Result<Tile> {
-    let (tm, tn) = text
-        .split_once('x')
-        .ok_or_else(|| anyhow::anyhow!("--tiles: expected TMxTN such as 8x8, got {text:?}"))?;
-    Ok(Tile { tm: tm.parse()?, tn: tn.parse()?, ..default })
+    let bad = || anyhow::anyhow!("--tiles: expected TMxTN or TMxTN@WXxWY such as 16x16@8x8, got {text:?}");
+    let pair = |t: &str| -> anyhow::Result<(u32, u32)> {
+        let (a, b) = t.split_once('x').ok_or_else(bad)?;
+        Ok((a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?))
+    };
+    let (block, wg) = match text.split_once('@') {
+        Some((b, w)) => (b, Some(w)),
+        None => (text, None),
+    };
+    let (tm, tn) = pair(block)?;
+    let (wg_x, wg_y) = match wg {
+        Some(w) => pair(w)?,
+        None => (default.wg_x, default.wg_y),
+    };
+    Ok(Tile { tm, tn, wg_x, wg_y })
 }
 
 /// Median seconds per dispatch of `launch`.
@@ -100,13 +112,13 @@ pub fn run(device: &DeviceArgs, args: &BenchArgs) -> anyhow::Result<()> {
     if args.f16 && gpu.features.shader_f16 {
         dtypes.push(DType::F16);
     }
-    println!("{:<28} {:>6} {:>8} {:>10}", "matmul", "dtype", "tile", "GFLOP/s");
+    println!("{:<28} {:>6} {:>12} {:>10}", "matmul", "dtype", "tile", "GFLOP/s");
     for (label, spec) in &shapes {
         for tile in &tiles {
             for &dtype in &dtypes {
                 let gflops = bench_matmul(&gpu, spec.tile(*tile), dtype, args.samples)?;
-                let tile_name = format!("{}x{}", tile.tm, tile.tn);
-                println!("{label:<28} {:>6} {tile_name:>8} {gflops:>10.1}", format!("{dtype:?}").to_lowercase());
+                let tile_name = format!("{}x{}@{}x{}", tile.tm, tile.tn, tile.wg_x, tile.wg_y);
+                println!("{label:<28} {:>6} {tile_name:>12} {gflops:>10.1}", format!("{dtype:?}").to_lowercase());
             }
         }
     }
