@@ -98,3 +98,30 @@ fn mismatched_lengths_are_refused() {
     let err = elementwise::add(gpu(), &upload(&[1.0; 3]), &upload(&[1.0; 4]), &poisoned(3)).err().expect("lengths differ");
     assert!(err.to_string().contains("add n=3"), "{err}");
 }
+
+#[test]
+fn axpy_and_copy_match_twins() {
+    let mut rng = rng("axpy_and_copy_match_twins");
+    for n in SIZES {
+        let x = as_f32(&randn(&mut rng, n));
+        let y = as_f32(&randn(&mut rng, n));
+        let (xb, yb) = (upload(&x), upload(&y));
+        let out = poisoned(n);
+        let l = elementwise::axpy(gpu(), &xb, -0.5, &yb, &out).unwrap();
+        gpu().run([&l]).unwrap();
+        let magnitude = reference::elementwise::axpy(&abs(&x), 0.5, &abs(&y));
+        assert_close_mag(&format!("axpy n={n}"), &download(&out), &reference::elementwise::axpy(&x, -0.5, &y), &magnitude, TOL);
+        // Copy the tail half of x into the middle of a poisoned buffer: the rest stays NaN.
+        let (half, dst) = (n / 2 + 1, 3);
+        let out = poisoned(n + 5);
+        let l = elementwise::copy(gpu(), &xb, n - half, &out, dst, half).unwrap();
+        gpu().run([&l]).unwrap();
+        let got = download(&out);
+        let mut want = vec![f64::NAN; n + 5];
+        reference::elementwise::copy(&x, n - half, &mut want, dst, half);
+        assert_close(&format!("copy n={n}"), &got[dst..dst + half], &want[dst..dst + half], 0.0);
+        assert!(got[..dst].iter().chain(&got[dst + half..]).all(|v| v.is_nan()), "copy wrote outside its range");
+    }
+    let err = elementwise::copy(gpu(), &upload(&[1.0; 4]), 2, &poisoned(4), 0, 3).err().expect("source range too long");
+    assert!(err.to_string().contains("out of bounds"), "{err}");
+}

@@ -135,3 +135,15 @@ fn set_key_redraws_without_rebuilding() {
     gpu().run([&l]).unwrap();
     assert_close("ε after set_key", &download(&eps), &reference::reparam::normals(n, next), TOL);
 }
+
+#[test]
+fn randn_draws_the_same_normals_as_reparam() {
+    for (n, key) in [(1, RngKey { seed: 3, step: 4, stream: 5 }), (1027, RngKey { seed: 77, step: 1, stream: 9 })] {
+        let out = poisoned(n);
+        let l = reparam::randn(gpu(), key, &out).unwrap();
+        gpu().run([&l]).unwrap();
+        let (eps, _) = draw(n, key);
+        assert_close(&format!("randn n={n}"), &download(&out), &eps, 0.0);
+        assert_close(&format!("randn n={n} vs twin"), &download(&out), &reference::reparam::normals(n, key), TOL);
+    }
+}

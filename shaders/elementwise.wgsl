@@ -1,15 +1,20 @@
-// elementwise: activations forward and backward, add, scale, fill.
+// elementwise: activations forward and backward, add, axpy, scale, fill, copy.
 // One invocation per element; the grid may be split over y when n needs more than the
 // adapter's workgroups per dimension, so the index is rebuilt from both.
 //
-// Backward conventions (what each backward reads): ReLU and LeakyReLU read the forward
-// input x; tanh and sigmoid read the forward output y, which is what a layer keeps.
+// Backward conventions (what each backward reads): tanh and sigmoid read the forward
+// output y; ReLU and LeakyReLU (α > 0) test the sign, which x and y share, so they take
+// either. A layer keeps only y.
 
 struct Params {
     n: u32,
     alpha: f32, // LeakyReLU slope, or the scale factor
     value: f32, // fill value
-    _pad: u32,
+    src_offset: u32, // copy: first element read
+    dst_offset: u32, // copy: first element written
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -94,4 +99,18 @@ fn scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
 fn fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i < p.n) { out[i] = p.value; }
+}
+
+// out = x + alpha · dy (weighted sums of losses; the second operand reuses the dy binding)
+@compute @workgroup_size(256)
+fn axpy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i < p.n) { out[i] = x[i] + p.alpha * dy[i]; }
+}
+
+// out[dst_offset + i] = x[src_offset + i] for i < n: concatenation and slicing of row blocks.
+@compute @workgroup_size(256)
+fn copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i < p.n) { out[p.dst_offset + i] = x[p.src_offset + i]; }
 }

@@ -94,3 +94,17 @@ fn reparam_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     dmu[i] = dz[i];
     dlogvar[i] = dz[i] * eps[i] * 0.5 * exp(0.5 * logvar[i]);
 }
+
+// eps = ε: plain standard normals (the prior samples z_p of a VAE-GAN step).
+@compute @workgroup_size(64)
+fn randn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let block = block_index(gid, nwg);
+    if (block * 4u >= p.n) { return; }
+    let e = normals(block);
+    for (var j = 0u; j < 4u; j++) {
+        let i = block * 4u + j;
+        if (i < p.n) {
+            eps[i] = e[j];
+        }
+    }
+}

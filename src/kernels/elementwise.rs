@@ -1,4 +1,4 @@
-//! elementwise: activations forward and backward, add, scale, fill.
+//! elementwise: activations forward and backward, add, axpy, scale, fill, copy.
 
 use crate::gpu::{Gpu, GpuBuffer, Launch, Result};
 
@@ -13,7 +13,9 @@ struct Params {
     n: u32,
     alpha: f32,
     value: f32,
-    _pad: u32,
+    src_offset: u32,
+    dst_offset: u32,
+    _pad: [u32; 3],
 }
 
 fn prepare(gpu: &Gpu, entry: &str, alpha: f32, value: f32, inputs: &[&GpuBuffer], out: &GpuBuffer) -> Result<Launch> {
@@ -28,7 +30,7 @@ fn prepare(gpu: &Gpu, entry: &str, alpha: f32, value: f32, inputs: &[&GpuBuffer]
     buffers.push(out);
     // Bindings are numbered x=1, dy=2, out=3; an entry that uses only x and out gets a
     // layout without 2, so its buffers bind to 1 and 3.
-    let params = Params { n, alpha, value, _pad: 0 };
+    let params = Params { n, alpha, value, src_offset: 0, dst_offset: 0, _pad: [0; 3] };
     let groups = gpu.grid_1d(n.div_ceil(WG));
     gpu.launch_at(name, pipeline, &params, &binding_slots(inputs.len(), &buffers), groups)
 }
@@ -52,8 +54,8 @@ pub fn activation_forward(gpu: &Gpu, act: Act, x: &GpuBuffer, y: &GpuBuffer) -> 
     }
 }
 
-/// dx = dy · act'(·). `saved` is the forward input x for ReLU/LeakyReLU and the forward
-/// output y for tanh/sigmoid (see `Act::backward_reads_output`).
+/// dx = dy · act'(·). `saved` is the forward output y; for ReLU/LeakyReLU (α > 0) the
+/// input x works too, as only its sign is read (see `Act::backward_reads_output`).
 pub fn activation_backward(gpu: &Gpu, act: Act, saved: &GpuBuffer, dy: &GpuBuffer, dx: &GpuBuffer) -> Result<Launch> {
     match act {
         Act::None => scale(gpu, 1.0, dy, dx),
@@ -67,6 +69,25 @@ pub fn activation_backward(gpu: &Gpu, act: Act, saved: &GpuBuffer, dy: &GpuBuffe
 /// out = a + b.
 pub fn add(gpu: &Gpu, a: &GpuBuffer, b: &GpuBuffer, out: &GpuBuffer) -> Result<Launch> {
     prepare(gpu, "add", 0.0, 0.0, &[a, b], out)
+}
+
+/// out = x + alpha · y.
+pub fn axpy(gpu: &Gpu, x: &GpuBuffer, alpha: f32, y: &GpuBuffer, out: &GpuBuffer) -> Result<Launch> {
+    prepare(gpu, "axpy", alpha, 0.0, &[x, y], out)
+}
+
+/// out[dst_offset..dst_offset + n] = x[src_offset..src_offset + n].
+pub fn copy(gpu: &Gpu, x: &GpuBuffer, src_offset: usize, out: &GpuBuffer, dst_offset: usize, n: usize) -> Result<Launch> {
+    let name = format!("copy n={n} from {}+{src_offset} to {}+{dst_offset}", x.len, out.len);
+    let n32 = super::nonempty(&name, n)?;
+    super::expect_f32(&name, "source", x)?;
+    super::expect_f32(&name, "destination", out)?;
+    if src_offset + n > x.len || dst_offset + n > out.len {
+        return Err(crate::gpu::GpuError::shape(&name, "range out of bounds"));
+    }
+    let pipeline = gpu.pipeline("elementwise/copy", || format!("{ACTIVATIONS_WGSL}\n{SOURCE}"), "copy")?;
+    let params = Params { n: n32, alpha: 0.0, value: 0.0, src_offset: src_offset as u32, dst_offset: dst_offset as u32, _pad: [0; 3] };
+    gpu.launch_at(name, pipeline, &params, &[(1, x), (3, out)], gpu.grid_1d(n32.div_ceil(WG)))
 }
 
 /// out = alpha · x.

@@ -65,7 +65,16 @@ pub fn reparam_forward(gpu: &Gpu, key: RngKey, mu: &GpuBuffer, logvar: &GpuBuffe
     gpu.launch_at(name, pipeline(gpu, "reparam_forward")?, &params, &[(1, mu), (2, logvar), (3, z), (4, eps)], groups)
 }
 
-/// Rewrites the RNG key of a prepared `reparam_forward` launch (e.g. for the next step).
+/// out = ε ~ N(0, 1), the same numbers `reparam_forward` draws for this key.
+pub fn randn(gpu: &Gpu, key: RngKey, out: &GpuBuffer) -> Result<Launch> {
+    let name = format!("randn n={}", out.len);
+    let n = check(&name, out.len, &[("out", out)])?;
+    let groups = gpu.grid_1d(n.div_ceil(4).div_ceil(64));
+    gpu.launch_at(name, pipeline(gpu, "randn")?, &Params::new(out.len, key), &[(4, out)], groups)
+}
+
+/// Rewrites the RNG key of a prepared `reparam_forward` or `randn` launch (e.g. for the
+/// next step).
 pub fn set_key(gpu: &Gpu, launch: &Launch, n: usize, key: RngKey) {
     launch.write_params(gpu, &Params::new(n, key));
 }

@@ -36,6 +36,15 @@ pub fn add(a: &[f64], b: &[f64]) -> Vec<f64> {
     a.iter().zip(b).map(|(x, y)| x + y).collect()
 }
 
+pub fn axpy(x: &[f64], alpha: f64, y: &[f64]) -> Vec<f64> {
+    x.iter().zip(y).map(|(a, b)| a + alpha * b).collect()
+}
+
+/// `out` with `n` elements of `x` from `src_offset` written at `dst_offset`.
+pub fn copy(x: &[f64], src_offset: usize, out: &mut [f64], dst_offset: usize, n: usize) {
+    out[dst_offset..dst_offset + n].copy_from_slice(&x[src_offset..src_offset + n]);
+}
+
 pub fn scale(alpha: f64, x: &[f64]) -> Vec<f64> {
     x.iter().map(|v| alpha * v).collect()
 }
