@@ -172,10 +172,15 @@ pub const FD_TOL: f64 = 1e-4;
 /// Checks a GPU gradient against central differences of `loss` on sampled coordinates.
 #[track_caller]
 pub fn check_grad(what: &str, rng: &mut StdRng, loss: impl Fn(&[f64]) -> f64, x: &[f64], gpu_grad: &[f64]) {
+    check_grad_tol(what, rng, loss, x, gpu_grad, FD_TOL)
+}
+
+#[track_caller]
+pub fn check_grad_tol(what: &str, rng: &mut StdRng, loss: impl Fn(&[f64]) -> f64, x: &[f64], gpu_grad: &[f64], tol: f64) {
     let coords = sample_coords(rng, x.len(), 48);
     let fd = finite_diff(&loss, x, &coords, FD_STEP);
     let got: Vec<f64> = coords.iter().map(|&i| gpu_grad[i]).collect();
-    assert_close(&format!("{what} vs finite differences"), &got, &fd, FD_TOL);
+    assert_close(&format!("{what} vs finite differences"), &got, &fd, tol);
 }
 
 /// Moves values at least `gap` away from `at`, so that finite differences do not straddle

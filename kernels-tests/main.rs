@@ -8,6 +8,7 @@ mod adam;
 mod device;
 mod elementwise;
 mod f16;
+mod graph;
 mod kl;
 mod losses;
 mod matmul;

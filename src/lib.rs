@@ -7,7 +7,10 @@
 
 pub mod cli;
 pub mod gpu;
+pub mod graph;
 pub mod kernels;
+pub mod model;
+pub mod nn;
 pub mod reference;
 
 pub use gpu::{DType, Gpu, GpuBuffer, GpuError, GpuOptions, Launch};

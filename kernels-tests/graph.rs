@@ -1,0 +1,241 @@
+//! The graph executor: whole-graph gradients against finite differences of the CPU
+//! interpreter, GPU forward against CPU forward, buffer reuse, gradient isolation between
+//! objectives, asynchronous readback and the dumps.
+
+use vaegan::graph::plan::Plan;
+use vaegan::graph::{dump, CpuExecutor, ExecOptions, Graph, GpuExecutor, LossKind, Section, TensorId};
+use vaegan::kernels::adam::AdamParams;
+use vaegan::kernels::Act;
+use vaegan::model::{build_step, Mode, ModelConfig, StepGraph};
+
+use crate::common::*;
+
+/// Whole-graph gradients: the GPU computes in f32 through a dozen kernels; the f64 central
+/// differences (step 1e-6, truncation ~1e-12, rounding ~1e-10 on losses of order 1) are
+/// exact by comparison, so the error measured is the GPU's: ≤ 1e-3 relative.
+const GRAPH_FD_TOL: f64 = 1e-3;
+const SEED: u64 = 0x5eed;
+
+fn tiny(mode: Mode) -> ModelConfig {
+    ModelConfig {
+        input: 6,
+        encoder: vec![5],
+        latent: 2,
+        decoder: vec![5],
+        discriminator: vec![4],
+        mode,
+        pixel_weight: 0.5,
+        gamma: 0.7,
+        ..ModelConfig::mnist_mlp()
+    }
+}
+
+/// Runs one GPU step (gradients only) and returns the executor.
+fn gpu_step<'g>(step: &StepGraph, x: &[f64], reuse: bool) -> GpuExecutor<'g> {
+    let mut exec = GpuExecutor::new(gpu(), step.graph.clone(), ExecOptions { seed: SEED, reuse, adam: None }).unwrap();
+    exec.set_input(step.x, &x.iter().map(|&v| v as f32).collect::<Vec<_>>()).unwrap();
+    exec.step_with(true, None).unwrap();
+    gpu().wait().unwrap();
+    exec
+}
+
+/// The value of `objective` on the CPU with parameter `p` replaced by `values`.
+fn cpu_objective(graph: &Graph, x_id: TensorId, x: &[f64], p: TensorId, values: &[f64], objective: TensorId) -> f64 {
+    let mut cpu = CpuExecutor::new(graph, SEED);
+    cpu.set(x_id, x.to_vec());
+    cpu.set(p, values.to_vec());
+    cpu.run(1, true);
+    cpu.get(objective)[0]
+}
+
+/// Every parameter of every group: GPU gradient vs finite differences of the group's own
+/// objective on the CPU interpreter.
+fn check_all_groups(step: &StepGraph, rng: &mut rand::rngs::StdRng) {
+    let x = as_f32(&uniform(rng, step.batch * step.config.input, 0.0, 1.0));
+    let exec = gpu_step(step, &x, true);
+    let g = &step.graph;
+    for group in &g.groups {
+        let objective = group.objective.expect("every group has an objective");
+        for (&p, &d) in group.params.iter().zip(&group.grads) {
+            let p0: Vec<f64> = g.tensors[p].init.as_ref().unwrap().iter().map(|&v| v as f64).collect();
+            let got: Vec<f64> = exec.read(d).unwrap().into_iter().map(|v| v as f64).collect();
+            let what = format!("{} ∂{}/∂{}", group.name, g.name(objective), g.name(p));
+            check_grad_tol(&what, rng, |v| cpu_objective(g, step.x, &x, p, v, objective), &p0, &got, GRAPH_FD_TOL);
+        }
+    }
+}
+
+#[test]
+fn mlp_vae_gradients_match_finite_differences() {
+    let mut rng = rng("mlp_vae_gradients_match_finite_differences");
+    for batch in [1, 3] {
+        let step = build_step(&tiny(Mode::Vae), batch, 11).unwrap();
+        check_all_groups(&step, &mut rng);
+    }
+}
+
+/// The three objectives of the VAE-GAN, each against finite differences of itself alone:
+/// had L_GAN leaked into the encoder's gradient or L_llike into the discriminator's, the
+/// comparison would fail.
+#[test]
+fn vaegan_three_objectives_match_finite_differences() {
+    let mut rng = rng("vaegan_three_objectives_match_finite_differences");
+    for batch in [1, 4] {
+        let step = build_step(&tiny(Mode::VaeGan), batch, 12).unwrap();
+        check_all_groups(&step, &mut rng);
+    }
+}
+
+#[test]
+fn gradients_stay_in_their_objective() {
+    let step = build_step(&tiny(Mode::VaeGan), 2, 1).unwrap();
+    let g = &step.graph;
+    let named = |name: &str| g.tensors.iter().position(|t| t.name == name).unwrap();
+    let (l_gan_d, l_gan_g, l_llike) = (named("L_GAN_D"), named("L_GAN_G"), named("L_llike"));
+    for node in &g.nodes {
+        let Section::Backward(objective) = &node.section else { continue };
+        // The seed gradient of an objective is dObjective/dObjective; no other objective's
+        // loss is differentiated inside it.
+        let reads_loss_grad = |loss: TensorId| {
+            matches!(node.op, vaegan::graph::Op::LossBackward { .. }) && node.inputs[0] != loss && node.inputs.contains(&loss)
+        };
+        assert!(!reads_loss_grad(l_gan_d));
+        if objective == "encoder" {
+            for &t in &node.inputs {
+                assert!(t != l_gan_g && t != l_gan_d, "the encoder's backward reads a GAN loss at {:?}", node.op);
+            }
+            assert!(!matches!(node.op, vaegan::graph::Op::LossBackward { kind: LossKind::BceLogits, .. }), "GAN loss in the encoder's backward");
+        }
+        if objective == "discriminator" {
+            assert!(!matches!(node.op, vaegan::graph::Op::LossBackward { kind: LossKind::SqErr, .. }), "L_llike in the discriminator's backward");
+            assert!(!node.inputs.contains(&l_llike));
+        }
+    }
+}
+
+/// A parameter reached only through stop_gradient gets an exact zero gradient, and an
+/// Adam step leaves it bit-for-bit unchanged.
+#[test]
+fn stop_gradient_blocks_and_unreached_params_stay_unchanged() {
+    let mut g = Graph::new();
+    let x = g.input("x", [3, 4]);
+    let grp = g.group("only");
+    let blocked = vaegan::nn::linear(&mut g, grp, "blocked", 4, 2, 1);
+    let open = vaegan::nn::linear(&mut g, grp, "open", 4, 2, 2);
+    let a = g.linear(x, &blocked, Act::Tanh);
+    let a = g.stop_gradient(a);
+    let b = g.linear(x, &open, Act::Tanh);
+    let s = g.add(a, b);
+    let t = g.constant("t", [3, 2], vec![0.25; 6]);
+    let loss = g.loss(LossKind::SqErr, s, t, 0.5);
+    g.output("loss", loss);
+    g.objective(grp, "only", loss).unwrap();
+    let grads = g.groups[grp].grads.clone();
+    let before_w = g.tensors[blocked.w].init.clone().unwrap();
+    let mut exec = GpuExecutor::new(gpu(), g, ExecOptions { seed: 1, reuse: true, adam: Some(vec![AdamParams::new(0.1)]) }).unwrap();
+    exec.set_input(x, &[0.5, -1.0, 2.0, 0.1, 0.3, 0.3, -0.7, 1.1, 0.0, 0.9, -0.2, 0.4]).unwrap();
+    exec.step().unwrap();
+    assert!(exec.read(grads[0]).unwrap().iter().all(|&v| v == 0.0), "gradient through stop_gradient");
+    assert!(exec.read(grads[2]).unwrap().iter().any(|&v| v != 0.0), "the open path has a gradient");
+    assert_eq!(exec.read(blocked.w).unwrap(), before_w, "a parameter with zero gradient moved");
+}
+
+/// Same inputs and RNG keys: every forward tensor of the GPU (planned without reuse so
+/// that each can be read) equals the CPU interpreter's.
+#[test]
+fn gpu_forward_equals_cpu_forward() {
+    let mut rng = rng("gpu_forward_equals_cpu_forward");
+    let mut config = ModelConfig::mnist_mlp();
+    config.pixel_weight = 1.0;
+    let step = build_step(&config, 5, 3).unwrap();
+    let x = as_f32(&uniform(&mut rng, 5 * 784, 0.0, 1.0));
+    let exec = gpu_step(&step, &x, false);
+    let mut cpu = CpuExecutor::new(&step.graph, SEED);
+    cpu.set(step.x, x.clone());
+    cpu.run(1, false);
+    for (id, node) in step.graph.nodes.iter().enumerate() {
+        for &t in &node.outputs {
+            let got: Vec<f64> = exec.read(t).unwrap().into_iter().map(|v| v as f64).collect();
+            let want = cpu.get(t);
+            // Pre-activations may cancel; compare against the norm of the tensor, 1e-4.
+            assert_close(&format!("node {id} {} -> {}", node.op.name(), step.graph.name(t)), &got, want, 1e-4);
+        }
+    }
+}
+
+/// A graph built so that wrong liveness would corrupt the result: `keep` is made first and
+/// read last, while a chain of same-sized tensors is created and dropped in between; had
+/// `keep`'s buffer been released early, the chain would overwrite it.
+#[test]
+fn buffer_reuse_never_aliases_a_live_tensor() {
+    let mut rng = rng("buffer_reuse_never_aliases_a_live_tensor");
+    let mut g = Graph::new();
+    let x = g.input("x", [7, 9]);
+    let keep = g.activation(x, Act::Tanh);
+    let mut h = g.scale(x, 1.5);
+    for i in 0..8 {
+        h = if i % 2 == 0 { g.activation(h, Act::Sigmoid) } else { g.scale(h, -0.75) };
+    }
+    let y = g.add(keep, h);
+    let y2 = g.add(y, keep);
+    let plan = Plan::new(&g, 64, true);
+    assert!(plan.slots.len() < g.tensors.len() - 1, "the plan must actually reuse buffers for this test to mean anything");
+    assert_eq!(plan.find_alias(), None);
+    let data = as_f32(&randn(&mut rng, 63));
+    let mut exec = GpuExecutor::new(gpu(), g.clone(), ExecOptions::default()).unwrap();
+    exec.set_input(x, &data.iter().map(|&v| v as f32).collect::<Vec<_>>()).unwrap();
+    exec.step().unwrap();
+    let mut cpu = CpuExecutor::new(&g, 0);
+    cpu.set(x, data);
+    cpu.run(1, false);
+    let got: Vec<f64> = exec.read(y2).unwrap().into_iter().map(|v| v as f64).collect();
+    assert_close("y2 = tanh(x) + chain(x) + tanh(x)", &got, cpu.get(y2), 1e-5);
+}
+
+#[test]
+fn the_vaegan_plan_reuses_without_aliasing() {
+    for batch in [64, 256] {
+        let step = build_step(&ModelConfig::mnist_mlp(), batch, 1).unwrap();
+        let plan = Plan::new(&step.graph, 64, true);
+        assert_eq!(plan.find_alias(), None, "batch {batch}");
+        let (planned, naive) = (plan.planned_bytes(&step.graph), plan.naive_bytes(&step.graph));
+        assert!(planned < naive, "batch {batch}: planned {planned} ≥ naive {naive}");
+    }
+}
+
+/// Losses come back asynchronously, double-buffered: a step whose staging buffers are both
+/// in flight skips its readback instead of waiting.
+#[test]
+fn losses_are_read_back_asynchronously() {
+    let step = build_step(&tiny(Mode::VaeGan), 4, 5).unwrap();
+    let hp = AdamParams::new(1e-3);
+    let mut exec = GpuExecutor::new(gpu(), step.graph.clone(), ExecOptions { seed: 1, reuse: true, adam: Some(vec![hp; 3]) }).unwrap();
+    exec.set_input(step.x, &[0.5; 24]).unwrap();
+    for _ in 0..3 {
+        exec.step_with(true, None).unwrap();
+    }
+    let got = exec.wait_outputs().unwrap();
+    let steps: Vec<u64> = got.iter().map(|(s, _)| *s).collect();
+    assert_eq!(steps, vec![1, 2], "two staging buffers: steps 1 and 2 read back, step 3 skipped");
+    for (_, values) in &got {
+        let names: Vec<&str> = values.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec!["kl", "llike", "gan_d", "gan_g", "bce"]);
+        assert!(values.iter().all(|(_, v)| v.is_finite()));
+    }
+    exec.step_with(true, None).unwrap();
+    assert_eq!(exec.wait_outputs().unwrap()[0].0, 4);
+    assert_eq!(exec.updates, vec![4, 4, 4]);
+}
+
+#[test]
+fn dumps_show_forward_and_every_backward() {
+    let step = build_step(&ModelConfig::mnist_mlp(), 64, 1).unwrap();
+    let plan = Plan::new(&step.graph, 64, true);
+    let text = dump::text(&step.graph, Some(&plan));
+    for needle in ["[forward] linear+relu", "[backward encoder]", "[backward decoder]", "[backward discriminator]", "reparam_backward", "matmul tn", "@slot", "@grads0+"] {
+        assert!(text.contains(needle), "the dump lacks {needle:?}");
+    }
+    let dot = dump::dot(&step.graph);
+    assert!(dot.starts_with("digraph step {") && dot.trim_end().ends_with('}'));
+    assert!(dot.contains("royalblue") && dot.contains("firebrick"), "objectives get colours");
+}

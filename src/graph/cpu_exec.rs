@@ -1,0 +1,117 @@
+//! The CPU interpreter: runs the same graph with the reference twins in f64. It is the
+//! ground truth for whole-graph tests, including finite differences of objectives.
+
+use super::{Graph, LossKind, Op, Section, TensorId};
+use crate::kernels::matmul::Trans;
+use crate::kernels::reparam::RngKey;
+use crate::reference::{elementwise, kl, losses, matmul, reduce, reparam};
+
+pub struct CpuExecutor<'g> {
+    pub graph: &'g Graph,
+    pub seed: u64,
+    values: Vec<Option<Vec<f64>>>,
+}
+
+impl<'g> CpuExecutor<'g> {
+    /// Params and constants start from their initial values; inputs must be `set`.
+    pub fn new(graph: &'g Graph, seed: u64) -> Self {
+        let values = graph.tensors.iter().map(|t| t.init.as_ref().map(|v| v.iter().map(|&x| x as f64).collect())).collect();
+        CpuExecutor { graph, seed, values }
+    }
+
+    pub fn set(&mut self, t: TensorId, data: Vec<f64>) {
+        assert_eq!(data.len(), self.graph.shape(t).len(), "{}: wrong length", self.graph.name(t));
+        self.values[t] = Some(data);
+    }
+
+    pub fn get(&self, t: TensorId) -> &[f64] {
+        self.values[t].as_deref().unwrap_or_else(|| panic!("{} has no value", self.graph.name(t)))
+    }
+
+    /// Runs the nodes of step `step` (the RNG's step number); forward nodes only when
+    /// `forward_only`.
+    pub fn run(&mut self, step: u64, forward_only: bool) {
+        for node in &self.graph.nodes {
+            if forward_only && node.section != Section::Forward {
+                continue;
+            }
+            let ins: Vec<&[f64]> = node.inputs.iter().map(|&t| self.get(t)).collect();
+            let shape = |k: usize| self.graph.shape(node.inputs[k]);
+            let out_shape = self.graph.shape(node.outputs[0]);
+            let key = |stream: u32| RngKey { seed: self.seed, step, stream };
+            let outs: Vec<Vec<f64>> = match &node.op {
+                Op::Linear { act } => {
+                    let (x, w) = (shape(0), shape(1));
+                    vec![matmul::matmul(x.rows, w.cols, x.cols, Trans::NN, ins[0], ins[1], Some(ins[2]), *act)]
+                }
+                Op::Matmul { trans } => {
+                    let k = if *trans == Trans::TN { shape(0).rows } else { shape(0).cols };
+                    vec![matmul::matmul(out_shape.rows, out_shape.cols, k, *trans, ins[0], ins[1], None, crate::kernels::Act::None)]
+                }
+                Op::Activation { act } => vec![elementwise::activation_forward(*act, ins[0])],
+                Op::ActivationBackward { act } => vec![elementwise::activation_backward(*act, ins[0], ins[1])],
+                Op::Add => vec![elementwise::add(ins[0], ins[1])],
+                Op::Axpy { alpha } => vec![elementwise::axpy(ins[0], *alpha as f64, ins[1])],
+                Op::Scale { alpha } => vec![elementwise::scale(*alpha as f64, ins[0])],
+                Op::StopGradient => vec![ins[0].to_vec()],
+                Op::Fill { value, shape } => vec![elementwise::fill(*value as f64, shape.len())],
+                Op::ConcatRows => {
+                    let mut out = vec![0.0; out_shape.len()];
+                    let mut at = 0;
+                    for part in &ins {
+                        elementwise::copy(part, 0, &mut out, at, part.len());
+                        at += part.len();
+                    }
+                    vec![out]
+                }
+                Op::SliceRows { start, .. } => {
+                    let mut out = vec![0.0; out_shape.len()];
+                    elementwise::copy(ins[0], start * out_shape.cols, &mut out, 0, out_shape.len());
+                    vec![out]
+                }
+                Op::PadRows { start, .. } => {
+                    let mut out = vec![0.0; out_shape.len()];
+                    elementwise::copy(ins[0], 0, &mut out, start * out_shape.cols, ins[0].len());
+                    vec![out]
+                }
+                Op::Reparam { stream } => {
+                    let (z, eps) = reparam::reparam_forward(key(*stream), ins[0], ins[1]);
+                    vec![z, eps]
+                }
+                Op::Randn { stream, shape } => vec![reparam::normals(shape.len(), key(*stream))],
+                Op::ReparamBackward => {
+                    let (dmu, dlv) = reparam::reparam_backward(ins[0], ins[1], ins[2]);
+                    vec![dmu, dlv]
+                }
+                Op::KlMean => vec![vec![kl::kl_mean(shape(0).rows, shape(0).cols, ins[0], ins[1])]],
+                Op::KlBackward => {
+                    let (dmu, dlv) = kl::kl_backward(ins[0], ins[1], ins[2][0], 1.0 / shape(0).rows as f64);
+                    vec![dmu, dlv]
+                }
+                Op::Loss { kind, scale } => {
+                    let s = *scale as f64;
+                    vec![vec![match kind {
+                        LossKind::BceProb => losses::bce_prob(ins[0], ins[1], s),
+                        LossKind::BceLogits => losses::bce_logits(ins[0], ins[1], s),
+                        LossKind::SqErr => losses::sq_err(ins[0], ins[1], s),
+                    }]]
+                }
+                Op::LossBackward { kind, scale } => {
+                    let (s, g) = (*scale as f64, ins[2][0]);
+                    match kind {
+                        LossKind::BceProb => vec![losses::bce_prob_backward(ins[0], ins[1], g, s)],
+                        LossKind::BceLogits => vec![losses::bce_logits_backward(ins[0], ins[1], g, s)],
+                        LossKind::SqErr => {
+                            let (da, db) = losses::sq_err_backward(ins[0], ins[1], g, s);
+                            vec![da, db]
+                        }
+                    }
+                }
+                Op::ColumnSum => vec![reduce::column_sum(ins[0], shape(0).rows, shape(0).cols)],
+            };
+            for (&t, v) in node.outputs.iter().zip(outs) {
+                self.values[t] = Some(v);
+            }
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! The GPU executor: allocates the planned buffers once, prepares one launch per kernel
+//! once (bind groups included), and runs a step as one compute pass in one command
+//! encoder with one submission. Scalars (losses) are copied to a staging buffer and mapped
+//! asynchronously, double-buffered, so a training loop never waits for the GPU.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::plan::{Placement, Plan};
+use super::{Graph, GraphError, LossKind, Op, Result, TensorId, TensorKind};
+use crate::gpu::{DType, Gpu, GpuBuffer, Launch};
+use crate::kernels::adam::{self, AdamParams};
+use crate::kernels::matmul::{self, MatmulSpec, Trans};
+use crate::kernels::reparam::{self, RngKey};
+use crate::kernels::{elementwise, kl, losses, reduce};
+
+#[derive(Clone, Debug)]
+pub struct ExecOptions {
+    /// Seed of every random draw; the step number and the op's stream complete the key.
+    pub seed: u64,
+    /// Reuse buffers by liveness (false: one buffer per tensor, for checking).
+    pub reuse: bool,
+    /// Adam hyper-parameters per group (by group index); `None`: compute gradients only.
+    pub adam: Option<Vec<AdamParams>>,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions { seed: 0, reuse: true, adam: None }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MapState {
+    Idle,
+    Pending,
+    Ready,
+}
+
+/// One staging buffer for the step's scalars.
+struct Staging {
+    buffer: wgpu::Buffer,
+    state: Arc<Mutex<MapState>>,
+    step: u64,
+}
+
+/// Host-side timings of the last step.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepTiming {
+    /// Writing per-step uniforms, recording the pass and submitting.
+    pub host: Duration,
+}
+
+struct GroupBuffers {
+    params: GpuBuffer,
+    grads: GpuBuffer,
+    m: GpuBuffer,
+    v: GpuBuffer,
+}
+
+pub struct GpuExecutor<'g> {
+    pub gpu: &'g Gpu,
+    pub graph: Graph,
+    pub plan: Plan,
+    pub options: ExecOptions,
+    views: Vec<Option<GpuBuffer>>,
+    groups: Vec<GroupBuffers>,
+    launches: Vec<Launch>,
+    /// (launch index, elements, stream) of every random draw.
+    rng: Vec<(usize, usize, u32)>,
+    adam: Vec<(Launch, usize, AdamParams)>,
+    /// Updates applied per group (Adam's t).
+    pub updates: Vec<u32>,
+    /// Steps run (the RNG's step number).
+    pub step: u64,
+    staging: Vec<Staging>,
+    pub last_timing: StepTiming,
+}
+
+impl<'g> GpuExecutor<'g> {
+    pub fn new(gpu: &'g Gpu, graph: Graph, options: ExecOptions) -> Result<Self> {
+        let align = (gpu.limits.min_storage_buffer_offset_alignment as usize / 4).max(4);
+        let plan = Plan::new(&graph, align, options.reuse);
+        if let Some(adam) = &options.adam {
+            if adam.len() != graph.groups.len() {
+                return Err(GraphError::Invalid(format!("{} Adam settings for {} parameter groups", adam.len(), graph.groups.len())));
+            }
+            if let Some(g) = graph.groups.iter().find(|g| g.grads.len() != g.params.len()) {
+                return Err(GraphError::Invalid(format!("group {} has no objective: call Graph::objective first", g.name)));
+            }
+        }
+
+        // Buffers, allocated once.
+        let slots: Vec<GpuBuffer> = plan
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, &bytes)| gpu.zeros(&format!("slot {i}"), (bytes / 4) as usize, DType::F32))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut groups = vec![];
+        for (gi, group) in graph.groups.iter().enumerate() {
+            let n = plan.group_len[gi];
+            let make = |what: &str| gpu.zeros(&format!("{} {what}", group.name), n, DType::F32);
+            let buffers = GroupBuffers { params: make("params")?, grads: make("grads")?, m: make("adam m")?, v: make("adam v")? };
+            let mut flat = vec![0.0f32; n];
+            for &p in &group.params {
+                if let Placement::GroupParam { offset, .. } = plan.placement[p] {
+                    let init = graph.tensors[p].init.as_ref().expect("params have initial values");
+                    flat[offset..offset + init.len()].copy_from_slice(init);
+                }
+            }
+            gpu.write_f32(&buffers.params, &flat)?;
+            groups.push(buffers);
+        }
+        let mut views: Vec<Option<GpuBuffer>> = vec![None; graph.tensors.len()];
+        for (t, tensor) in graph.tensors.iter().enumerate() {
+            let len = tensor.shape.len();
+            let at = |buf: &GpuBuffer, offset: usize| GpuBuffer { offset: buf.offset + offset as u64 * 4, len, ..buf.clone() };
+            views[t] = Some(match plan.placement[t] {
+                Placement::Slot(s) => GpuBuffer { len, ..slots[s].clone() },
+                Placement::GroupParam { group, offset } => at(&groups[group].params, offset),
+                Placement::GroupGrad { group, offset } => at(&groups[group].grads, offset),
+                Placement::Const => gpu.upload_f32(&tensor.name, tensor.init.as_deref().unwrap_or(&vec![0.0; len]))?,
+                Placement::Input => {
+                    if tensor.kind != TensorKind::Input {
+                        return Err(GraphError::Invalid(format!("tensor {} was not placed", tensor.name)));
+                    }
+                    gpu.zeros(&tensor.name, len, DType::F32)?
+                }
+            });
+        }
+
+        let mut exec = GpuExecutor {
+            gpu,
+            plan,
+            views,
+            groups,
+            launches: vec![],
+            rng: vec![],
+            adam: vec![],
+            updates: vec![0; graph.groups.len()],
+            step: 0,
+            staging: vec![],
+            last_timing: StepTiming::default(),
+            graph,
+            options,
+        };
+        for id in 0..exec.graph.nodes.len() {
+            exec.prepare_node(id)?;
+        }
+        if let Some(settings) = exec.options.adam.clone() {
+            for (gi, hp) in settings.into_iter().enumerate() {
+                let b = &exec.groups[gi];
+                let launch = adam::adam(gpu, hp, &b.grads, &b.params, &b.m, &b.v)?;
+                exec.adam.push((launch, b.params.len, hp));
+            }
+        }
+        let out_bytes = (exec.graph.outputs.len().max(1) * 4) as u64;
+        for _ in 0..2 {
+            exec.staging.push(Staging {
+                buffer: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("scalars readback"),
+                    size: out_bytes,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }),
+                state: Arc::new(Mutex::new(MapState::Idle)),
+                step: 0,
+            });
+        }
+        Ok(exec)
+    }
+
+    pub fn view(&self, t: TensorId) -> &GpuBuffer {
+        self.views[t].as_ref().expect("every tensor has a view")
+    }
+
+    fn prepare_node(&mut self, id: usize) -> Result<()> {
+        let node = self.graph.nodes[id].clone();
+        let gpu = self.gpu;
+        let v = |k: usize| self.view(node.inputs[k]).clone();
+        let out = |k: usize| self.view(node.outputs[k]).clone();
+        let shape = |t: TensorId| self.graph.shape(t);
+        let mut launches: Vec<Launch> = vec![];
+        let mut rng = None;
+        match &node.op {
+            Op::Linear { act } => {
+                let (x, w) = (shape(node.inputs[0]), shape(node.inputs[1]));
+                let spec = MatmulSpec::new(x.rows, w.cols, x.cols, Trans::NN).act(*act);
+                launches.push(matmul::matmul(gpu, &spec, &v(0), &v(1), Some(&v(2)), &out(0))?);
+            }
+            Op::Matmul { trans } => {
+                let (a, c) = (shape(node.inputs[0]), shape(node.outputs[0]));
+                let k = if *trans == Trans::TN { a.rows } else { a.cols };
+                launches.push(matmul::matmul(gpu, &MatmulSpec::new(c.rows, c.cols, k, *trans), &v(0), &v(1), None, &out(0))?);
+            }
+            Op::Activation { act } => launches.push(elementwise::activation_forward(gpu, *act, &v(0), &out(0))?),
+            Op::ActivationBackward { act } => launches.push(elementwise::activation_backward(gpu, *act, &v(0), &v(1), &out(0))?),
+            Op::Add => launches.push(elementwise::add(gpu, &v(0), &v(1), &out(0))?),
+            Op::Axpy { alpha } => launches.push(elementwise::axpy(gpu, &v(0), *alpha, &v(1), &out(0))?),
+            Op::Scale { alpha } => launches.push(elementwise::scale(gpu, *alpha, &v(0), &out(0))?),
+            Op::StopGradient => launches.push(elementwise::scale(gpu, 1.0, &v(0), &out(0))?),
+            Op::Fill { value, .. } => launches.push(elementwise::fill(gpu, *value, &out(0))?),
+            Op::ConcatRows => {
+                let mut at = 0;
+                for k in 0..node.inputs.len() {
+                    let part = v(k);
+                    launches.push(elementwise::copy(gpu, &part, 0, &out(0), at, part.len)?);
+                    at += part.len;
+                }
+            }
+            Op::SliceRows { start, rows } => {
+                let cols = shape(node.inputs[0]).cols;
+                launches.push(elementwise::copy(gpu, &v(0), start * cols, &out(0), 0, rows * cols)?);
+            }
+            Op::PadRows { start, .. } => {
+                let cols = shape(node.inputs[0]).cols;
+                launches.push(elementwise::fill(gpu, 0.0, &out(0))?);
+                launches.push(elementwise::copy(gpu, &v(0), 0, &out(0), start * cols, v(0).len)?);
+            }
+            Op::Reparam { stream } => {
+                rng = Some((v(0).len, *stream));
+                let key = RngKey { seed: self.options.seed, step: 0, stream: *stream };
+                launches.push(reparam::reparam_forward(gpu, key, &v(0), &v(1), &out(0), &out(1))?);
+            }
+            Op::Randn { stream, .. } => {
+                rng = Some((out(0).len, *stream));
+                let key = RngKey { seed: self.options.seed, step: 0, stream: *stream };
+                launches.push(reparam::randn(gpu, key, &out(0))?);
+            }
+            Op::ReparamBackward => launches.push(reparam::reparam_backward(gpu, &v(0), &v(1), &v(2), &out(0), &out(1))?),
+            Op::KlMean => {
+                let s = shape(node.inputs[0]);
+                launches.extend(kl::kl_mean(gpu, s.rows, s.cols, &v(0), &v(1), &out(0))?);
+            }
+            Op::KlBackward => {
+                let s = shape(node.inputs[0]);
+                let scale = 1.0 / s.rows as f32;
+                launches.push(kl::kl_backward(gpu, s.rows, s.cols, &v(0), &v(1), &v(2), scale, &out(0), &out(1))?);
+            }
+            Op::Loss { kind, scale } => launches.extend(match kind {
+                LossKind::BceProb => losses::bce_prob(gpu, &v(0), &v(1), *scale, &out(0))?,
+                LossKind::BceLogits => losses::bce_logits(gpu, &v(0), &v(1), *scale, &out(0))?,
+                LossKind::SqErr => losses::sq_err(gpu, &v(0), &v(1), *scale, &out(0))?,
+            }),
+            Op::LossBackward { kind, scale } => launches.push(match kind {
+                LossKind::BceProb => losses::bce_prob_backward(gpu, &v(0), &v(1), &v(2), *scale, &out(0))?,
+                LossKind::BceLogits => losses::bce_logits_backward(gpu, &v(0), &v(1), &v(2), *scale, &out(0))?,
+                LossKind::SqErr => losses::sq_err_backward(gpu, &v(0), &v(1), &v(2), *scale, &out(0), &out(1))?,
+            }),
+            Op::ColumnSum => {
+                let s = shape(node.inputs[0]);
+                launches.push(reduce::column_sum(gpu, &v(0), s.rows, s.cols, &out(0))?);
+            }
+        }
+        if let Some((n, stream)) = rng {
+            self.rng.push((self.launches.len(), n, stream));
+        }
+        self.launches.extend(launches);
+        Ok(())
+    }
+
+    /// Dispatches one step records (graph kernels plus one Adam per group when training).
+    pub fn dispatches_per_step(&self) -> usize {
+        self.launches.len() + self.adam.len()
+    }
+
+    /// Writes an input tensor (e.g. the data batch) for the next step.
+    pub fn set_input(&self, t: TensorId, data: &[f32]) -> Result<()> {
+        if self.graph.tensors[t].kind != TensorKind::Input {
+            return Err(GraphError::Invalid(format!("{} is not an input", self.graph.name(t))));
+        }
+        Ok(self.gpu.write_f32(self.view(t), data)?)
+    }
+
+    /// Overwrites a parameter's values (tests, checkpoints).
+    pub fn set_param(&self, t: TensorId, data: &[f32]) -> Result<()> {
+        if !matches!(self.graph.tensors[t].kind, TensorKind::Param { .. }) {
+            return Err(GraphError::Invalid(format!("{} is not a parameter", self.graph.name(t))));
+        }
+        Ok(self.gpu.write_f32(self.view(t), data)?)
+    }
+
+    /// Reads any tensor back (blocking; for tests and checkpoints). With buffer reuse, a
+    /// tensor's slot holds its value only until a later tensor overwrites it: read params,
+    /// gradients, inputs, outputs, or plan with `reuse: false`.
+    pub fn read(&self, t: TensorId) -> Result<Vec<f32>> {
+        Ok(self.gpu.download_f32(self.view(t))?)
+    }
+
+    /// Runs one step: forward, every objective's backward and (when training) Adam for each
+    /// group in `update` (all when None), recorded into one pass and submitted once. With
+    /// `readback`, the graph's outputs are copied for `poll_outputs` to collect later.
+    pub fn step_with(&mut self, readback: bool, update: Option<&[bool]>) -> Result<()> {
+        let t0 = Instant::now();
+        self.step += 1;
+        for &(launch, n, stream) in &self.rng {
+            let key = RngKey { seed: self.options.seed, step: self.step, stream };
+            reparam::set_key(self.gpu, &self.launches[launch], n, key);
+        }
+        let mut adam: Vec<&Launch> = vec![];
+        for (gi, (launch, n, hp)) in self.adam.iter().enumerate() {
+            if update.is_some_and(|u| !u.get(gi).copied().unwrap_or(true)) {
+                continue;
+            }
+            self.updates[gi] += 1;
+            adam::set_params(self.gpu, launch, *n, AdamParams { step: self.updates[gi], ..*hp });
+            adam.push(launch);
+        }
+        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
+            for l in self.launches.iter().chain(adam) {
+                l.record(&mut pass);
+            }
+        }
+        let mut mapped = None;
+        if readback && !self.graph.outputs.is_empty() {
+            if let Some(k) = self.staging.iter().position(|s| *s.state.lock().unwrap() == MapState::Idle) {
+                for (i, &(_, t)) in self.graph.outputs.iter().enumerate() {
+                    let v = self.view(t);
+                    enc.copy_buffer_to_buffer(&v.buffer, v.offset, &self.staging[k].buffer, i as u64 * 4, 4);
+                }
+                mapped = Some(k);
+            }
+        }
+        let what = format!("step {}", self.step);
+        self.gpu.scoped(&what, || self.gpu.queue.submit([enc.finish()]))?;
+        if let Some(k) = mapped {
+            let staging = &mut self.staging[k];
+            staging.step = self.step;
+            *staging.state.lock().unwrap() = MapState::Pending;
+            let state = staging.state.clone();
+            staging.buffer.map_async(wgpu::MapMode::Read, .., move |r| {
+                *state.lock().unwrap() = if r.is_ok() { MapState::Ready } else { MapState::Idle };
+            });
+        }
+        self.last_timing = StepTiming { host: t0.elapsed() };
+        Ok(())
+    }
+
+    /// One step with every group updated and no readback.
+    pub fn step(&mut self) -> Result<()> {
+        self.step_with(false, None)
+    }
+
+    /// Collects finished readbacks without blocking: (step, [(name, value)]) for each.
+    pub fn poll_outputs(&mut self) -> Result<Vec<(u64, Vec<(String, f32)>)>> {
+        let _ = self.gpu.device.poll(wgpu::PollType::Poll);
+        let mut out = vec![];
+        let mut order: Vec<usize> = (0..self.staging.len()).collect();
+        order.sort_by_key(|&k| self.staging[k].step);
+        for k in order {
+            let s = &self.staging[k];
+            if *s.state.lock().unwrap() != MapState::Ready {
+                continue;
+            }
+            let values: Vec<f32> = {
+                let view = s.buffer.get_mapped_range(..).map_err(|e| GraphError::Invalid(e.to_string()))?;
+                bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+            };
+            s.buffer.unmap();
+            *s.state.lock().unwrap() = MapState::Idle;
+            let named = self.graph.outputs.iter().zip(values).map(|((n, _), v)| (n.clone(), v)).collect();
+            out.push((s.step, named));
+        }
+        Ok(out)
+    }
+
+    /// Waits for the GPU, then collects every pending readback.
+    pub fn wait_outputs(&mut self) -> Result<Vec<(u64, Vec<(String, f32)>)>> {
+        self.gpu.wait()?;
+        self.poll_outputs()
+    }
+
+    /// The group's flat parameter buffer (for checkpoints and tests).
+    pub fn group_params(&self, group: usize) -> &GpuBuffer {
+        &self.groups[group].params
+    }
+}

@@ -1,0 +1,327 @@
+//! The ops of a step: what each computes, its output shapes, and — next to it — its
+//! backward rule, expressed as more ops. Ops marked "backward only" have no rule of
+//! their own (we never differentiate twice).
+
+use super::{Graph, Section, Shape, TensorId};
+use crate::kernels::matmul::Trans;
+use crate::kernels::Act;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossKind {
+    /// Binary cross-entropy of probabilities (clamped to [1e-7, 1 − 1e-7]).
+    BceProb,
+    /// Binary cross-entropy of σ(logits), stable form.
+    BceLogits,
+    /// Squared error (a − b)².
+    SqErr,
+}
+
+impl LossKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            LossKind::BceProb => "bce_prob",
+            LossKind::BceLogits => "bce_logits",
+            LossKind::SqErr => "sq_err",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// [x, W, b] → act(x·W + b): a fused matmul.
+    Linear { act: Act },
+    /// [a, b] → op(a)·op(b).
+    Matmul { trans: Trans },
+    /// [x] → act(x).
+    Activation { act: Act },
+    /// [a, b] → a + b.
+    Add,
+    /// [x, y] → x + α·y.
+    Axpy { alpha: f32 },
+    /// [x] → α·x.
+    Scale { alpha: f32 },
+    /// [] → value everywhere.
+    Fill { value: f32, shape: Shape },
+    /// [x] → x; no gradient flows back.
+    StopGradient,
+    /// [a, b, ...] → rows stacked.
+    ConcatRows,
+    /// [x] → rows start..start+rows.
+    SliceRows { start: usize, rows: usize },
+    /// [μ, logσ²] → [z, ε].
+    Reparam { stream: u32 },
+    /// [] → standard normals.
+    Randn { stream: u32, shape: Shape },
+    /// [μ, logσ²] → batch mean of the KL to N(0, I).
+    KlMean,
+    /// [prediction, target] → scale · Σ terms.
+    Loss { kind: LossKind, scale: f32 },
+
+    // ---- backward only ----
+    /// [y, dy] → dy·act'(x), read through the forward output y.
+    ActivationBackward { act: Act },
+    /// [x] → Σ over rows (1×cols): bias gradients.
+    ColumnSum,
+    /// [dy] → zeros of `rows` rows with dy placed at row `start` (the adjoint of a slice).
+    PadRows { start: usize, rows: usize },
+    /// [logσ², ε, dz] → [dμ, dlogσ²].
+    ReparamBackward,
+    /// [μ, logσ², dloss] → [dμ, dlogσ²] of the batch-mean KL.
+    KlBackward,
+    /// [prediction, target, dloss] → d prediction (and d target for SqErr).
+    LossBackward { kind: LossKind, scale: f32 },
+}
+
+fn expect(cond: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
+    if cond { Ok(()) } else { Err(msg()) }
+}
+
+impl Op {
+    pub fn name(&self) -> String {
+        match self {
+            Op::Linear { act } => format!("linear+{}", act.name()),
+            Op::Matmul { trans } => format!("matmul {}", trans.name()),
+            Op::Activation { act } => act.name().to_string(),
+            Op::Add => "add".into(),
+            Op::Axpy { alpha } => format!("axpy α={alpha}"),
+            Op::Scale { alpha } => format!("scale α={alpha}"),
+            Op::Fill { value, .. } => format!("fill {value}"),
+            Op::StopGradient => "stop_gradient".into(),
+            Op::ConcatRows => "concat_rows".into(),
+            Op::SliceRows { start, rows } => format!("slice_rows {start}..{}", start + rows),
+            Op::Reparam { stream } => format!("reparam stream {stream}"),
+            Op::Randn { stream, .. } => format!("randn stream {stream}"),
+            Op::KlMean => "kl_mean".into(),
+            Op::Loss { kind, scale } => format!("{} ×{scale}", kind.name()),
+            Op::ActivationBackward { act } => format!("{}_backward", act.name()),
+            Op::ColumnSum => "column_sum".into(),
+            Op::PadRows { start, rows } => format!("pad_rows at {start} of {rows}"),
+            Op::ReparamBackward => "reparam_backward".into(),
+            Op::KlBackward => "kl_backward".into(),
+            Op::LossBackward { kind, scale } => format!("{}_backward ×{scale}", kind.name()),
+        }
+    }
+
+    /// A short stem for the names of output tensors.
+    pub fn short(&self) -> &'static str {
+        match self {
+            Op::Linear { .. } => "lin",
+            Op::Matmul { .. } => "mm",
+            Op::Activation { .. } => "act",
+            Op::Add => "add",
+            Op::Axpy { .. } => "axpy",
+            Op::Scale { .. } => "scale",
+            Op::Fill { .. } => "fill",
+            Op::StopGradient => "sg",
+            Op::ConcatRows => "cat",
+            Op::SliceRows { .. } => "slice",
+            Op::Reparam { .. } => "reparam",
+            Op::Randn { .. } => "randn",
+            Op::KlMean => "kl",
+            Op::Loss { .. } => "loss",
+            Op::ActivationBackward { .. } => "dact",
+            Op::ColumnSum => "colsum",
+            Op::PadRows { .. } => "pad",
+            Op::ReparamBackward => "dreparam",
+            Op::KlBackward => "dkl",
+            Op::LossBackward { .. } => "dloss",
+        }
+    }
+
+    /// Output shapes from input shapes, or what is wrong with them.
+    pub fn output_shapes(&self, s: &[Shape]) -> Result<Vec<Shape>, String> {
+        let arity = |n: usize| expect(s.len() == n, || format!("expects {n} inputs, got {}", s.len()));
+        let same = |a: Shape, b: Shape| expect(a == b, || format!("shapes {a} and {b} differ"));
+        let scalar = |a: Shape| expect(a == Shape::SCALAR, || format!("expects a scalar, got {a}"));
+        Ok(match self {
+            Op::Linear { .. } => {
+                arity(3)?;
+                expect(s[0].cols == s[1].rows, || format!("x is {} but W is {}", s[0], s[1]))?;
+                expect(s[2] == Shape { rows: 1, cols: s[1].cols }, || format!("bias is {}, W is {}", s[2], s[1]))?;
+                vec![Shape { rows: s[0].rows, cols: s[1].cols }]
+            }
+            Op::Matmul { trans } => {
+                arity(2)?;
+                let (m, k) = if *trans == Trans::TN { (s[0].cols, s[0].rows) } else { (s[0].rows, s[0].cols) };
+                let (k2, n) = if *trans == Trans::NT { (s[1].cols, s[1].rows) } else { (s[1].rows, s[1].cols) };
+                expect(k == k2, || format!("inner dimensions {k} and {k2} differ ({} · {})", s[0], s[1]))?;
+                vec![Shape { rows: m, cols: n }]
+            }
+            Op::Activation { .. } | Op::Scale { .. } | Op::StopGradient => {
+                arity(1)?;
+                vec![s[0]]
+            }
+            Op::Add | Op::Axpy { .. } | Op::ActivationBackward { .. } => {
+                arity(2)?;
+                same(s[0], s[1])?;
+                vec![s[0]]
+            }
+            Op::Fill { shape, .. } | Op::Randn { shape, .. } => {
+                arity(0)?;
+                vec![*shape]
+            }
+            Op::ConcatRows => {
+                expect(!s.is_empty(), || "nothing to concatenate".into())?;
+                let cols = s[0].cols;
+                expect(s.iter().all(|x| x.cols == cols), || "parts have different widths".into())?;
+                vec![Shape { rows: s.iter().map(|x| x.rows).sum(), cols }]
+            }
+            Op::SliceRows { start, rows } => {
+                arity(1)?;
+                expect(*rows > 0 && start + rows <= s[0].rows, || format!("rows {start}..{} of {}", start + rows, s[0]))?;
+                vec![Shape { rows: *rows, cols: s[0].cols }]
+            }
+            Op::PadRows { start, rows } => {
+                arity(1)?;
+                expect(start + s[0].rows <= *rows, || format!("{} at row {start} does not fit {rows} rows", s[0]))?;
+                vec![Shape { rows: *rows, cols: s[0].cols }]
+            }
+            Op::Reparam { .. } => {
+                arity(2)?;
+                same(s[0], s[1])?;
+                vec![s[0], s[0]]
+            }
+            Op::KlMean => {
+                arity(2)?;
+                same(s[0], s[1])?;
+                vec![Shape::SCALAR]
+            }
+            Op::Loss { .. } => {
+                arity(2)?;
+                same(s[0], s[1])?;
+                vec![Shape::SCALAR]
+            }
+            Op::ColumnSum => {
+                arity(1)?;
+                vec![Shape { rows: 1, cols: s[0].cols }]
+            }
+            Op::ReparamBackward => {
+                arity(3)?;
+                same(s[0], s[1])?;
+                same(s[0], s[2])?;
+                vec![s[0], s[0]]
+            }
+            Op::KlBackward => {
+                arity(3)?;
+                same(s[0], s[1])?;
+                scalar(s[2])?;
+                vec![s[0], s[0]]
+            }
+            Op::LossBackward { kind, .. } => {
+                arity(3)?;
+                same(s[0], s[1])?;
+                scalar(s[2])?;
+                if *kind == LossKind::SqErr { vec![s[0], s[0]] } else { vec![s[0]] }
+            }
+        })
+    }
+
+    /// True for ops that do not depend on their inputs' values for gradients (no inputs,
+    /// or gradient blocked).
+    pub fn blocks_gradient(&self) -> bool {
+        matches!(self, Op::StopGradient | Op::Fill { .. } | Op::Randn { .. })
+    }
+}
+
+/// Appends the backward of `node` to the graph: given the adjoints of its outputs
+/// (`douts`, None where an output gets no gradient) and which inputs need one, returns the
+/// contribution to each input's adjoint.
+pub fn backward(
+    g: &mut Graph,
+    op: &Op,
+    inputs: &[TensorId],
+    outputs: &[TensorId],
+    douts: &[Option<TensorId>],
+    needs: &[bool],
+    section: &Section,
+) -> Result<Vec<Option<TensorId>>, String> {
+    let emit = |g: &mut Graph, op: Op, ins: Vec<TensorId>| g.push(op, ins, section.clone());
+    let mut grads = vec![None; inputs.len()];
+    let Some(dy) = douts[0].or_else(|| douts.iter().flatten().next().copied()) else {
+        return Ok(grads);
+    };
+    match op {
+        Op::Linear { act } => {
+            // y = act(x·W + b):  dpre = dy·act'(·);  dx = dpre·Wᵀ;  dW = xᵀ·dpre;  db = Σ_rows dpre
+            let (x, w) = (inputs[0], inputs[1]);
+            let dpre = if *act == Act::None { dy } else { emit(g, Op::ActivationBackward { act: *act }, vec![outputs[0], dy])[0] };
+            if needs[0] {
+                grads[0] = Some(emit(g, Op::Matmul { trans: Trans::NT }, vec![dpre, w])[0]);
+            }
+            if needs[1] {
+                grads[1] = Some(emit(g, Op::Matmul { trans: Trans::TN }, vec![x, dpre])[0]);
+            }
+            if needs[2] {
+                grads[2] = Some(emit(g, Op::ColumnSum, vec![dpre])[0]);
+            }
+        }
+        Op::Matmul { trans } => {
+            let (a, b) = (inputs[0], inputs[1]);
+            // C = A·B: dA = dC·Bᵀ, dB = Aᵀ·dC.   C = A·Bᵀ: dA = dC·B, dB = dCᵀ·A.
+            // C = Aᵀ·B: dA = B·dCᵀ, dB = A·dC.
+            let (da, db) = match trans {
+                Trans::NN => ((Trans::NT, dy, b), (Trans::TN, a, dy)),
+                Trans::NT => ((Trans::NN, dy, b), (Trans::TN, dy, a)),
+                Trans::TN => ((Trans::NT, b, dy), (Trans::NN, a, dy)),
+            };
+            if needs[0] {
+                grads[0] = Some(emit(g, Op::Matmul { trans: da.0 }, vec![da.1, da.2])[0]);
+            }
+            if needs[1] {
+                grads[1] = Some(emit(g, Op::Matmul { trans: db.0 }, vec![db.1, db.2])[0]);
+            }
+        }
+        Op::Activation { act } => {
+            grads[0] = Some(emit(g, Op::ActivationBackward { act: *act }, vec![outputs[0], dy])[0]);
+        }
+        Op::Add => {
+            grads = vec![Some(dy), Some(dy)];
+        }
+        Op::Axpy { alpha } => {
+            grads[0] = Some(dy);
+            if needs[1] {
+                grads[1] = Some(emit(g, Op::Scale { alpha: *alpha }, vec![dy])[0]);
+            }
+        }
+        Op::Scale { alpha } => {
+            grads[0] = Some(emit(g, Op::Scale { alpha: *alpha }, vec![dy])[0]);
+        }
+        Op::Fill { .. } | Op::Randn { .. } | Op::StopGradient => {}
+        Op::ConcatRows => {
+            let mut start = 0;
+            for (i, &part) in inputs.iter().enumerate() {
+                let rows = g.shape(part).rows;
+                if needs[i] {
+                    grads[i] = Some(emit(g, Op::SliceRows { start, rows }, vec![dy])[0]);
+                }
+                start += rows;
+            }
+        }
+        Op::SliceRows { start, .. } => {
+            let rows = g.shape(inputs[0]).rows;
+            grads[0] = Some(emit(g, Op::PadRows { start: *start, rows }, vec![dy])[0]);
+        }
+        Op::Reparam { .. } => {
+            // Only z carries a gradient; ε is a draw, constant for the step.
+            let Some(dz) = douts[0] else { return Ok(grads) };
+            let d = emit(g, Op::ReparamBackward, vec![inputs[1], outputs[1], dz]);
+            grads = vec![Some(d[0]), Some(d[1])];
+        }
+        Op::KlMean => {
+            let d = emit(g, Op::KlBackward, vec![inputs[0], inputs[1], dy]);
+            grads = vec![Some(d[0]), Some(d[1])];
+        }
+        Op::Loss { kind, scale } => {
+            if needs[1] && *kind != LossKind::SqErr {
+                return Err(format!("{}: no gradient to the target", kind.name()));
+            }
+            let d = emit(g, Op::LossBackward { kind: *kind, scale: *scale }, vec![inputs[0], inputs[1], dy]);
+            grads[0] = Some(d[0]);
+            if *kind == LossKind::SqErr {
+                grads[1] = Some(d[1]);
+            }
+        }
+        other => return Err(format!("{} is backward-only and has no gradient", other.name())),
+    }
+    Ok(grads)
+}
