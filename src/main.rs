@@ -1,4 +1,10 @@
 fn main() {
+    // Like other Unix tools, end quietly when the reader of our output goes away
+    // (`vaegan graph --dump | head`) instead of panicking on the broken pipe.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     // wgpu's EGL probe prints "XDG_RUNTIME_DIR is invalid" when it is unset; harmless, so
     // give it a directory before any thread exists.
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {

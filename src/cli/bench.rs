@@ -12,6 +12,18 @@ use crate::kernels::matmul::{self, MatmulSpec, Tile, Trans};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
+    /// Time the matmul kernels (with no section named, every section runs).
+    #[arg(long)]
+    kernels: bool,
+    /// Time whole training steps of mnist-mlp (vae-gan and vae).
+    #[arg(long)]
+    step: bool,
+    /// Batch sizes for --step.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![64, 256])]
+    batches: Vec<usize>,
+    /// Timed steps per configuration for --step.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
     /// Square matmul sizes to time (M = N = K).
     #[arg(long, value_delimiter = ',', default_values_t = vec![256, 512, 1024])]
     sizes: Vec<usize>,
@@ -88,7 +100,69 @@ fn bench_matmul(gpu: &Gpu, spec: MatmulSpec, dtype: DType, samples: usize) -> an
 pub fn run(device: &DeviceArgs, args: &BenchArgs) -> anyhow::Result<()> {
     let gpu = device.open()?;
     println!("adapter: {}", gpu.describe());
-    println!("timing: host clock around submit + wait, median of {} samples", args.samples);
+    let all = !args.kernels && !args.step;
+    if all || args.kernels {
+        bench_kernels(&gpu, args)?;
+    }
+    if all || args.step {
+        bench_steps(&gpu, args)?;
+    }
+    Ok(())
+}
+
+/// Training steps: samples/s, ms/step, dispatches/step and the host's share of a step.
+fn bench_steps(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<()> {
+    use crate::graph::{ExecOptions, GpuExecutor};
+    use crate::kernels::adam::AdamParams;
+    use crate::model::{build_step, Mode, ModelConfig};
+    println!();
+    println!("training step: {} timed steps after 3 warm-up, Adam on every group, wall clock to the last step's completion", args.steps);
+    println!(
+        "{:<20} {:>6} {:>11} {:>9} {:>11} {:>15} {:>9} {:>9}",
+        "model", "batch", "samples/s", "ms/step", "dispatches", "record ms (%)", "+submit %", "GFLOP/s"
+    );
+    for (label, config) in [("mnist-mlp vae-gan", ModelConfig::mnist_mlp()), ("mnist-mlp vae", ModelConfig { mode: Mode::Vae, ..ModelConfig::mnist_mlp() })] {
+        for &batch in &args.batches {
+            let step = build_step(&config, batch, 1)?;
+            let groups = step.graph.groups.len();
+            let mut exec = GpuExecutor::new(gpu, step.graph, ExecOptions { seed: 1, reuse: true, adam: Some(vec![AdamParams::new(1e-4); groups]) })?;
+            let data: Vec<f32> = (0..batch * config.input).map(|i| ((i * 37) % 256) as f32 / 255.0).collect();
+            exec.set_input(step.x, &data)?;
+            for _ in 0..3 {
+                exec.step()?;
+            }
+            gpu.wait()?;
+            let mut host = std::time::Duration::ZERO;
+            let mut record = std::time::Duration::ZERO;
+            let t0 = Instant::now();
+            for i in 0..args.steps {
+                exec.step_with(i % 10 == 0, None)?;
+                host += exec.last_timing.host;
+                record += exec.last_timing.record;
+                exec.poll_outputs()?;
+            }
+            gpu.wait()?;
+            let secs = t0.elapsed().as_secs_f64() / args.steps as f64;
+            let host_share = host.as_secs_f64() / args.steps as f64 / secs;
+            let record_share = record.as_secs_f64() / args.steps as f64 / secs;
+            let gflops = config.flops_per_sample() * batch as f64 / secs / 1e9;
+            println!(
+                "{label:<20} {batch:>6} {:>11.0} {:>9.2} {:>11} {:>7.2} ({:>4.1}%) {:>8.1}% {gflops:>9.1}",
+                batch as f64 / secs,
+                secs * 1e3,
+                exec.dispatches_per_step(),
+                record.as_secs_f64() * 1e3 / args.steps as f64,
+                100.0 * record_share,
+                100.0 * host_share
+            );
+        }
+    }
+    Ok(())
+}
+
+fn bench_kernels(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<()> {
+    let gpu = gpu;
+    println!("matmul timing: host clock around submit + wait, median of {} samples", args.samples);
     let default = Tile::default_for(gpu.class);
     let tiles: Vec<Tile> = if args.tiles.is_empty() {
         vec![default]
@@ -116,7 +190,7 @@ pub fn run(device: &DeviceArgs, args: &BenchArgs) -> anyhow::Result<()> {
     for (label, spec) in &shapes {
         for tile in &tiles {
             for &dtype in &dtypes {
-                let gflops = bench_matmul(&gpu, spec.tile(*tile), dtype, args.samples)?;
+                let gflops = bench_matmul(gpu, spec.tile(*tile), dtype, args.samples)?;
                 let tile_name = format!("{}x{}@{}x{}", tile.tm, tile.tn, tile.wg_x, tile.wg_y);
                 println!("{label:<28} {:>6} {tile_name:>12} {gflops:>10.1}", format!("{dtype:?}").to_lowercase());
             }

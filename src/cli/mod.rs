@@ -2,6 +2,7 @@
 
 mod bench;
 mod devices;
+mod graph;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -39,8 +40,10 @@ impl DeviceArgs {
 enum Command {
     /// List every adapter on every backend with its limits and optional features.
     Devices,
-    /// Measure kernel throughput on the chosen adapter.
+    /// Measure kernel and training-step throughput on the chosen adapter.
     Bench(bench::BenchArgs),
+    /// Build a model's step graph and show its ops, buffers and memory plan.
+    Graph(graph::GraphArgs),
 }
 
 pub fn main() -> anyhow::Result<()> {
@@ -48,5 +51,6 @@ pub fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Devices => devices::run(&cli.device),
         Command::Bench(args) => bench::run(&cli.device, &args),
+        Command::Graph(args) => graph::run(&args),
     }
 }

@@ -49,6 +49,8 @@ struct Staging {
 pub struct StepTiming {
     /// Writing per-step uniforms, recording the pass and submitting.
     pub host: Duration,
+    /// Of which: writing uniforms and recording the pass (without the submit call).
+    pub record: Duration,
 }
 
 struct GroupBuffers {
@@ -324,8 +326,10 @@ impl<'g> GpuExecutor<'g> {
                 mapped = Some(k);
             }
         }
+        let commands = enc.finish();
+        let record = t0.elapsed();
         let what = format!("step {}", self.step);
-        self.gpu.scoped(&what, || self.gpu.queue.submit([enc.finish()]))?;
+        self.gpu.scoped(&what, || self.gpu.queue.submit([commands]))?;
         if let Some(k) = mapped {
             let staging = &mut self.staging[k];
             staging.step = self.step;
@@ -335,7 +339,7 @@ impl<'g> GpuExecutor<'g> {
                 *state.lock().unwrap() = if r.is_ok() { MapState::Ready } else { MapState::Idle };
             });
         }
-        self.last_timing = StepTiming { host: t0.elapsed() };
+        self.last_timing = StepTiming { host: t0.elapsed(), record };
         Ok(())
     }
 

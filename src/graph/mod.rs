@@ -182,13 +182,12 @@ impl Graph {
             panic!("graph: {} on {}: {e}", op.name(), names.join(", "))
         });
         let id = self.nodes.len();
-        let base = inputs.first().map(|&t| self.name(t).to_string()).unwrap_or_default();
         let outputs: Vec<TensorId> = out_shapes
             .iter()
             .enumerate()
             .map(|(k, &s)| {
-                let name = format!("{}{}", op.short(), if out_shapes.len() > 1 { format!("{k}") } else { String::new() });
-                let name = if base.is_empty() { format!("{name}#{id}") } else { format!("{name}({base})#{id}") };
+                // "lin#8", or "dreparam#40.1" for the second output of a node.
+                let name = if out_shapes.len() > 1 { format!("{}#{id}.{k}", op.short()) } else { format!("{}#{id}", op.short()) };
                 let t = self.tensor(&name, s, TensorKind::Value, None);
                 self.tensors[t].producer = Some(id);
                 t
@@ -238,7 +237,7 @@ impl Graph {
     /// Σ cᵢ·sᵢ over scalars (a loss from weighted terms).
     pub fn weighted_sum(&mut self, terms: &[(f32, TensorId)]) -> TensorId {
         assert!(!terms.is_empty(), "weighted_sum of nothing");
-        let mut acc = self.scale(terms[0].1, terms[0].0);
+        let mut acc = if terms[0].0 == 1.0 { terms[0].1 } else { self.scale(terms[0].1, terms[0].0) };
         for &(c, t) in &terms[1..] {
             acc = self.forward(Op::Axpy { alpha: c }, vec![acc, t]);
         }

@@ -280,11 +280,11 @@ pub fn backward(
         Op::Axpy { alpha } => {
             grads[0] = Some(dy);
             if needs[1] {
-                grads[1] = Some(emit(g, Op::Scale { alpha: *alpha }, vec![dy])[0]);
+                grads[1] = Some(if *alpha == 1.0 { dy } else { emit(g, Op::Scale { alpha: *alpha }, vec![dy])[0] });
             }
         }
         Op::Scale { alpha } => {
-            grads[0] = Some(emit(g, Op::Scale { alpha: *alpha }, vec![dy])[0]);
+            grads[0] = Some(if *alpha == 1.0 { dy } else { emit(g, Op::Scale { alpha: *alpha }, vec![dy])[0] });
         }
         Op::Fill { .. } | Op::Randn { .. } | Op::StopGradient => {}
         Op::ConcatRows => {

@@ -166,7 +166,10 @@ pub fn build_step(config: &ModelConfig, batch: usize, seed: u64) -> Result<StepG
             let logits = g.linear(f, &head, Act::None);
             let logits = g.named(logits, "logits");
 
+            // f(x) is a target for L_llike: the encoder and decoder can only move f(x̃), and
+            // the discriminator does not learn from L_llike, so no gradient flows to f(x).
             let f_real = g.slice_rows(f, 0, batch);
+            let f_real = g.stop_gradient(f_real);
             let f_rec = g.slice_rows(f, batch, batch);
             let l_llike = g.loss(LossKind::SqErr, f_rec, f_real, 0.5 / b);
             let l_llike = g.named(l_llike, "L_llike");
