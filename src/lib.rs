@@ -5,12 +5,16 @@
 //! - [`reference`]: the CPU twin of every kernel, in f64, under the same names;
 //! - [`cli`]: the `vaegan` command line.
 
+pub mod checkpoint;
 pub mod cli;
+pub mod data;
 pub mod gpu;
 pub mod graph;
 pub mod kernels;
 pub mod model;
 pub mod nn;
+pub mod pictures;
 pub mod reference;
+pub mod train;
 
 pub use gpu::{DType, Gpu, GpuBuffer, GpuError, GpuOptions, Launch};

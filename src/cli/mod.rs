@@ -3,6 +3,7 @@
 mod bench;
 mod devices;
 mod graph;
+mod train;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -44,6 +45,14 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Build a model's step graph and show its ops, buffers and memory plan.
     Graph(graph::GraphArgs),
+    /// Train a VAE-GAN (or VAE) on MNIST, any IDX data set or a folder of PNG images.
+    Train(train::TrainArgs),
+    /// Decode samples (or latent walks) from a checkpoint into a PNG grid.
+    Sample(train::SampleArgs),
+    /// Test images beside their reconstructions, as a PNG grid.
+    Reconstruct(train::ReconstructArgs),
+    /// Test-set negative ELBO, reconstruction error and discriminator accuracy.
+    Eval(train::EvalArgs),
 }
 
 pub fn main() -> anyhow::Result<()> {
@@ -52,5 +61,9 @@ pub fn main() -> anyhow::Result<()> {
         Command::Devices => devices::run(&cli.device),
         Command::Bench(args) => bench::run(&cli.device, &args),
         Command::Graph(args) => graph::run(&args),
+        Command::Train(args) => train::train(&cli.device, &args),
+        Command::Sample(args) => train::sample(&cli.device, &args),
+        Command::Reconstruct(args) => train::reconstruct(&cli.device, &args),
+        Command::Eval(args) => train::eval(&cli.device, &args),
     }
 }

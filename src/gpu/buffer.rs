@@ -141,6 +141,14 @@ impl Gpu {
         Ok(())
     }
 
+    pub fn write_u32(&self, buf: &GpuBuffer, data: &[u32]) -> Result<()> {
+        if buf.dtype != DType::U32 || data.len() != buf.len {
+            return Err(GpuError::shape("write_u32", format!("buffer holds {} {:?}, got {} u32", buf.len, buf.dtype, data.len())));
+        }
+        self.queue.write_buffer(&buf.buffer, buf.offset, bytemuck::cast_slice(data));
+        Ok(())
+    }
+
     /// Fills every element with NaN, so that an element a kernel fails to write shows up.
     pub fn poison(&self, buf: &GpuBuffer) {
         let bytes: Vec<u8> = match buf.dtype {

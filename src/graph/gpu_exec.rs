@@ -67,6 +67,8 @@ pub struct GpuExecutor<'g> {
     pub options: ExecOptions,
     views: Vec<Option<GpuBuffer>>,
     groups: Vec<GroupBuffers>,
+    /// Launches recorded before the graph's (e.g. gathering the data batch into an input).
+    prelude: Vec<Launch>,
     launches: Vec<Launch>,
     /// (launch index, elements, stream) of every random draw.
     rng: Vec<(usize, usize, u32)>,
@@ -137,6 +139,7 @@ impl<'g> GpuExecutor<'g> {
             plan,
             views,
             groups,
+            prelude: vec![],
             launches: vec![],
             rng: vec![],
             adam: vec![],
@@ -262,9 +265,81 @@ impl<'g> GpuExecutor<'g> {
         Ok(())
     }
 
-    /// Dispatches one step records (graph kernels plus one Adam per group when training).
+    /// Dispatches one step records (prelude, graph kernels, one Adam per group when training).
     pub fn dispatches_per_step(&self) -> usize {
-        self.launches.len() + self.adam.len()
+        self.prelude.len() + self.launches.len() + self.adam.len()
+    }
+
+    /// Adds a launch recorded at the start of every step, before the graph's kernels.
+    pub fn push_prelude(&mut self, launch: Launch) -> usize {
+        self.prelude.push(launch);
+        self.prelude.len() - 1
+    }
+
+    pub fn prelude(&self, index: usize) -> &Launch {
+        &self.prelude[index]
+    }
+
+    /// Every parameter by name with its shape and values (one download per group buffer).
+    pub fn read_params(&self) -> Result<Vec<(String, [usize; 2], Vec<f32>)>> {
+        self.read_group_buffers(|b| &b.params)
+    }
+
+    /// Adam's first and second moments by parameter name.
+    pub fn read_moments(&self) -> Result<(Vec<(String, [usize; 2], Vec<f32>)>, Vec<(String, [usize; 2], Vec<f32>)>)> {
+        Ok((self.read_group_buffers(|b| &b.m)?, self.read_group_buffers(|b| &b.v)?))
+    }
+
+    fn read_group_buffers(&self, which: impl Fn(&GroupBuffers) -> &GpuBuffer) -> Result<Vec<(String, [usize; 2], Vec<f32>)>> {
+        let mut out = vec![];
+        for (gi, group) in self.graph.groups.iter().enumerate() {
+            let flat = self.gpu.download_f32(which(&self.groups[gi]))?;
+            for &p in &group.params {
+                let Placement::GroupParam { offset, .. } = self.plan.placement[p] else { unreachable!("params live in their group") };
+                let s = self.graph.shape(p);
+                out.push((self.graph.name(p).to_string(), [s.rows, s.cols], flat[offset..offset + s.len()].to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets every parameter of the listed groups from `values` (by name); with
+    /// `moments`, Adam's m and v too. A missing name or a wrong length is an error naming it.
+    pub fn load_params(
+        &self,
+        groups: &[usize],
+        values: &dyn Fn(&str) -> Option<Vec<f32>>,
+        moments: Option<(&dyn Fn(&str) -> Option<Vec<f32>>, &dyn Fn(&str) -> Option<Vec<f32>>)>,
+    ) -> Result<()> {
+        for &gi in groups {
+            let group = &self.graph.groups[gi];
+            let n = self.plan.group_len[gi];
+            let fill = |source: &dyn Fn(&str) -> Option<Vec<f32>>, what: &str| -> Result<Vec<f32>> {
+                let mut flat = vec![0.0f32; n];
+                for &p in &group.params {
+                    let name = self.graph.name(p);
+                    let Placement::GroupParam { offset, .. } = self.plan.placement[p] else { unreachable!() };
+                    let v = source(name).ok_or_else(|| GraphError::Invalid(format!("{what} for {name} missing")))?;
+                    let want = self.graph.shape(p).len();
+                    if v.len() != want {
+                        return Err(GraphError::Invalid(format!("{what} for {name}: {} values, expected {want} ({})", v.len(), self.graph.shape(p))));
+                    }
+                    flat[offset..offset + want].copy_from_slice(&v);
+                }
+                Ok(flat)
+            };
+            self.gpu.write_f32(&self.groups[gi].params, &fill(values, "values")?)?;
+            if let Some((m, v)) = moments {
+                self.gpu.write_f32(&self.groups[gi].m, &fill(m, "Adam m")?)?;
+                self.gpu.write_f32(&self.groups[gi].v, &fill(v, "Adam v")?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Index of the group with this name.
+    pub fn group_index(&self, name: &str) -> Option<usize> {
+        self.graph.groups.iter().position(|g| g.name == name)
     }
 
     /// Writes an input tensor (e.g. the data batch) for the next step.
@@ -312,7 +387,7 @@ impl<'g> GpuExecutor<'g> {
         let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
-            for l in self.launches.iter().chain(adam) {
+            for l in self.prelude.iter().chain(&self.launches).chain(adam) {
                 l.record(&mut pass);
             }
         }

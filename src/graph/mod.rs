@@ -5,7 +5,7 @@
 //! on the reference twins (`cpu_exec.rs`). `dump.rs` prints it as text or Graphviz.
 //!
 //! Building reads like the math:
-//! ```ignore
+//! ```text
 //! let x = g.input("x", [batch, 784]);
 //! let h = g.linear(x, &enc.l1, Act::Relu);
 //! ```
@@ -121,6 +121,8 @@ pub struct Graph {
     pub groups: Vec<ParamGroup>,
     /// Scalars (losses, metrics) read back after a step, with their names.
     pub outputs: Vec<(String, TensorId)>,
+    /// Tensors kept readable after a step (their buffers are not reused).
+    pub kept: Vec<TensorId>,
 }
 
 /// A dense layer's parameters: W (in×out) and b (1×out).
@@ -285,6 +287,11 @@ impl Graph {
     pub fn output(&mut self, name: &str, t: TensorId) {
         assert_eq!(self.shape(t), Shape::SCALAR, "output {name} must be a scalar");
         self.outputs.push((name.to_string(), t));
+    }
+
+    /// Keeps a tensor readable after the step (e.g. generated images).
+    pub fn keep(&mut self, t: TensorId) {
+        self.kept.push(t);
     }
 
     /// Makes `objective` the loss of parameter group `group`: adds its backward pass,

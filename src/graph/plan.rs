@@ -48,7 +48,7 @@ impl Plan {
                 lifetime[t].1 = lifetime[t].1.max(i);
             }
         }
-        for &(_, t) in &g.outputs {
+        for t in g.outputs.iter().map(|(_, t)| *t).chain(g.kept.iter().copied()) {
             lifetime[t].1 = n_nodes;
         }
 

@@ -12,8 +12,10 @@ pub mod reparam;
 
 use crate::gpu::{GpuBuffer, GpuError, Result};
 
-/// The activations a layer may apply (also the matmul epilogue's).
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// The activations a layer may apply (also the matmul epilogue's). Written in configs as
+/// "none", "relu", "leaky_relu(0.2)", "tanh", "sigmoid".
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum Act {
     None,
     Relu,
@@ -39,6 +41,49 @@ impl Act {
             Act::LeakyRelu(a) => a,
             _ => 0.0,
         }
+    }
+}
+
+impl std::fmt::Display for Act {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Act::LeakyRelu(a) => write!(f, "leaky_relu({a})"),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+impl std::str::FromStr for Act {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        Ok(match t {
+            "none" | "identity" | "linear" => Act::None,
+            "relu" => Act::Relu,
+            "tanh" => Act::Tanh,
+            "sigmoid" => Act::Sigmoid,
+            "leaky_relu" => Act::LeakyRelu(0.2),
+            _ => {
+                let slope = t.strip_prefix("leaky_relu(").and_then(|r| r.strip_suffix(')')).and_then(|a| a.trim().parse::<f32>().ok());
+                match slope {
+                    Some(a) if a > 0.0 && a < 1.0 => Act::LeakyRelu(a),
+                    _ => return Err(format!("unknown activation {t:?}: expected none, relu, leaky_relu(α) with 0 < α < 1, tanh or sigmoid")),
+                }
+            }
+        })
+    }
+}
+
+impl TryFrom<String> for Act {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Act> for String {
+    fn from(a: Act) -> String {
+        a.to_string()
     }
 }
 

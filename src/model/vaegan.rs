@@ -1,4 +1,5 @@
-//! One training step of a VAE-GAN (Larsen et al. 2016, Algorithm 1) as a graph:
+//! The VAE-GAN of Larsen et al. (2016) as graphs: the training step (Algorithm 1), and the
+//! evaluation and decoding graphs that share its parameter names.
 //!
 //! μ, logσ² = Enc(x);  z = μ + ε·σ;  z_p ~ N(0, I);  [x̃; x_p] = Dec([z; z_p]);
 //! [f, logit] = Dis([x; x̃; x_p]) (f: the last hidden layer, the learned similarity).
@@ -12,77 +13,73 @@
 //! encoder ← ∇(L_prior + L_llike + w·L_pixel);  decoder ← ∇(γ·L_llike + L_GAN_G + w·L_pixel);
 //! discriminator ← ∇L_GAN_D. Mode `vae` trains encoder and decoder on L_pixel + L_prior.
 
-use crate::graph::{Graph, LossKind, Result, TensorId};
+use crate::graph::{Graph, LinearParams, LossKind, Result, TensorId};
 use crate::kernels::Act;
-use crate::nn::Mlp;
+use crate::nn::{linear, Mlp};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    VaeGan,
-    Vae,
+pub use super::config::{Mode, ModelConfig};
+
+/// Enc: hidden layers, then μ and logσ² heads from the last one.
+pub struct Encoder {
+    trunk: Mlp,
+    mu: LinearParams,
+    logvar: LinearParams,
 }
 
-#[derive(Clone, Debug)]
-pub struct ModelConfig {
-    pub input: usize,
-    pub encoder: Vec<usize>,
-    pub latent: usize,
-    pub decoder: Vec<usize>,
-    pub discriminator: Vec<usize>,
-    pub hidden_act: Act,
-    pub dis_act: Act,
-    /// Sigmoid for data in [0, 1], tanh for [−1, 1].
-    pub output_act: Act,
-    pub mode: Mode,
-    /// Weight of L_llike in the decoder's objective.
-    pub gamma: f32,
-    /// Weight of the pixel BCE in encoder and decoder objectives (vae-gan mode).
-    pub pixel_weight: f32,
-}
-
-impl ModelConfig {
-    /// DESIGN.md's reference model.
-    pub fn mnist_mlp() -> Self {
-        ModelConfig {
-            input: 784,
-            encoder: vec![512, 256],
-            latent: 32,
-            decoder: vec![256, 512],
-            discriminator: vec![512, 256],
-            hidden_act: Act::Relu,
-            dis_act: Act::LeakyRelu(0.2),
-            output_act: Act::Sigmoid,
-            mode: Mode::VaeGan,
-            gamma: 1.0,
-            pixel_weight: 0.0,
+impl Encoder {
+    pub fn new(g: &mut Graph, group: usize, c: &ModelConfig, seed: u64) -> Self {
+        let widths: Vec<usize> = [vec![c.input], c.encoder.clone()].concat();
+        let last = *widths.last().unwrap();
+        Encoder {
+            trunk: Mlp::new(g, group, "encoder", &widths, seed),
+            mu: linear(g, group, "encoder.mu", last, c.latent, seed ^ 0x6d75),
+            logvar: linear(g, group, "encoder.logvar", last, c.latent, seed ^ 0x6c76),
         }
     }
 
-    /// The classic PyTorch example: 784→400→20, 20→400→784, BCE + KL.
-    pub fn pytorch_vae() -> Self {
-        ModelConfig {
-            encoder: vec![400],
-            latent: 20,
-            decoder: vec![400],
-            discriminator: vec![],
-            mode: Mode::Vae,
-            ..Self::mnist_mlp()
+    /// (μ, logσ²).
+    pub fn forward(&self, g: &mut Graph, x: TensorId, c: &ModelConfig) -> (TensorId, TensorId) {
+        let h = *self.trunk.forward(g, x, c.hidden_act, c.hidden_act).last().unwrap_or(&x);
+        let mu = g.linear(h, &self.mu, Act::None);
+        let logvar = g.linear(h, &self.logvar, Act::None);
+        (g.named(mu, "mu"), g.named(logvar, "logvar"))
+    }
+}
+
+pub struct Decoder {
+    mlp: Mlp,
+}
+
+impl Decoder {
+    pub fn new(g: &mut Graph, group: usize, c: &ModelConfig, seed: u64) -> Self {
+        let widths: Vec<usize> = [vec![c.latent], c.decoder.clone(), vec![c.input]].concat();
+        Decoder { mlp: Mlp::new(g, group, "decoder", &widths, seed.wrapping_add(1)) }
+    }
+
+    pub fn forward(&self, g: &mut Graph, z: TensorId, c: &ModelConfig) -> TensorId {
+        *self.mlp.forward(g, z, c.hidden_act, c.output_act).last().unwrap()
+    }
+}
+
+pub struct Discriminator {
+    trunk: Mlp,
+    head: LinearParams,
+}
+
+impl Discriminator {
+    pub fn new(g: &mut Graph, group: usize, c: &ModelConfig, seed: u64) -> Self {
+        let widths: Vec<usize> = [vec![c.input], c.discriminator.clone()].concat();
+        Discriminator {
+            trunk: Mlp::new(g, group, "discriminator", &widths, seed.wrapping_add(2)),
+            head: linear(g, group, "discriminator.out", *widths.last().unwrap(), 1, seed ^ 0x6f75),
         }
     }
 
-    /// FLOPs of one step per sample (multiply-adds ×2 of every matmul, forward and backward).
-    pub fn flops_per_sample(&self) -> f64 {
-        let mm = |w: &[usize]| w.windows(2).map(|p| (p[0] * p[1]) as f64).sum::<f64>();
-        let enc: Vec<usize> = [vec![self.input], self.encoder.clone()].concat();
-        let heads = 2.0 * (*self.encoder.last().unwrap_or(&self.input) * self.latent) as f64;
-        let dec: Vec<usize> = [vec![self.latent], self.decoder.clone(), vec![self.input]].concat();
-        let dis: Vec<usize> = [vec![self.input], self.discriminator.clone(), vec![1]].concat();
-        let (e, d, s) = (mm(&enc) + heads, mm(&dec), mm(&dis));
-        match self.mode {
-            // forward 2 flops/MAC, backward 4: encoder ×1, decoder on 2 batches, D on 3.
-            Mode::Vae => 6.0 * (e + d),
-            Mode::VaeGan => 6.0 * (e + 2.0 * d + 3.0 * s),
-        }
+    /// (features f, logits).
+    pub fn forward(&self, g: &mut Graph, x: TensorId, c: &ModelConfig) -> (TensorId, TensorId) {
+        let f = *self.trunk.forward(g, x, c.dis_act, c.dis_act).last().unwrap_or(&x);
+        let logits = g.linear(f, &self.head, Act::None);
+        (g.named(f, "features"), g.named(logits, "logits"))
     }
 }
 
@@ -105,37 +102,24 @@ pub struct StepGraph {
 }
 
 /// Builds the step graph for `config` at `batch`, initialising weights from `seed`.
-pub fn build_step(config: &ModelConfig, batch: usize, seed: u64) -> Result<StepGraph> {
-    let c = config;
+pub fn build_step(c: &ModelConfig, batch: usize, seed: u64) -> Result<StepGraph> {
     let mut g = Graph::new();
     let b = batch as f32;
     let x = g.input("x", [batch, c.input]);
     let enc = g.group("encoder");
     let dec = g.group("decoder");
-
-    // Encoder: hidden layers, then two heads from the last hidden layer.
-    let enc_widths: Vec<usize> = [vec![c.input], c.encoder.clone()].concat();
-    let trunk = Mlp::new(&mut g, enc, "encoder", &enc_widths, seed);
-    let h = *trunk.forward(&mut g, x, c.hidden_act, c.hidden_act).last().unwrap_or(&x);
-    let last = *enc_widths.last().unwrap();
-    let mu_head = crate::nn::linear(&mut g, enc, "encoder.mu", last, c.latent, seed ^ 0x6d75);
-    let lv_head = crate::nn::linear(&mut g, enc, "encoder.logvar", last, c.latent, seed ^ 0x6c76);
-    let mu = g.linear(h, &mu_head, Act::None);
-    let mu = g.named(mu, "mu");
-    let logvar = g.linear(h, &lv_head, Act::None);
-    let logvar = g.named(logvar, "logvar");
+    let encoder = Encoder::new(&mut g, enc, c, seed);
+    let decoder = Decoder::new(&mut g, dec, c, seed);
+    let (mu, logvar) = encoder.forward(&mut g, x, c);
     let (z, _eps) = g.reparam(mu, logvar, 0);
     let z = g.named(z, "z");
     let l_prior = g.kl_mean(mu, logvar);
     let l_prior = g.named(l_prior, "L_prior");
-
-    let dec_widths: Vec<usize> = [vec![c.latent], c.decoder.clone(), vec![c.input]].concat();
-    let decoder = Mlp::new(&mut g, dec, "decoder", &dec_widths, seed.wrapping_add(1));
     let mut losses = vec![("kl".to_string(), l_prior)];
 
     let (reconstruction, discriminator) = match c.mode {
         Mode::Vae => {
-            let x_rec = *decoder.forward(&mut g, z, c.hidden_act, c.output_act).last().unwrap();
+            let x_rec = decoder.forward(&mut g, z, c);
             let x_rec = g.named(x_rec, "x_rec");
             let l_pixel = g.loss(LossKind::BceProb, x_rec, x, 1.0 / b);
             let l_pixel = g.named(l_pixel, "L_pixel");
@@ -150,21 +134,16 @@ pub fn build_step(config: &ModelConfig, batch: usize, seed: u64) -> Result<StepG
         }
         Mode::VaeGan => {
             let dis = g.group("discriminator");
+            let discriminator = Discriminator::new(&mut g, dis, c, seed);
             // One decoder pass over [z; z_p], one discriminator pass over [x; x̃; x_p].
             let z_p = g.randn([batch, c.latent], 1);
             let z_p = g.named(z_p, "z_p");
             let zz = g.concat_rows(&[z, z_p]);
-            let xx = *decoder.forward(&mut g, zz, c.hidden_act, c.output_act).last().unwrap();
+            let xx = decoder.forward(&mut g, zz, c);
             let x_rec = g.slice_rows(xx, 0, batch);
             let x_rec = g.named(x_rec, "x_rec");
             let dd = g.concat_rows(&[x, xx]);
-            let dis_widths: Vec<usize> = [vec![c.input], c.discriminator.clone()].concat();
-            let trunk = Mlp::new(&mut g, dis, "discriminator", &dis_widths, seed.wrapping_add(2));
-            let f = *trunk.forward(&mut g, dd, c.dis_act, c.dis_act).last().unwrap_or(&dd);
-            let f = g.named(f, "features");
-            let head = crate::nn::linear(&mut g, dis, "discriminator.out", *dis_widths.last().unwrap(), 1, seed ^ 0x6f75);
-            let logits = g.linear(f, &head, Act::None);
-            let logits = g.named(logits, "logits");
+            let (f, logits) = discriminator.forward(&mut g, dd, c);
 
             // f(x) is a target for L_llike: the encoder and decoder can only move f(x̃), and
             // the discriminator does not learn from L_llike, so no gradient flows to f(x).
@@ -182,12 +161,21 @@ pub fn build_step(config: &ModelConfig, batch: usize, seed: u64) -> Result<StepG
             let ones = g.constant("G targets 1", [2 * batch, 1], vec![1.0; 2 * batch]);
             let l_gan_g = g.loss(LossKind::BceLogits, fake_logits, ones, 1.0 / b);
             let l_gan_g = g.named(l_gan_g, "L_GAN_G");
+            // The discriminator's mean BCE on real and on generated images, for balancing
+            // and monitoring (no objective reads them).
+            let real_logits = g.slice_rows(logits, 0, batch);
+            let ones_b = g.constant("targets 1", [batch, 1], vec![1.0; batch]);
+            let zeros = g.constant("targets 0", [2 * batch, 1], vec![0.0; 2 * batch]);
+            let d_real = g.loss(LossKind::BceLogits, real_logits, ones_b, 1.0 / b);
+            let d_fake = g.loss(LossKind::BceLogits, fake_logits, zeros, 0.5 / b);
 
             let mut enc_terms = vec![(1.0, l_prior), (1.0, l_llike)];
             let mut dec_terms = vec![(c.gamma, l_llike), (1.0, l_gan_g)];
             losses.push(("llike".into(), l_llike));
             losses.push(("gan_d".into(), l_gan_d));
             losses.push(("gan_g".into(), l_gan_g));
+            losses.push(("d_real".into(), d_real));
+            losses.push(("d_fake".into(), d_fake));
             if c.pixel_weight > 0.0 {
                 let l_pixel = g.loss(LossKind::BceProb, x_rec, x, 1.0 / b);
                 let l_pixel = g.named(l_pixel, "L_pixel");
@@ -208,5 +196,79 @@ pub fn build_step(config: &ModelConfig, batch: usize, seed: u64) -> Result<StepG
     for (name, t) in &losses {
         g.output(name, *t);
     }
-    Ok(StepGraph { graph: g, config: config.clone(), batch, x, encoder: enc, decoder: dec, discriminator, mu, logvar, reconstruction, losses })
+    Ok(StepGraph { graph: g, config: c.clone(), batch, x, encoder: enc, decoder: dec, discriminator, mu, logvar, reconstruction, losses })
+}
+
+/// The evaluation graph: for a batch of test images, the negative ELBO terms with a
+/// sampled z (as the classic PyTorch example measures it), the reconstruction from the
+/// mean μ (for pictures and pixel error), and the discriminator's logits on real images
+/// and on samples from the prior.
+pub struct EvalGraph {
+    pub graph: Graph,
+    pub batch: usize,
+    pub x: TensorId,
+    /// Dec(μ): the deterministic reconstruction.
+    pub reconstruction: TensorId,
+    /// Σ over pixels of BCE(Dec(z), x), batch mean — nats per image.
+    pub bce: TensorId,
+    /// KL per image, batch mean — nats per image.
+    pub kl: TensorId,
+    /// Mean squared pixel error of Dec(μ).
+    pub mse: TensorId,
+    /// D's logits on [x; Dec(z_p)] (vae-gan only).
+    pub logits: Option<TensorId>,
+}
+
+pub fn build_eval(c: &ModelConfig, batch: usize) -> Result<EvalGraph> {
+    let mut g = Graph::new();
+    let b = batch as f32;
+    let x = g.input("x", [batch, c.input]);
+    let enc = g.group("encoder");
+    let dec = g.group("decoder");
+    let encoder = Encoder::new(&mut g, enc, c, 0);
+    let decoder = Decoder::new(&mut g, dec, c, 0);
+    let (mu, logvar) = encoder.forward(&mut g, x, c);
+    let (z, _) = g.reparam(mu, logvar, 0);
+    let z_p = g.randn([batch, c.latent], 1);
+    let zz = g.concat_rows(&[z, mu, z_p]);
+    let xx = decoder.forward(&mut g, zz, c);
+    let x_sampled = g.slice_rows(xx, 0, batch);
+    let reconstruction = g.slice_rows(xx, batch, batch);
+    let generated = g.slice_rows(xx, 2 * batch, batch);
+    let bce = g.loss(LossKind::BceProb, x_sampled, x, 1.0 / b);
+    let kl = g.kl_mean(mu, logvar);
+    let mse = g.loss(LossKind::SqErr, reconstruction, x, 1.0 / (b * c.input as f32));
+    for (name, t) in [("bce", bce), ("kl", kl), ("mse", mse)] {
+        g.output(name, t);
+    }
+    g.keep(reconstruction);
+    let logits = match c.mode {
+        Mode::Vae => None,
+        Mode::VaeGan => {
+            let dis = g.group("discriminator");
+            let d = Discriminator::new(&mut g, dis, c, 0);
+            let both = g.concat_rows(&[x, generated]);
+            let logits = d.forward(&mut g, both, c).1;
+            g.keep(logits);
+            Some(logits)
+        }
+    };
+    Ok(EvalGraph { graph: g, batch, x, reconstruction, bce, kl, mse, logits })
+}
+
+/// The decoder alone: z (batch × latent) → images.
+pub struct DecodeGraph {
+    pub graph: Graph,
+    pub z: TensorId,
+    pub images: TensorId,
+}
+
+pub fn build_decode(c: &ModelConfig, batch: usize) -> Result<DecodeGraph> {
+    let mut g = Graph::new();
+    let z = g.input("z", [batch, c.latent]);
+    let dec = g.group("decoder");
+    let decoder = Decoder::new(&mut g, dec, c, 0);
+    let images = decoder.forward(&mut g, z, c);
+    g.keep(images);
+    Ok(DecodeGraph { graph: g, z, images })
 }

@@ -1,0 +1,194 @@
+//! Checkpoints in safetensors: every weight under its readable name
+//! ("encoder.0.weight"), Adam's moments as "adam.m.<name>" and "adam.v.<name>", and in the
+//! metadata the run's config (TOML), step, epoch, position in the epoch, Adam's per-group
+//! step counts and the seed. The RNG is counter-based (Philox keyed by seed, step and
+//! stream; epoch permutations drawn from (seed, epoch)), so these numbers are its state.
+//!
+//! Writing is atomic: a temporary file in the same folder, flushed to disk, then renamed
+//! over the old one, so a crash or a full disk never leaves a half-written checkpoint.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::model::RunConfig;
+
+pub const FORMAT: &str = "vaegan-checkpoint-1";
+pub const FILE_NAME: &str = "checkpoint.safetensors";
+
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {detail}")]
+pub struct CheckpointError {
+    pub file: String,
+    pub detail: String,
+}
+
+fn err(path: &Path, detail: impl Into<String>) -> CheckpointError {
+    CheckpointError { file: path.display().to_string(), detail: detail.into() }
+}
+
+pub type Tensors = Vec<(String, [usize; 2], Vec<f32>)>;
+
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    pub config: RunConfig,
+    /// Steps taken (the RNG's step counter).
+    pub step: u64,
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Steps taken inside the current (incomplete) epoch.
+    pub step_in_epoch: usize,
+    /// Adam's t per group.
+    pub updates: Vec<u32>,
+    pub seed: u64,
+    pub batch: usize,
+    /// The data set trained on (the path given to --data) and how many of its training
+    /// images were used (--limit), so that a resumed run sees the same batches.
+    pub data: String,
+    pub limit: Option<usize>,
+    pub params: Tensors,
+    pub adam_m: Tensors,
+    pub adam_v: Tensors,
+}
+
+/// Where a run folder keeps its checkpoint.
+pub fn path_in(dir: &Path) -> PathBuf {
+    dir.join(FILE_NAME)
+}
+
+impl Checkpoint {
+    fn find(list: &Tensors, name: &str) -> Option<Vec<f32>> {
+        list.iter().find(|(n, _, _)| n == name).map(|(_, _, v)| v.clone())
+    }
+
+    pub fn param(&self, name: &str) -> Option<Vec<f32>> {
+        Self::find(&self.params, name)
+    }
+    pub fn moment_m(&self, name: &str) -> Option<Vec<f32>> {
+        Self::find(&self.adam_m, name)
+    }
+    pub fn moment_v(&self, name: &str) -> Option<Vec<f32>> {
+        Self::find(&self.adam_v, name)
+    }
+
+    /// The bytes of the safetensors file.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
+        let mut metadata = HashMap::new();
+        metadata.insert("format".to_string(), FORMAT.to_string());
+        metadata.insert("config".to_string(), self.config.to_toml());
+        metadata.insert("step".to_string(), self.step.to_string());
+        metadata.insert("epoch".to_string(), self.epoch.to_string());
+        metadata.insert("step_in_epoch".to_string(), self.step_in_epoch.to_string());
+        metadata.insert("updates".to_string(), self.updates.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(","));
+        metadata.insert("seed".to_string(), self.seed.to_string());
+        metadata.insert("batch".to_string(), self.batch.to_string());
+        metadata.insert("data".to_string(), self.data.clone());
+        metadata.insert("limit".to_string(), self.limit.map(|l| l.to_string()).unwrap_or_default());
+        let mut entries: Vec<(String, [usize; 2], Vec<u8>)> = vec![];
+        for (prefix, list) in [("", &self.params), ("adam.m.", &self.adam_m), ("adam.v.", &self.adam_v)] {
+            for (name, shape, values) in list {
+                entries.push((format!("{prefix}{name}"), *shape, bytemuck::cast_slice(values).to_vec()));
+            }
+        }
+        let views: Vec<(String, TensorView)> = entries
+            .iter()
+            .map(|(n, s, b)| Ok((n.clone(), TensorView::new(Dtype::F32, s.to_vec(), b).map_err(|e| e.to_string())?)))
+            .collect::<Result<_, String>>()?;
+        safetensors::tensor::serialize(views, Some(metadata)).map_err(|e| e.to_string())
+    }
+
+    /// Writes atomically: `<path>.tmp`, fsync, rename over `path`, fsync the folder.
+    pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
+        let bytes = self.to_bytes().map_err(|e| err(path, format!("cannot serialise: {e}")))?;
+        let tmp = path.with_extension("safetensors.tmp");
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            drop(f);
+            std::fs::rename(&tmp, path)?;
+            if let Some(dir) = path.parent() {
+                if let Ok(d) = std::fs::File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }) {
+                    let _ = d.sync_all();
+                }
+            }
+            Ok(())
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            err(path, format!("cannot write the checkpoint ({e}); the previous checkpoint, if any, is intact"))
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
+        let bytes = std::fs::read(path).map_err(|e| err(path, format!("cannot read: {e}")))?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint, CheckpointError> {
+        let st = SafeTensors::deserialize(bytes).map_err(|e| err(path, format!("not a readable safetensors file: {e}")))?;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| err(path, format!("bad header: {e}")))?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        let get = |key: &str| meta.get(key).cloned().ok_or_else(|| err(path, format!("metadata key {key:?} is missing: not a vaegan checkpoint?")));
+        let format = get("format")?;
+        if format != FORMAT {
+            return Err(err(path, format!("format {format:?}, expected {FORMAT:?}")));
+        }
+        let number = |key: &str| -> Result<u64, CheckpointError> {
+            get(key)?.parse().map_err(|_| err(path, format!("metadata {key:?} is not a number")))
+        };
+        let config = RunConfig::from_toml(&get("config")?, &format!("{} (metadata \"config\")", path.display()))
+            .map_err(|e| err(path, e))?;
+        let updates_text = get("updates")?;
+        let updates = if updates_text.is_empty() {
+            vec![]
+        } else {
+            updates_text.split(',').map(|u| u.parse::<u32>()).collect::<Result<Vec<_>, _>>().map_err(|_| err(path, "metadata \"updates\" is not a list of numbers"))?
+        };
+        let mut params = vec![];
+        let mut adam_m = vec![];
+        let mut adam_v = vec![];
+        let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
+        names.sort();
+        for name in names {
+            let view = st.tensor(&name).map_err(|e| err(path, format!("tensor {name}: {e}")))?;
+            if view.dtype() != Dtype::F32 {
+                return Err(err(path, format!("tensor {name} is {:?}, expected F32", view.dtype())));
+            }
+            let shape: [usize; 2] = match view.shape() {
+                [r, c] => [*r, *c],
+                other => return Err(err(path, format!("tensor {name} has shape {other:?}, expected 2 dimensions"))),
+            };
+            let values: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(err(path, format!("tensor {name} holds {} at element {i}: the weights are corrupt (a diverged run?)", values[i])));
+            }
+            if let Some(p) = name.strip_prefix("adam.m.") {
+                adam_m.push((p.to_string(), shape, values));
+            } else if let Some(p) = name.strip_prefix("adam.v.") {
+                adam_v.push((p.to_string(), shape, values));
+            } else {
+                params.push((name, shape, values));
+            }
+        }
+        Ok(Checkpoint {
+            config,
+            step: number("step")?,
+            epoch: number("epoch")? as usize,
+            step_in_epoch: number("step_in_epoch")? as usize,
+            updates,
+            seed: number("seed")?,
+            batch: number("batch")? as usize,
+            data: get("data")?,
+            limit: match meta.get("limit").map(String::as_str) {
+                None | Some("") => None,
+                Some(l) => Some(l.parse().map_err(|_| err(path, "metadata \"limit\" is not a number"))?),
+            },
+            params,
+            adam_m,
+            adam_v,
+        })
+    }
+}

@@ -1,0 +1,151 @@
+//! Evaluation and generation from a model's weights: test-set negative ELBO (BCE summed
+//! over pixels + KL, in nats per image, the measure of the classic PyTorch VAE example),
+//! pixel error of reconstructions, the discriminator's accuracy on real vs generated
+//! images, reconstructions and decoded samples.
+
+use crate::data::gpu::Scaling;
+use crate::data::Dataset;
+use crate::gpu::Gpu;
+use crate::graph::{ExecOptions, GpuExecutor};
+use crate::kernels::Act;
+use crate::model::{build_decode, build_eval, DecodeGraph, EvalGraph, ModelConfig};
+
+use super::Result;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EvalResult {
+    /// Test images evaluated (whole batches of the evaluation batch size).
+    pub images: usize,
+    /// Σ over pixels of BCE(Dec(z), x), mean per image (nats); None for tanh outputs.
+    pub bce: Option<f64>,
+    /// KL(q(z|x) ‖ N(0, I)) per image (nats).
+    pub kl: f64,
+    /// bce + kl: the negative ELBO, nats per image.
+    pub nelbo: Option<f64>,
+    /// Mean squared error per pixel of Dec(μ), in the data's range.
+    pub mse: f64,
+    /// Share of real test images with D(x) > 0 and of generated ones with D(x_p) < 0.
+    pub d_accuracy: Option<f64>,
+}
+
+pub struct Evaluator<'g> {
+    gpu: &'g Gpu,
+    pub config: ModelConfig,
+    graph: EvalGraph,
+    exec: GpuExecutor<'g>,
+    scaling: Scaling,
+}
+
+/// Scales u8 images to the model's range on the host.
+pub fn scale_images(set: &Dataset, range: std::ops::Range<usize>, s: Scaling) -> Vec<f32> {
+    set.images[range.start * set.dim()..range.end * set.dim()].iter().map(|&b| b as f32 * s.scale + s.offset).collect()
+}
+
+impl<'g> Evaluator<'g> {
+    pub fn new(gpu: &'g Gpu, config: &ModelConfig, batch: usize, seed: u64) -> Result<Self> {
+        let graph = build_eval(config, batch)?;
+        let exec = GpuExecutor::new(gpu, graph.graph.clone(), ExecOptions { seed, reuse: true, adam: None })?;
+        Ok(Evaluator { gpu, config: config.clone(), graph, exec, scaling: super::scaling_for(config.output_act) })
+    }
+
+    pub fn batch(&self) -> usize {
+        self.graph.batch
+    }
+
+    /// Loads every weight by name (a checkpoint's, or a trainer's).
+    pub fn load(&self, values: &dyn Fn(&str) -> Option<Vec<f32>>) -> Result<()> {
+        let groups: Vec<usize> = (0..self.exec.graph.groups.len()).collect();
+        self.exec.load_params(&groups, values, None)?;
+        Ok(())
+    }
+
+    /// Runs over the test set in whole batches (the remainder of fewer than one batch is left out).
+    pub fn evaluate(&mut self, test: &Dataset) -> Result<EvalResult> {
+        let b = self.graph.batch;
+        let batches = test.count / b;
+        if batches == 0 {
+            return Err(super::TrainError::Invalid(format!("the test set has {} images, fewer than the evaluation batch of {b}", test.count)));
+        }
+        let (mut bce, mut kl, mut mse, mut correct) = (0.0f64, 0.0f64, 0.0f64, 0usize);
+        for i in 0..batches {
+            self.exec.set_input(self.graph.x, &scale_images(test, i * b..(i + 1) * b, self.scaling))?;
+            self.exec.step_with(true, None)?;
+            let out = self.exec.wait_outputs()?;
+            let (_, values) = out.last().ok_or_else(|| super::TrainError::Invalid("no evaluation output".into()))?;
+            let get = |n: &str| values.iter().find(|(k, _)| k == n).map(|(_, v)| *v as f64).unwrap_or(f64::NAN);
+            bce += get("bce");
+            kl += get("kl");
+            mse += get("mse");
+            if let Some(logits) = self.graph.logits {
+                let l = self.exec.read(logits)?;
+                correct += l[..b].iter().filter(|&&v| v > 0.0).count() + l[b..].iter().filter(|&&v| v < 0.0).count();
+            }
+        }
+        let n = batches as f64;
+        let bce = (self.config.output_act == Act::Sigmoid).then_some(bce / n);
+        Ok(EvalResult {
+            images: batches * b,
+            bce,
+            kl: kl / n,
+            nelbo: bce.map(|x| x + kl / n),
+            mse: mse / n,
+            d_accuracy: self.graph.logits.map(|_| correct as f64 / (2 * batches * b) as f64),
+        })
+    }
+
+    /// Dec(μ(x)) for the first `n` images of `set` (n ≤ the evaluation batch), in [0, 1].
+    pub fn reconstruct(&mut self, set: &Dataset, n: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        let b = self.graph.batch;
+        let n = n.min(b).min(set.count);
+        let mut x = scale_images(set, 0..n, self.scaling);
+        let first = x.clone();
+        while x.len() < b * set.dim() {
+            let take = (b * set.dim() - x.len()).min(first.len());
+            x.extend_from_slice(&first[..take]);
+        }
+        self.exec.set_input(self.graph.x, &x)?;
+        self.exec.step()?;
+        self.gpu.wait()?;
+        let rec = self.exec.read(self.graph.reconstruction)?;
+        let unit = |v: &[f32]| v.iter().map(|&p| (p - self.scaling.offset) / (255.0 * self.scaling.scale)).collect::<Vec<f32>>();
+        Ok((unit(&first[..n * set.dim()]), unit(&rec[..n * set.dim()])))
+    }
+}
+
+/// The decoder alone, for samples and latent walks.
+pub struct Decoder<'g> {
+    gpu: &'g Gpu,
+    graph: DecodeGraph,
+    exec: GpuExecutor<'g>,
+    scaling: Scaling,
+    pub batch: usize,
+}
+
+impl<'g> Decoder<'g> {
+    pub fn new(gpu: &'g Gpu, config: &ModelConfig, batch: usize) -> Result<Self> {
+        let graph = build_decode(config, batch)?;
+        let exec = GpuExecutor::new(gpu, graph.graph.clone(), ExecOptions::default())?;
+        Ok(Decoder { gpu, graph, exec, scaling: super::scaling_for(config.output_act), batch })
+    }
+
+    pub fn load(&self, values: &dyn Fn(&str) -> Option<Vec<f32>>) -> Result<()> {
+        self.exec.load_params(&[0], values, None)?;
+        Ok(())
+    }
+
+    /// Images in [0, 1] for latent codes z (batch × latent).
+    pub fn decode(&mut self, z: &[f32]) -> Result<Vec<f32>> {
+        self.exec.set_input(self.graph.z, z)?;
+        self.exec.step()?;
+        self.gpu.wait()?;
+        let out = self.exec.read(self.graph.images)?;
+        Ok(out.iter().map(|&p| (p - self.scaling.offset) / (255.0 * self.scaling.scale)).collect())
+    }
+}
+
+/// `n` × `latent` standard normals from `seed` (on the host: fixed codes for sample grids).
+pub fn fixed_normals(n: usize, latent: usize, seed: u64) -> Vec<f32> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n * latent).map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal)).collect()
+}

@@ -1,0 +1,296 @@
+//! Training: the step graph on the GPU fed by the GPU-resident data set, epochs of
+//! permuted batches, balancing, evaluation, pictures, metrics and checkpoints.
+
+pub mod eval;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::data::gpu::{GpuDataset, Scaling};
+use crate::data::{Dataset, Split};
+use crate::gpu::{Gpu, GpuBuffer};
+use crate::graph::{ExecOptions, GpuExecutor};
+use crate::kernels::adam::AdamParams;
+use crate::kernels::Act;
+use crate::model::{build_step, Mode, RunConfig, StepGraph};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Graph(#[from] crate::graph::GraphError),
+    #[error(transparent)]
+    Gpu(#[from] crate::gpu::GpuError),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error("training diverged at step {step}: loss {loss} is {value}; the last good checkpoint is kept")]
+    Diverged { step: u64, loss: String, value: f32 },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{path}: {err}")]
+    Io { path: String, err: std::io::Error },
+}
+
+pub type Result<T, E = TrainError> = std::result::Result<T, E>;
+
+/// How the data's bytes map to the model's output range.
+pub fn scaling_for(output: Act) -> Scaling {
+    if output == Act::Tanh { Scaling::SYMMETRIC } else { Scaling::UNIT }
+}
+
+/// Epoch `epoch`'s order of the training images: a shuffle drawn from (seed, epoch) alone,
+/// so that a resumed run draws the same.
+pub fn permutation(seed: u64, epoch: usize, n: usize) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let key = seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(key));
+    order
+}
+
+/// Where training stands: enough to continue exactly.
+#[derive(Clone, Debug, Default)]
+pub struct Position {
+    pub epoch: usize,
+    pub step_in_epoch: usize,
+}
+
+pub struct Trainer<'g> {
+    pub gpu: &'g Gpu,
+    pub config: RunConfig,
+    pub batch: usize,
+    pub seed: u64,
+    pub data_source: String,
+    pub data_limit: Option<usize>,
+    pub step_graph: StepGraph,
+    pub exec: GpuExecutor<'g>,
+    data: GpuDataset,
+    perm: GpuBuffer,
+    gather: usize,
+    scaling: Scaling,
+    pub steps_per_epoch: usize,
+    pub position: Position,
+    /// Read losses back every this many steps (every step when balancing).
+    pub readback_every: usize,
+    /// (step, [(name, value)]) for every readback so far.
+    pub history: Vec<(u64, Vec<(String, f32)>)>,
+    /// Which groups the balancing let train at the last step (encoder, decoder, discriminator).
+    pub last_update: Vec<bool>,
+    /// Steps whose discriminator / decoder update the balancing skipped.
+    pub skipped: [u64; 2],
+}
+
+impl<'g> Trainer<'g> {
+    /// A trainer on `train`; with `resume`, weights, Adam state, position and config come
+    /// from the checkpoint.
+    pub fn new(gpu: &'g Gpu, config: RunConfig, batch: usize, seed: u64, train: &Dataset, resume: Option<&Checkpoint>) -> Result<Self> {
+        config.validate().map_err(TrainError::Invalid)?;
+        if config.model.input != train.dim() {
+            return Err(TrainError::Invalid(format!(
+                "the model takes {} pixels but the images of {} have {} ({}x{})",
+                config.model.input, train.source, train.dim(), train.height, train.width
+            )));
+        }
+        if batch == 0 || batch > train.count {
+            return Err(TrainError::Invalid(format!("batch size {batch} must be between 1 and the {} training images", train.count)));
+        }
+        let step_graph = build_step(&config.model, batch, seed)?;
+        let o = &config.optim;
+        let hp = |lr: f32| AdamParams { step: 1, lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weight_decay: o.weight_decay };
+        let mut adam = vec![hp(o.lr_encoder), hp(o.lr_decoder)];
+        if step_graph.discriminator.is_some() {
+            adam.push(hp(o.lr_discriminator));
+        }
+        let mut exec = GpuExecutor::new(gpu, step_graph.graph.clone(), ExecOptions { seed, reuse: true, adam: Some(adam) })?;
+        let data = GpuDataset::upload(gpu, train)?;
+        let perm = data.permutation_buffer(gpu)?;
+        let scaling = scaling_for(config.model.output_act);
+        let gather = exec.push_prelude(data.gather(gpu, &perm, batch, 0, scaling, exec.view(step_graph.x))?);
+        let mut position = Position::default();
+        if let Some(ck) = resume {
+            if ck.batch != batch {
+                return Err(TrainError::Invalid(format!("the checkpoint was trained at batch {}, not {batch}", ck.batch)));
+            }
+            let groups: Vec<usize> = (0..exec.graph.groups.len()).collect();
+            exec.load_params(&groups, &|n| ck.param(n), Some((&|n| ck.moment_m(n), &|n| ck.moment_v(n))))?;
+            if ck.updates.len() != exec.updates.len() {
+                return Err(TrainError::Invalid(format!("the checkpoint has Adam state for {} groups, the model {}", ck.updates.len(), exec.updates.len())));
+            }
+            exec.updates = ck.updates.clone();
+            exec.step = ck.step;
+            position = Position { epoch: ck.epoch, step_in_epoch: ck.step_in_epoch };
+        }
+        let steps_per_epoch = train.count / batch;
+        let groups = exec.graph.groups.len();
+        let balance = config.optim.balance && config.model.mode == Mode::VaeGan;
+        let mut trainer = Trainer {
+            gpu,
+            batch,
+            seed,
+            data_source: train.source.clone(),
+            data_limit: None,
+            step_graph,
+            exec,
+            data,
+            perm,
+            gather,
+            scaling,
+            steps_per_epoch,
+            position,
+            readback_every: if balance { 1 } else { 10 },
+            history: vec![],
+            last_update: vec![true; groups],
+            skipped: [0, 0],
+            config,
+        };
+        trainer.start_epoch()?;
+        Ok(trainer)
+    }
+
+    fn start_epoch(&mut self) -> Result<()> {
+        let order = permutation(self.seed, self.position.epoch, self.data.count);
+        self.gpu.write_u32(&self.perm, &order)?;
+        Ok(())
+    }
+
+    /// Which groups to update this step. Larsen et al.'s balancing, from the most recent
+    /// losses read back (one or two steps old: the readback is asynchronous).
+    fn updates(&mut self) -> Vec<bool> {
+        let groups = self.exec.graph.groups.len();
+        let mut update = vec![true; groups];
+        if !(self.config.optim.balance && self.step_graph.discriminator.is_some()) {
+            return update;
+        }
+        let Some((_, last)) = self.history.last() else { return update };
+        let get = |n: &str| last.iter().find(|(k, _)| k == n).map(|(_, v)| *v);
+        let (Some(real), Some(fake)) = (get("d_real"), get("d_fake")) else { return update };
+        let (eq, margin) = (self.config.optim.equilibrium, self.config.optim.margin);
+        let mut train_dis = !(real < eq - margin || fake < eq - margin);
+        let mut train_dec = !(real > eq + margin || fake > eq + margin);
+        if !train_dis && !train_dec {
+            train_dis = true;
+            train_dec = true;
+        }
+        if !train_dis {
+            self.skipped[0] += 1;
+        }
+        if !train_dec {
+            self.skipped[1] += 1;
+        }
+        update[self.step_graph.decoder] = train_dec;
+        update[self.step_graph.discriminator.unwrap()] = train_dis;
+        update
+    }
+
+    /// One training step (no waiting for the GPU).
+    pub fn step(&mut self) -> Result<()> {
+        self.advance_if_done()?;
+        let start = self.position.step_in_epoch * self.batch;
+        self.exec.prelude(self.gather).write_params(self.gpu, &GpuDataset::params(self.batch, self.data.dim, start, self.scaling));
+        let update = self.updates();
+        let readback = (self.exec.step + 1) % self.readback_every as u64 == 0;
+        self.exec.step_with(readback, Some(&update))?;
+        self.last_update = update;
+        self.position.step_in_epoch += 1;
+        self.collect(false)?;
+        Ok(())
+    }
+
+    /// Gathers finished readbacks (waiting for the GPU when `wait`), checking for divergence.
+    pub fn collect(&mut self, wait: bool) -> Result<()> {
+        let got = if wait { self.exec.wait_outputs()? } else { self.exec.poll_outputs()? };
+        for (step, values) in got {
+            if let Some((name, v)) = values.iter().find(|(_, v)| !v.is_finite()) {
+                return Err(TrainError::Diverged { step, loss: name.clone(), value: *v });
+            }
+            self.history.push((step, values));
+        }
+        Ok(())
+    }
+
+    /// True when the current epoch's steps are all taken.
+    pub fn epoch_done(&self) -> bool {
+        self.position.step_in_epoch >= self.steps_per_epoch
+    }
+
+    /// Epochs whose steps are all taken.
+    pub fn completed_epochs(&self) -> usize {
+        self.position.epoch + self.epoch_done() as usize
+    }
+
+    /// Moves to the next epoch if this one is done (new permutation).
+    pub fn advance_if_done(&mut self) -> Result<()> {
+        if self.epoch_done() {
+            self.position = Position { epoch: self.position.epoch + 1, step_in_epoch: 0 };
+            self.start_epoch()?;
+        }
+        Ok(())
+    }
+
+    /// Runs the rest of the current epoch; stops early (returning false) when `stop` is set.
+    pub fn run_epoch(&mut self, stop: &AtomicBool, mut on_step: impl FnMut(&Self)) -> Result<bool> {
+        self.advance_if_done()?;
+        while !self.epoch_done() {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(false);
+            }
+            self.step()?;
+            on_step(self);
+        }
+        self.collect(true)?;
+        Ok(true)
+    }
+
+    /// The current state as a checkpoint (waits for the GPU).
+    pub fn checkpoint(&self) -> Result<Checkpoint> {
+        self.gpu.wait()?;
+        let params = self.exec.read_params()?;
+        let (m, v) = self.exec.read_moments()?;
+        // An epoch whose steps are all taken counts as completed.
+        let (epoch, step_in_epoch) = if self.epoch_done() {
+            (self.position.epoch + 1, 0)
+        } else {
+            (self.position.epoch, self.position.step_in_epoch)
+        };
+        Ok(Checkpoint {
+            config: self.config.clone(),
+            step: self.exec.step,
+            epoch,
+            step_in_epoch,
+            updates: self.exec.updates.clone(),
+            seed: self.seed,
+            batch: self.batch,
+            data: self.data_source.clone(),
+            limit: self.data_limit,
+            params,
+            adam_m: m,
+            adam_v: v,
+        })
+    }
+
+    pub fn save_checkpoint(&self, dir: &std::path::Path) -> Result<PathBuf> {
+        let path = checkpoint::path_in(dir);
+        self.checkpoint()?.save(&path)?;
+        Ok(path)
+    }
+
+    /// Mean of each read-back loss over steps (first, last].
+    pub fn mean_losses(&self, after_step: u64) -> Vec<(String, f32)> {
+        let recent: Vec<&Vec<(String, f32)>> = self.history.iter().filter(|(s, _)| *s > after_step).map(|(_, v)| v).collect();
+        let Some(first) = recent.first() else { return vec![] };
+        first
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| (name.clone(), recent.iter().map(|v| v[i].1).sum::<f32>() / recent.len() as f32))
+            .collect()
+    }
+}
+
+/// The training set resized to `limit` images (None: all).
+pub fn limited(split: Split, limit: Option<usize>, test_limit: Option<usize>) -> Split {
+    let train = match limit { Some(n) => split.train.truncate(n), None => split.train };
+    let test = match test_limit { Some(n) => split.test.truncate(n), None => split.test };
+    Split { train, test }
+}
