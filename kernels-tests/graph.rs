@@ -203,28 +203,37 @@ fn the_vaegan_plan_reuses_without_aliasing() {
     }
 }
 
-/// Losses come back asynchronously, double-buffered: a step whose staging buffers are both
-/// in flight skips its readback instead of waiting.
+/// Losses come back asynchronously through a ring of staging buffers: without waiting,
+/// a step whose buffers are all in flight skips its readback; with `wait_for_readback`,
+/// every requested step arrives. Either way they arrive in step order.
 #[test]
 fn losses_are_read_back_asynchronously() {
     let step = build_step(&tiny(Mode::VaeGan), 4, 5).unwrap();
     let hp = AdamParams::new(1e-3);
-    let mut exec = GpuExecutor::new(gpu(), step.graph.clone(), ExecOptions { seed: 1, reuse: true, adam: Some(vec![hp; 3]) }).unwrap();
-    exec.set_input(step.x, &[0.5; 24]).unwrap();
-    for _ in 0..3 {
-        exec.step_with(true, None).unwrap();
+    for wait in [false, true] {
+        let mut exec = GpuExecutor::new(gpu(), step.graph.clone(), ExecOptions { seed: 1, reuse: true, adam: Some(vec![hp; 3]) }).unwrap();
+        exec.wait_for_readback = wait;
+        exec.set_input(step.x, &[0.5; 24]).unwrap();
+        let mut got = vec![];
+        for i in 0..6 {
+            exec.step_with(i % 2 == 0 || wait, None).unwrap();
+            got.extend(exec.poll_outputs().unwrap());
+        }
+        got.extend(exec.wait_outputs().unwrap());
+        let steps: Vec<u64> = got.iter().map(|(s, _)| *s).collect();
+        assert!(steps.windows(2).all(|w| w[0] < w[1]), "in step order, each once: {steps:?}");
+        if wait {
+            assert_eq!(steps, vec![1, 2, 3, 4, 5, 6]);
+        } else {
+            assert!(steps.iter().all(|s| [1, 3, 5].contains(s)) && !steps.is_empty(), "only requested steps: {steps:?}");
+        }
+        for (_, values) in &got {
+            let names: Vec<&str> = values.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(names, vec!["kl", "llike", "gan_d", "gan_g", "d_real", "d_fake", "bce"]);
+            assert!(values.iter().all(|(_, v)| v.is_finite()));
+        }
+        assert_eq!(exec.updates, vec![6, 6, 6]);
     }
-    let got = exec.wait_outputs().unwrap();
-    let steps: Vec<u64> = got.iter().map(|(s, _)| *s).collect();
-    assert_eq!(steps, vec![1, 2], "two staging buffers: steps 1 and 2 read back, step 3 skipped");
-    for (_, values) in &got {
-        let names: Vec<&str> = values.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, vec!["kl", "llike", "gan_d", "gan_g", "bce"]);
-        assert!(values.iter().all(|(_, v)| v.is_finite()));
-    }
-    exec.step_with(true, None).unwrap();
-    assert_eq!(exec.wait_outputs().unwrap()[0].0, 4);
-    assert_eq!(exec.updates, vec![4, 4, 4]);
 }
 
 #[test]

@@ -5,6 +5,7 @@
 mod common;
 
 mod adam;
+mod data;
 mod device;
 mod elementwise;
 mod f16;
@@ -14,3 +15,4 @@ mod losses;
 mod matmul;
 mod reduce;
 mod reparam;
+mod train;

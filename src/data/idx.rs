@@ -62,6 +62,9 @@ pub fn parse(mut r: impl Read, file: &Path, available: Option<u64>) -> Result<Id
         if total > available {
             return Err(DataError::new(file, format!("dimensions {dims:?} need {total} data bytes but the file holds {available}")));
         }
+        if available > total {
+            return Err(DataError::new(file, format!("{} bytes of data follow the {total} that dimensions {dims:?} declare", available - total)));
+        }
     }
     let mut data = Vec::new();
     r.take(total + 1).read_to_end(&mut data).map_err(|e| DataError::new(file, format!("read error: {e}")))?;
@@ -69,7 +72,7 @@ pub fn parse(mut r: impl Read, file: &Path, available: Option<u64>) -> Result<Id
         return Err(DataError::new(file, format!("truncated data: dimensions {dims:?} need {total} bytes, found {}", data.len())));
     }
     if data.len() as u64 > total {
-        return Err(DataError::new(file, format!("{} bytes of data follow the {total} that dimensions {dims:?} declare", data.len() as u64 - total)));
+        return Err(DataError::new(file, format!("more bytes of data follow the {total} that dimensions {dims:?} declare")));
     }
     Ok(Idx { dims, data })
 }

@@ -79,6 +79,11 @@ pub struct GpuExecutor<'g> {
     pub step: u64,
     staging: Vec<Staging>,
     pub last_timing: StepTiming,
+    /// When every staging buffer is still in flight, wait for one instead of skipping
+    /// the readback (tests that need every step's losses).
+    pub wait_for_readback: bool,
+    /// Readbacks mapped and copied out, not yet handed to the caller.
+    collected: Vec<(u64, Vec<(String, f32)>)>,
 }
 
 impl<'g> GpuExecutor<'g> {
@@ -147,6 +152,8 @@ impl<'g> GpuExecutor<'g> {
             step: 0,
             staging: vec![],
             last_timing: StepTiming::default(),
+            wait_for_readback: false,
+            collected: vec![],
             graph,
             options,
         };
@@ -161,7 +168,7 @@ impl<'g> GpuExecutor<'g> {
             }
         }
         let out_bytes = (exec.graph.outputs.len().max(1) * 4) as u64;
-        for _ in 0..2 {
+        for _ in 0..3 {
             exec.staging.push(Staging {
                 buffer: gpu.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("scalars readback"),
@@ -365,10 +372,40 @@ impl<'g> GpuExecutor<'g> {
         Ok(self.gpu.download_f32(self.view(t))?)
     }
 
+    /// Copies out every mapped staging buffer (non-blocking) and frees it for reuse.
+    fn harvest(&mut self) -> Result<()> {
+        let _ = self.gpu.device.poll(wgpu::PollType::Poll);
+        for s in &self.staging {
+            if *s.state.lock().unwrap() != MapState::Ready {
+                continue;
+            }
+            let values: Vec<f32> = {
+                let view = s.buffer.get_mapped_range(..).map_err(|e| GraphError::Invalid(e.to_string()))?;
+                bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+            };
+            s.buffer.unmap();
+            *s.state.lock().unwrap() = MapState::Idle;
+            let named = self.graph.outputs.iter().zip(values).map(|((n, _), v)| (n.clone(), v)).collect();
+            self.collected.push((s.step, named));
+        }
+        Ok(())
+    }
+
+    fn idle_staging(&self) -> Option<usize> {
+        self.staging.iter().position(|s| *s.state.lock().unwrap() == MapState::Idle)
+    }
+
     /// Runs one step: forward, every objective's backward and (when training) Adam for each
     /// group in `update` (all when None), recorded into one pass and submitted once. With
     /// `readback`, the graph's outputs are copied for `poll_outputs` to collect later.
     pub fn step_with(&mut self, readback: bool, update: Option<&[bool]>) -> Result<()> {
+        if readback {
+            self.harvest()?;
+            while self.wait_for_readback && self.idle_staging().is_none() {
+                self.gpu.wait()?;
+                self.harvest()?;
+            }
+        }
         let t0 = Instant::now();
         self.step += 1;
         for &(launch, n, stream) in &self.rng {
@@ -393,7 +430,7 @@ impl<'g> GpuExecutor<'g> {
         }
         let mut mapped = None;
         if readback && !self.graph.outputs.is_empty() {
-            if let Some(k) = self.staging.iter().position(|s| *s.state.lock().unwrap() == MapState::Idle) {
+            if let Some(k) = self.idle_staging() {
                 for (i, &(_, t)) in self.graph.outputs.iter().enumerate() {
                     let v = self.view(t);
                     enc.copy_buffer_to_buffer(&v.buffer, v.offset, &self.staging[k].buffer, i as u64 * 4, 4);
@@ -423,26 +460,12 @@ impl<'g> GpuExecutor<'g> {
         self.step_with(false, None)
     }
 
-    /// Collects finished readbacks without blocking: (step, [(name, value)]) for each.
+    /// Collects finished readbacks without blocking: (step, [(name, value)]) for each, in
+    /// step order.
     pub fn poll_outputs(&mut self) -> Result<Vec<(u64, Vec<(String, f32)>)>> {
-        let _ = self.gpu.device.poll(wgpu::PollType::Poll);
-        let mut out = vec![];
-        let mut order: Vec<usize> = (0..self.staging.len()).collect();
-        order.sort_by_key(|&k| self.staging[k].step);
-        for k in order {
-            let s = &self.staging[k];
-            if *s.state.lock().unwrap() != MapState::Ready {
-                continue;
-            }
-            let values: Vec<f32> = {
-                let view = s.buffer.get_mapped_range(..).map_err(|e| GraphError::Invalid(e.to_string()))?;
-                bytemuck::cast_slice::<u8, f32>(&view).to_vec()
-            };
-            s.buffer.unmap();
-            *s.state.lock().unwrap() = MapState::Idle;
-            let named = self.graph.outputs.iter().zip(values).map(|((n, _), v)| (n.clone(), v)).collect();
-            out.push((s.step, named));
-        }
+        self.harvest()?;
+        let mut out: Vec<_> = self.collected.drain(..).collect();
+        out.sort_by_key(|(step, _)| *step);
         Ok(out)
     }
 

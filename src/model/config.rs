@@ -245,15 +245,21 @@ impl RunConfig {
                 }
             }
         }
-        let mut tree = toml::Table::try_from(&base).map_err(|e| format!("{file}: {e}"))?;
-        for (section, overrides) in [("model", parsed.model), ("optim", parsed.optim)] {
+        let base_tree = toml::Table::try_from(&base).map_err(|e| format!("{file}: {e}"))?;
+        let mut tree = base_tree.clone();
+        for (section, overrides) in [("model", &parsed.model), ("optim", &parsed.optim)] {
             if let Some(overrides) = overrides {
-                let table = tree.get_mut(section).and_then(|v| v.as_table_mut()).expect("sections exist");
                 for (k, v) in overrides {
-                    if !table.contains_key(&k) {
+                    let table = tree.get_mut(section).and_then(|v| v.as_table_mut()).expect("sections exist");
+                    if !table.contains_key(k) {
                         return Err(format!("{file}: unknown key {section}.{k}"));
                     }
-                    table.insert(k, v);
+                    table.insert(k.clone(), v.clone());
+                    // Type each key as it is applied, so that an error names it.
+                    let one: Result<RunConfig, toml::de::Error> = tree.clone().try_into();
+                    if let Err(e) = one {
+                        return Err(format!("{file}: {section}.{k}: {}", e.message()));
+                    }
                 }
             }
         }
