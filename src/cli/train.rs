@@ -362,6 +362,32 @@ fn load_checkpoint(path: &Path) -> anyhow::Result<Checkpoint> {
     Ok(Checkpoint::load(&file)?)
 }
 
+/// Side of the model's square images.
+fn image_side(c: &crate::model::ModelConfig) -> anyhow::Result<usize> {
+    let side = (c.input as f64).sqrt().round() as usize;
+    if side * side != c.input {
+        bail!("the model's {} pixels are not a square image", c.input);
+    }
+    Ok(side)
+}
+
+/// A checkpoint's test data (from --data or where it was trained) and an evaluator with
+/// its weights, at `batch` (capped by the test set).
+fn checkpoint_evaluator<'g>(
+    gpu: &'g crate::gpu::Gpu,
+    ck: &Checkpoint,
+    data: Option<&Path>,
+    batch: usize,
+    test_limit: Option<usize>,
+) -> anyhow::Result<(Split, PathBuf, Evaluator<'g>)> {
+    let side = image_side(&ck.config.model)?;
+    let path = data.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(&ck.data));
+    let split = load_data(&path, side, ck.seed, None, test_limit)?;
+    let ev = Evaluator::new(gpu, &ck.config.model, batch.min(split.test.count), ck.seed)?;
+    ev.load(&|name| ck.param(name))?;
+    Ok((split, path, ev))
+}
+
 #[derive(Args, Debug)]
 pub struct SampleArgs {
     #[command(flatten)]
@@ -384,11 +410,8 @@ pub fn sample(device: &DeviceArgs, args: &SampleArgs) -> anyhow::Result<()> {
     }
     let ck = load_checkpoint(&args.ck.checkpoint)?;
     let c = &ck.config.model;
+    let side = image_side(c)?;
     let gpu = device.open()?;
-    let side = (c.input as f64).sqrt().round() as usize;
-    if side * side != c.input {
-        bail!("the model's {} pixels are not a square image", c.input);
-    }
     let (z, n, cols) = if args.walk {
         // Rows of 10 steps from a to b: z = (1 − t)·a + t·b.
         let rows = args.n.div_ceil(10).max(1);
@@ -432,13 +455,9 @@ pub fn reconstruct(device: &DeviceArgs, args: &ReconstructArgs) -> anyhow::Resul
         bail!("-n must be at least 1");
     }
     let ck = load_checkpoint(&args.ck.checkpoint)?;
-    let c = &ck.config.model;
-    let side = (c.input as f64).sqrt().round() as usize;
-    let path = args.data.clone().unwrap_or_else(|| PathBuf::from(&ck.data));
-    let split = load_data(&path, side, ck.seed, None, None)?;
+    let side = image_side(&ck.config.model)?;
     let gpu = device.open()?;
-    let mut ev = Evaluator::new(&gpu, c, args.n.min(split.test.count), ck.seed)?;
-    ev.load(&|name| ck.param(name))?;
+    let (split, _, mut ev) = checkpoint_evaluator(&gpu, &ck, args.data.as_deref(), args.n, None)?;
     let (orig, rec) = ev.reconstruct(&split.test, args.n)?;
     let n = orig.len() / (side * side);
     pictures::pairs_png(&args.out, &orig, &rec, n, side, side, 8)?;
@@ -465,12 +484,8 @@ pub fn eval(device: &DeviceArgs, args: &EvalArgs) -> anyhow::Result<()> {
     }
     let ck = load_checkpoint(&args.ck.checkpoint)?;
     let c = &ck.config.model;
-    let side = (c.input as f64).sqrt().round() as usize;
-    let path = args.data.clone().unwrap_or_else(|| PathBuf::from(&ck.data));
-    let split = load_data(&path, side, ck.seed, None, args.test_limit)?;
     let gpu = device.open()?;
-    let mut ev = Evaluator::new(&gpu, c, args.batch.min(split.test.count), ck.seed)?;
-    ev.load(&|name| ck.param(name))?;
+    let (split, path, mut ev) = checkpoint_evaluator(&gpu, &ck, args.data.as_deref(), args.batch, args.test_limit)?;
     let r = ev.evaluate(&split.test)?;
     println!("checkpoint: step {}, epoch {}, {:?} {}", ck.step, ck.epoch, c.mode, path.display());
     if let Some(n) = r.nelbo {
