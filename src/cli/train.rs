@@ -287,6 +287,11 @@ pub fn train(device: &DeviceArgs, args: &TrainArgs) -> anyhow::Result<()> {
             train_means.iter().map(|(n, v)| format!("{n} {v:.4}")).collect::<Vec<_>>().join(" "),
             describe(&result)
         );
+        if stop.load(Ordering::SeqCst) && trainer.completed_epochs() < args.epochs {
+            eprintln!("interrupted during the epoch's evaluation; checkpoint: {}", path.display());
+            eprintln!("continue with: vaegan train --resume {}", out.display());
+            std::process::exit(130);
+        }
     }
     let curves = out.join("loss_curves.png");
     write_curves(&out.join("losses.csv"), &curves)?;
