@@ -9,7 +9,7 @@ use vaegan::reference;
 
 use crate::common::*;
 
-fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
+pub fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
     let mut b = vec![0, 0, 0x08, dims.len() as u8];
     for d in dims {
         b.extend(d.to_be_bytes());
@@ -18,13 +18,13 @@ fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
     b
 }
 
-fn gz(bytes: &[u8]) -> Vec<u8> {
+pub fn gz(bytes: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(vec![], flate2::Compression::fast());
     e.write_all(bytes).unwrap();
     e.finish().unwrap()
 }
 
-fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
     p
@@ -45,52 +45,6 @@ fn idx_reads_raw_and_gzip() {
     let set = idx::load_images(&images, Some(&labels)).unwrap();
     assert_eq!((set.count, set.height, set.width), (2, 3, 4));
     assert_eq!(set.labels, Some(vec![3, 7]));
-}
-
-/// Each broken file is refused with the file named and what was expected.
-#[test]
-fn idx_refuses_broken_files_clearly() {
-    let dir = tempfile::tempdir().unwrap();
-    let good = idx_bytes(&[2, 2, 2], &[1; 8]);
-    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("empty", vec![], "empty file"),
-        ("short-magic", vec![0, 0], "truncated header"),
-        ("wrong-magic", b"\x89PNG\r\n\x1a\n".to_vec(), "is not IDX"),
-        ("wrong-type", { let mut b = good.clone(); b[2] = 0x0D; b }, "element type 0x0d"),
-        ("no-dims", vec![0, 0, 8, 0], "0 dimensions"),
-        ("short-dims", vec![0, 0, 8, 3, 0, 0, 0, 2], "dimension 1 of 3 is missing"),
-        ("truncated-data", good[..good.len() - 3].to_vec(), "need 8 data bytes but the file holds 5"),
-        ("extra-data", [good.clone(), vec![9, 9]].concat(), "2 bytes of data follow"),
-        ("overflow", idx_bytes(&[u32::MAX, u32::MAX, u32::MAX], &[]), "ask for more than"),
-        ("gigabytes", idx_bytes(&[60_000, 28_000, 28_000], &[1; 10]), "ask for more than"),
-        ("liar", idx_bytes(&[1000, 28, 28], &[1; 10]), "the file holds 10"),
-    ];
-    for (name, bytes, expect) in cases {
-        for (suffix, content) in [("", bytes.clone()), (".gz", gz(&bytes))] {
-            if name == "empty" && suffix == ".gz" {
-                continue; // a gzip of nothing is not empty: covered by short-magic
-            }
-            let path = write(dir.path(), &format!("{name}{suffix}"), &content);
-            let err = idx::read(&path).err().unwrap_or_else(|| panic!("{name}{suffix} was accepted"));
-            let text = err.to_string();
-            assert!(text.contains(&format!("{name}{suffix}")), "{name}{suffix}: the error does not name the file: {text}");
-            let expect = match (suffix, expect) {
-                (".gz", e) if e.contains("the file holds") => "truncated data",
-                (".gz", "2 bytes of data follow") => "more bytes of data follow",
-                _ => expect,
-            };
-            assert!(text.contains(expect), "{name}{suffix}: expected {expect:?} in {text:?}");
-        }
-    }
-    // A truncated gzip stream.
-    let z = gz(&idx_bytes(&[100, 28, 28], &[7; 78_400]));
-    let path = write(dir.path(), "cut.gz", &z[..z.len() / 2]);
-    assert!(idx::read(&path).is_err());
-    // Labels that do not match the images.
-    let images = write(dir.path(), "i", &good);
-    let labels = write(dir.path(), "l", &idx_bytes(&[3], &[1, 2, 3]));
-    let err = idx::load_images(&images, Some(&labels)).unwrap_err().to_string();
-    assert!(err.contains("3 labels for 2 images"), "{err}");
 }
 
 #[test]
@@ -114,7 +68,7 @@ pub fn shipped_mnist() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/mnist")
 }
 
-fn write_png(path: &Path, w: u32, h: u32, color: png::ColorType, data: &[u8]) {
+pub fn write_png(path: &Path, w: u32, h: u32, color: png::ColorType, data: &[u8]) {
     let f = std::fs::File::create(path).unwrap();
     let mut e = png::Encoder::new(std::io::BufWriter::new(f), w, h);
     e.set_color(color);
@@ -148,38 +102,6 @@ fn png_folders_load_by_the_stated_rule() {
     }
     let split = images::load_folder(rgb.path(), 28, 1).unwrap();
     assert!(split.train.images.iter().all(|&p| p == 76), "0.299·255 = 76");
-}
-
-#[test]
-fn png_folders_refuse_bad_images_clearly() {
-    let mixed = tempfile::tempdir().unwrap();
-    write_png(&mixed.path().join("a.png"), 28, 28, png::ColorType::Grayscale, &[0; 784]);
-    write_png(&mixed.path().join("b.png"), 30, 28, png::ColorType::Grayscale, &[0; 840]);
-    let err = images::load_folder(mixed.path(), 28, 1).err().unwrap().to_string();
-    assert!(err.contains("b.png") && err.contains("must share one size"), "{err}");
-
-    let corrupt = tempfile::tempdir().unwrap();
-    write_png(&corrupt.path().join("a.png"), 28, 28, png::ColorType::Grayscale, &[0; 784]);
-    let mut bytes = std::fs::read(corrupt.path().join("a.png")).unwrap();
-    let n = bytes.len();
-    bytes.truncate(n - 20);
-    std::fs::write(corrupt.path().join("b.png"), &bytes).unwrap();
-    let err = images::load_folder(corrupt.path(), 28, 1).err().unwrap().to_string();
-    assert!(err.contains("b.png") && (err.contains("corrupt") || err.contains("not a readable PNG")), "{err}");
-
-    // A header declaring 100000×100000 pixels.
-    let huge = tempfile::tempdir().unwrap();
-    write_png(&huge.path().join("a.png"), 1, 1, png::ColorType::Grayscale, &[0]);
-    let mut bytes = std::fs::read(huge.path().join("a.png")).unwrap();
-    bytes[16..20].copy_from_slice(&100_000u32.to_be_bytes());
-    bytes[20..24].copy_from_slice(&100_000u32.to_be_bytes());
-    std::fs::write(huge.path().join("b.png"), &bytes).unwrap();
-    let err = images::read_png_grey(&huge.path().join("b.png")).err().unwrap().to_string();
-    assert!(err.contains("b.png"), "{err}");
-
-    let empty = tempfile::tempdir().unwrap();
-    let err = vaegan::data::load(empty.path(), 28, 1).err().unwrap().to_string();
-    assert!(err.contains("0 PNG images"), "{err}");
 }
 
 #[test]

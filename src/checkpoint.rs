@@ -173,6 +173,27 @@ impl Checkpoint {
                 params.push((name, shape, values));
             }
         }
+        // The tensors must be exactly the model's: every parameter with its shape, and
+        // Adam's two moments for each.
+        let expected = crate::model::param_shapes(&config.model).map_err(|e| err(path, format!("config: {e}")))?;
+        for (list, what) in [(&params, "weights"), (&adam_m, "Adam m"), (&adam_v, "Adam v")] {
+            for (name, shape) in &expected {
+                match list.iter().find(|(n, _, _)| n == name) {
+                    None => return Err(err(path, format!("{what} of {name} are missing (the config's model has it)"))),
+                    Some((_, s, _)) if s != shape => {
+                        return Err(err(path, format!("{what} of {name} are {}x{}, the config's model needs {}x{}", s[0], s[1], shape[0], shape[1])))
+                    }
+                    _ => {}
+                }
+            }
+            if let Some((name, _, _)) = list.iter().find(|(n, _, _)| !expected.iter().any(|(e, _)| e == n)) {
+                return Err(err(path, format!("tensor {name} is not part of the config's model")));
+            }
+        }
+        let groups = if config.model.mode == crate::model::Mode::VaeGan { 3 } else { 2 };
+        if updates.len() != groups {
+            return Err(err(path, format!("metadata \"updates\" has {} entries, the model has {groups} parameter groups", updates.len())));
+        }
         Ok(Checkpoint {
             config,
             step: number("step")?,

@@ -80,20 +80,27 @@ pub fn parse(mut r: impl Read, file: &Path, available: Option<u64>) -> Result<Id
 /// Reads an IDX file, gzip-compressed (detected by its magic bytes) or raw.
 pub fn read(path: &Path) -> Result<Idx> {
     let bytes = std::fs::read(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?;
+    from_bytes(&bytes, path)
+}
+
+/// Parses the bytes of an IDX file (gzip or raw); `path` names it in errors and decides
+/// whether MNIST's checksums apply.
+pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Idx> {
     if bytes.is_empty() {
         return Err(DataError::new(path, "empty file (expected an IDX header)"));
     }
     let idx = if bytes.starts_with(&[0x1f, 0x8b]) {
         // The decompressed stream is read incrementally and bounded by the header's claim.
         let mut raw = vec![];
-        let decoder = flate2::read::GzDecoder::new(&bytes[..]);
+        let decoder = flate2::read::GzDecoder::new(bytes);
         let idx = parse(TeeReader { inner: decoder, copy: &mut raw }, path, None)
             .map_err(|e| if e.detail.contains("read error") { DataError::new(path, format!("corrupt gzip stream: {}", e.detail)) } else { e })?;
         verify_mnist(path, &raw)?;
         idx
     } else {
-        let idx = parse(&bytes[..], path, Some(bytes.len().saturating_sub(4 + 4 * bytes.get(3).copied().unwrap_or(0) as usize) as u64))?;
-        verify_mnist(path, &bytes)?;
+        let header = 4 + 4 * bytes.get(3).copied().unwrap_or(0) as usize;
+        let idx = parse(bytes, path, Some(bytes.len().saturating_sub(header) as u64))?;
+        verify_mnist(path, bytes)?;
         idx
     };
     Ok(idx)

@@ -105,6 +105,13 @@ impl Gpu {
             log::error!("uncaptured wgpu error: {e}");
             sink.lock().unwrap().push(e.to_string());
         }));
+        let lost_name = info.name.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            // Dropping the device at exit also "loses" it; only report the unexpected.
+            if reason != wgpu::DeviceLostReason::Destroyed {
+                eprintln!("error: the GPU device {lost_name} was lost ({reason:?}): {message}. Restart; if it recurs, try a smaller --batch or another --adapter.");
+            }
+        });
         let class = match info.device_type {
             wgpu::DeviceType::Cpu => AdapterClass::Cpu,
             _ => AdapterClass::Gpu,
@@ -153,6 +160,13 @@ impl Gpu {
             .poll(wgpu::PollType::wait_indefinitely())
             .map(|_| ())
             .map_err(|e| GpuError::Device { what: "waiting for the GPU".into(), detail: e.to_string() })
+    }
+
+    /// Live GPU buffers and their bytes, as wgpu counts them (for checking that long runs
+    /// do not grow).
+    pub fn buffer_stats(&self) -> (i64, i64) {
+        let c = self.device.get_internal_counters();
+        (c.hal.buffers.read() as i64, c.hal.buffer_memory.read() as i64)
     }
 
     /// The largest workgroup count per dispatch dimension.

@@ -5,4 +5,4 @@ pub mod config;
 pub mod vaegan;
 
 pub use config::{Mode, ModelConfig, OptimConfig, RunConfig};
-pub use vaegan::{build_decode, build_eval, build_step, DecodeGraph, EvalGraph, StepGraph};
+pub use vaegan::{build_decode, build_eval, build_step, param_shapes, DecodeGraph, EvalGraph, StepGraph};

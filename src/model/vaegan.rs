@@ -272,3 +272,11 @@ pub fn build_decode(c: &ModelConfig, batch: usize) -> Result<DecodeGraph> {
     g.keep(images);
     Ok(DecodeGraph { graph: g, z, images })
 }
+
+/// The parameters a config's model has: (name, [rows, cols]) in group order, as the step
+/// graph names them (what a checkpoint must hold).
+pub fn param_shapes(c: &ModelConfig) -> Result<Vec<(String, [usize; 2])>> {
+    let step = build_step(c, 1, 0)?;
+    let g = &step.graph;
+    Ok(g.params().map(|p| (g.name(p).to_string(), [g.shape(p).rows, g.shape(p).cols])).collect())
+}

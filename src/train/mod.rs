@@ -97,6 +97,15 @@ impl<'g> Trainer<'g> {
             return Err(TrainError::Invalid(format!("batch size {batch} must be between 1 and the {} training images", train.count)));
         }
         let step_graph = build_step(&config.model, batch, seed)?;
+        // The largest tensor must fit one storage binding: say which batch would.
+        let largest = step_graph.graph.tensors.iter().map(|t| t.shape.len() as u64 * 4).max().unwrap_or(0);
+        let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
+        if largest > limit {
+            let fits = (batch as u64 * limit / largest).max(1);
+            return Err(TrainError::Invalid(format!(
+                "batch {batch} needs a {largest}-byte tensor, over the adapter's storage binding limit of {limit} bytes; a batch of {fits} or less fits"
+            )));
+        }
         let o = &config.optim;
         let hp = |lr: f32| AdamParams { step: 1, lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weight_decay: o.weight_decay };
         let mut adam = vec![hp(o.lr_encoder), hp(o.lr_decoder)];

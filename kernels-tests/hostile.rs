@@ -1,0 +1,247 @@
+//! Hostile and broken input, table-driven: every case must be refused with a clear error
+//! that names the file (or option), the field and what was expected — never a panic.
+//! IDX files, PNG folders, TOML configs, checkpoints, and the command line.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use vaegan::checkpoint::Checkpoint;
+use vaegan::data::{idx, images};
+use vaegan::model::RunConfig;
+
+use crate::data::{gz, idx_bytes, write, write_png};
+
+/// Each broken file is refused with the file named and what was expected.
+#[test]
+fn idx_refuses_broken_files_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = idx_bytes(&[2, 2, 2], &[1; 8]);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty", vec![], "empty file"),
+        ("short-magic", vec![0, 0], "truncated header"),
+        ("wrong-magic", b"\x89PNG\r\n\x1a\n".to_vec(), "is not IDX"),
+        ("wrong-type", { let mut b = good.clone(); b[2] = 0x0D; b }, "element type 0x0d"),
+        ("no-dims", vec![0, 0, 8, 0], "0 dimensions"),
+        ("short-dims", vec![0, 0, 8, 3, 0, 0, 0, 2], "dimension 1 of 3 is missing"),
+        ("truncated-data", good[..good.len() - 3].to_vec(), "need 8 data bytes but the file holds 5"),
+        ("extra-data", [good.clone(), vec![9, 9]].concat(), "2 bytes of data follow"),
+        ("overflow", idx_bytes(&[u32::MAX, u32::MAX, u32::MAX], &[]), "ask for more than"),
+        ("gigabytes", idx_bytes(&[60_000, 28_000, 28_000], &[1; 10]), "ask for more than"),
+        ("liar", idx_bytes(&[1000, 28, 28], &[1; 10]), "the file holds 10"),
+    ];
+    for (name, bytes, expect) in cases {
+        for (suffix, content) in [("", bytes.clone()), (".gz", gz(&bytes))] {
+            if name == "empty" && suffix == ".gz" {
+                continue; // a gzip of nothing is not empty: covered by short-magic
+            }
+            let path = write(dir.path(), &format!("{name}{suffix}"), &content);
+            let err = idx::read(&path).err().unwrap_or_else(|| panic!("{name}{suffix} was accepted"));
+            let text = err.to_string();
+            assert!(text.contains(&format!("{name}{suffix}")), "{name}{suffix}: the error does not name the file: {text}");
+            let expect = match (suffix, expect) {
+                (".gz", e) if e.contains("the file holds") => "truncated data",
+                (".gz", "2 bytes of data follow") => "more bytes of data follow",
+                _ => expect,
+            };
+            assert!(text.contains(expect), "{name}{suffix}: expected {expect:?} in {text:?}");
+        }
+    }
+    // A truncated gzip stream.
+    let z = gz(&idx_bytes(&[100, 28, 28], &[7; 78_400]));
+    let path = write(dir.path(), "cut.gz", &z[..z.len() / 2]);
+    assert!(idx::read(&path).is_err());
+    // Labels that do not match the images.
+    let images = write(dir.path(), "i", &good);
+    let labels = write(dir.path(), "l", &idx_bytes(&[3], &[1, 2, 3]));
+    let err = idx::load_images(&images, Some(&labels)).unwrap_err().to_string();
+    assert!(err.contains("3 labels for 2 images"), "{err}");
+}
+
+
+#[test]
+fn png_folders_refuse_bad_images_clearly() {
+    let mixed = tempfile::tempdir().unwrap();
+    write_png(&mixed.path().join("a.png"), 28, 28, png::ColorType::Grayscale, &[0; 784]);
+    write_png(&mixed.path().join("b.png"), 30, 28, png::ColorType::Grayscale, &[0; 840]);
+    let err = images::load_folder(mixed.path(), 28, 1).err().unwrap().to_string();
+    assert!(err.contains("b.png") && err.contains("must share one size"), "{err}");
+
+    let corrupt = tempfile::tempdir().unwrap();
+    write_png(&corrupt.path().join("a.png"), 28, 28, png::ColorType::Grayscale, &[0; 784]);
+    let mut bytes = std::fs::read(corrupt.path().join("a.png")).unwrap();
+    let n = bytes.len();
+    bytes.truncate(n - 20);
+    std::fs::write(corrupt.path().join("b.png"), &bytes).unwrap();
+    let err = images::load_folder(corrupt.path(), 28, 1).err().unwrap().to_string();
+    assert!(err.contains("b.png") && (err.contains("corrupt") || err.contains("not a readable PNG")), "{err}");
+
+    // A header declaring 100000×100000 pixels.
+    let huge = tempfile::tempdir().unwrap();
+    write_png(&huge.path().join("a.png"), 1, 1, png::ColorType::Grayscale, &[0]);
+    let mut bytes = std::fs::read(huge.path().join("a.png")).unwrap();
+    bytes[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+    bytes[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    std::fs::write(huge.path().join("b.png"), &bytes).unwrap();
+    let err = images::read_png_grey(&huge.path().join("b.png")).err().unwrap().to_string();
+    assert!(err.contains("b.png"), "{err}");
+
+    // A header declaring a 0×5 image.
+    let zero = tempfile::tempdir().unwrap();
+    write_png(&zero.path().join("a.png"), 1, 5, png::ColorType::Grayscale, &[0; 5]);
+    let mut bytes = std::fs::read(zero.path().join("a.png")).unwrap();
+    bytes[16..20].copy_from_slice(&0u32.to_be_bytes());
+    std::fs::write(zero.path().join("z.png"), &bytes).unwrap();
+    let err = images::read_png_grey(&zero.path().join("z.png")).err().unwrap().to_string();
+    assert!(err.contains("z.png") && (err.contains("zero-sized") || err.contains("not a readable PNG")), "{err}");
+
+    let empty = tempfile::tempdir().unwrap();
+    let err = vaegan::data::load(empty.path(), 28, 1).err().unwrap().to_string();
+    assert!(err.contains("0 PNG images"), "{err}");
+}
+
+
+#[test]
+fn configs_are_validated_with_the_key_named() {
+    let ok = RunConfig::from_toml("preset = \"pytorch-vae\"\n[model]\nlatent = 10\n[optim]\nlr_encoder = 0.01\n", "a.toml").unwrap();
+    assert_eq!((ok.model.latent, ok.model.encoder.clone(), ok.optim.lr_encoder), (10, vec![400], 0.01));
+    let cases = [
+        ("[model]\nlatnt = 3\n", "unknown key model.latnt"),
+        ("[model]\nlatent = \"big\"\n", "latent"),
+        ("[model]\nencoder = [512, 0]\n", "model.encoder[1] is 0"),
+        ("[optim]\nlr_decoder = -0.1\n", "optim.lr_decoder = -0.1"),
+        ("[model]\nlatent = 1000\n", "does not fit"),
+        ("[model]\nhidden_act = \"swish\"\n", "unknown activation"),
+        ("colour = 3\n", "colour"),
+        ("[model]\nmode = \"gan\"\n", "unknown mode"),
+    ];
+    for (text, expect) in cases {
+        let err = RunConfig::from_toml(text, "bad.toml").err().unwrap_or_else(|| panic!("{text:?} was accepted"));
+        assert!(err.contains("bad.toml") && err.contains(expect), "{text:?}: expected {expect:?} in {err:?}");
+    }
+}
+
+/// A small valid checkpoint of a tiny model, as bytes.
+pub fn tiny_checkpoint() -> Checkpoint {
+    let config = RunConfig::from_toml(crate::interrupt::TINY_TOML, "tiny.toml").unwrap();
+    let shapes = vaegan::model::param_shapes(&config.model).unwrap();
+    let tensors: Vec<(String, [usize; 2], Vec<f32>)> = shapes.iter().map(|(n, s)| (n.clone(), *s, vec![0.01; s[0] * s[1]])).collect();
+    Checkpoint {
+        config,
+        step: 12,
+        epoch: 1,
+        step_in_epoch: 4,
+        updates: vec![12, 12, 12],
+        seed: 5,
+        batch: 16,
+        data: "somewhere".into(),
+        limit: None,
+        params: tensors.clone(),
+        adam_m: tensors.clone(),
+        adam_v: tensors,
+    }
+}
+
+#[test]
+fn hostile_checkpoints_are_refused_clearly() {
+    let good = tiny_checkpoint();
+    let bytes = good.to_bytes().unwrap();
+    let path = Path::new("ck.safetensors");
+    Checkpoint::from_bytes(&bytes, path).expect("the good one loads");
+    let with = |f: &dyn Fn(&mut Checkpoint)| {
+        let mut c = good.clone();
+        f(&mut c);
+        c.to_bytes().unwrap()
+    };
+    let foreign = {
+        let data = vec![0u8; 16];
+        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2, 2], &data).unwrap();
+        safetensors::tensor::serialize(vec![("weight", view)], None).unwrap()
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty", vec![], "not a readable safetensors file"),
+        ("truncated", bytes[..bytes.len() / 2].to_vec(), "not a readable safetensors file"),
+        ("truncated header", bytes[..12].to_vec(), "not a readable safetensors file"),
+        ("foreign safetensors", foreign, "metadata key \"format\" is missing: not a vaegan checkpoint"),
+        ("wrong shape", with(&|c| { c.params[0].1 = [3, 3]; c.params[0].2 = vec![0.0; 9]; }), "the config's model needs"),
+        ("missing tensor", with(&|c| { c.params.remove(1); }), "are missing"),
+        ("missing moment", with(&|c| { c.adam_v.pop(); }), "Adam v of"),
+        ("stray tensor", with(&|c| c.params.push(("bonus.weight".into(), [1, 1], vec![0.0]))), "not part of the config's model"),
+        ("NaN weight", with(&|c| c.params[2].2[3] = f32::NAN), "holds NaN at element 3"),
+        ("Inf moment", with(&|c| c.adam_m[0].2[0] = f32::INFINITY), "holds inf at element 0"),
+        ("wrong group count", with(&|c| c.updates = vec![1]), "\"updates\" has 1 entries"),
+    ];
+    for (name, bytes, expect) in cases {
+        let err = Checkpoint::from_bytes(&bytes, path).err().unwrap_or_else(|| panic!("{name}: accepted"));
+        let text = err.to_string();
+        assert!(text.contains("ck.safetensors") && text.contains(expect), "{name}: expected {expect:?} in {text:?}");
+    }
+    // Metadata that is missing or not a number.
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    for (key, value, expect) in [("step", None, "\"step\" is missing"), ("epoch", Some("many"), "\"epoch\" is not a number"), ("config", Some("[model]\nlatent = 0"), "model.latent must be at least 1")] {
+        let mut m = meta.metadata().clone().unwrap();
+        match value {
+            None => { m.remove(key); }
+            Some(v) => { m.insert(key.to_string(), v.to_string()); }
+        }
+        let views: Vec<(String, safetensors::tensor::TensorView)> = st.tensors();
+        let edited = safetensors::tensor::serialize(views, Some(m)).unwrap();
+        let text = Checkpoint::from_bytes(&edited, path).err().expect(key).to_string();
+        assert!(text.contains(expect), "{key}: expected {expect:?} in {text:?}");
+    }
+}
+
+fn vaegan_cli(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vaegan"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .env("WGPU_BACKEND", std::env::var("VAEGAN_TEST_BACKEND").unwrap_or_else(|_| "vulkan".into()))
+        .output()
+        .expect("run vaegan");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+/// Bad command lines exit non-zero with a message naming what to fix.
+#[test]
+fn hostile_command_lines_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = crate::interrupt::small_idx_dataset(dir.path());
+    let data = data.to_str().unwrap();
+    let file = write(dir.path(), "a-file", b"x");
+    let under_file: PathBuf = file.join("out");
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["train", "--data", data, "--batch", "0", "--out", out], "--batch 0"),
+        (vec!["train", "--data", data, "--batch", "100000", "--out", out], "larger than the 256 training images"),
+        (vec!["train", "--data", data, "--lr=0", "--out", out], "--lr 0: must be a positive number"),
+        (vec!["train", "--data", data, "--lr=-0.5", "--out", out], "--lr -0.5: must be a positive number"),
+        (vec!["train", "--data", data, "--lr-discriminator=-1", "--out", out], "--lr-discriminator -1"),
+        (vec!["train", "--data", data, "--out", under_file.to_str().unwrap()], "cannot create the output folder"),
+        (vec!["train", "--data", "/nonexistent/data", "--out", out], "/nonexistent/data: not a folder"),
+        (vec!["train", "--preset", "huge", "--data", data, "--out", out], "unknown preset \"huge\""),
+        (vec!["--backend", "cuda", "devices"], "unknown backend \"cuda\""),
+        (vec!["--adapter", "no-such-gpu", "train", "--data", data, "--out", out], "no adapter matches --adapter \"no-such-gpu\""),
+        (vec!["eval", "--checkpoint", "/nonexistent/run"], "/nonexistent/run: cannot read"),
+        (vec!["sample", "--checkpoint", file.to_str().unwrap()], "not a readable safetensors file"),
+    ];
+    for (args, expect) in cases {
+        let (code, stderr) = vaegan_cli(&args);
+        assert!(code != 0, "{args:?} succeeded");
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+        assert!(stderr.contains(expect), "{args:?}: expected {expect:?} in {stderr:?}");
+    }
+}
+
+/// A batch too large for the adapter's storage bindings: the error names the limit and a
+/// batch that fits (full MNIST, so that the batch is not refused for the data set's size).
+#[test]
+fn a_batch_too_large_for_the_adapter_names_the_limit_and_a_size_that_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mnist = crate::data::shipped_mnist();
+    let (code, stderr) = vaegan_cli(&["train", "--data", mnist.to_str().unwrap(), "--batch", "50000", "--out", out.to_str().unwrap()]);
+    assert!(code != 0 && !stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("storage binding limit") && stderr.contains("or less fits"), "{stderr}");
+}

@@ -1,0 +1,237 @@
+//! Interruption and faults, through the real binary: Ctrl-C, SIGKILL at random moments
+//! (checkpoints must always load and resume), a full disk during a checkpoint write,
+//! divergence; and flat memory over a long run.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use vaegan::checkpoint::{self, Checkpoint};
+
+use crate::common::*;
+
+/// A model small enough that a step takes a millisecond or two.
+pub const TINY_TOML: &str = r#"preset = "mnist-mlp"
+[model]
+encoder = [32]
+latent = 4
+decoder = [32]
+discriminator = [16]
+"#;
+
+/// 256 training and 64 test MNIST images as raw IDX files (hyphenated names: no checksum),
+/// written to `dir/data`; quick to load.
+pub fn small_idx_dataset(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let split = vaegan::data::load(&crate::data::shipped_mnist(), 28, 0).unwrap();
+    for (name, set, n) in [("train-images-idx3-ubyte", &split.train, 256), ("t10k-images-idx3-ubyte", &split.test, 64)] {
+        let bytes = crate::data::idx_bytes(&[n as u32, 28, 28], &set.images[..n * 784]);
+        std::fs::write(data.join(name), bytes).unwrap();
+    }
+    data
+}
+
+fn vaegan() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vaegan"));
+    c.env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .env("WGPU_BACKEND", std::env::var("VAEGAN_TEST_BACKEND").unwrap_or_else(|_| "vulkan".into()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+struct Run {
+    dir: tempfile::TempDir,
+    data: PathBuf,
+    out: PathBuf,
+    config: PathBuf,
+}
+
+fn setup() -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_idx_dataset(dir.path());
+    let config = dir.path().join("tiny.toml");
+    std::fs::write(&config, TINY_TOML).unwrap();
+    let out = dir.path().join("run");
+    Run { dir, data, out, config }
+}
+
+impl Run {
+    /// A training process: resuming when a checkpoint exists.
+    fn train(&self, epochs: usize, extra: &[&str]) -> Command {
+        let mut c = vaegan();
+        let epochs = epochs.to_string();
+        if checkpoint::path_in(&self.out).exists() {
+            c.args(["train", "--resume", self.out.to_str().unwrap(), "--epochs", &epochs]);
+        } else {
+            c.args(["train", "--config", self.config.to_str().unwrap(), "--data", self.data.to_str().unwrap()]);
+            c.args(["--out", self.out.to_str().unwrap(), "--batch", "16", "--eval-batch", "32", "--epochs", &epochs]);
+        }
+        c.args(extra);
+        c
+    }
+}
+
+fn finish(child: Child) -> (i32, String) {
+    let out = child.wait_with_output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+/// Kills training with SIGKILL at random moments — starting up, mid-step, during
+/// evaluation, during checkpoint writes — 50 times, resuming each time. After every kill
+/// the checkpoint on disk, if any, loads, and the run's step count never goes backwards.
+#[test]
+fn sigkill_at_random_moments_never_leaves_a_broken_checkpoint() {
+    let run = setup();
+    let mut rng = rng("sigkill_at_random_moments_never_leaves_a_broken_checkpoint");
+    let mut last_step = 0;
+    let mut kills_after_a_checkpoint = 0;
+    for i in 0..50 {
+        let child = run.train(1_000_000, &[]).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(rng.random_range(50..2500)));
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGKILL);
+        }
+        let (code, stderr) = finish(child);
+        assert!(!stderr.contains("panicked"), "iteration {i}: {stderr}");
+        assert!(code == -1 || code == 0, "iteration {i}: exited {code} before the kill: {stderr}");
+        let path = checkpoint::path_in(&run.out);
+        if path.exists() {
+            let ck = Checkpoint::load(&path).unwrap_or_else(|e| panic!("iteration {i}: the checkpoint does not load: {e}"));
+            assert!(ck.step >= last_step, "iteration {i}: step went back from {last_step} to {}", ck.step);
+            last_step = ck.step;
+            kills_after_a_checkpoint += 1;
+        }
+    }
+    assert!(kills_after_a_checkpoint >= 25 && last_step > 0, "too few kills hit a running training ({kills_after_a_checkpoint}, step {last_step})");
+    // And the run still resumes and finishes cleanly.
+    let ck = Checkpoint::load(&checkpoint::path_in(&run.out)).unwrap();
+    let (code, stderr) = finish(run.train(ck.epoch + 1, &[]).spawn().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+}
+
+/// Ctrl-C: the current step ends, a checkpoint is written, exit code 130; it resumes.
+#[test]
+fn sigint_writes_a_checkpoint_and_exits_130() {
+    let run = setup();
+    let child = run.train(1_000_000, &[]).spawn().unwrap();
+    let path = checkpoint::path_in(&run.out);
+    let t0 = Instant::now();
+    while !path.exists() && t0.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let (code, stderr) = finish(child);
+    assert_eq!(code, 130, "{stderr}");
+    assert!(stderr.contains("continue with: vaegan train --resume"), "{stderr}");
+    let ck = Checkpoint::load(&path).unwrap();
+    assert!(ck.step > 0);
+    let (code, stderr) = finish(run.train(ck.epoch + 1, &[]).spawn().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+}
+
+/// A full disk (simulated by a file-size limit smaller than the checkpoint) during a
+/// checkpoint write: a clear error, and the previous checkpoint intact.
+#[test]
+fn a_full_disk_leaves_the_previous_checkpoint_intact() {
+    let run = setup();
+    let (code, stderr) = finish(run.train(1, &[]).spawn().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    let path = checkpoint::path_in(&run.out);
+    let before = std::fs::read(&path).unwrap();
+    let limit = (before.len() / 2) as u64;
+    let mut cmd = run.train(2, &[]);
+    unsafe {
+        cmd.pre_exec(move || {
+            // Writes past the limit fail with EFBIG instead of killing the process.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let lim = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
+            Ok(())
+        });
+    }
+    let (code, stderr) = finish(cmd.spawn().unwrap());
+    assert!(code != 0 && !stderr.contains("panicked"), "{code}: {stderr}");
+    assert!(stderr.contains("cannot write the checkpoint") && stderr.contains("intact"), "{stderr}");
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the previous checkpoint changed");
+    Checkpoint::load(&path).unwrap();
+    assert!(!path.with_extension("safetensors.tmp").exists(), "the partial file is removed");
+    let _ = run.dir;
+}
+
+/// A diverging run (learning rate 1000) stops within a bounded number of steps, names the
+/// step and the loss, and leaves the last good checkpoint untouched.
+#[test]
+fn divergence_stops_training_and_keeps_the_last_good_checkpoint() {
+    let run = setup();
+    let (code, stderr) = finish(run.train(1, &[]).spawn().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    let path = checkpoint::path_in(&run.out);
+    let good = std::fs::read(&path).unwrap();
+    // A fresh run into the same folder (not --resume) with an absurd learning rate.
+    let mut cmd = vaegan();
+    cmd.args(["train", "--config", run.config.to_str().unwrap(), "--data", run.data.to_str().unwrap(), "--out", run.out.to_str().unwrap()]);
+    cmd.args(["--batch", "16", "--epochs", "3", "--lr", "1000"]);
+    let (code, stderr) = finish(cmd.spawn().unwrap());
+    assert!(code != 0 && !stderr.contains("panicked"), "{stderr}");
+    let at = stderr.find("diverged at step ").unwrap_or_else(|| panic!("{stderr}"));
+    let step: u64 = stderr[at + 17..].split(':').next().unwrap().parse().unwrap();
+    // Losses are read back every 10 steps, asynchronously (at most 3 in flight).
+    assert!(step <= 16, "detected only at step {step} (16 steps an epoch)");
+    assert!(stderr.contains("last good checkpoint is kept"), "{stderr}");
+    assert_eq!(std::fs::read(&path).unwrap(), good);
+}
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// Twenty epochs of training with evaluation and sampling every epoch, as `vaegan train`
+/// runs them: after the first epoch, the number and bytes of GPU buffers stay the same and
+/// host memory stays flat.
+#[test]
+fn memory_stays_flat_over_a_long_run() {
+    use std::sync::atomic::AtomicBool;
+    let config = vaegan::model::RunConfig::from_toml(TINY_TOML, "tiny.toml").unwrap();
+    let split = vaegan::data::load(&crate::data::shipped_mnist(), 28, 0).unwrap();
+    let split = vaegan::train::limited(split, Some(256), Some(64));
+    let g = fresh_gpu(false);
+    let mut t = vaegan::train::Trainer::new(&g, config.clone(), 16, 1, &split.train, None).unwrap();
+    let mut ev = vaegan::train::eval::Evaluator::new(&g, &config.model, 32, 1).unwrap();
+    let mut dec = vaegan::train::eval::Decoder::new(&g, &config.model, 8).unwrap();
+    let z = vaegan::train::eval::fixed_normals(8, config.model.latent, 3);
+    let stop = AtomicBool::new(false);
+    let mut epoch = |t: &mut vaegan::train::Trainer| {
+        t.run_epoch(&stop, |_| {}).unwrap();
+        t.advance_if_done().unwrap();
+        t.history.clear();
+        let params = t.exec.read_params().unwrap();
+        let lookup = |n: &str| params.iter().find(|(k, _, _)| k == n).map(|(_, _, v)| v.clone());
+        ev.load(&lookup).unwrap();
+        dec.load(&lookup).unwrap();
+        ev.evaluate(&split.test).unwrap();
+        dec.decode(&z).unwrap();
+        let _ = t.checkpoint().unwrap().to_bytes().unwrap();
+        g.wait().unwrap();
+    };
+    epoch(&mut t);
+    let (buffers, bytes) = g.buffer_stats();
+    let rss = resident_bytes();
+    for _ in 1..20 {
+        epoch(&mut t);
+    }
+    let (buffers2, bytes2) = g.buffer_stats();
+    let rss2 = resident_bytes();
+    eprintln!("after epoch 1: {buffers} GPU buffers, {bytes} bytes, {rss} resident; after 20: {buffers2}, {bytes2}, {rss2}");
+    assert!(buffers > 0, "wgpu's counters are on");
+    assert_eq!((buffers2, bytes2), (buffers, bytes), "GPU buffers grew");
+    assert!(rss2 < rss + (16 << 20), "host memory grew from {rss} to {rss2} bytes");
+}
