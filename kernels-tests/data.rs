@@ -109,7 +109,8 @@ fn gather_matches_twin() {
     let mut rng = rng("gather_matches_twin");
     let (count, dim) = (37, 13);
     let pixels: Vec<u8> = uniform(&mut rng, count * dim, 0.0, 256.0).iter().map(|&v| v as u8).collect();
-    let set = Dataset { images: pixels.clone(), labels: None, count, height: 1, width: dim, source: "test".into() };
+    let labels: Vec<u8> = (0..count).map(|i| (i * 7 % 10) as u8).collect();
+    let set = Dataset { images: pixels.clone(), labels: Some(labels.clone()), count, height: 1, width: dim, source: "test".into() };
     let gd = GpuDataset::upload(gpu(), &set).unwrap();
     let perm: Vec<u32> = vaegan::train::permutation(3, 0, count);
     let pb = gd.permutation_buffer(gpu()).unwrap();
@@ -120,5 +121,10 @@ fn gather_matches_twin() {
         gpu().run([&l]).unwrap();
         let want = reference::data::gather(&pixels, dim, &perm, batch, start, scaling);
         assert_close(&format!("gather batch {batch} at {start}"), &download(&out), &want, 1e-6);
+        let onehot = poisoned(batch * 10);
+        let l = gd.gather_labels(gpu(), &pb, batch, start, 10, &onehot).unwrap();
+        gpu().run([&l]).unwrap();
+        let want = reference::data::gather_labels(&labels, &perm, batch, start, 10);
+        assert_close(&format!("gather_labels batch {batch} at {start}"), &download(&onehot), &want, 0.0);
     }
 }

@@ -235,3 +235,23 @@ fn memory_stays_flat_over_a_long_run() {
     assert_eq!((buffers2, bytes2), (buffers, bytes), "GPU buffers grew");
     assert!(rss2 < rss + (16 << 20), "host memory grew from {rss} to {rss2} bytes");
 }
+
+/// `vaegan eval --quality` on a freshly trained checkpoint, CI-sized (200 samples).
+#[test]
+fn eval_quality_runs_on_a_checkpoint() {
+    let run = setup();
+    let (code, stderr) = finish(run.train(1, &[]).spawn().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    let out = vaegan()
+        .args(["eval", "--checkpoint", run.out.to_str().unwrap(), "--quality", "-n", "200", "--batch", "32"])
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for needle in ["test negative ELBO", "Fréchet distance, 200 samples", "(the floor)", "predicted classes 0-9", "class entropy", "confidence >= 0.9"] {
+        assert!(stdout.contains(needle), "{needle:?} missing from {stdout}");
+    }
+    let fd: f64 = stdout.split("test images: ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!(fd.is_finite() && fd > 0.0, "{fd}");
+}

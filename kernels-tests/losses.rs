@@ -4,6 +4,8 @@
 use vaegan::kernels::losses;
 use vaegan::reference;
 
+use rand::Rng;
+
 use crate::common::*;
 
 /// f32 log/exp per element and a tree sum: relative error ~1e-6.
@@ -87,5 +89,45 @@ fn sq_err_forward_backward() {
         assert_close(&format!("sq_err_backward db n={n}"), &gb, &wb, TOL);
         check_grad(&format!("sq_err da n={n}"), &mut rng, |a| g * reference::losses::sq_err(a, &b, scale), &a, &ga);
         check_grad(&format!("sq_err db n={n}"), &mut rng, |b| g * reference::losses::sq_err(&a, b, scale), &b, &gb);
+    }
+}
+
+/// Softmax cross-entropy: one-hot labels and soft targets, including rows whose logits
+/// would overflow exp without the row maximum subtracted.
+#[test]
+fn softmax_ce_forward_backward() {
+    let mut rng = rng("softmax_ce_forward_backward");
+    for (rows, cols) in [(1, 1), (1, 10), (7, 3), (128, 10), (300, 13)] {
+        let mut l = as_f32(&uniform(&mut rng, rows * cols, -6.0, 6.0));
+        if rows * cols > 4 {
+            l[0] = 95.0; // exp(95) overflows f32
+        }
+        let mut t = vec![0.0; rows * cols];
+        for r in 0..rows {
+            if r % 3 == 2 {
+                // A soft target row.
+                let w = uniform(&mut rng, cols, 0.0, 1.0);
+                let s: f64 = w.iter().sum();
+                for j in 0..cols {
+                    t[r * cols + j] = (w[j] / s) as f32 as f64;
+                }
+            } else {
+                t[r * cols + rng.random_range(0..cols)] = 1.0;
+            }
+        }
+        let (g, scale) = (1.3, 1.0 / rows as f64);
+        let (lb, tb) = (upload(&l), upload(&t));
+        let (loss, dl) = (poisoned(1), poisoned(rows * cols));
+        let mut ls = losses::softmax_ce(gpu(), rows, cols, &lb, &tb, scale as f32, &loss).unwrap();
+        ls.push(losses::softmax_ce_backward(gpu(), rows, cols, &lb, &tb, &upload(&[g]), scale as f32, &dl).unwrap());
+        gpu().run(&ls).unwrap();
+        let what = format!("softmax_ce {rows}x{cols}");
+        assert_close(&what, &download(&loss), &[reference::losses::softmax_ce(cols, &l, &t, scale)], TOL);
+        let got = download(&dl);
+        // Gradients are differences of probabilities: bound by their magnitude g·scale·(p + t).
+        let want = reference::losses::softmax_ce_backward(cols, &l, &t, g, scale);
+        let magnitude: Vec<f64> = want.iter().zip(&t).map(|(w, t)| w.abs() + (g * scale * t).abs()).collect();
+        assert_close_mag(&format!("{what} backward"), &got, &want, &magnitude, TOL);
+        check_grad(&what, &mut rng, |l| g * reference::losses::softmax_ce(cols, l, &t, scale), &l, &got);
     }
 }

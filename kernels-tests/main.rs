@@ -15,6 +15,7 @@ mod interrupt;
 mod fuzz;
 mod kl;
 mod losses;
+mod quality;
 mod matmul;
 mod reduce;
 mod reparam;

@@ -34,3 +34,14 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     }
     out[i] = v * p.scale + p.offset;
 }
+
+// One-hot labels of the same batch: out[b, c] = 1 where label[perm[start + b]] = c (labels
+// stored one per u32 in `data`, p.dim = the number of classes).
+@compute @workgroup_size(256)
+fn gather_labels(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.batch * p.dim) { return; }
+    let b = i / p.dim;
+    let c = i % p.dim;
+    out[i] = select(0.0, 1.0, data[perm[p.start + b]] == c);
+}

@@ -14,6 +14,7 @@ pub mod kernels;
 pub mod model;
 pub mod nn;
 pub mod pictures;
+pub mod quality;
 pub mod reference;
 pub mod train;
 

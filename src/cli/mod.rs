@@ -51,8 +51,11 @@ enum Command {
     Sample(train::SampleArgs),
     /// Test images beside their reconstructions, as a PNG grid.
     Reconstruct(train::ReconstructArgs),
-    /// Test-set negative ELBO, reconstruction error and discriminator accuracy.
+    /// Test-set negative ELBO, reconstruction error and discriminator accuracy; with
+    /// --quality, Fréchet distance and class coverage of generated samples.
     Eval(train::EvalArgs),
+    /// Train the MNIST classifier used by `eval --quality`.
+    Classifier(train::ClassifierArgs),
 }
 
 pub fn main() -> anyhow::Result<()> {
@@ -65,5 +68,6 @@ pub fn main() -> anyhow::Result<()> {
         Command::Sample(args) => train::sample(&cli.device, &args),
         Command::Reconstruct(args) => train::reconstruct(&cli.device, &args),
         Command::Eval(args) => train::eval(&cli.device, &args),
+        Command::Classifier(args) => train::classifier(&cli.device, &args),
     }
 }

@@ -481,6 +481,19 @@ pub struct EvalArgs {
     batch: usize,
     #[arg(long)]
     test_limit: Option<usize>,
+    /// Also measure sample quality: Fréchet distance in the MNIST classifier's features,
+    /// class coverage and confidence of generated samples.
+    #[arg(long)]
+    quality: bool,
+    /// Samples to generate for --quality.
+    #[arg(short, long, default_value_t = 10_000)]
+    n: usize,
+    /// Classifier weights for --quality (default: the one shipped in datasets/classifier).
+    #[arg(long)]
+    classifier: Option<PathBuf>,
+    /// Seed of the generated samples' latent codes.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
 }
 
 pub fn eval(device: &DeviceArgs, args: &EvalArgs) -> anyhow::Result<()> {
@@ -501,5 +514,93 @@ pub fn eval(device: &DeviceArgs, args: &EvalArgs) -> anyhow::Result<()> {
         println!("discriminator accuracy (real vs generated): {:.1}%", 100.0 * a);
     }
     println!("images evaluated: {}", r.images);
+    if args.quality {
+        quality(&gpu, &ck, &split, args)?;
+    }
+    Ok(())
+}
+
+/// Generates `args.n` samples and compares them with the test set in the classifier's eyes.
+fn quality(gpu: &crate::gpu::Gpu, ck: &Checkpoint, split: &Split, args: &EvalArgs) -> anyhow::Result<()> {
+    use crate::quality::classifier::{coverage, Classifier, ClassifierWeights};
+    use crate::quality::{frechet_distance, FeatureStats};
+    if args.n < 2 {
+        bail!("-n must be at least 2 for a covariance");
+    }
+    let path = args.classifier.clone().unwrap_or_else(crate::quality::classifier::default_path);
+    let weights = ClassifierWeights::load(&path).map_err(anyhow::Error::msg)?;
+    if split.test.dim() != 784 {
+        bail!("--quality uses the MNIST classifier (28x28 images); this model's images are {}x{}", split.test.height, split.test.width);
+    }
+    let mut clf = Classifier::new(gpu, 500, 0)?;
+    clf.load(&weights)?;
+    let dim = clf.feature_dim();
+    let c = &ck.config.model;
+    let batch = 500.min(args.n);
+    let mut decoder = Decoder::new(gpu, c, batch)?;
+    decoder.load(&|name| ck.param(name))?;
+    let z = fixed_normals(args.n.div_ceil(batch) * batch, c.latent, args.seed);
+    let mut samples = Vec::with_capacity(args.n * c.input);
+    for chunk in z.chunks(batch * c.latent) {
+        samples.extend(decoder.decode(chunk)?);
+    }
+    samples.truncate(args.n * c.input);
+    let generated = clf.read(&samples)?;
+    let test_images = crate::train::eval::scale_images(&split.test, 0..split.test.count, crate::data::gpu::Scaling::UNIT);
+    let test = clf.read(&test_images)?;
+    let n_train = split.train.count.min(split.test.count);
+    let train_images = crate::train::eval::scale_images(&split.train, 0..n_train, crate::data::gpu::Scaling::UNIT);
+    let train = clf.read(&train_images)?;
+    let (g_stats, t_stats, tr_stats) = (
+        FeatureStats::from_rows(&generated.features, dim),
+        FeatureStats::from_rows(&test.features, dim),
+        FeatureStats::from_rows(&train.features, dim),
+    );
+    let cov = coverage(&generated.probs);
+    println!("sample quality (classifier {}, test accuracy {:.2}%):", path.display(), 100.0 * weights.test_accuracy);
+    println!("  Fréchet distance, {} samples vs {} test images: {:.3}", args.n, split.test.count, frechet_distance(&g_stats, &t_stats));
+    println!("  Fréchet distance, {n_train} training vs test images (the floor): {:.3}", frechet_distance(&tr_stats, &t_stats));
+    println!("  predicted classes 0-9: {:?}", cov.histogram);
+    println!("  class entropy: {:.3} nats (uniform: {:.3})", cov.entropy, (10f64).ln());
+    println!("  samples classified with confidence >= 0.9: {:.1}%", 100.0 * cov.confident);
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct ClassifierArgs {
+    /// Labelled IDX data (default: the shipped MNIST).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Where to write the weights.
+    #[arg(long, default_value = "datasets/classifier/mnist-classifier.safetensors")]
+    out: PathBuf,
+}
+
+/// `vaegan classifier`: trains the quality classifier with vaegan's own kernels.
+pub fn classifier(device: &DeviceArgs, args: &ClassifierArgs) -> anyhow::Result<()> {
+    positive("lr", Some(args.lr))?;
+    if args.batch == 0 || args.epochs == 0 {
+        bail!("--batch and --epochs must be at least 1");
+    }
+    let path = args.data.clone().unwrap_or_else(data::default_mnist);
+    let split = load_data(&path, 28, args.seed, None, None)?;
+    let gpu = device.open()?;
+    eprintln!("adapter: {}", gpu.describe());
+    let weights = crate::quality::classifier::train(&gpu, &split.train, &split.test, args.epochs, args.batch, args.lr, args.seed, |e, acc| {
+        eprintln!("epoch {e}/{}: test accuracy {:.2}%", args.epochs, 100.0 * acc);
+    })?;
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    }
+    weights.save(&args.out).with_context(|| format!("{}: cannot write", args.out.display()))?;
+    eprintln!("wrote {} (test accuracy {:.2}%)", args.out.display(), 100.0 * weights.test_accuracy);
     Ok(())
 }

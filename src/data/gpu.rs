@@ -10,6 +10,8 @@ const SOURCE: &str = include_str!("../../shaders/data.wgsl");
 
 pub struct GpuDataset {
     pub data: GpuBuffer,
+    /// Labels, one per u32, where the data set has them.
+    pub labels: Option<GpuBuffer>,
     pub count: usize,
     pub dim: usize,
 }
@@ -54,7 +56,11 @@ impl GpuDataset {
             },
             other => other,
         })?;
-        Ok(GpuDataset { data, count: set.count, dim: set.dim() })
+        let labels = match &set.labels {
+            Some(l) => Some(gpu.upload_u32("labels", &l.iter().map(|&x| x as u32).collect::<Vec<_>>())?),
+            None => None,
+        };
+        Ok(GpuDataset { data, labels, count: set.count, dim: set.dim() })
     }
 
     /// A permutation buffer for `gather` (uploaded each epoch with `Gpu::write_u32`).
@@ -76,6 +82,19 @@ impl GpuDataset {
         let params = Self::params(batch, self.dim, start, scaling);
         let n = (batch * self.dim) as u32;
         gpu.launch(name, pipeline, &params, &[&self.data, perm, out], gpu.grid_1d(n.div_ceil(256)))
+    }
+
+    /// out[b, :] = one-hot label of image perm[start + b] over `classes` classes.
+    pub fn gather_labels(&self, gpu: &Gpu, perm: &GpuBuffer, batch: usize, start: usize, classes: usize, out: &GpuBuffer) -> Result<Launch> {
+        let name = format!("gather_labels batch={batch} classes={classes}");
+        let labels = self.labels.as_ref().ok_or_else(|| GpuError::shape(&name, "the data set has no labels"))?;
+        if out.len != batch * classes || batch == 0 || classes == 0 {
+            return Err(GpuError::shape(&name, format!("output has {} elements, expected {}", out.len, batch * classes)));
+        }
+        let pipeline = gpu.pipeline("data/gather_labels", || SOURCE.to_string(), "gather_labels")?;
+        let params = Self::params(batch, classes, start, Scaling::UNIT);
+        let n = (batch * classes) as u32;
+        gpu.launch(name, pipeline, &params, &[labels, perm, out], gpu.grid_1d(n.div_ceil(256)))
     }
 
     pub fn params(batch: usize, dim: usize, start: usize, s: Scaling) -> GatherParams {

@@ -94,6 +94,7 @@ impl<'g> CpuExecutor<'g> {
                         LossKind::BceProb => losses::bce_prob(ins[0], ins[1], s),
                         LossKind::BceLogits => losses::bce_logits(ins[0], ins[1], s),
                         LossKind::SqErr => losses::sq_err(ins[0], ins[1], s),
+                        LossKind::SoftmaxCe => losses::softmax_ce(shape(0).cols, ins[0], ins[1], s),
                     }]]
                 }
                 Op::LossBackward { kind, scale } => {
@@ -101,6 +102,7 @@ impl<'g> CpuExecutor<'g> {
                     match kind {
                         LossKind::BceProb => vec![losses::bce_prob_backward(ins[0], ins[1], g, s)],
                         LossKind::BceLogits => vec![losses::bce_logits_backward(ins[0], ins[1], g, s)],
+                        LossKind::SoftmaxCe => vec![losses::softmax_ce_backward(shape(0).cols, ins[0], ins[1], g, s)],
                         LossKind::SqErr => {
                             let (da, db) = losses::sq_err_backward(ins[0], ins[1], g, s);
                             vec![da, db]

@@ -250,15 +250,25 @@ impl<'g> GpuExecutor<'g> {
                 let scale = 1.0 / s.rows as f32;
                 launches.push(kl::kl_backward(gpu, s.rows, s.cols, &v(0), &v(1), &v(2), scale, &out(0), &out(1))?);
             }
+            Op::Loss { kind: LossKind::SoftmaxCe, scale } => {
+                let s = shape(node.inputs[0]);
+                launches.extend(losses::softmax_ce(gpu, s.rows, s.cols, &v(0), &v(1), *scale, &out(0))?);
+            }
+            Op::LossBackward { kind: LossKind::SoftmaxCe, scale } => {
+                let s = shape(node.inputs[0]);
+                launches.push(losses::softmax_ce_backward(gpu, s.rows, s.cols, &v(0), &v(1), &v(2), *scale, &out(0))?);
+            }
             Op::Loss { kind, scale } => launches.extend(match kind {
                 LossKind::BceProb => losses::bce_prob(gpu, &v(0), &v(1), *scale, &out(0))?,
                 LossKind::BceLogits => losses::bce_logits(gpu, &v(0), &v(1), *scale, &out(0))?,
                 LossKind::SqErr => losses::sq_err(gpu, &v(0), &v(1), *scale, &out(0))?,
+                LossKind::SoftmaxCe => unreachable!("handled above"),
             }),
             Op::LossBackward { kind, scale } => launches.push(match kind {
                 LossKind::BceProb => losses::bce_prob_backward(gpu, &v(0), &v(1), &v(2), *scale, &out(0))?,
                 LossKind::BceLogits => losses::bce_logits_backward(gpu, &v(0), &v(1), &v(2), *scale, &out(0))?,
                 LossKind::SqErr => losses::sq_err_backward(gpu, &v(0), &v(1), &v(2), *scale, &out(0), &out(1))?,
+                LossKind::SoftmaxCe => unreachable!("handled above"),
             }),
             Op::ColumnSum => {
                 let s = shape(node.inputs[0]);

@@ -14,6 +14,8 @@ pub enum LossKind {
     BceLogits,
     /// Squared error (a − b)².
     SqErr,
+    /// Softmax cross-entropy of rows of logits against target distributions (one-hot labels).
+    SoftmaxCe,
 }
 
 impl LossKind {
@@ -22,6 +24,7 @@ impl LossKind {
             LossKind::BceProb => "bce_prob",
             LossKind::BceLogits => "bce_logits",
             LossKind::SqErr => "sq_err",
+            LossKind::SoftmaxCe => "softmax_ce",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! losses: binary cross-entropy on probabilities (clamped) and on logits (stable form),
-//! squared error between two feature tensors; forward (a reduction to one scalar) and
-//! backward (scaled by an upstream gradient held in a one-element buffer).
+//! squared error between two feature tensors, softmax cross-entropy over rows; forward (a
+//! reduction to one scalar) and backward (scaled by an upstream gradient held in a
+//! one-element buffer).
 
 use crate::gpu::{Gpu, GpuBuffer, Launch, Result};
 
@@ -14,8 +15,8 @@ const SOURCE: &str = include_str!("../../shaders/losses.wgsl");
 struct Params {
     n: u32,
     scale: f32,
-    _pad0: u32,
-    _pad1: u32,
+    cols: u32,
+    _pad: u32,
 }
 
 /// loss[0] = scale · Σ −[t·log p + (1−t)·log(1−p)], p clamped to [1e-7, 1 − 1e-7].
@@ -50,7 +51,7 @@ fn backward(gpu: &Gpu, entry: &str, a: &GpuBuffer, b: &GpuBuffer, dloss: &GpuBuf
     if let Some(db) = db {
         slots.push((5, db));
     }
-    let params = Params { n, scale, _pad0: 0, _pad1: 0 };
+    let params = Params { n, scale, cols: 0, _pad: 0 };
     gpu.launch_at(name, pipeline, &params, &slots, gpu.grid_1d(n.div_ceil(256)))
 }
 
@@ -67,4 +68,41 @@ pub fn bce_logits_backward(gpu: &Gpu, logits: &GpuBuffer, t: &GpuBuffer, dloss: 
 /// da = dloss · scale · 2(a − b), db = −da.
 pub fn sq_err_backward(gpu: &Gpu, a: &GpuBuffer, b: &GpuBuffer, dloss: &GpuBuffer, scale: f32, da: &GpuBuffer, db: &GpuBuffer) -> Result<Launch> {
     backward(gpu, "sq_err_backward", a, b, dloss, scale, da, Some(db))
+}
+
+fn softmax_check(name: &str, rows: usize, cols: usize, bufs: &[(&str, &GpuBuffer)]) -> Result<(u32, u32)> {
+    let r = super::nonempty(name, rows)?;
+    let c = super::nonempty(name, cols)?;
+    for (what, b) in bufs {
+        super::expect_f32(name, what, b)?;
+        super::expect_len(name, &format!("{what} ({rows}x{cols})"), b, rows * cols)?;
+    }
+    Ok((r, c))
+}
+
+fn softmax_pipeline(gpu: &Gpu, entry: &str) -> Result<std::sync::Arc<wgpu::ComputePipeline>> {
+    gpu.pipeline(&format!("losses/{entry}"), || format!("{ACTIVATIONS_WGSL}\n{LOSS_TERMS_WGSL}\n{SOURCE}"), entry)
+}
+
+/// loss[0] = scale · Σ_rows (logsumexp(l_r) − Σ_j t_rj·l_rj) for rows×cols logits and target
+/// distributions (one-hot labels). Per-row losses, then the deterministic reduction.
+pub fn softmax_ce(gpu: &Gpu, rows: usize, cols: usize, logits: &GpuBuffer, t: &GpuBuffer, scale: f32, loss: &GpuBuffer) -> Result<Vec<Launch>> {
+    let name = format!("softmax_ce {rows}x{cols}");
+    let (r, c) = softmax_check(&name, rows, cols, &[("logits", logits), ("targets", t)])?;
+    super::expect_len(&name, "loss", loss, 1)?;
+    let per_row = gpu.zeros("softmax_ce per row", rows, crate::gpu::DType::F32)?;
+    let params = Params { n: r, scale: 1.0, cols: c, _pad: 0 };
+    let first = gpu.launch_at(name, softmax_pipeline(gpu, "softmax_ce_rows")?, &params, &[(1, logits), (2, t), (4, &per_row)], gpu.grid_1d(r.div_ceil(64)))?;
+    let mut launches = vec![first];
+    launches.extend(reduce_to_scalar(gpu, Term::Sum, &per_row, None, scale, loss)?);
+    Ok(launches)
+}
+
+/// dl = dloss · scale · (softmax(l) − t) per row.
+pub fn softmax_ce_backward(gpu: &Gpu, rows: usize, cols: usize, logits: &GpuBuffer, t: &GpuBuffer, dloss: &GpuBuffer, scale: f32, dl: &GpuBuffer) -> Result<Launch> {
+    let name = format!("softmax_ce_backward {rows}x{cols}");
+    let (r, c) = softmax_check(&name, rows, cols, &[("logits", logits), ("targets", t), ("gradient", dl)])?;
+    super::expect_len(&name, "upstream gradient", dloss, 1)?;
+    let params = Params { n: r, scale, cols: c, _pad: 0 };
+    gpu.launch_at(name, softmax_pipeline(gpu, "softmax_ce_backward")?, &params, &[(1, logits), (2, t), (3, dloss), (4, dl)], gpu.grid_1d(r.div_ceil(64)))
 }

@@ -14,3 +14,15 @@ pub fn gather(images: &[u8], dim: usize, perm: &[u32], batch: usize, start: usiz
     }
     out
 }
+
+/// One-hot labels of the batch the GPU gathers.
+pub fn gather_labels(labels: &[u8], perm: &[u32], batch: usize, start: usize, classes: usize) -> Vec<f64> {
+    let mut out = vec![0.0; batch * classes];
+    for b in 0..batch {
+        let c = labels[perm[start + b] as usize] as usize;
+        if c < classes {
+            out[b * classes + c] = 1.0;
+        }
+    }
+    out
+}

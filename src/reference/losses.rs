@@ -33,3 +33,26 @@ pub fn sq_err_backward(a: &[f64], b: &[f64], dloss: f64, scale: f64) -> (Vec<f64
     let db = da.iter().map(|g| -g).collect();
     (da, db)
 }
+
+fn log_sum_exp(row: &[f64]) -> f64 {
+    let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+}
+
+/// scale · Σ_rows (Σt·logsumexp(l) − Σ t·l).
+pub fn softmax_ce(cols: usize, l: &[f64], t: &[f64], scale: f64) -> f64 {
+    scale
+        * l.chunks(cols)
+            .zip(t.chunks(cols))
+            .map(|(lr, tr)| tr.iter().sum::<f64>() * log_sum_exp(lr) - lr.iter().zip(tr).map(|(a, b)| a * b).sum::<f64>())
+            .sum::<f64>()
+}
+
+pub fn softmax_ce_backward(cols: usize, l: &[f64], t: &[f64], dloss: f64, scale: f64) -> Vec<f64> {
+    let mut out = Vec::with_capacity(l.len());
+    for (lr, tr) in l.chunks(cols).zip(t.chunks(cols)) {
+        let (lse, mass) = (log_sum_exp(lr), tr.iter().sum::<f64>());
+        out.extend(lr.iter().zip(tr).map(|(a, b)| dloss * scale * ((a - lse).exp() * mass - b)));
+    }
+    out
+}
