@@ -255,3 +255,33 @@ fn eval_quality_runs_on_a_checkpoint() {
     let fd: f64 = stdout.split("test images: ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
     assert!(fd.is_finite() && fd > 0.0, "{fd}");
 }
+
+/// `vaegan bench --quick --json`: one well-formed JSON object, every figure finite and positive.
+#[test]
+fn bench_quick_json_is_well_formed() {
+    let out = vaegan().args(["bench", "--quick", "--json"]).stdout(Stdio::piped()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let c = &v["ceiling"];
+    for key in ["copy_gb_s", "matmul_gflop_s"] {
+        let x = c[key].as_f64().unwrap_or(f64::NAN);
+        assert!(x.is_finite() && x > 0.0, "ceiling.{key} = {x}");
+    }
+    let kernels = v["kernels"].as_array().unwrap();
+    assert!(kernels.len() >= 8, "{} kernel rows", kernels.len());
+    for row in kernels {
+        let t = row["microseconds"].as_f64().unwrap();
+        let speed = row["gflop_s"].as_f64().or(row["gb_s"].as_f64()).unwrap();
+        assert!(t.is_finite() && t > 0.0 && speed.is_finite() && speed > 0.0, "{row}");
+    }
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    for row in steps {
+        for key in ["samples_per_s", "ms_per_step", "gflop_s"] {
+            let x = row[key].as_f64().unwrap();
+            assert!(x.is_finite() && x > 0.0, "{key} in {row}");
+        }
+        assert!(row["dispatches"].as_u64().unwrap() > 10);
+    }
+    assert!(v["clock"].as_str().unwrap().contains("timestamp") || v["clock"].as_str().unwrap().contains("host"));
+}

@@ -1,45 +1,106 @@
-//! `vaegan bench`: kernel throughput on the chosen adapter. Times are host-clock around
-//! submit + wait of a pass holding many dispatches of one kernel, so that per-submit cost
-//! is amortised; each figure is the median of several such samples after a warm-up.
+//! `vaegan bench`: throughput on the adapter at hand, next to that adapter's own measured
+//! ceilings. Sections: `--ceiling` (a large copy's GB/s, the best matmul GFLOP/s over the
+//! tiles), `--kernels` (matmul at square and model shapes, elementwise, reduction, Adam),
+//! `--step` (whole training steps); all when none is named. `--json` for machines.
+//! Kernel times come from GPU timestamp queries where the adapter has them (the host clock
+//! otherwise, and the output says which): the median of several passes after a warm-up.
 
 use std::time::Instant;
 
 use clap::Args;
+use serde::Serialize;
 
 use super::DeviceArgs;
-use crate::gpu::{DType, Gpu, Launch};
+use crate::gpu::{DType, Gpu, GpuBuffer, Launch};
+use crate::kernels::adam::{self, AdamParams};
 use crate::kernels::matmul::{self, MatmulSpec, Tile, Trans};
+use crate::kernels::{elementwise, reduce, Act};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Time the matmul kernels (with no section named, every section runs).
+    /// Measure the adapter's ceilings (with no section named, every section runs).
+    #[arg(long)]
+    ceiling: bool,
+    /// Time the kernels.
     #[arg(long)]
     kernels: bool,
     /// Time whole training steps of mnist-mlp (vae-gan and vae).
     #[arg(long)]
     step: bool,
-    /// Batch sizes for --step.
-    #[arg(long, value_delimiter = ',', default_values_t = vec![64, 256])]
-    batches: Vec<usize>,
-    /// Timed steps per configuration for --step.
-    #[arg(long, default_value_t = 20)]
-    steps: usize,
-    /// Square matmul sizes to time (M = N = K).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![256, 512, 1024])]
-    sizes: Vec<usize>,
-    /// Also time the reference model's layer shapes (forward and both gradient products).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    model_shapes: bool,
-    /// Register tiles to compare, as TMxTN or TMxTN@WXxWY with a workgroup shape
-    /// (e.g. 8x8,16x16@4x16); default: the adapter's.
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Small sizes and few samples: seconds, for checking that the bench works.
+    #[arg(long)]
+    quick: bool,
+    /// Square matmul sizes (M = N = K).
+    #[arg(long, value_delimiter = ',')]
+    sizes: Option<Vec<usize>>,
+    /// Batch sizes for the model's matmul shapes and for --step.
+    #[arg(long, value_delimiter = ',')]
+    batches: Option<Vec<usize>>,
+    /// Register tiles to compare, as TMxTN or TMxTN@WXxWY (e.g. 8x8,16x16@4x16); default:
+    /// the adapter's.
     #[arg(long, value_delimiter = ',')]
     tiles: Vec<String>,
     /// Timed samples per kernel (the median is reported).
     #[arg(long, default_value_t = 5)]
     samples: usize,
+    /// Timed steps per configuration for --step.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
     /// Also time f16-storage matmul where the adapter has SHADER_F16.
     #[arg(long)]
     f16: bool,
+}
+
+#[derive(Serialize, Default)]
+struct Report {
+    adapter: String,
+    backend: String,
+    device_type: String,
+    driver: String,
+    clock: String,
+    ceiling: Option<Ceiling>,
+    kernels: Vec<KernelRow>,
+    steps: Vec<StepRow>,
+}
+
+#[derive(Serialize, Clone)]
+struct Ceiling {
+    /// A copy kernel over `copy_bytes` bytes: (read + written) bytes per second / 1e9.
+    copy_gb_s: f64,
+    copy_bytes: u64,
+    /// The best f32 matmul over the tiles tried, at `matmul_size`³.
+    matmul_gflop_s: f64,
+    matmul_size: usize,
+    matmul_tile: String,
+}
+
+#[derive(Serialize)]
+struct KernelRow {
+    kernel: String,
+    shape: String,
+    dtype: String,
+    tile: Option<String>,
+    microseconds: f64,
+    gflop_s: Option<f64>,
+    gb_s: Option<f64>,
+    /// Of the matching ceiling: GFLOP/s of the best matmul, or GB/s of the copy.
+    of_ceiling: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct StepRow {
+    model: String,
+    batch: usize,
+    samples_per_s: f64,
+    ms_per_step: f64,
+    dispatches: usize,
+    record_ms: f64,
+    record_share: f64,
+    submit_share: f64,
+    gflop_s: f64,
 }
 
 fn parse_tile(text: &str, default: Tile) -> anyhow::Result<Tile> {
@@ -60,69 +121,197 @@ fn parse_tile(text: &str, default: Tile) -> anyhow::Result<Tile> {
     Ok(Tile { tm, tn, wg_x, wg_y })
 }
 
-/// Median seconds per dispatch of `launch`.
-pub fn time_launch(gpu: &Gpu, launch: &Launch, samples: usize) -> anyhow::Result<f64> {
-    gpu.run([launch])?; // warm-up (and compile)
-    let t0 = Instant::now();
-    gpu.run([launch])?;
-    let once = t0.elapsed().as_secs_f64();
-    // Enough dispatches per sample that a sample lasts ~0.2 s.
-    let reps = ((0.2 / once.max(1e-6)) as usize).clamp(1, 200);
-    let batch: Vec<&Launch> = std::iter::repeat_n(launch, reps).collect();
-    let mut times = Vec::with_capacity(samples);
-    for _ in 0..samples.max(1) {
-        let t = Instant::now();
-        gpu.submit(&batch);
-        gpu.wait()?;
-        times.push(t.elapsed().as_secs_f64() / reps as f64);
-    }
-    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    Ok(times[times.len() / 2])
+fn tile_name(t: &Tile) -> String {
+    format!("{}x{}@{}x{}", t.tm, t.tn, t.wg_x, t.wg_y)
 }
 
-fn bench_matmul(gpu: &Gpu, spec: MatmulSpec, dtype: DType, samples: usize) -> anyhow::Result<f64> {
-    let (ar, br) = match spec.trans {
-        Trans::NN => (spec.m * spec.k, spec.k * spec.n),
-        Trans::NT => (spec.m * spec.k, spec.n * spec.k),
-        Trans::TN => (spec.k * spec.m, spec.k * spec.n),
-    };
-    let fill = |n: usize| (0..n).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect::<Vec<f32>>();
+fn filler(n: usize) -> Vec<f32> {
+    (0..n).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect()
+}
+
+/// Seconds per matmul of `spec` (operands in `dtype`).
+fn time_matmul(gpu: &Gpu, spec: MatmulSpec, dtype: DType, samples: usize) -> anyhow::Result<f64> {
+    let (na, nb) = (spec.m * spec.k, spec.k * spec.n);
     let (a, b) = match dtype {
-        DType::F16 => (gpu.upload_f16("A", &fill(ar))?, gpu.upload_f16("B", &fill(br))?),
-        _ => (gpu.upload_f32("A", &fill(ar))?, gpu.upload_f32("B", &fill(br))?),
+        DType::F16 => (gpu.upload_f16("A", &filler(na))?, gpu.upload_f16("B", &filler(nb))?),
+        _ => (gpu.upload_f32("A", &filler(na))?, gpu.upload_f32("B", &filler(nb))?),
     };
     let c = gpu.zeros("C", spec.m * spec.n, DType::F32)?;
     let launch = matmul::matmul(gpu, &spec, &a, &b, None, &c)?;
-    let secs = time_launch(gpu, &launch, samples)?;
-    Ok(spec.flops() / secs / 1e9)
+    Ok(gpu.median_time(&[&launch], samples)?)
+}
+
+fn time_one(gpu: &Gpu, launches: &[Launch], samples: usize) -> anyhow::Result<f64> {
+    let refs: Vec<&Launch> = launches.iter().collect();
+    Ok(gpu.median_time(&refs, samples)?)
 }
 
 pub fn run(device: &DeviceArgs, args: &BenchArgs) -> anyhow::Result<()> {
     let gpu = device.open()?;
-    println!("adapter: {}", gpu.describe());
-    let all = !args.kernels && !args.step;
+    let all = !args.ceiling && !args.kernels && !args.step;
+    let mut report = Report {
+        adapter: gpu.info.name.clone(),
+        backend: format!("{:?}", gpu.info.backend),
+        device_type: format!("{:?}", gpu.info.device_type),
+        driver: format!("{} {}", gpu.info.driver, gpu.info.driver_info).trim().to_string(),
+        clock: gpu.clock().name().to_string(),
+        ..Default::default()
+    };
+    let samples = if args.quick { 3 } else { args.samples };
+    if !args.json {
+        println!("adapter: {}", gpu.describe());
+        println!("timing: {}, median of {samples} samples", gpu.clock().name());
+    }
+    let default = Tile::default_for(gpu.class);
+    let tiles: Vec<Tile> = if args.tiles.is_empty() {
+        vec![default]
+    } else {
+        args.tiles.iter().map(|t| parse_tile(t, default)).collect::<anyhow::Result<_>>()?
+    };
+
+    if all || args.ceiling {
+        let ceiling = measure_ceiling(&gpu, args.quick, samples)?;
+        if !args.json {
+            println!();
+            println!("ceilings: copy {:.1} GB/s over {} MiB; best f32 matmul {:.1} GFLOP/s at {}³ (tile {})",
+                ceiling.copy_gb_s, ceiling.copy_bytes >> 20, ceiling.matmul_gflop_s, ceiling.matmul_size, ceiling.matmul_tile);
+        }
+        report.ceiling = Some(ceiling);
+    }
     if all || args.kernels {
-        bench_kernels(&gpu, args)?;
+        report.kernels = bench_kernels(&gpu, args, &tiles, samples, report.ceiling.as_ref())?;
+        if !args.json {
+            println!();
+            println!("{:<22} {:<26} {:>5} {:>12} {:>11} {:>9} {:>8} {:>9}", "kernel", "shape", "dtype", "tile", "µs", "GFLOP/s", "GB/s", "ceiling");
+            for r in &report.kernels {
+                let f = |v: Option<f64>, p: usize| v.map(|x| format!("{x:.p$}")).unwrap_or_else(|| "-".into());
+                println!("{:<22} {:<26} {:>5} {:>12} {:>11.1} {:>9} {:>8} {:>9}", r.kernel, r.shape, r.dtype, r.tile.clone().unwrap_or_default(),
+                    r.microseconds, f(r.gflop_s, 1), f(r.gb_s, 1), r.of_ceiling.map(|x| format!("{:.0}%", 100.0 * x)).unwrap_or_else(|| "-".into()));
+            }
+        }
     }
     if all || args.step {
-        bench_steps(&gpu, args)?;
+        report.steps = bench_steps(&gpu, args)?;
+        if !args.json {
+            println!();
+            println!("training step: Adam on every group; wall clock to the last step's completion; record = the host's own work, submit = inside queue.submit");
+            println!("{:<20} {:>6} {:>11} {:>9} {:>11} {:>15} {:>10} {:>9}", "model", "batch", "samples/s", "ms/step", "dispatches", "record ms (%)", "submit %", "GFLOP/s");
+            for r in &report.steps {
+                println!("{:<20} {:>6} {:>11.0} {:>9.2} {:>11} {:>7.2} ({:>4.1}%) {:>9.1}% {:>9.1}", r.model, r.batch, r.samples_per_s, r.ms_per_step,
+                    r.dispatches, r.record_ms, 100.0 * r.record_share, 100.0 * r.submit_share, r.gflop_s);
+            }
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
     }
     Ok(())
 }
 
+fn measure_ceiling(gpu: &Gpu, quick: bool, samples: usize) -> anyhow::Result<Ceiling> {
+    let n = if quick { 1 << 20 } else { 1 << 24 };
+    let n = n.min((gpu.limits.max_storage_buffer_binding_size / 4) as usize);
+    let src = gpu.upload_f32("copy source", &filler(n))?;
+    let dst = gpu.zeros("copy destination", n, DType::F32)?;
+    let copy = elementwise::copy(gpu, &src, 0, &dst, 0, n)?;
+    let secs = gpu.median_time(&[&copy], samples)?;
+    let bytes = 8 * n as u64;
+    let size = if quick { 256 } else { 1024 };
+    let candidates: Vec<Tile> = [(4, 4, 16, 16), (8, 8, 8, 8), (8, 16, 8, 8), (16, 16, 8, 8), (16, 8, 8, 8)]
+        .iter()
+        .map(|&(tm, tn, wg_x, wg_y)| Tile { tm, tn, wg_x, wg_y })
+        .collect();
+    let mut best = (0.0, candidates[0]);
+    for tile in candidates {
+        let spec = MatmulSpec::new(size, size, size, Trans::NN).tile(tile);
+        let g = spec.flops() / time_matmul(gpu, spec, DType::F32, samples)? / 1e9;
+        if g > best.0 {
+            best = (g, tile);
+        }
+    }
+    Ok(Ceiling { copy_gb_s: bytes as f64 / secs / 1e9, copy_bytes: bytes, matmul_gflop_s: best.0, matmul_size: size, matmul_tile: tile_name(&best.1) })
+}
+
+fn bench_kernels(gpu: &Gpu, args: &BenchArgs, tiles: &[Tile], samples: usize, ceiling: Option<&Ceiling>) -> anyhow::Result<Vec<KernelRow>> {
+    let mut rows = vec![];
+    let sizes = args.sizes.clone().unwrap_or_else(|| if args.quick { vec![128] } else { vec![256, 512, 1024, 2048] });
+    let batches = args.batches.clone().unwrap_or_else(|| if args.quick { vec![16] } else { vec![64, 256, 1024] });
+    let mut shapes: Vec<(String, MatmulSpec)> = sizes.iter().map(|&s| ("matmul A·B".to_string(), MatmulSpec::new(s, s, s, Trans::NN))).collect();
+    for &b in &batches {
+        // mnist-mlp's first layer, 784→512: forward, dX, dW.
+        shapes.push(("matmul fwd x·W".into(), MatmulSpec::new(b, 512, 784, Trans::NN)));
+        shapes.push(("matmul dX = dY·Wᵀ".into(), MatmulSpec::new(b, 784, 512, Trans::NT)));
+        shapes.push(("matmul dW = xᵀ·dY".into(), MatmulSpec::new(784, 512, b, Trans::TN)));
+    }
+    let mut dtypes = vec![DType::F32];
+    if args.f16 && gpu.features.shader_f16 {
+        dtypes.push(DType::F16);
+    }
+    for (label, spec) in &shapes {
+        for tile in tiles {
+            for &dtype in &dtypes {
+                let secs = time_matmul(gpu, spec.tile(*tile), dtype, samples)?;
+                let gflops = spec.flops() / secs / 1e9;
+                rows.push(KernelRow {
+                    kernel: label.clone(),
+                    shape: format!("{}x{}x{}", spec.m, spec.n, spec.k),
+                    dtype: format!("{dtype:?}").to_lowercase(),
+                    tile: Some(tile_name(tile)),
+                    microseconds: secs * 1e6,
+                    gflop_s: Some(gflops),
+                    gb_s: None,
+                    of_ceiling: ceiling.map(|c| gflops / c.matmul_gflop_s),
+                });
+            }
+        }
+    }
+    // Memory-bound kernels: GB/s of bytes read + written, against the copy.
+    let n = if args.quick { 1 << 18 } else { 1 << 22 };
+    let x = gpu.upload_f32("x", &filler(n))?;
+    let y = gpu.upload_f32("y", &filler(n))?;
+    let out = gpu.zeros("out", n, DType::F32)?;
+    let scalar = gpu.zeros("sum", 1, DType::F32)?;
+    let params = if args.quick { 100_000 } else { 1_625_425 }; // mnist-mlp's parameter count
+    let p: Vec<GpuBuffer> = (0..4).map(|i| gpu.upload_f32(&format!("adam {i}"), &filler(params))).collect::<Result<_, _>>()?;
+    let memory: Vec<(&str, String, Vec<Launch>, u64)> = vec![
+        ("relu_forward", format!("{n}"), vec![elementwise::activation_forward(gpu, Act::Relu, &x, &out)?], 8 * n as u64),
+        ("sigmoid_backward", format!("{n}"), vec![elementwise::activation_backward(gpu, Act::Sigmoid, &x, &y, &out)?], 12 * n as u64),
+        ("add", format!("{n}"), vec![elementwise::add(gpu, &x, &y, &out)?], 12 * n as u64),
+        ("reduce sum", format!("{n}"), reduce::sum(gpu, &x, &scalar)?, 4 * n as u64),
+        ("column_sum", format!("{}x512", n / 512), vec![reduce::column_sum(gpu, &x, n / 512, 512, &out_prefix(gpu, &out, 512)?)?], 4 * n as u64),
+        ("adam", format!("{params}"), vec![adam::adam(gpu, AdamParams::new(1e-4), &p[0], &p[1], &p[2], &p[3])?], 28 * params as u64),
+    ];
+    for (kernel, shape, launches, bytes) in memory {
+        let secs = time_one(gpu, &launches, samples)?;
+        let gbs = bytes as f64 / secs / 1e9;
+        rows.push(KernelRow {
+            kernel: kernel.into(),
+            shape,
+            dtype: "f32".into(),
+            tile: None,
+            microseconds: secs * 1e6,
+            gflop_s: None,
+            gb_s: Some(gbs),
+            of_ceiling: ceiling.map(|c| gbs / c.copy_gb_s),
+        });
+    }
+    Ok(rows)
+}
+
+/// The first `n` elements of a buffer as a view.
+fn out_prefix(_gpu: &Gpu, buf: &GpuBuffer, n: usize) -> anyhow::Result<GpuBuffer> {
+    Ok(GpuBuffer { len: n.min(buf.len), ..buf.clone() })
+}
+
 /// Training steps: samples/s, ms/step, dispatches/step and the host's share of a step.
-fn bench_steps(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<()> {
+fn bench_steps(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<Vec<StepRow>> {
     use crate::graph::{ExecOptions, GpuExecutor};
-    use crate::kernels::adam::AdamParams;
     use crate::model::{build_step, Mode, ModelConfig};
-    println!();
-    println!("training step: {} timed steps after 3 warm-up, Adam on every group, wall clock to the last step's completion", args.steps);
-    println!(
-        "{:<20} {:>6} {:>11} {:>9} {:>11} {:>15} {:>9} {:>9}",
-        "model", "batch", "samples/s", "ms/step", "dispatches", "record ms (%)", "+submit %", "GFLOP/s"
-    );
+    let batches = args.batches.clone().unwrap_or_else(|| if args.quick { vec![16] } else { vec![64, 256, 1024] });
+    let steps = if args.quick { 3 } else { args.steps.max(1) };
+    let mut rows = vec![];
     for (label, config) in [("mnist-mlp vae-gan", ModelConfig::mnist_mlp()), ("mnist-mlp vae", ModelConfig { mode: Mode::Vae, ..ModelConfig::mnist_mlp() })] {
-        for &batch in &args.batches {
+        for &batch in &batches {
             let step = build_step(&config, batch, 1)?;
             let groups = step.graph.groups.len();
             let mut exec = GpuExecutor::new(gpu, step.graph, ExecOptions { seed: 1, reuse: true, adam: Some(vec![AdamParams::new(1e-4); groups]) })?;
@@ -132,69 +321,29 @@ fn bench_steps(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<()> {
                 exec.step()?;
             }
             gpu.wait()?;
-            let mut host = std::time::Duration::ZERO;
-            let mut record = std::time::Duration::ZERO;
+            let (mut host, mut record) = (0.0, 0.0);
             let t0 = Instant::now();
-            for i in 0..args.steps {
+            for i in 0..steps {
                 exec.step_with(i % 10 == 0, None)?;
-                host += exec.last_timing.host;
-                record += exec.last_timing.record;
+                host += exec.last_timing.host.as_secs_f64();
+                record += exec.last_timing.record.as_secs_f64();
                 exec.poll_outputs()?;
             }
             gpu.wait()?;
-            let secs = t0.elapsed().as_secs_f64() / args.steps as f64;
-            let host_share = host.as_secs_f64() / args.steps as f64 / secs;
-            let record_share = record.as_secs_f64() / args.steps as f64 / secs;
-            let gflops = config.flops_per_sample() * batch as f64 / secs / 1e9;
-            println!(
-                "{label:<20} {batch:>6} {:>11.0} {:>9.2} {:>11} {:>7.2} ({:>4.1}%) {:>8.1}% {gflops:>9.1}",
-                batch as f64 / secs,
-                secs * 1e3,
-                exec.dispatches_per_step(),
-                record.as_secs_f64() * 1e3 / args.steps as f64,
-                100.0 * record_share,
-                100.0 * host_share
-            );
+            let secs = t0.elapsed().as_secs_f64() / steps as f64;
+            let (host, record) = (host / steps as f64, record / steps as f64);
+            rows.push(StepRow {
+                model: label.into(),
+                batch,
+                samples_per_s: batch as f64 / secs,
+                ms_per_step: secs * 1e3,
+                dispatches: exec.dispatches_per_step(),
+                record_ms: record * 1e3,
+                record_share: record / secs,
+                submit_share: (host - record).max(0.0) / secs,
+                gflop_s: config.flops_per_sample() * batch as f64 / secs / 1e9,
+            });
         }
     }
-    Ok(())
-}
-
-fn bench_kernels(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<()> {
-    let gpu = gpu;
-    println!("matmul timing: host clock around submit + wait, median of {} samples", args.samples);
-    let default = Tile::default_for(gpu.class);
-    let tiles: Vec<Tile> = if args.tiles.is_empty() {
-        vec![default]
-    } else {
-        args.tiles.iter().map(|t| parse_tile(t, default)).collect::<anyhow::Result<_>>()?
-    };
-    let mut shapes: Vec<(String, MatmulSpec)> = args
-        .sizes
-        .iter()
-        .map(|&s| (format!("{s}³ nn"), MatmulSpec::new(s, s, s, Trans::NN)))
-        .collect();
-    if args.model_shapes {
-        // mnist-mlp's first layer, 784→512, at batch 64 and 256: forward, dX, dW.
-        for batch in [64, 256] {
-            shapes.push((format!("fwd {batch}x784·784x512"), MatmulSpec::new(batch, 512, 784, Trans::NN)));
-            shapes.push((format!("dX {batch}x512·(784x512)ᵀ"), MatmulSpec::new(batch, 784, 512, Trans::NT)));
-            shapes.push((format!("dW ({batch}x784)ᵀ·{batch}x512"), MatmulSpec::new(784, 512, batch, Trans::TN)));
-        }
-    }
-    let mut dtypes = vec![DType::F32];
-    if args.f16 && gpu.features.shader_f16 {
-        dtypes.push(DType::F16);
-    }
-    println!("{:<28} {:>6} {:>12} {:>10}", "matmul", "dtype", "tile", "GFLOP/s");
-    for (label, spec) in &shapes {
-        for tile in &tiles {
-            for &dtype in &dtypes {
-                let gflops = bench_matmul(gpu, spec.tile(*tile), dtype, args.samples)?;
-                let tile_name = format!("{}x{}@{}x{}", tile.tm, tile.tn, tile.wg_x, tile.wg_y);
-                println!("{label:<28} {:>6} {tile_name:>12} {gflops:>10.1}", format!("{dtype:?}").to_lowercase());
-            }
-        }
-    }
-    Ok(())
+    Ok(rows)
 }

@@ -6,6 +6,7 @@ pub mod error;
 pub mod launch;
 pub mod pipelines;
 pub mod select;
+pub mod timing;
 
 pub use buffer::{DType, GpuBuffer};
 pub use error::{GpuError, Result};
