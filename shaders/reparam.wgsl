@@ -95,7 +95,9 @@ fn reparam_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     dlogvar[i] = dz[i] * eps[i] * 0.5 * exp(0.5 * logvar[i]);
 }
 
-// eps = ε: plain standard normals (the prior samples z_p of a VAE-GAN step).
+// eps = ε: plain standard normals (the prior samples z_p of a VAE-GAN step). Its loop
+// mirrors reparam_forward's without sharing a function: a function that touches z, μ and
+// logσ² would put them in this entry point's (automatic) binding layout.
 @compute @workgroup_size(64)
 fn randn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let block = block_index(gid, nwg);

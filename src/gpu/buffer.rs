@@ -172,18 +172,19 @@ impl Gpu {
             enc.copy_buffer_to_buffer(&buf.buffer, buf.offset, &staging, 0, size);
             self.queue.submit([enc.finish()]);
         })?;
+        self.read_staging(&staging, "download")
+    }
+
+    /// Maps a MAP_READ buffer whose copy was submitted, waits, and returns its bytes.
+    pub fn read_staging(&self, staging: &wgpu::Buffer, what: &str) -> Result<Vec<u8>> {
+        let fail = |e: String| GpuError::Device { what: what.into(), detail: e };
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
         });
         self.wait()?;
-        rx.recv()
-            .map_err(|e| GpuError::Device { what: "download".into(), detail: e.to_string() })?
-            .map_err(|e| GpuError::Device { what: "download".into(), detail: e.to_string() })?;
-        let data = staging
-            .get_mapped_range(..)
-            .map_err(|e| GpuError::Device { what: "download".into(), detail: e.to_string() })?
-            .to_vec();
+        rx.recv().map_err(|e| fail(e.to_string()))?.map_err(|e| fail(e.to_string()))?;
+        let data = staging.get_mapped_range(..).map_err(|e| fail(e.to_string()))?.to_vec();
         staging.unmap();
         Ok(data)
     }

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::{Gpu, GpuError, Launch, Result};
+use super::{Gpu, Launch, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Clock {
@@ -72,15 +72,8 @@ impl Gpu {
             enc.copy_buffer_to_buffer(&resolve, 0, &staging, 0, 16);
             self.queue.submit([enc.finish()]);
         })?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
-        self.wait()?;
-        let fail = |e: String| GpuError::Device { what: what.into(), detail: e };
-        rx.recv().map_err(|e| fail(e.to_string()))?.map_err(|e| fail(e.to_string()))?;
-        let ticks: Vec<u64> = bytemuck::cast_slice::<u8, u64>(&staging.get_mapped_range(..).map_err(|e| fail(e.to_string()))?).to_vec();
-        staging.unmap();
+        let bytes = self.read_staging(&staging, what)?;
+        let ticks: Vec<u64> = bytemuck::cast_slice::<u8, u64>(&bytes).to_vec();
         let ns = ticks[1].saturating_sub(ticks[0]) as f64 * self.queue.get_timestamp_period() as f64;
         Ok(ns * 1e-9)
     }
