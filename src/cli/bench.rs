@@ -52,6 +52,10 @@ pub struct BenchArgs {
     /// Also time f16-storage matmul where the adapter has SHADER_F16.
     #[arg(long)]
     f16: bool,
+    /// Time every dispatch of one mnist-mlp vae-gan step alone (at the first of --batches,
+    /// default 256) and print where the step's time goes, by kernel.
+    #[arg(long)]
+    profile: bool,
 }
 
 #[derive(Serialize, Default)]
@@ -148,6 +152,9 @@ fn time_one(gpu: &Gpu, launches: &[Launch], samples: usize) -> anyhow::Result<f6
 
 pub fn run(device: &DeviceArgs, args: &BenchArgs) -> anyhow::Result<()> {
     let gpu = device.open()?;
+    if args.profile {
+        return profile_step(&gpu, args);
+    }
     let all = !args.ceiling && !args.kernels && !args.step;
     let mut report = Report {
         adapter: gpu.info.name.clone(),
@@ -346,4 +353,40 @@ fn bench_steps(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<Vec<StepRow>> {
         }
     }
     Ok(rows)
+}
+
+/// Each dispatch of a VAE-GAN step timed alone, summed by kernel (the launch name up to the
+/// first space or digit), largest first.
+fn profile_step(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<()> {
+    use crate::graph::{ExecOptions, GpuExecutor};
+    use crate::model::{build_step, ModelConfig};
+    let batch = args.batches.as_ref().and_then(|b| b.first().copied()).unwrap_or(256);
+    let config = ModelConfig::mnist_mlp();
+    let step = build_step(&config, batch, 1)?;
+    let groups = step.graph.groups.len();
+    let exec = GpuExecutor::new(gpu, step.graph, ExecOptions { seed: 1, reuse: true, adam: Some(vec![AdamParams::new(1e-4); groups]) })?;
+    let launches = exec.step_launches();
+    let mut by_kernel: Vec<(String, f64, usize)> = vec![];
+    let mut total = 0.0;
+    for l in &launches {
+        let t = gpu.median_time(&[l], if args.quick { 1 } else { 3 })?;
+        total += t;
+        // "matmul nt 256x784x512 …" → "matmul nt"; "relu_backward n=…" → "relu_backward".
+        let kernel = l.name.split(' ').take_while(|t| !t.contains('=') && !t.contains(|c: char| c.is_ascii_digit())).collect::<Vec<_>>().join(" ");
+        match by_kernel.iter_mut().find(|(k, _, _)| *k == kernel) {
+            Some(e) => {
+                e.1 += t;
+                e.2 += 1;
+            }
+            None => by_kernel.push((kernel, t, 1)),
+        }
+    }
+    by_kernel.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+    println!("adapter: {}", gpu.describe());
+    println!("mnist-mlp vae-gan step at batch {batch}: {} dispatches, each timed alone ({}): {:.1} ms in all", launches.len(), gpu.clock().name(), total * 1e3);
+    println!("{:<28} {:>10} {:>8} {:>7}", "kernel", "ms", "share", "count");
+    for (k, t, n) in by_kernel {
+        println!("{k:<28} {:>10.2} {:>7.1}% {n:>7}", t * 1e3, 100.0 * t / total);
+    }
+    Ok(())
 }

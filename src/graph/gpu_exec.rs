@@ -287,6 +287,11 @@ impl<'g> GpuExecutor<'g> {
         self.prelude.len() + self.launches.len() + self.adam.len()
     }
 
+    /// Every launch of a step in order (prelude, graph, Adam), for profiling.
+    pub fn step_launches(&self) -> Vec<&Launch> {
+        self.prelude.iter().chain(&self.launches).chain(self.adam.iter().map(|(l, _, _)| l)).collect()
+    }
+
     /// Adds a launch recorded at the start of every step, before the graph's kernels.
     pub fn push_prelude(&mut self, launch: Launch) -> usize {
         self.prelude.push(launch);

@@ -135,39 +135,40 @@ pub fn build_step(c: &ModelConfig, batch: usize, seed: u64) -> Result<StepGraph>
         Mode::VaeGan => {
             let dis = g.group("discriminator");
             let discriminator = Discriminator::new(&mut g, dis, c, seed);
-            // One decoder pass over [z; z_p], one discriminator pass over [x; x̃; x_p].
+            // The decoder and the discriminator run on each batch separately rather than on
+            // concatenated batches: the same forward work, but each objective's backward
+            // then visits only the rows it depends on (the encoder's only x̃, the decoder's
+            // x̃ and x_p), instead of all rows with zero gradients in the rest.
             let z_p = g.randn([batch, c.latent], 1);
             let z_p = g.named(z_p, "z_p");
-            let zz = g.concat_rows(&[z, z_p]);
-            let xx = decoder.forward(&mut g, zz, c);
-            let x_rec = g.slice_rows(xx, 0, batch);
+            let x_rec = decoder.forward(&mut g, z, c);
             let x_rec = g.named(x_rec, "x_rec");
-            let dd = g.concat_rows(&[x, xx]);
-            let (f, logits) = discriminator.forward(&mut g, dd, c);
+            let x_p = decoder.forward(&mut g, z_p, c);
+            let x_p = g.named(x_p, "x_p");
+            let (f_real, logit_real) = discriminator.forward(&mut g, x, c);
+            let (f_rec, logit_rec) = discriminator.forward(&mut g, x_rec, c);
+            let (_, logit_p) = discriminator.forward(&mut g, x_p, c);
 
             // f(x) is a target for L_llike: the encoder and decoder can only move f(x̃), and
             // the discriminator does not learn from L_llike, so no gradient flows to f(x).
-            let f_real = g.slice_rows(f, 0, batch);
             let f_real = g.stop_gradient(f_real);
-            let f_rec = g.slice_rows(f, batch, batch);
             let l_llike = g.loss(LossKind::SqErr, f_rec, f_real, 0.5 / b);
             let l_llike = g.named(l_llike, "L_llike");
-            let mut d_target = vec![1.0f32; batch];
-            d_target.extend(vec![0.0f32; 2 * batch]);
-            let d_target = g.constant("D targets [1; 0; 0]", [3 * batch, 1], d_target);
-            let l_gan_d = g.loss(LossKind::BceLogits, logits, d_target, 1.0 / b);
+            let ones = g.constant("targets 1", [batch, 1], vec![1.0; batch]);
+            let zeros = g.constant("targets 0", [batch, 1], vec![0.0; batch]);
+            let bce = |g: &mut Graph, logits: TensorId, target: TensorId| g.loss(LossKind::BceLogits, logits, target, 1.0 / b);
+            // D's batch-mean BCE on real images, on reconstructions and on prior samples.
+            let d_real = bce(&mut g, logit_real, ones);
+            let d_rec = bce(&mut g, logit_rec, zeros);
+            let d_p = bce(&mut g, logit_p, zeros);
+            let l_gan_d = g.weighted_sum(&[(1.0, d_real), (1.0, d_rec), (1.0, d_p)]);
             let l_gan_d = g.named(l_gan_d, "L_GAN_D");
-            let fake_logits = g.slice_rows(logits, batch, 2 * batch);
-            let ones = g.constant("G targets 1", [2 * batch, 1], vec![1.0; 2 * batch]);
-            let l_gan_g = g.loss(LossKind::BceLogits, fake_logits, ones, 1.0 / b);
+            let g_rec = bce(&mut g, logit_rec, ones);
+            let g_p = bce(&mut g, logit_p, ones);
+            let l_gan_g = g.weighted_sum(&[(1.0, g_rec), (1.0, g_p)]);
             let l_gan_g = g.named(l_gan_g, "L_GAN_G");
-            // The discriminator's mean BCE on real and on generated images, for balancing
-            // and monitoring (no objective reads them).
-            let real_logits = g.slice_rows(logits, 0, batch);
-            let ones_b = g.constant("targets 1", [batch, 1], vec![1.0; batch]);
-            let zeros = g.constant("targets 0", [2 * batch, 1], vec![0.0; 2 * batch]);
-            let d_real = g.loss(LossKind::BceLogits, real_logits, ones_b, 1.0 / b);
-            let d_fake = g.loss(LossKind::BceLogits, fake_logits, zeros, 0.5 / b);
+            // For balancing and monitoring: D's BCE on real and (mean) on generated images.
+            let d_fake = g.weighted_sum(&[(0.5, d_rec), (0.5, d_p)]);
 
             let mut enc_terms = vec![(1.0, l_prior), (1.0, l_llike)];
             let mut dec_terms = vec![(c.gamma, l_llike), (1.0, l_gan_g)];
