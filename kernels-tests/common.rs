@@ -19,7 +19,7 @@ pub fn gpu() -> &'static Gpu {
             .or_else(|_| std::env::var("WGPU_BACKEND"))
             .unwrap_or_else(|_| "vulkan".to_string());
         let adapter = std::env::var("VAEGAN_TEST_ADAPTER").ok();
-        let opts = GpuOptions { backend: Some(backend.clone()), adapter, disable_f16: false };
+        let opts = GpuOptions { backend: Some(backend.clone()), adapter, disable_f16: false, ..Default::default() };
         match Gpu::new(&opts) {
             Ok(gpu) => {
                 eprintln!("kernel tests on: {}", gpu.describe());
@@ -50,7 +50,7 @@ pub fn fresh_gpu(disable_f16: bool) -> Gpu {
         .or_else(|_| std::env::var("WGPU_BACKEND"))
         .unwrap_or_else(|_| "vulkan".to_string());
     let adapter = std::env::var("VAEGAN_TEST_ADAPTER").ok();
-    Gpu::new(&GpuOptions { backend: Some(backend), adapter, disable_f16 }).expect("a second device")
+    Gpu::new(&GpuOptions { backend: Some(backend), adapter, disable_f16, ..Default::default() }).expect("a second device")
 }
 
 /// A fresh generator per test; the seed is printed so that a failure can be replayed

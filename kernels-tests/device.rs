@@ -18,7 +18,7 @@ fn backends_parse_with_aliases_and_refuse_unknown_names() {
 #[test]
 fn an_adapter_that_does_not_exist_is_a_clear_error() {
     let backend = std::env::var("VAEGAN_TEST_BACKEND").unwrap_or_else(|_| "vulkan".into());
-    let opts = GpuOptions { backend: Some(backend), adapter: Some("no-such-gpu-9000".into()), disable_f16: false };
+    let opts = GpuOptions { backend: Some(backend), adapter: Some("no-such-gpu-9000".into()), disable_f16: false, ..Default::default() };
     let err = vaegan::Gpu::new(&opts).err().expect("no adapter has that name");
     let text = err.to_string();
     assert!(text.contains("no-such-gpu-9000") && text.contains("available: [0]"), "{text}");
@@ -31,7 +31,7 @@ fn the_test_adapter_is_found_by_name_substring() {
     let name = gpu().info.name.clone();
     let needle: String = name.chars().take(5).collect();
     let backend = std::env::var("VAEGAN_TEST_BACKEND").unwrap_or_else(|_| "vulkan".into());
-    let g = vaegan::Gpu::new(&GpuOptions { backend: Some(backend), adapter: Some(needle.to_uppercase()), disable_f16: false }).unwrap();
+    let g = vaegan::Gpu::new(&GpuOptions { backend: Some(backend), adapter: Some(needle.to_uppercase()), disable_f16: false, ..Default::default() }).unwrap();
     assert_eq!(g.info.name, name);
 }
 

@@ -195,6 +195,7 @@ fn vaegan_cli(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_vaegan"))
         .args(args)
         .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .env("VAEGAN_CACHE_DIR", std::env::temp_dir().join("vaegan-test-cache"))
         .env("WGPU_BACKEND", std::env::var("VAEGAN_TEST_BACKEND").unwrap_or_else(|_| "vulkan".into()))
         .output()
         .expect("run vaegan");

@@ -37,6 +37,7 @@ pub fn small_idx_dataset(dir: &Path) -> PathBuf {
 fn vaegan() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vaegan"));
     c.env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .env("VAEGAN_CACHE_DIR", std::env::temp_dir().join("vaegan-test-cache"))
         .env("WGPU_BACKEND", std::env::var("VAEGAN_TEST_BACKEND").unwrap_or_else(|_| "vulkan".into()))
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

@@ -152,3 +152,61 @@ fn pipelines_compile_once_per_variant() {
     g.run([&launch]).unwrap();
     assert_eq!(g.download_f32(&c).unwrap(), vec![5.0; 9]);
 }
+
+/// Every tile computes each output with the same FMA chain over k, so tiles change speed,
+/// never bits — which is what makes autotuning safe for reproducible runs.
+#[test]
+fn all_tiles_give_the_same_bits() {
+    let mut rng = rng("all_tiles_give_the_same_bits");
+    for trans in [Trans::NN, Trans::NT, Trans::TN] {
+        let (m, n, k) = (37, 29, 53);
+        let a = upload(&randn(&mut rng, m * k));
+        let b = upload(&randn(&mut rng, k * n));
+        let mut first: Option<Vec<u8>> = None;
+        for tile in vaegan::kernels::autotune::candidates(vaegan::gpu::AdapterClass::Cpu)
+            .into_iter()
+            .chain(vaegan::kernels::autotune::candidates(vaegan::gpu::AdapterClass::Gpu))
+        {
+            let c = poisoned(m * n);
+            let l = matmul(gpu(), &MatmulSpec::new(m, n, k, trans).act(Act::Tanh).tile(tile), &a, &b, None, &c).unwrap();
+            gpu().run([&l]).unwrap();
+            let bits = gpu().download_bytes(&c).unwrap();
+            match &first {
+                None => first = Some(bits),
+                Some(f) => assert_eq!(f, &bits, "{trans:?} tile {tile:?} differs"),
+            }
+        }
+    }
+}
+
+/// With autotuning on, the first matmul of a shape class times the candidates, keeps the
+/// fastest and writes the cache; a new device reads it back without tuning again.
+#[test]
+fn autotune_chooses_once_and_caches_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("autotune.json");
+    let open = || {
+        let backend = std::env::var("VAEGAN_TEST_BACKEND").unwrap_or_else(|_| "vulkan".into());
+        vaegan::Gpu::new(&vaegan::GpuOptions { backend: Some(backend), autotune: true, autotune_cache: Some(cache.clone()), ..Default::default() }).unwrap()
+    };
+    let g = open();
+    let (m, n, k) = (64, 96, 80);
+    let a = g.upload_f32("a", &vec![0.5; m * k]).unwrap();
+    let b = g.upload_f32("b", &vec![0.25; k * n]).unwrap();
+    let c = g.zeros("c", m * n, vaegan::DType::F32).unwrap();
+    let l = matmul(&g, &MatmulSpec::new(m, n, k, Trans::NN), &a, &b, None, &c).unwrap();
+    g.run([&l]).unwrap();
+    assert!(g.download_f32(&c).unwrap().iter().all(|&v| v == 0.5 * 0.25 * k as f32));
+    let text = std::fs::read_to_string(&cache).expect("the cache file is written");
+    let saved: std::collections::HashMap<String, String> = serde_json::from_str(&text).unwrap();
+    assert_eq!(saved.len(), 1, "{text}");
+    let key = vaegan::kernels::autotune::key(&g, Trans::NN, vaegan::DType::F32, m, n, k);
+    let chosen = g.tuner.as_ref().unwrap().cached(&key).unwrap();
+    drop(g);
+    let g2 = open();
+    let tuner = g2.tuner.as_ref().unwrap();
+    assert_eq!(tuner.cached(&key), Some(chosen), "read back from disk");
+    // A nearby shape falls in the same class (powers of two) and reuses the choice.
+    let near = vaegan::kernels::autotune::key(&g2, Trans::NN, vaegan::DType::F32, 60, 90, 70);
+    assert_eq!(near, key);
+}

@@ -28,11 +28,21 @@ pub struct DeviceArgs {
     /// Default: WGPU_ADAPTER_NAME, else the first.
     #[arg(long, global = true)]
     adapter: Option<String>,
+    /// Use each adapter class's default matmul tile instead of tuning per shape on first
+    /// use (tunings are cached in ~/.cache/vaegan/autotune.json, or VAEGAN_CACHE_DIR).
+    #[arg(long, global = true)]
+    no_autotune: bool,
 }
 
 impl DeviceArgs {
     pub fn open(&self) -> anyhow::Result<Gpu> {
-        let gpu = Gpu::new(&GpuOptions { backend: self.backend.clone(), adapter: self.adapter.clone(), disable_f16: false })?;
+        let gpu = Gpu::new(&GpuOptions {
+            backend: self.backend.clone(),
+            adapter: self.adapter.clone(),
+            disable_f16: false,
+            autotune: !self.no_autotune && std::env::var("VAEGAN_AUTOTUNE").map_or(true, |v| v != "0"),
+            autotune_cache: None,
+        })?;
         Ok(gpu)
     }
 }

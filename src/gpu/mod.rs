@@ -23,6 +23,11 @@ pub struct GpuOptions {
     pub adapter: Option<String>,
     /// Do not use SHADER_F16 even where present (tests the f32 fallback).
     pub disable_f16: bool,
+    /// Tune the matmul tile per shape class on first use (cached on disk); off: the
+    /// adapter class's default tile.
+    pub autotune: bool,
+    /// The autotune cache file (None: `kernels::autotune::default_path()`).
+    pub autotune_cache: Option<std::path::PathBuf>,
 }
 
 /// The optional features we use, each requested only when the adapter has it.
@@ -54,6 +59,8 @@ pub struct Gpu {
     pub features: OptionalFeatures,
     pub class: AdapterClass,
     pipelines: pipelines::PipelineCache,
+    /// Matmul tile choices, when autotuning is on.
+    pub tuner: Option<crate::kernels::autotune::Autotuner>,
     /// Errors that escaped every scope (wgpu would panic on them by default).
     uncaptured: Arc<Mutex<Vec<String>>>,
 }
@@ -126,6 +133,9 @@ impl Gpu {
             features,
             class,
             pipelines: pipelines::PipelineCache::default(),
+            tuner: opts.autotune.then(|| {
+                crate::kernels::autotune::Autotuner::new(opts.autotune_cache.clone().or_else(crate::kernels::autotune::default_path))
+            }),
             uncaptured,
         })
     }

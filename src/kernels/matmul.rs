@@ -299,7 +299,10 @@ pub fn matmul(gpu: &Gpu, spec: &MatmulSpec, a: &GpuBuffer, b: &GpuBuffer, bias: 
     if spec.m.max(spec.n).max(spec.k) > u32::MAX as usize / 2 || ar * ac > u32::MAX as usize || br * bc > u32::MAX as usize {
         return Err(GpuError::shape(&name, "matrix too large for 32-bit indexing"));
     }
-    let tile = spec.tile.unwrap_or_else(|| Tile::default_for(gpu.class));
+    let tile = match spec.tile {
+        Some(t) => t,
+        None => tuned_tile(gpu, spec, a.dtype)?,
+    };
     tile.check()?;
     let variant = Variant {
         trans: spec.trans,
@@ -319,6 +322,42 @@ pub fn matmul(gpu: &Gpu, spec: &MatmulSpec, a: &GpuBuffer, b: &GpuBuffer, bias: 
         buffers.push(bias);
     }
     gpu.launch(name, pipeline, &params, &buffers, [groups_x, groups_y, 1])
+}
+
+/// The tile for a spec without one: the adapter class's default, or with autotuning on, the
+/// fastest candidate for its shape class (timed now on first use, then cached).
+fn tuned_tile(gpu: &Gpu, spec: &MatmulSpec, dtype: DType) -> Result<Tile> {
+    let default = Tile::default_for(gpu.class);
+    let Some(tuner) = &gpu.tuner else { return Ok(default) };
+    let key = super::autotune::key(gpu, spec.trans, dtype, spec.m, spec.n, spec.k);
+    if let Some(t) = tuner.cached(&key) {
+        return Ok(t);
+    }
+    let (na, nb) = (spec.m * spec.k, spec.k * spec.n);
+    let fill = |n: usize| (0..n).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect::<Vec<f32>>();
+    let (a, b) = match dtype {
+        DType::F16 => (gpu.upload_f16("tune A", &fill(na))?, gpu.upload_f16("tune B", &fill(nb))?),
+        _ => (gpu.upload_f32("tune A", &fill(na))?, gpu.upload_f32("tune B", &fill(nb))?),
+    };
+    let c = gpu.zeros("tune C", spec.m * spec.n, DType::F32)?;
+    let mut best = (f64::INFINITY, default);
+    for tile in super::autotune::candidates(gpu.class) {
+        let launch = matmul(gpu, &spec.tile(tile), &a, &b, None, &c)?;
+        let once = gpu.time_pass(&[&launch], 1)?.max(1e-7); // compiles and warms up
+        // Three samples of passes lasting ~10 ms: enough to rank tiles, short enough that a
+        // step's dozen shape classes tune in seconds even on a CPU adapter.
+        let reps = ((0.01 / once) as usize).clamp(1, 64);
+        let mut t = f64::INFINITY;
+        for _ in 0..3 {
+            t = t.min(gpu.time_pass(&[&launch], reps)? / reps as f64);
+        }
+        if t < best.0 {
+            best = (t, tile);
+        }
+    }
+    log::info!("autotune {key}: {:?}", best.1);
+    tuner.record(key, best.1);
+    Ok(best.1)
 }
 
 /// The generated WGSL for a spec on this adapter (for inspection and `vaegan kernels`).

@@ -3,6 +3,7 @@
 //! `crate::reference`.
 
 pub mod adam;
+pub mod autotune;
 pub mod elementwise;
 pub mod kl;
 pub mod losses;
