@@ -129,9 +129,7 @@ fn tile_name(t: &Tile) -> String {
     format!("{}x{}@{}x{}", t.tm, t.tn, t.wg_x, t.wg_y)
 }
 
-fn filler(n: usize) -> Vec<f32> {
-    (0..n).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect()
-}
+use crate::kernels::matmul::pattern as filler;
 
 /// Seconds per matmul of `spec` (operands in `dtype`).
 fn time_matmul(gpu: &Gpu, spec: MatmulSpec, dtype: DType, samples: usize) -> anyhow::Result<f64> {
@@ -285,7 +283,7 @@ fn bench_kernels(gpu: &Gpu, args: &BenchArgs, tiles: &[Tile], samples: usize, ce
         ("sigmoid_backward", format!("{n}"), vec![elementwise::activation_backward(gpu, Act::Sigmoid, &x, &y, &out)?], 12 * n as u64),
         ("add", format!("{n}"), vec![elementwise::add(gpu, &x, &y, &out)?], 12 * n as u64),
         ("reduce sum", format!("{n}"), reduce::sum(gpu, &x, &scalar)?, 4 * n as u64),
-        ("column_sum", format!("{}x512", n / 512), vec![reduce::column_sum(gpu, &x, n / 512, 512, &out_prefix(gpu, &out, 512)?)?], 4 * n as u64),
+        ("column_sum", format!("{}x512", n / 512), vec![reduce::column_sum(gpu, &x, n / 512, 512, &GpuBuffer { len: 512, ..out.clone() })?], 4 * n as u64),
         ("adam", format!("{params}"), vec![adam::adam(gpu, AdamParams::new(1e-4), &p[0], &p[1], &p[2], &p[3])?], 28 * params as u64),
     ];
     for (kernel, shape, launches, bytes) in memory {
@@ -303,11 +301,6 @@ fn bench_kernels(gpu: &Gpu, args: &BenchArgs, tiles: &[Tile], samples: usize, ce
         });
     }
     Ok(rows)
-}
-
-/// The first `n` elements of a buffer as a view.
-fn out_prefix(_gpu: &Gpu, buf: &GpuBuffer, n: usize) -> anyhow::Result<GpuBuffer> {
-    Ok(GpuBuffer { len: n.min(buf.len), ..buf.clone() })
 }
 
 /// Training steps: samples/s, ms/step, dispatches/step and the host's share of a step.

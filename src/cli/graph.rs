@@ -1,29 +1,18 @@
 //! `vaegan graph`: build a model's step graph, plan it, and show it.
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use crate::graph::{dump, plan::Plan};
-use crate::model::{build_step, Mode, ModelConfig};
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Preset {
-    MnistMlp,
-    PytorchVae,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum ModeArg {
-    VaeGan,
-    Vae,
-}
+use crate::model::{build_step, Mode, RunConfig};
 
 #[derive(Args, Debug)]
 pub struct GraphArgs {
-    #[arg(long, value_enum, default_value = "mnist-mlp")]
-    preset: Preset,
-    /// Training mode (default: the preset's).
-    #[arg(long, value_enum)]
-    mode: Option<ModeArg>,
+    /// mnist-mlp or pytorch-vae.
+    #[arg(long, default_value = "mnist-mlp")]
+    preset: String,
+    /// Training mode, vae-gan or vae (default: the preset's).
+    #[arg(long)]
+    mode: Option<Mode>,
     #[arg(long, default_value_t = 64)]
     batch: usize,
     /// Print every node: op, tensors with shapes and buffers, forward or which backward.
@@ -34,29 +23,15 @@ pub struct GraphArgs {
     dot: Option<std::path::PathBuf>,
 }
 
-pub fn config_for(preset: Preset, mode: Option<ModeArg>) -> ModelConfig {
-    let mut config = match preset {
-        Preset::MnistMlp => ModelConfig::mnist_mlp(),
-        Preset::PytorchVae => ModelConfig::pytorch_vae(),
-    };
-    match mode {
-        Some(ModeArg::Vae) => config.mode = Mode::Vae,
-        Some(ModeArg::VaeGan) => {
-            config.mode = Mode::VaeGan;
-            if config.discriminator.is_empty() {
-                config.discriminator = ModelConfig::mnist_mlp().discriminator;
-            }
-        }
-        None => {}
-    }
-    config
-}
-
 pub fn run(args: &GraphArgs) -> anyhow::Result<()> {
     if args.batch == 0 {
         anyhow::bail!("--batch must be at least 1");
     }
-    let config = config_for(args.preset, args.mode);
+    let mut run_config = RunConfig::preset(&args.preset).map_err(anyhow::Error::msg)?;
+    if let Some(mode) = args.mode {
+        run_config.set_mode(mode);
+    }
+    let config = run_config.model;
     let step = build_step(&config, args.batch, 1)?;
     let g = &step.graph;
     // 256-byte binding alignment: the common value on GPUs (the executor asks the adapter).
@@ -70,7 +45,7 @@ pub fn run(args: &GraphArgs) -> anyhow::Result<()> {
     }
     let forward = g.forward_nodes().count();
     let params: usize = g.params().map(|p| g.shape(p).len()).sum();
-    println!("{:?} {:?} at batch {}: {} parameters in {} groups", args.preset, config.mode, args.batch, params, g.groups.len());
+    println!("{} {:?} at batch {}: {} parameters in {} groups", args.preset, config.mode, args.batch, params, g.groups.len());
     println!("nodes: {} ({forward} forward, {} backward)", g.nodes.len(), g.nodes.len() - forward);
     println!("tensors: {}, buffer slots after reuse: {}", g.tensors.len(), plan.slots.len());
     let (planned, naive) = (plan.planned_bytes(g), plan.naive_bytes(g));

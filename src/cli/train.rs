@@ -135,13 +135,7 @@ pub fn train(device: &DeviceArgs, args: &TrainArgs) -> anyhow::Result<()> {
                 None => RunConfig::preset(&args.preset).map_err(anyhow::Error::msg)?,
             };
             if let Some(mode) = args.mode {
-                if mode != config.model.mode {
-                    config.model.mode = mode;
-                    config.optim = crate::model::OptimConfig { balance: config.optim.balance, ..crate::model::OptimConfig::for_mode(mode) };
-                    if mode == Mode::VaeGan && config.model.discriminator.is_empty() {
-                        config.model.discriminator = crate::model::ModelConfig::mnist_mlp().discriminator;
-                    }
-                }
+                config.set_mode(mode);
             }
             if let Some(lr) = args.lr {
                 config.optim.lr_encoder = lr;

@@ -324,6 +324,11 @@ pub fn matmul(gpu: &Gpu, spec: &MatmulSpec, a: &GpuBuffer, b: &GpuBuffer, bias: 
     gpu.launch(name, pipeline, &params, &buffers, [groups_x, groups_y, 1])
 }
 
+/// Deterministic values in [−0.5, 0.5) for timing runs (autotune, bench).
+pub fn pattern(n: usize) -> Vec<f32> {
+    (0..n).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect()
+}
+
 /// The tile for a spec without one: the adapter class's default, or with autotuning on, the
 /// fastest candidate for its shape class (timed now on first use, then cached).
 fn tuned_tile(gpu: &Gpu, spec: &MatmulSpec, dtype: DType) -> Result<Tile> {
@@ -334,7 +339,7 @@ fn tuned_tile(gpu: &Gpu, spec: &MatmulSpec, dtype: DType) -> Result<Tile> {
         return Ok(t);
     }
     let (na, nb) = (spec.m * spec.k, spec.k * spec.n);
-    let fill = |n: usize| (0..n).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect::<Vec<f32>>();
+    let fill = pattern;
     let (a, b) = match dtype {
         DType::F16 => (gpu.upload_f16("tune A", &fill(na))?, gpu.upload_f16("tune B", &fill(nb))?),
         _ => (gpu.upload_f32("tune A", &fill(na))?, gpu.upload_f32("tune B", &fill(nb))?),

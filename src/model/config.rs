@@ -220,6 +220,19 @@ impl RunConfig {
         self.optim.validate()
     }
 
+    /// Switches the training mode: the optimiser takes that mode's defaults (keeping the
+    /// balancing choice), and a VAE-GAN without a discriminator gets mnist-mlp's.
+    pub fn set_mode(&mut self, mode: Mode) {
+        if mode == self.model.mode {
+            return;
+        }
+        self.model.mode = mode;
+        self.optim = OptimConfig { balance: self.optim.balance, ..OptimConfig::for_mode(mode) };
+        if mode == Mode::VaeGan && self.model.discriminator.is_empty() {
+            self.model.discriminator = ModelConfig::mnist_mlp().discriminator;
+        }
+    }
+
     /// Parses a TOML config: `preset = "…"` (default mnist-mlp) then `[model]` and
     /// `[optim]` tables overriding any field. `file` names the source in errors.
     pub fn from_toml(text: &str, file: &str) -> Result<Self, String> {
@@ -236,14 +249,10 @@ impl RunConfig {
         // an unknown key or a wrong type is named.
         if let Some(m) = &parsed.model {
             if let Some(mode) = m.get("mode").and_then(|v| v.as_str()) {
-                let mode: Mode = mode.parse().map_err(|e| format!("{file}: model.mode: {e}"))?;
-                if mode != base.model.mode {
-                    base.optim = OptimConfig::for_mode(mode);
-                }
+                base.set_mode(mode.parse().map_err(|e| format!("{file}: model.mode: {e}"))?);
             }
         }
-        let base_tree = toml::Table::try_from(&base).map_err(|e| format!("{file}: {e}"))?;
-        let mut tree = base_tree.clone();
+        let mut tree = toml::Table::try_from(&base).map_err(|e| format!("{file}: {e}"))?;
         for (section, overrides) in [("model", &parsed.model), ("optim", &parsed.optim)] {
             if let Some(overrides) = overrides {
                 for (k, v) in overrides {

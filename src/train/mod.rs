@@ -285,16 +285,6 @@ impl<'g> Trainer<'g> {
         Ok(path)
     }
 
-    /// Mean of each read-back loss over steps (first, last].
-    pub fn mean_losses(&self, after_step: u64) -> Vec<(String, f32)> {
-        let recent: Vec<&Vec<(String, f32)>> = self.history.iter().filter(|(s, _)| *s > after_step).map(|(_, v)| v).collect();
-        let Some(first) = recent.first() else { return vec![] };
-        first
-            .iter()
-            .enumerate()
-            .map(|(i, (name, _))| (name.clone(), recent.iter().map(|v| v[i].1).sum::<f32>() / recent.len() as f32))
-            .collect()
-    }
 }
 
 /// The training set resized to `limit` images (None: all).
