@@ -1,7 +1,7 @@
 //! matmul vs its CPU twin on odd and model shapes, all three layouts, every epilogue and
 //! both default tiles; a linear layer's backward vs finite differences.
 
-use vaegan::kernels::matmul::{matmul, MatmulSpec, Tile, Trans};
+use vaegan::kernels::matmul::{matmul, Kind, MatmulSpec, Tile, Trans};
 use vaegan::kernels::{elementwise, reduce, Act};
 use vaegan::reference;
 
@@ -22,11 +22,22 @@ const SHAPES: [(usize, usize, usize); 9] = [
     (20, 36, 8),
 ];
 
-const TILES: [Tile; 3] = [
-    Tile { tm: 16, tn: 16, wg_x: 8, wg_y: 8 },
-    Tile { tm: 4, tn: 4, wg_x: 16, wg_y: 16 },
-    Tile { tm: 8, tn: 4, wg_x: 8, wg_y: 4 },
-];
+/// Register, workgroup-memory and (where subgroups are 8 lanes wide) subgroup tiles, of
+/// sizes that leave partial tiles on every odd shape.
+fn tiles() -> Vec<Tile> {
+    let mut t = vec![
+        Tile::register(16, 16, 8, 8),
+        Tile::register(4, 4, 16, 16),
+        Tile::register(8, 4, 8, 4),
+        Tile::shared(4, 4, 16, 16),
+        Tile::shared(8, 4, 4, 8),
+        Tile::shared(4, 8, 8, 4),
+    ];
+    if gpu().features.subgroup_size == vaegan::kernels::matmul::SUBGROUP_LANES {
+        t.extend([Tile::subgroup(32, 8), Tile::subgroup(8, 4), Tile::subgroup(16, 12)]);
+    }
+    t
+}
 
 fn check(rng: &mut rand::rngs::StdRng, spec: MatmulSpec, with_bias: bool) {
     // A and B hold M·K and K·N elements whatever the layout.
@@ -50,7 +61,7 @@ fn matmul_all_layouts_and_shapes() {
     let mut rng = rng("matmul_all_layouts_and_shapes");
     for &(m, n, k) in &SHAPES {
         for trans in [Trans::NN, Trans::NT, Trans::TN] {
-            for tile in TILES {
+            for tile in tiles() {
                 check(&mut rng, MatmulSpec::new(m, n, k, trans).tile(tile), false);
             }
         }
@@ -140,7 +151,7 @@ fn pipelines_compile_once_per_variant() {
     let b = g.upload_f32("b", &[1.0; 15]).unwrap();
     let c = g.zeros("c", 9, vaegan::DType::F32).unwrap();
     g.poison(&c);
-    let spec = MatmulSpec::new(3, 3, 5, Trans::NN).tile(Tile { tm: 4, tn: 8, wg_x: 2, wg_y: 2 });
+    let spec = MatmulSpec::new(3, 3, 5, Trans::NN).tile(Tile::register(4, 8, 2, 2));
     assert_eq!(g.pipelines_compiled(), 0);
     for _ in 0..3 {
         matmul(&g, &spec, &a, &b, None, &c).unwrap();
@@ -163,10 +174,11 @@ fn all_tiles_give_the_same_bits() {
         let a = upload(&randn(&mut rng, m * k));
         let b = upload(&randn(&mut rng, k * n));
         let mut first: Option<Vec<u8>> = None;
-        for tile in vaegan::kernels::autotune::candidates(vaegan::gpu::AdapterClass::Cpu)
-            .into_iter()
-            .chain(vaegan::kernels::autotune::candidates(vaegan::gpu::AdapterClass::Gpu))
-        {
+        let classes = [vaegan::gpu::AdapterClass::Cpu, vaegan::gpu::AdapterClass::Gpu];
+        let all = classes.into_iter().flat_map(vaegan::kernels::autotune::class_candidates).chain(tiles());
+        let runnable: Vec<Tile> = all.filter(|t| t.check(gpu()).is_ok()).collect();
+        assert!(runnable.iter().any(|t| t.kind == Kind::Shared) && runnable.iter().any(|t| t.kind == Kind::Register));
+        for tile in runnable {
             let c = poisoned(m * n);
             let l = matmul(gpu(), &MatmulSpec::new(m, n, k, trans).act(Act::Tanh).tile(tile), &a, &b, None, &c).unwrap();
             gpu().run([&l]).unwrap();
@@ -209,4 +221,31 @@ fn autotune_chooses_once_and_caches_on_disk() {
     // A nearby shape falls in the same class (powers of two) and reuses the choice.
     let near = vaegan::kernels::autotune::key(&g2, Trans::NN, vaegan::DType::F32, 60, 90, 70);
     assert_eq!(near, key);
+}
+
+/// The subgroup kernel runs where subgroups are exactly 8 lanes (lavapipe on AVX2) and is
+/// then the default; elsewhere asking for it is a clear error, not a wrong answer.
+#[test]
+fn subgroup_tile_where_subgroups_are_eight_lanes() {
+    let g = gpu();
+    let a = upload(&[1.0; 12]);
+    let b = upload(&[1.0; 12]);
+    let c = poisoned(9);
+    let spec = MatmulSpec::new(3, 3, 4, Trans::NN).tile(Tile::subgroup(8, 4));
+    if g.features.subgroup_size == 8 {
+        assert_eq!(Tile::default_for(g).kind, if g.class == vaegan::gpu::AdapterClass::Cpu { Kind::Subgroup } else { Kind::Shared });
+        let l = matmul(g, &spec, &a, &b, None, &c).unwrap();
+        g.run([&l]).unwrap();
+            assert_eq!(download(&c), vec![4.0; 9]);
+    } else {
+        let err = matmul(g, &spec, &a, &b, None, &c).err().expect("no 8-lane subgroups: refused");
+        assert!(err.to_string().contains("subgroups of exactly 8 lanes"), "{err}");
+    }
+    // Tiles a workgroup cannot hold are refused with the reason.
+    let err = matmul(g, &MatmulSpec::new(3, 3, 4, Trans::NN).tile(Tile::shared(64, 64, 16, 16)), &a, &b, None, &c).err().unwrap();
+    assert!(err.to_string().contains("workgroup memory"), "{err}");
+    for text in ["16x16@8x8", "32x8@8/subgroup", "4x4@16x16/shared"] {
+        assert_eq!(text.parse::<Tile>().unwrap().to_string(), text);
+    }
+    assert!("4x4@16x16/fast".parse::<Tile>().is_err());
 }

@@ -39,8 +39,8 @@ pub struct BenchArgs {
     /// Batch sizes for the model's matmul shapes and for --step.
     #[arg(long, value_delimiter = ',')]
     batches: Option<Vec<usize>>,
-    /// Register tiles to compare, as TMxTN or TMxTN@WXxWY (e.g. 8x8,16x16@4x16); default:
-    /// the adapter's.
+    /// Matmul tiles to compare: TMxTN@WXxWY (register), TMxTN@8/subgroup or
+    /// TMxTN@WXxWY/shared, e.g. 16x16@8x8,32x8@8/subgroup,4x4@16x16/shared; default: the adapter's.
     #[arg(long, value_delimiter = ',')]
     tiles: Vec<String>,
     /// Timed samples per kernel (the median is reported).
@@ -107,28 +107,6 @@ struct StepRow {
     gflop_s: f64,
 }
 
-fn parse_tile(text: &str, default: Tile) -> anyhow::Result<Tile> {
-    let bad = || anyhow::anyhow!("--tiles: expected TMxTN or TMxTN@WXxWY such as 16x16@8x8, got {text:?}");
-    let pair = |t: &str| -> anyhow::Result<(u32, u32)> {
-        let (a, b) = t.split_once('x').ok_or_else(bad)?;
-        Ok((a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?))
-    };
-    let (block, wg) = match text.split_once('@') {
-        Some((b, w)) => (b, Some(w)),
-        None => (text, None),
-    };
-    let (tm, tn) = pair(block)?;
-    let (wg_x, wg_y) = match wg {
-        Some(w) => pair(w)?,
-        None => (default.wg_x, default.wg_y),
-    };
-    Ok(Tile { tm, tn, wg_x, wg_y })
-}
-
-fn tile_name(t: &Tile) -> String {
-    format!("{}x{}@{}x{}", t.tm, t.tn, t.wg_x, t.wg_y)
-}
-
 use crate::kernels::matmul::pattern as filler;
 
 /// Seconds per matmul of `spec` (operands in `dtype`).
@@ -167,12 +145,15 @@ pub fn run(device: &DeviceArgs, args: &BenchArgs) -> anyhow::Result<()> {
         println!("adapter: {}", gpu.describe());
         println!("timing: {}, median of {samples} samples", gpu.clock().name());
     }
-    let default = Tile::default_for(gpu.class);
     let tiles: Vec<Tile> = if args.tiles.is_empty() {
-        vec![default]
+        vec![Tile::default_for(&gpu)]
     } else {
-        args.tiles.iter().map(|t| parse_tile(t, default)).collect::<anyhow::Result<_>>()?
+        let parsed = args.tiles.iter().map(|t| t.parse::<Tile>().map_err(|e| anyhow::anyhow!("--tiles: {e}")));
+        parsed.collect::<anyhow::Result<_>>()?
     };
+    for tile in &tiles {
+        tile.check(&gpu).map_err(|e| anyhow::anyhow!("--tiles: {e}"))?;
+    }
 
     if all || args.ceiling {
         let ceiling = measure_ceiling(&gpu, args.quick, samples)?;
@@ -187,10 +168,10 @@ pub fn run(device: &DeviceArgs, args: &BenchArgs) -> anyhow::Result<()> {
         report.kernels = bench_kernels(&gpu, args, &tiles, samples, report.ceiling.as_ref())?;
         if !args.json {
             println!();
-            println!("{:<22} {:<26} {:>5} {:>12} {:>11} {:>9} {:>8} {:>9}", "kernel", "shape", "dtype", "tile", "µs", "GFLOP/s", "GB/s", "ceiling");
+            println!("{:<22} {:<26} {:>5} {:>18} {:>11} {:>9} {:>8} {:>9}", "kernel", "shape", "dtype", "tile", "µs", "GFLOP/s", "GB/s", "ceiling");
             for r in &report.kernels {
                 let f = |v: Option<f64>, p: usize| v.map(|x| format!("{x:.p$}")).unwrap_or_else(|| "-".into());
-                println!("{:<22} {:<26} {:>5} {:>12} {:>11.1} {:>9} {:>8} {:>9}", r.kernel, r.shape, r.dtype, r.tile.clone().unwrap_or_default(),
+                println!("{:<22} {:<26} {:>5} {:>18} {:>11.1} {:>9} {:>8} {:>9}", r.kernel, r.shape, r.dtype, r.tile.clone().unwrap_or_default(),
                     r.microseconds, f(r.gflop_s, 1), f(r.gb_s, 1), r.of_ceiling.map(|x| format!("{:.0}%", 100.0 * x)).unwrap_or_else(|| "-".into()));
             }
         }
@@ -222,10 +203,7 @@ fn measure_ceiling(gpu: &Gpu, quick: bool, samples: usize) -> anyhow::Result<Cei
     let secs = gpu.median_time(&[&copy], samples)?;
     let bytes = 8 * n as u64;
     let size = if quick { 256 } else { 1024 };
-    let candidates: Vec<Tile> = [(4, 4, 16, 16), (8, 8, 8, 8), (8, 16, 8, 8), (16, 16, 8, 8), (16, 8, 8, 8)]
-        .iter()
-        .map(|&(tm, tn, wg_x, wg_y)| Tile { tm, tn, wg_x, wg_y })
-        .collect();
+    let candidates = crate::kernels::autotune::candidates(gpu);
     let mut best = (0.0, candidates[0]);
     for tile in candidates {
         let spec = MatmulSpec::new(size, size, size, Trans::NN).tile(tile);
@@ -234,7 +212,7 @@ fn measure_ceiling(gpu: &Gpu, quick: bool, samples: usize) -> anyhow::Result<Cei
             best = (g, tile);
         }
     }
-    Ok(Ceiling { copy_gb_s: bytes as f64 / secs / 1e9, copy_bytes: bytes, matmul_gflop_s: best.0, matmul_size: size, matmul_tile: tile_name(&best.1) })
+    Ok(Ceiling { copy_gb_s: bytes as f64 / secs / 1e9, copy_bytes: bytes, matmul_gflop_s: best.0, matmul_size: size, matmul_tile: best.1.to_string() })
 }
 
 fn bench_kernels(gpu: &Gpu, args: &BenchArgs, tiles: &[Tile], samples: usize, ceiling: Option<&Ceiling>) -> anyhow::Result<Vec<KernelRow>> {
@@ -261,7 +239,7 @@ fn bench_kernels(gpu: &Gpu, args: &BenchArgs, tiles: &[Tile], samples: usize, ce
                     kernel: label.clone(),
                     shape: format!("{}x{}x{}", spec.m, spec.n, spec.k),
                     dtype: format!("{dtype:?}").to_lowercase(),
-                    tile: Some(tile_name(tile)),
+                    tile: Some(tile.to_string()),
                     microseconds: secs * 1e6,
                     gflop_s: Some(gflops),
                     gb_s: None,

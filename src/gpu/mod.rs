@@ -35,6 +35,9 @@ pub struct GpuOptions {
 pub struct OptionalFeatures {
     pub shader_f16: bool,
     pub subgroup: bool,
+    /// The subgroup size when the adapter has subgroups of one fixed size (0 otherwise):
+    /// kernels that hand values between lanes are written for a known lane count.
+    pub subgroup_size: u32,
     pub timestamp_query: bool,
     pub timestamp_inside_passes: bool,
 }
@@ -87,6 +90,9 @@ impl Gpu {
         if have.contains(wgpu::Features::SUBGROUP) {
             wanted |= wgpu::Features::SUBGROUP;
             features.subgroup = true;
+            if info.subgroup_min_size == info.subgroup_max_size {
+                features.subgroup_size = info.subgroup_min_size;
+            }
         }
         if have.contains(wgpu::Features::TIMESTAMP_QUERY) {
             wanted |= wgpu::Features::TIMESTAMP_QUERY;

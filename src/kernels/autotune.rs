@@ -28,14 +28,39 @@ pub fn default_path() -> Option<PathBuf> {
     Some(dir.join("autotune.json"))
 }
 
-/// The tiles tried for an adapter class.
-pub fn candidates(class: AdapterClass) -> Vec<Tile> {
-    let t = |tm, tn, wg_x, wg_y| Tile { tm, tn, wg_x, wg_y };
+/// The tiles tried on an adapter: those of its class that it can run.
+pub fn candidates(gpu: &Gpu) -> Vec<Tile> {
+    class_candidates(gpu.class).into_iter().filter(|t| t.check(gpu).is_ok()).collect()
+}
+
+/// The tiles worth trying on a class of adapter.
+pub fn class_candidates(class: AdapterClass) -> Vec<Tile> {
+    let r = Tile::register;
+    let s = Tile::shared;
     match class {
-        AdapterClass::Cpu => vec![t(16, 16, 8, 8), t(8, 16, 8, 8), t(16, 8, 8, 8), t(8, 8, 8, 8)],
-        AdapterClass::Gpu => vec![t(4, 4, 16, 16), t(8, 8, 8, 8), t(4, 8, 16, 8), t(8, 4, 8, 16), t(8, 16, 8, 8)],
+        AdapterClass::Cpu => vec![
+            Tile::subgroup(32, 8),
+            Tile::subgroup(16, 8),
+            Tile::subgroup(32, 4),
+            Tile::subgroup(24, 8),
+            r(16, 16, 8, 8),
+            r(8, 16, 8, 8),
+        ],
+        AdapterClass::Gpu => vec![
+            s(4, 4, 16, 16),
+            s(8, 8, 16, 16),
+            s(4, 8, 16, 16),
+            s(8, 4, 16, 16),
+            s(8, 8, 8, 8),
+            r(4, 4, 16, 16),
+            r(8, 8, 8, 8),
+        ],
     }
 }
+
+/// Bumped when the set of kernels changes, so that choices made among older candidates are
+/// made again.
+const VERSION: &str = "v2";
 
 fn bucket(x: usize) -> usize {
     x.next_power_of_two()
@@ -43,21 +68,11 @@ fn bucket(x: usize) -> usize {
 
 pub fn key(gpu: &Gpu, trans: Trans, dtype: DType, m: usize, n: usize, k: usize) -> String {
     format!(
-        "{}|{} {}|{:?}|{}|{:?}|m{}n{}k{}",
+        "{VERSION}|{}|{} {}|{:?}|{}|{:?}|m{}n{}k{}",
         gpu.info.name, gpu.info.driver, gpu.info.driver_info, gpu.info.backend, trans.name(), dtype, bucket(m), bucket(n), bucket(k)
     )
 }
 
-fn tile_text(t: &Tile) -> String {
-    format!("{}x{}@{}x{}", t.tm, t.tn, t.wg_x, t.wg_y)
-}
-
-fn parse_tile(s: &str) -> Option<Tile> {
-    let (block, wg) = s.split_once('@')?;
-    let (tm, tn) = block.split_once('x')?;
-    let (wx, wy) = wg.split_once('x')?;
-    Some(Tile { tm: tm.parse().ok()?, tn: tn.parse().ok()?, wg_x: wx.parse().ok()?, wg_y: wy.parse().ok()? })
-}
 
 impl Autotuner {
     pub fn new(path: Option<PathBuf>) -> Self {
@@ -77,7 +92,7 @@ impl Autotuner {
             Ok(map) => {
                 let mut choices = self.choices.lock().unwrap();
                 for (k, v) in map {
-                    if let Some(t) = parse_tile(&v) {
+                    if let Some(t) = v.parse::<Tile>().ok() {
                         choices.entry(k).or_insert(t);
                     }
                 }
@@ -98,7 +113,7 @@ impl Autotuner {
         let snapshot: HashMap<String, String> = {
             let mut choices = self.choices.lock().unwrap();
             choices.insert(key, tile);
-            choices.iter().map(|(k, v)| (k.clone(), tile_text(v))).collect()
+            choices.iter().map(|(k, v)| (k.clone(), v.to_string())).collect()
         };
         let Some(path) = &self.path else { return };
         let write = || -> std::io::Result<()> {

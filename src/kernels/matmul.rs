@@ -10,7 +10,10 @@ use crate::gpu::{AdapterClass, DType, Gpu, GpuBuffer, GpuError, Launch, Result};
 
 use super::{Act, ACTIVATIONS_WGSL};
 
-const TEMPLATE: &str = include_str!("../../shaders/matmul.wgsl");
+const COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
+const REGISTER: &str = include_str!("../../shaders/matmul_register.wgsl");
+const SUBGROUP: &str = include_str!("../../shaders/matmul_subgroup.wgsl");
+const SHARED: &str = include_str!("../../shaders/matmul_shared.wgsl");
 
 /// Which operands are transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -40,31 +43,147 @@ impl Trans {
     }
 }
 
-/// The register block each invocation computes (tm × tn, tn a multiple of 4; tm a
-/// multiple of 4) and the workgroup shape.
+/// How a matmul variant shares operands between invocations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Each invocation loads its own operands: no workgroup memory, no barriers.
+    Register,
+    /// A workgroup is one subgroup of `wg_x` lanes sharing `tm` rows; A values travel
+    /// between lanes by subgroupBroadcast (CPU-like adapters with a fixed subgroup of 8).
+    Subgroup,
+    /// Operand slices staged in workgroup memory, then register blocks (GPUs).
+    Shared,
+}
+
+/// A matmul variant's blocking: the register block each invocation computes (`tm` × `tn`,
+/// both multiples of 4), the workgroup shape and the kind. Written `16x16@8x8` (register),
+/// `32x8@8/subgroup` (tm × tn per lane, 8 lanes) or `4x4@16x16/shared`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Tile {
     pub tm: u32,
     pub tn: u32,
     pub wg_x: u32,
     pub wg_y: u32,
+    pub kind: Kind,
 }
 
+/// The K slice a shared-memory workgroup stages per barrier.
+const SHARED_BK: u32 = 16;
+/// The subgroup size the broadcast kernel is written for (lavapipe's on AVX2).
+pub const SUBGROUP_LANES: u32 = 8;
+
 impl Tile {
-    /// Defaults measured on lavapipe (BENCHMARKS.md) and a conservative choice for GPUs.
-    pub fn default_for(class: AdapterClass) -> Tile {
-        match class {
-            AdapterClass::Cpu => Tile { tm: 16, tn: 16, wg_x: 8, wg_y: 8 },
-            AdapterClass::Gpu => Tile { tm: 4, tn: 4, wg_x: 16, wg_y: 16 },
+    pub const fn register(tm: u32, tn: u32, wg_x: u32, wg_y: u32) -> Tile {
+        Tile { tm, tn, wg_x, wg_y, kind: Kind::Register }
+    }
+    pub const fn subgroup(tm: u32, tn: u32) -> Tile {
+        Tile { tm, tn, wg_x: SUBGROUP_LANES, wg_y: 1, kind: Kind::Subgroup }
+    }
+    pub const fn shared(tm: u32, tn: u32, wg_x: u32, wg_y: u32) -> Tile {
+        Tile { tm, tn, wg_x, wg_y, kind: Kind::Shared }
+    }
+
+    /// Defaults measured on lavapipe (BENCHMARKS.md) and the textbook choice for GPUs.
+    pub fn default_for(gpu: &Gpu) -> Tile {
+        match gpu.class {
+            AdapterClass::Cpu if gpu.features.subgroup_size == SUBGROUP_LANES => Tile::subgroup(32, 8),
+            AdapterClass::Cpu => Tile::register(16, 16, 8, 8),
+            AdapterClass::Gpu => Tile::shared(4, 4, 16, 16),
         }
     }
 
-    fn check(&self) -> Result<()> {
-        let ok = self.tm >= 4 && self.tm % 4 == 0 && self.tn >= 4 && self.tn % 4 == 0 && self.wg_x >= 1 && self.wg_y >= 1;
-        if !ok {
-            return Err(GpuError::shape("matmul", format!("bad tile {self:?}: tm and tn must be multiples of 4")));
+    /// Rows and columns of C one workgroup computes.
+    fn span(&self) -> (u32, u32) {
+        match self.kind {
+            Kind::Subgroup => (self.tm, self.tn * self.wg_x),
+            _ => (self.tm * self.wg_y, self.tn * self.wg_x),
         }
-        Ok(())
+    }
+
+    /// Whether this adapter can run the tile, and why not.
+    pub fn check(&self, gpu: &Gpu) -> Result<()> {
+        let bad = |why: String| Err(GpuError::shape("matmul", format!("tile {self}: {why}")));
+        if self.tm < 4 || self.tm % 4 != 0 || self.tn < 4 || self.tn % 4 != 0 || self.wg_x == 0 || self.wg_y == 0 {
+            return bad("tm and tn must be multiples of 4, the workgroup at least 1×1".into());
+        }
+        let invocations = self.wg_x * self.wg_y;
+        if invocations > gpu.limits.max_compute_invocations_per_workgroup
+            || self.wg_x > gpu.limits.max_compute_workgroup_size_x
+            || self.wg_y > gpu.limits.max_compute_workgroup_size_y
+        {
+            return bad(format!("workgroup exceeds the adapter's {} invocations", gpu.limits.max_compute_invocations_per_workgroup));
+        }
+        match self.kind {
+            Kind::Register => Ok(()),
+            Kind::Subgroup => {
+                if gpu.features.subgroup_size != SUBGROUP_LANES {
+                    return bad(format!(
+                        "needs subgroups of exactly {SUBGROUP_LANES} lanes; this adapter's are {}",
+                        if gpu.features.subgroup_size == 0 { "unavailable or of varying size".to_string() } else { gpu.features.subgroup_size.to_string() }
+                    ));
+                }
+                if self.wg_x != SUBGROUP_LANES || self.wg_y != 1 || self.tm % SUBGROUP_LANES != 0 {
+                    return bad(format!("a subgroup tile has {SUBGROUP_LANES} lanes and tm a multiple of {SUBGROUP_LANES}"));
+                }
+                Ok(())
+            }
+            Kind::Shared => {
+                let (bm, bn) = self.span();
+                let bytes = (bm + bn) * SHARED_BK * 4;
+                if bytes > gpu.limits.max_compute_workgroup_storage_size {
+                    return bad(format!("needs {bytes} bytes of workgroup memory, the adapter has {}", gpu.limits.max_compute_workgroup_storage_size));
+                }
+                // Each invocation copies a whole number of quads of each slice.
+                if (bm * SHARED_BK / 4) % invocations != 0 || (bn * SHARED_BK / 4) % invocations != 0 {
+                    return bad(format!("the {bm}×{SHARED_BK} and {SHARED_BK}×{bn} slices do not split evenly over {invocations} invocations"));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Tile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            Kind::Register => write!(f, "{}x{}@{}x{}", self.tm, self.tn, self.wg_x, self.wg_y),
+            Kind::Subgroup => write!(f, "{}x{}@{}/subgroup", self.tm, self.tn, self.wg_x),
+            Kind::Shared => write!(f, "{}x{}@{}x{}/shared", self.tm, self.tn, self.wg_x, self.wg_y),
+        }
+    }
+}
+
+impl std::str::FromStr for Tile {
+    type Err = String;
+    /// Parses what `Display` writes; a register tile may leave out its workgroup (8x8).
+    fn from_str(text: &str) -> std::result::Result<Tile, String> {
+        let bad = || format!("expected TMxTN[@WXxWY], TMxTN@8/subgroup or TMxTN@WXxWY/shared (e.g. 16x16@8x8, 32x8@8/subgroup, 4x4@16x16/shared), got {text:?}");
+        let (body, kind) = match text.trim().split_once('/') {
+            None => (text.trim(), Kind::Register),
+            Some((b, "subgroup")) => (b, Kind::Subgroup),
+            Some((b, "shared")) => (b, Kind::Shared),
+            Some(_) => return Err(bad()),
+        };
+        let num = |t: &str| t.trim().parse::<u32>().map_err(|_| bad());
+        let pair = |t: &str| -> std::result::Result<(u32, u32), String> {
+            let (a, b) = t.split_once('x').ok_or_else(bad)?;
+            Ok((num(a)?, num(b)?))
+        };
+        let (block, wg) = match body.split_once('@') {
+            Some((b, w)) => (b, Some(w)),
+            None => (body, None),
+        };
+        let (tm, tn) = pair(block)?;
+        Ok(match (kind, wg) {
+            (Kind::Subgroup, Some(w)) => Tile { tm, tn, wg_x: num(w)?, wg_y: 1, kind },
+            (Kind::Subgroup, None) => Tile::subgroup(tm, tn),
+            (_, Some(w)) => {
+                let (wg_x, wg_y) = pair(w)?;
+                Tile { tm, tn, wg_x, wg_y, kind }
+            }
+            (Kind::Register, None) => Tile::register(tm, tn, 8, 8),
+            (Kind::Shared, None) => Tile::shared(tm, tn, 16, 16),
+        })
     }
 }
 
@@ -119,9 +238,8 @@ struct Variant {
 impl Variant {
     fn key(&self) -> String {
         format!(
-            "matmul/{}/{}x{}/wg{}x{}/{:?}/va{}/vb{}/bias{}/{}",
-            self.trans.name(), self.tile.tm, self.tile.tn, self.tile.wg_x, self.tile.wg_y,
-            self.dtype, self.vec_a as u8, self.vec_b as u8, self.bias as u8, self.act
+            "matmul/{}/{}/{:?}/va{}/vb{}/bias{}/{}",
+            self.trans.name(), self.tile, self.dtype, self.vec_a as u8, self.vec_b as u8, self.bias as u8, self.act
         )
     }
 }
@@ -156,10 +274,182 @@ fn loaders(buf: &str, vec: bool) -> (String, String) {
 
 const LANES: [&str; 4] = ["x", "y", "z", "w"];
 
-/// The WGSL source of a variant: the template with the register block unrolled.
-fn source(v: &Variant) -> String {
+/// The WGSL lines of one variant's entry point, filled into its template's $-markers.
+#[derive(Default)]
+struct Body {
+    declare: String,
+    step4: String,
+    step1: String,
+    load: String,
+    inner: String,
+    store: String,
+}
+
+/// Accumulators `acc{r}_{q}` (row r, column quad q) and their masked stores; `col(q)` is
+/// the WGSL column of quad q, `row(r)` the row of r.
+fn accumulators(b: &mut Body, tm: usize, tn4: usize, row: impl Fn(usize) -> String, col: impl Fn(usize) -> String) {
+    for r in 0..tm {
+        for q in 0..tn4 {
+            writeln!(b.declare, "    var acc{r}_{q} = vec4<f32>(0.0);").unwrap();
+            writeln!(b.store, "    store({}, {}, acc{r}_{q});", row(r), col(q)).unwrap();
+        }
+    }
+}
+
+/// Loads of op(B) for four steps of k into `b{i}_{q}` (k + i, quad q) and for one step into
+/// `t{q}`, as vec4s along whichever dimension is contiguous, transposed in registers for NT.
+fn load_b(b: &mut Body, tb: bool, tn4: usize, col: impl Fn(usize) -> String) {
+    if tb {
+        for q in 0..tn4 {
+            for j in 0..4 {
+                writeln!(b.step4, "        let bt{q}_{j} = b_quad({} + {j}u, k, p.n, p.k);", col(q)).unwrap();
+            }
+            for i in 0..4 {
+                let l = LANES[i];
+                writeln!(b.step4, "        let b{i}_{q} = vec4<f32>(bt{q}_0.{l}, bt{q}_1.{l}, bt{q}_2.{l}, bt{q}_3.{l});").unwrap();
+            }
+        }
+    } else {
+        for i in 0..4 {
+            for q in 0..tn4 {
+                writeln!(b.step4, "        let b{i}_{q} = b_quad(k + {i}u, {}, p.k, p.n);", col(q)).unwrap();
+            }
+        }
+    }
+    for q in 0..tn4 {
+        let one = |j: usize| {
+            if tb { format!("b_one({} + {j}u, k, p.n, p.k)", col(q)) } else { format!("b_one(k, {} + {j}u, p.k, p.n)", col(q)) }
+        };
+        writeln!(b.step1, "        let t{q} = vec4<f32>({}, {}, {}, {});", one(0), one(1), one(2), one(3)).unwrap();
+    }
+}
+
+/// FMAs of one row's A value `a` at step i (or the tail, i = None) into its accumulators.
+fn fmas(out: &mut String, r: usize, tn4: usize, a: &str, i: Option<usize>) {
+    for q in 0..tn4 {
+        let bv = match i {
+            Some(i) => format!("b{i}_{q}"),
+            None => format!("t{q}"),
+        };
+        writeln!(out, "        acc{r}_{q} = fma(vec4<f32>({a}), {bv}, acc{r}_{q});").unwrap();
+    }
+}
+
+/// Register kernel: each invocation loads its own TM rows of op(A).
+fn register_body(v: &Variant, b: &mut Body) {
     let (ta, tb) = v.trans.flags();
     let (tm, tn4) = (v.tile.tm as usize, v.tile.tn as usize / 4);
+    accumulators(b, tm, tn4, |r| format!("row0 + {r}u"), |q| format!("col0 + {}u", 4 * q));
+    if ta {
+        for q in 0..tm / 4 {
+            for i in 0..4 {
+                writeln!(b.step4, "        let at{q}_{i} = a_quad(k + {i}u, row0 + {}u, p.k, p.m);", 4 * q).unwrap();
+            }
+            for j in 0..4 {
+                let l = LANES[j];
+                writeln!(b.step4, "        let a{} = vec4<f32>(at{q}_0.{l}, at{q}_1.{l}, at{q}_2.{l}, at{q}_3.{l});", 4 * q + j).unwrap();
+            }
+        }
+    } else {
+        for r in 0..tm {
+            writeln!(b.step4, "        let a{r} = a_quad(row0 + {r}u, k, p.m, p.k);").unwrap();
+        }
+    }
+    load_b(b, tb, tn4, |q| format!("col0 + {}u", 4 * q));
+    for r in 0..tm {
+        for i in 0..4 {
+            fmas(&mut b.step4, r, tn4, &format!("a{r}.{}", LANES[i]), Some(i));
+        }
+        let load = if ta { format!("a_one(k, row0 + {r}u, p.k, p.m)") } else { format!("a_one(row0 + {r}u, k, p.m, p.k)") };
+        writeln!(b.step1, "        let s{r} = {load};").unwrap();
+    }
+    for r in 0..tm {
+        fmas(&mut b.step1, r, tn4, &format!("s{r}"), None);
+    }
+}
+
+/// Subgroup kernel: lane l loads rows l, l + 8, … of the subgroup's TM rows (for Aᵀ: k + l/2
+/// and rows 4·(l % 2)…+3 of each group of 8), and every lane takes each row's value from
+/// the lane that loaded it.
+fn subgroup_body(v: &Variant, b: &mut Body) {
+    let (ta, tb) = v.trans.flags();
+    let (tm, tn4) = (v.tile.tm as usize, v.tile.tn as usize / 4);
+    let lanes = v.tile.wg_x as usize;
+    let col = |q: usize| format!("col0 + {}u", 4 * lanes * q);
+    accumulators(b, tm, tn4, |r| format!("row0 + {r}u"), col);
+    for g in 0..tm / lanes {
+        let (quad, one) = if ta {
+            (
+                format!("a_quad(k + lane / 2u, row0 + {}u + 4u * (lane % 2u), p.k, p.m)", lanes * g),
+                format!("a_one(k, row0 + {}u + lane, p.k, p.m)", lanes * g),
+            )
+        } else {
+            (format!("a_quad(row0 + {}u + lane, k, p.m, p.k)", lanes * g), format!("a_one(row0 + {}u + lane, k, p.m, p.k)", lanes * g))
+        };
+        writeln!(b.step4, "        let ag{g} = {quad};").unwrap();
+        writeln!(b.step1, "        let ag{g} = {one};").unwrap();
+    }
+    load_b(b, tb, tn4, col);
+    for r in 0..tm {
+        let (g, rr) = (r / lanes, r % lanes);
+        for i in 0..4 {
+            // Which lane holds (row r, k + i), and in which component.
+            let (lane, comp) = if ta { (2 * i + rr / 4, rr % 4) } else { (rr, i) };
+            writeln!(b.step4, "        let s{r}_{i} = subgroupBroadcast(ag{g}.{}, {lane}u);", LANES[comp]).unwrap();
+            fmas(&mut b.step4, r, tn4, &format!("s{r}_{i}"), Some(i));
+        }
+        writeln!(b.step1, "        let s{r} = subgroupBroadcast(ag{g}, {rr}u);").unwrap();
+        fmas(&mut b.step1, r, tn4, &format!("s{r}"), None);
+    }
+}
+
+/// Shared kernel: the copy of op(A)'s BM×BK and op(B)'s BK×BN slices into workgroup
+/// memory (k-major, zero past K), and the inner step over one kk.
+fn shared_body(v: &Variant, b: &mut Body) {
+    let (ta, tb) = v.trans.flags();
+    let (tm, tn4) = (v.tile.tm as usize, v.tile.tn as usize / 4);
+    let (bm, bn) = v.tile.span();
+    let (bm4, bn4, bk4) = (bm / 4, bn / 4, SHARED_BK / 4);
+    let threads = v.tile.wg_x * v.tile.wg_y;
+    accumulators(b, tm, tn4, |r| format!("row0 + lid.y * {}u + {r}u", tm), |q| format!("col0 + lid.x * {}u + {}u", v.tile.tn, 4 * q));
+    for j in 0..bm * SHARED_BK / 4 / threads {
+        let i = format!("tid + {}u", j * threads);
+        if ta {
+            // Stored K×M: a quad along m at one k goes straight into row kk of the slice.
+            writeln!(b.load, "        {{ let i = {i}; let kk = i / {bm4}u; let v = a_quad(k0 + kk, row0 + 4u * (i % {bm4}u), p.k, p.m);
+            tile_a[i] = select(v, vec4<f32>(0.0), k0 + kk >= p.k); }}").unwrap();
+        } else {
+            // Stored M×K: a quad along k at one m is scattered over four rows of the slice.
+            writeln!(b.load, "        {{ let i = {i}; let m = i / {bk4}u; let kq = 4u * (i % {bk4}u); let v = zero_past_k(a_quad(row0 + m, k0 + kq, p.m, p.k), k0 + kq);
+            for (var j = 0u; j < 4u; j++) {{ tile_a[(kq + j) * {bm4}u + m / 4u][m % 4u] = v[j]; }} }}").unwrap();
+        }
+    }
+    for j in 0..bn * SHARED_BK / 4 / threads {
+        let i = format!("tid + {}u", j * threads);
+        if tb {
+            writeln!(b.load, "        {{ let i = {i}; let n = i / {bk4}u; let kq = 4u * (i % {bk4}u); let v = zero_past_k(b_quad(col0 + n, k0 + kq, p.n, p.k), k0 + kq);
+            for (var j = 0u; j < 4u; j++) {{ tile_b[(kq + j) * {bn4}u + n / 4u][n % 4u] = v[j]; }} }}").unwrap();
+        } else {
+            writeln!(b.load, "        {{ let i = {i}; let kk = i / {bn4}u; let v = b_quad(k0 + kk, col0 + 4u * (i % {bn4}u), p.k, p.n);
+            tile_b[i] = select(v, vec4<f32>(0.0), k0 + kk >= p.k); }}").unwrap();
+        }
+    }
+    for q in 0..tm / 4 {
+        writeln!(b.inner, "            let a{q} = tile_a[kk * {bm4}u + lid.y * {}u + {q}u];", tm / 4).unwrap();
+    }
+    for q in 0..tn4 {
+        writeln!(b.inner, "            let b0_{q} = tile_b[kk * {bn4}u + lid.x * {tn4}u + {q}u];").unwrap();
+    }
+    for r in 0..tm {
+        let mut line = String::new();
+        fmas(&mut line, r, tn4, &format!("a{}.{}", r / 4, LANES[r % 4]), Some(0));
+        b.inner.push_str(&line.replace("        acc", "            acc"));
+    }
+}
+
+/// The WGSL source of a variant: the common part and the kind's entry point with its
+/// register block unrolled.
+fn source(v: &Variant) -> String {
     let scalar = if v.dtype == DType::F16 { "f16" } else { "f32" };
     let elem = |vec: bool| if vec { format!("vec4<{scalar}>") } else { scalar.to_string() };
     let (a_quad, a_one) = loaders("a", v.vec_a);
@@ -171,77 +461,23 @@ fn source(v: &Variant) -> String {
         "tanh" => "return act_tanh(x);",
         _ => "return act_sigmoid(x);",
     };
-
-    let mut declare = String::new();
-    let mut step4 = String::new();
-    let mut step1 = String::new();
-    let mut store = String::new();
-    for r in 0..tm {
-        for q in 0..tn4 {
-            writeln!(declare, "    var acc{r}_{q} = vec4<f32>(0.0);").unwrap();
-            writeln!(store, "    store(row0 + {r}u, col0 + {}u, acc{r}_{q});", 4 * q).unwrap();
+    let mut body = Body::default();
+    let entry = match v.tile.kind {
+        Kind::Register => {
+            register_body(v, &mut body);
+            REGISTER
         }
-    }
-    // Four steps of k: rows of op(A) as vec4 over k, rows of op(B) as vec4 over columns.
-    if ta {
-        for q in 0..tm / 4 {
-            for i in 0..4 {
-                writeln!(step4, "        let at{q}_{i} = a_quad(k + {i}u, row0 + {}u, p.k, p.m);", 4 * q).unwrap();
-            }
-            for j in 0..4 {
-                let l = LANES[j];
-                writeln!(step4, "        let a{} = vec4<f32>(at{q}_0.{l}, at{q}_1.{l}, at{q}_2.{l}, at{q}_3.{l});", 4 * q + j).unwrap();
-            }
+        Kind::Subgroup => {
+            subgroup_body(v, &mut body);
+            SUBGROUP
         }
-    } else {
-        for r in 0..tm {
-            writeln!(step4, "        let a{r} = a_quad(row0 + {r}u, k, p.m, p.k);").unwrap();
+        Kind::Shared => {
+            shared_body(v, &mut body);
+            SHARED
         }
-    }
-    if tb {
-        for q in 0..tn4 {
-            for j in 0..4 {
-                writeln!(step4, "        let bt{q}_{j} = b_quad(col0 + {}u, k, p.n, p.k);", 4 * q + j).unwrap();
-            }
-            for i in 0..4 {
-                let l = LANES[i];
-                writeln!(step4, "        let b{i}_{q} = vec4<f32>(bt{q}_0.{l}, bt{q}_1.{l}, bt{q}_2.{l}, bt{q}_3.{l});").unwrap();
-            }
-        }
-    } else {
-        for i in 0..4 {
-            for q in 0..tn4 {
-                writeln!(step4, "        let b{i}_{q} = b_quad(k + {i}u, col0 + {}u, p.k, p.n);", 4 * q).unwrap();
-            }
-        }
-    }
-    for r in 0..tm {
-        for q in 0..tn4 {
-            for i in 0..4 {
-                writeln!(step4, "        acc{r}_{q} = fma(vec4<f32>(a{r}.{}), b{i}_{q}, acc{r}_{q});", LANES[i]).unwrap();
-            }
-        }
-    }
-    // The K % 4 tail, one k at a time.
-    for r in 0..tm {
-        let load = if ta { format!("a_one(k, row0 + {r}u, p.k, p.m)") } else { format!("a_one(row0 + {r}u, k, p.m, p.k)") };
-        writeln!(step1, "        let s{r} = {load};").unwrap();
-    }
-    for q in 0..tn4 {
-        let one = |j: usize| {
-            let c = 4 * q + j;
-            if tb { format!("b_one(col0 + {c}u, k, p.n, p.k)") } else { format!("b_one(k, col0 + {c}u, p.k, p.n)") }
-        };
-        writeln!(step1, "        let t{q} = vec4<f32>({}, {}, {}, {});", one(0), one(1), one(2), one(3)).unwrap();
-    }
-    for r in 0..tm {
-        for q in 0..tn4 {
-            writeln!(step1, "        acc{r}_{q} = fma(vec4<f32>(s{r}), t{q}, acc{r}_{q});").unwrap();
-        }
-    }
-
-    let body = TEMPLATE
-        .replace("$ENABLE", if v.dtype == DType::F16 { "enable f16;" } else { "" })
+    };
+    let (bm, bn) = v.tile.span();
+    let text = format!("{COMMON}\n{entry}")
         .replace("$A_ELEM", &elem(v.vec_a))
         .replace("$B_ELEM", &elem(v.vec_b))
         .replace(
@@ -256,18 +492,24 @@ fn source(v: &Variant) -> String {
         .replace("$ACT", act)
         .replace("$WG_X", &v.tile.wg_x.to_string())
         .replace("$WG_Y", &v.tile.wg_y.to_string())
+        .replace("$LANES", &v.tile.wg_x.to_string())
+        .replace("$SPAN", &bn.to_string())
+        .replace("$BM", &bm.to_string())
+        .replace("$BN", &bn.to_string())
+        .replace("$BK", &SHARED_BK.to_string())
+        .replace("$QA", &(bm * SHARED_BK / 4).to_string())
+        .replace("$QB", &(bn * SHARED_BK / 4).to_string())
         .replace("$TM", &v.tile.tm.to_string())
         .replace("$TN", &v.tile.tn.to_string())
-        .replace("$DECLARE", &declare)
-        .replace("$STEP4", &step4)
-        .replace("$STEP1", &step1)
-        .replace("$STORE", &store);
+        .replace("$DECLARE", &body.declare)
+        .replace("$STEP4", &body.step4)
+        .replace("$STEP1", &body.step1)
+        .replace("$LOAD", &body.load)
+        .replace("$INNER", &body.inner)
+        .replace("$STORE", &body.store);
     // `enable` must come first in a module.
-    let (enable, rest) = match body.find("enable f16;") {
-        Some(i) => ("enable f16;\n", body[..i].to_string() + &body[i + "enable f16;".len()..]),
-        None => ("", body),
-    };
-    format!("{enable}{ACTIVATIONS_WGSL}\n{rest}")
+    let enable = if v.dtype == DType::F16 { "enable f16;\n" } else { "" };
+    format!("{enable}{ACTIVATIONS_WGSL}\n{text}")
 }
 
 /// Prepares `c = act(op(a)·op(b) + bias)`. `a` and `b` are both f32 or both f16 (f16
@@ -303,7 +545,10 @@ pub fn matmul(gpu: &Gpu, spec: &MatmulSpec, a: &GpuBuffer, b: &GpuBuffer, bias: 
         Some(t) => t,
         None => tuned_tile(gpu, spec, a.dtype)?,
     };
-    tile.check()?;
+    tile.check(gpu).map_err(|e| match e {
+        GpuError::Shape { detail, .. } => GpuError::shape(&name, detail),
+        e => e,
+    })?;
     let variant = Variant {
         trans: spec.trans,
         tile,
@@ -315,8 +560,9 @@ pub fn matmul(gpu: &Gpu, spec: &MatmulSpec, a: &GpuBuffer, b: &GpuBuffer, bias: 
     };
     let pipeline = gpu.pipeline(&variant.key(), || source(&variant), "matmul")?;
     let params = Params { m: spec.m as u32, n: spec.n as u32, k: spec.k as u32, alpha: spec.act.alpha() };
-    let groups_x = (spec.n as u32).div_ceil(tile.tn).div_ceil(tile.wg_x);
-    let groups_y = (spec.m as u32).div_ceil(tile.tm).div_ceil(tile.wg_y);
+    let (rows, cols) = tile.span();
+    let groups_x = (spec.n as u32).div_ceil(cols);
+    let groups_y = (spec.m as u32).div_ceil(rows);
     let mut buffers = vec![a, b, c];
     if let Some(bias) = bias {
         buffers.push(bias);
@@ -332,7 +578,7 @@ pub fn pattern(n: usize) -> Vec<f32> {
 /// The tile for a spec without one: the adapter class's default, or with autotuning on, the
 /// fastest candidate for its shape class (timed now on first use, then cached).
 fn tuned_tile(gpu: &Gpu, spec: &MatmulSpec, dtype: DType) -> Result<Tile> {
-    let default = Tile::default_for(gpu.class);
+    let default = Tile::default_for(gpu);
     let Some(tuner) = &gpu.tuner else { return Ok(default) };
     let key = super::autotune::key(gpu, spec.trans, dtype, spec.m, spec.n, spec.k);
     if let Some(t) = tuner.cached(&key) {
@@ -346,7 +592,7 @@ fn tuned_tile(gpu: &Gpu, spec: &MatmulSpec, dtype: DType) -> Result<Tile> {
     };
     let c = gpu.zeros("tune C", spec.m * spec.n, DType::F32)?;
     let mut best = (f64::INFINITY, default);
-    for tile in super::autotune::candidates(gpu.class) {
+    for tile in super::autotune::candidates(gpu) {
         let launch = matmul(gpu, &spec.tile(tile), &a, &b, None, &c)?;
         let once = gpu.time_pass(&[&launch], 1)?.max(1e-7); // compiles and warms up
         // Three samples of passes lasting ~10 ms: enough to rank tiles, short enough that a
@@ -371,7 +617,7 @@ pub fn wgsl_for(gpu: &Gpu, spec: &MatmulSpec, dtype: DType, bias: bool) -> Strin
     let (_, bc) = spec.stored_b();
     source(&Variant {
         trans: spec.trans,
-        tile: spec.tile.unwrap_or_else(|| Tile::default_for(gpu.class)),
+        tile: spec.tile.unwrap_or_else(|| Tile::default_for(gpu)),
         dtype,
         vec_a: ac % 4 == 0,
         vec_b: bc % 4 == 0,

@@ -1,18 +1,11 @@
 // matmul: C[M,N] = act(op(A)·op(B) + bias), op = identity or transpose, row-major storage.
 //
-// Each invocation owns a TM×TN block of C held in registers (TM rows × TN/4 vec4
-// accumulators) and walks K four at a time: per step it loads a TM×4 tile of op(A) and a
-// 4×TN tile of op(B) as vec4s along whichever dimension is contiguous in memory,
-// transposing in registers where needed, then does TM·TN·4 FMAs. No workgroup memory and
-// no barriers: on CPU-like adapters (lavapipe) invocations are SIMD lanes and barriers are
-// expensive; on discrete GPUs neighbouring invocations share A and B rows through L1.
-// A tail loop handles K % 4; edge rows and columns are clamped on load and masked on store,
-// so any M, N, K ≥ 1 works.
-//
-// The block body is unrolled by the host (src/kernels/matmul.rs) into the $-markers below
-// so that every accumulator is a named register on every driver.
+// What every matmul variant shares: parameters, bindings, operand loaders and the
+// epilogue. The host (src/kernels/matmul.rs) appends one entry point — matmul_register,
+// matmul_subgroup or matmul_shared — and unrolls its register block into the $-markers.
+// Every variant computes each output as the same chain of FMAs over k = 0, 1, …, K−1
+// followed by bias and activation, so all give the same bits.
 
-$ENABLE
 struct Params {
     m: u32,
     n: u32,
@@ -59,20 +52,3 @@ fn store(row: u32, col: u32, v: vec4<f32>) {
     }
 }
 
-@compute @workgroup_size($WG_X, $WG_Y, 1)
-fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let row0 = gid.y * $TMu;
-    let col0 = gid.x * $TNu;
-    if (row0 >= p.m || col0 >= p.n) {
-        return;
-    }
-$DECLARE
-    let k4 = p.k & ~3u;
-    for (var k = 0u; k < k4; k += 4u) {
-$STEP4
-    }
-    for (var k = k4; k < p.k; k += 1u) {
-$STEP1
-    }
-$STORE
-}
