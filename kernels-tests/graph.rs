@@ -32,7 +32,7 @@ fn tiny(mode: Mode) -> ModelConfig {
 
 /// Runs one GPU step (gradients only) and returns the executor.
 fn gpu_step<'g>(step: &StepGraph, x: &[f64], reuse: bool) -> GpuExecutor<'g> {
-    let mut exec = GpuExecutor::new(gpu(), step.graph.clone(), ExecOptions { seed: SEED, reuse, adam: None }).unwrap();
+    let mut exec = GpuExecutor::new(gpu(), step.graph.clone(), ExecOptions { seed: SEED, reuse, adam: None, ..Default::default() }).unwrap();
     exec.set_input(step.x, &x.iter().map(|&v| v as f32).collect::<Vec<_>>()).unwrap();
     exec.step_with(true, None).unwrap();
     gpu().wait().unwrap();
@@ -132,7 +132,7 @@ fn stop_gradient_blocks_and_unreached_params_stay_unchanged() {
     g.objective(grp, "only", loss).unwrap();
     let grads = g.groups[grp].grads.clone();
     let before_w = g.tensors[blocked.w].init.clone().unwrap();
-    let mut exec = GpuExecutor::new(gpu(), g, ExecOptions { seed: 1, reuse: true, adam: Some(vec![AdamParams::new(0.1)]) }).unwrap();
+    let mut exec = GpuExecutor::new(gpu(), g, ExecOptions { seed: 1, reuse: true, adam: Some(vec![AdamParams::new(0.1)]), ..Default::default() }).unwrap();
     exec.set_input(x, &[0.5, -1.0, 2.0, 0.1, 0.3, 0.3, -0.7, 1.1, 0.0, 0.9, -0.2, 0.4]).unwrap();
     exec.step().unwrap();
     assert!(exec.read(grads[0]).unwrap().iter().all(|&v| v == 0.0), "gradient through stop_gradient");
@@ -211,7 +211,7 @@ fn losses_are_read_back_asynchronously() {
     let step = build_step(&tiny(Mode::VaeGan), 4, 5).unwrap();
     let hp = AdamParams::new(1e-3);
     for wait in [false, true] {
-        let mut exec = GpuExecutor::new(gpu(), step.graph.clone(), ExecOptions { seed: 1, reuse: true, adam: Some(vec![hp; 3]) }).unwrap();
+        let mut exec = GpuExecutor::new(gpu(), step.graph.clone(), ExecOptions { seed: 1, reuse: true, adam: Some(vec![hp; 3]), ..Default::default() }).unwrap();
         exec.wait_for_readback = wait;
         exec.set_input(step.x, &[0.5; 24]).unwrap();
         let mut got = vec![];

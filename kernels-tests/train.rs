@@ -54,6 +54,32 @@ fn losses_fall_on_a_small_mnist_subset() {
     }
 }
 
+/// `--precision f16`: the mixed-precision step learns like the f32 one (where the adapter
+/// has SHADER_F16; elsewhere the trainer refuses with a clear error).
+#[test]
+fn mixed_precision_training_learns() {
+    let mut config = small(Mode::Vae);
+    config.optim.precision = vaegan::graph::gpu_exec::Precision::F16;
+    if !gpu().features.shader_f16 {
+        let err = Trainer::new(gpu(), config, 64, 7, &mnist().train, None).err().expect("no SHADER_F16: refused");
+        assert!(err.to_string().contains("SHADER_F16"), "{err}");
+        return;
+    }
+    let mut t = Trainer::new(gpu(), config, 64, 7, &mnist().train, None).unwrap();
+    t.readback_every = 1;
+    t.exec.wait_for_readback = true;
+    let stop = AtomicBool::new(false);
+    for _ in 0..6 {
+        t.run_epoch(&stop, |_| {}).unwrap();
+    }
+    let l = losses_of(&t, "loss");
+    let first: f32 = l[..8].iter().map(|x| x.1).sum::<f32>() / 8.0;
+    let last: f32 = l[40..].iter().map(|x| x.1).sum::<f32>() / 8.0;
+    assert!(last < 0.8 * first && l.iter().all(|x| x.1.is_finite()), "f16: loss went from {first} to {last}");
+    let ck = t.checkpoint().unwrap();
+    assert_eq!(ck.config.optim.precision, vaegan::graph::gpu_exec::Precision::F16, "the precision is part of the run's config");
+}
+
 #[test]
 fn checkpoints_round_trip() {
     let t = Trainer::new(gpu(), small(Mode::VaeGan), 32, 3, &mnist().train, None).unwrap();

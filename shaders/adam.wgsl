@@ -2,6 +2,7 @@
 // (AdamW, Loshchilov & Hutter 2019), over a flat parameter buffer: one dispatch updates a
 // whole parameter group.
 //
+//   g ← s·grad (s = 1/S undoes a loss scale S: the f16 step's gradients are S× the loss's)
 //   m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²
 //   p ← p − lr·( m/(1−β₁ᵗ) / (sqrt(v/(1−β₂ᵗ)) + ε) + λ·p )
 
@@ -16,6 +17,10 @@ struct Params {
     weight_decay: f32,
     bc1: f32, // 1 − β₁ᵗ
     bc2: f32, // 1 − β₂ᵗ
+    grad_scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -28,7 +33,7 @@ struct Params {
 fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
     if (i >= p.n) { return; }
-    let g = grad[i];
+    let g = grad[i] * p.grad_scale;
     let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
     let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
     m[i] = mi;

@@ -49,7 +49,8 @@ pub struct BenchArgs {
     /// Timed steps per configuration for --step.
     #[arg(long, default_value_t = 20)]
     steps: usize,
-    /// Also time f16-storage matmul where the adapter has SHADER_F16.
+    /// Also time f16-storage matmul and the mixed-precision (`--precision f16`) training step
+    /// where the adapter has SHADER_F16.
     #[arg(long)]
     f16: bool,
     /// Time every dispatch of one mnist-mlp vae-gan step alone (at the first of --batches,
@@ -97,6 +98,8 @@ struct KernelRow {
 #[derive(Serialize)]
 struct StepRow {
     model: String,
+    /// What the matmuls read: f32, or f16 (mixed precision, `--precision f16`).
+    precision: String,
     batch: usize,
     samples_per_s: f64,
     ms_per_step: f64,
@@ -181,9 +184,9 @@ pub fn run(device: &DeviceArgs, args: &BenchArgs) -> anyhow::Result<()> {
         if !args.json {
             println!();
             println!("training step: Adam on every group; wall clock to the last step's completion; record = the host's own work, submit = inside queue.submit");
-            println!("{:<20} {:>6} {:>11} {:>9} {:>11} {:>15} {:>10} {:>9}", "model", "batch", "samples/s", "ms/step", "dispatches", "record ms (%)", "submit %", "GFLOP/s");
+            println!("{:<20} {:>5} {:>6} {:>11} {:>9} {:>11} {:>15} {:>10} {:>9}", "model", "prec", "batch", "samples/s", "ms/step", "dispatches", "record ms (%)", "submit %", "GFLOP/s");
             for r in &report.steps {
-                println!("{:<20} {:>6} {:>11.0} {:>9.2} {:>11} {:>7.2} ({:>4.1}%) {:>9.1}% {:>9.1}", r.model, r.batch, r.samples_per_s, r.ms_per_step,
+                println!("{:<20} {:>5} {:>6} {:>11.0} {:>9.2} {:>11} {:>7.2} ({:>4.1}%) {:>9.1}% {:>9.1}", r.model, r.precision, r.batch, r.samples_per_s, r.ms_per_step,
                     r.dispatches, r.record_ms, 100.0 * r.record_share, 100.0 * r.submit_share, r.gflop_s);
             }
         }
@@ -202,7 +205,13 @@ fn measure_ceiling(gpu: &Gpu, quick: bool, samples: usize) -> anyhow::Result<Cei
     let copy = elementwise::copy(gpu, &src, 0, &dst, 0, n)?;
     let secs = gpu.median_time(&[&copy], samples)?;
     let bytes = 8 * n as u64;
-    let size = if quick { 256 } else { 1024 };
+    // Large enough to fill the adapter: 1024³ keeps a CPU adapter busy for ~30 ms, a GPU
+    // needs 4096³ to reach its peak.
+    let size = match (quick, gpu.class) {
+        (true, _) => 256,
+        (false, crate::gpu::AdapterClass::Cpu) => 1024,
+        (false, crate::gpu::AdapterClass::Gpu) => 4096,
+    };
     let candidates = crate::kernels::autotune::candidates(gpu);
     let mut best = (0.0, candidates[0]);
     for tile in candidates {
@@ -283,16 +292,23 @@ fn bench_kernels(gpu: &Gpu, args: &BenchArgs, tiles: &[Tile], samples: usize, ce
 
 /// Training steps: samples/s, ms/step, dispatches/step and the host's share of a step.
 fn bench_steps(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<Vec<StepRow>> {
+    use crate::graph::gpu_exec::Precision;
     use crate::graph::{ExecOptions, GpuExecutor};
     use crate::model::{build_step, Mode, ModelConfig};
     let batches = args.batches.clone().unwrap_or_else(|| if args.quick { vec![16] } else { vec![64, 256, 1024] });
     let steps = if args.quick { 3 } else { args.steps.max(1) };
+    let mut precisions = vec![Precision::F32];
+    if args.f16 && gpu.features.shader_f16 {
+        precisions.push(Precision::F16);
+    }
     let mut rows = vec![];
-    for (label, config) in [("mnist-mlp vae-gan", ModelConfig::mnist_mlp()), ("mnist-mlp vae", ModelConfig { mode: Mode::Vae, ..ModelConfig::mnist_mlp() })] {
+    let models = [("mnist-mlp vae-gan", ModelConfig::mnist_mlp()), ("mnist-mlp vae", ModelConfig { mode: Mode::Vae, ..ModelConfig::mnist_mlp() })];
+    for ((label, config), precision) in models.iter().flat_map(|m| precisions.iter().map(move |p| (m, *p))) {
         for &batch in &batches {
-            let step = build_step(&config, batch, 1)?;
+            let step = build_step(config, batch, 1)?;
             let groups = step.graph.groups.len();
-            let mut exec = GpuExecutor::new(gpu, step.graph, ExecOptions { seed: 1, reuse: true, adam: Some(vec![AdamParams::new(1e-4); groups]) })?;
+            let adam = Some(vec![AdamParams::new(1e-4); groups]);
+            let mut exec = GpuExecutor::new(gpu, step.graph, ExecOptions { seed: 1, reuse: true, adam, precision })?;
             let data: Vec<f32> = (0..batch * config.input).map(|i| ((i * 37) % 256) as f32 / 255.0).collect();
             exec.set_input(step.x, &data)?;
             for _ in 0..3 {
@@ -311,7 +327,8 @@ fn bench_steps(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<Vec<StepRow>> {
             let secs = t0.elapsed().as_secs_f64() / steps as f64;
             let (host, record) = (host / steps as f64, record / steps as f64);
             rows.push(StepRow {
-                model: label.into(),
+                model: label.to_string(),
+                precision: precision.name().into(),
                 batch,
                 samples_per_s: batch as f64 / secs,
                 ms_per_step: secs * 1e3,
@@ -335,7 +352,7 @@ fn profile_step(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<()> {
     let config = ModelConfig::mnist_mlp();
     let step = build_step(&config, batch, 1)?;
     let groups = step.graph.groups.len();
-    let exec = GpuExecutor::new(gpu, step.graph, ExecOptions { seed: 1, reuse: true, adam: Some(vec![AdamParams::new(1e-4); groups]) })?;
+    let exec = GpuExecutor::new(gpu, step.graph, ExecOptions { seed: 1, reuse: true, adam: Some(vec![AdamParams::new(1e-4); groups]), ..Default::default() })?;
     let launches = exec.step_launches();
     let mut by_kernel: Vec<(String, f64, usize)> = vec![];
     let mut total = 0.0;

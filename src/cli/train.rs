@@ -52,6 +52,10 @@ pub struct TrainArgs {
     /// Larsen et al.'s discriminator/decoder balancing.
     #[arg(long)]
     balance: bool,
+    /// f32, or f16: mixed precision — matmuls read f16 copies of their operands (SHADER_F16
+    /// needed), with f32 master weights, Adam and accumulation. May change on --resume.
+    #[arg(long)]
+    precision: Option<crate::graph::gpu_exec::Precision>,
     /// Seeds weights, data order and every random draw: a run is reproducible on one adapter.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -155,9 +159,12 @@ pub fn train(device: &DeviceArgs, args: &TrainArgs) -> anyhow::Result<()> {
             (config, args.batch, args.seed, args.out.clone(), args.data.clone().unwrap_or_else(data::default_mnist), args.limit)
         }
     };
+    let mut config = config;
+    if let Some(p) = args.precision {
+        config.optim.precision = p;
+    }
     let side = (config.model.input as f64).sqrt().round() as usize;
     let split = load_data(&data_path, side.max(1), seed, limit, args.test_limit)?;
-    let mut config = config;
     if resume.is_none() {
         config.model.input = split.train.dim();
     }

@@ -29,6 +29,7 @@ pub fn grad(g: &mut Graph, objective: TensorId, params: &[TensorId], name: &str)
     let mut adjoint: Vec<Option<TensorId>> = vec![None; g.tensors.len()];
     if active[objective] {
         let one = g.constant(&format!("d{name}/d{name}"), super::Shape::SCALAR, vec![1.0]);
+        g.seeds.push(one);
         adjoint.resize(g.tensors.len(), None);
         adjoint[objective] = Some(one);
     }

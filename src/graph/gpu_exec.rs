@@ -12,7 +12,7 @@ use crate::gpu::{DType, Gpu, GpuBuffer, Launch};
 use crate::kernels::adam::{self, AdamParams};
 use crate::kernels::matmul::{self, MatmulSpec, Trans};
 use crate::kernels::reparam::{self, RngKey};
-use crate::kernels::{elementwise, kl, losses, reduce};
+use crate::kernels::{cast, elementwise, kl, losses, reduce};
 
 #[derive(Clone, Debug)]
 pub struct ExecOptions {
@@ -22,11 +22,51 @@ pub struct ExecOptions {
     pub reuse: bool,
     /// Adam hyper-parameters per group (by group index); `None`: compute gradients only.
     pub adam: Option<Vec<AdamParams>>,
+    /// Storage of the matmuls' operands.
+    pub precision: Precision,
 }
 
 impl Default for ExecOptions {
     fn default() -> Self {
-        ExecOptions { seed: 0, reuse: true, adam: None }
+        ExecOptions { seed: 0, reuse: true, adam: None, precision: Precision::F32 }
+    }
+}
+
+/// What the matmuls read. Everything else — master weights, Adam's moments, activations
+/// between kernels, losses, accumulation — is f32 in both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// Mixed precision: every matmul reads f16 copies of its operands (weights cast once per
+    /// step, activations and gradients as they enter the matmul) and accumulates in f32.
+    /// Backward starts from a seed of `LOSS_SCALE` instead of 1 so that small gradients
+    /// stay above f16's subnormals; Adam multiplies by 1/`LOSS_SCALE` (exact: a power of
+    /// two), so its moments and updates are in true units.
+    F16,
+}
+
+/// The f16 step's static loss scale, 2¹⁰: gradients up to 64 stay finite in f16.
+pub const LOSS_SCALE: f32 = 1024.0;
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "f16" => Ok(Precision::F16),
+            _ => Err(format!("expected f32 or f16, got {s:?}")),
+        }
     }
 }
 
@@ -58,6 +98,8 @@ struct GroupBuffers {
     grads: GpuBuffer,
     m: GpuBuffer,
     v: GpuBuffer,
+    /// The f16 copy of `params` the matmuls read (mixed precision only).
+    half: Option<GpuBuffer>,
 }
 
 pub struct GpuExecutor<'g> {
@@ -69,6 +111,12 @@ pub struct GpuExecutor<'g> {
     groups: Vec<GroupBuffers>,
     /// Launches recorded before the graph's (e.g. gathering the data batch into an input).
     prelude: Vec<Launch>,
+    /// f16 copies of non-parameter matmul operands, made once per tensor and step (a tensor
+    /// never changes after it is computed, and each copy has a buffer of its own).
+    half_copies: std::cell::RefCell<std::collections::HashMap<TensorId, GpuBuffer>>,
+    /// f32 → f16 casts of every group's parameters, recorded after the prelude (mixed
+    /// precision only): after an Adam update and after `load_params` alike.
+    param_casts: Vec<Launch>,
     launches: Vec<Launch>,
     /// (launch index, elements, stream) of every random draw.
     rng: Vec<(usize, usize, u32)>,
@@ -88,7 +136,16 @@ pub struct GpuExecutor<'g> {
 
 impl<'g> GpuExecutor<'g> {
     pub fn new(gpu: &'g Gpu, graph: Graph, options: ExecOptions) -> Result<Self> {
-        let align = (gpu.limits.min_storage_buffer_offset_alignment as usize / 4).max(4);
+        if options.precision == Precision::F16 && !gpu.features.shader_f16 {
+            return Err(GraphError::Invalid(format!(
+                "precision f16 needs SHADER_F16, which {} ({:?}) does not have: use precision f32",
+                gpu.info.name, gpu.info.backend
+            )));
+        }
+        // Offsets into a group's buffers are bound as views: aligned in elements of 4 bytes,
+        // or of 2 for the f16 copies.
+        let elem_bytes = if options.precision == Precision::F16 { 2 } else { 4 };
+        let align = (gpu.limits.min_storage_buffer_offset_alignment as usize / elem_bytes).max(16 / elem_bytes);
         let plan = Plan::new(&graph, align, options.reuse);
         if let Some(adam) = &options.adam {
             if adam.len() != graph.groups.len() {
@@ -110,7 +167,11 @@ impl<'g> GpuExecutor<'g> {
         for (gi, group) in graph.groups.iter().enumerate() {
             let n = plan.group_len[gi];
             let make = |what: &str| gpu.zeros(&format!("{} {what}", group.name), n, DType::F32);
-            let buffers = GroupBuffers { params: make("params")?, grads: make("grads")?, m: make("adam m")?, v: make("adam v")? };
+            let half = match options.precision {
+                Precision::F16 => Some(gpu.zeros(&format!("{} params f16", group.name), n, DType::F16)?),
+                Precision::F32 => None,
+            };
+            let buffers = GroupBuffers { params: make("params")?, grads: make("grads")?, m: make("adam m")?, v: make("adam v")?, half };
             let mut flat = vec![0.0f32; n];
             for &p in &group.params {
                 if let Placement::GroupParam { offset, .. } = plan.placement[p] {
@@ -129,6 +190,9 @@ impl<'g> GpuExecutor<'g> {
                 Placement::Slot(s) => GpuBuffer { len, ..slots[s].clone() },
                 Placement::GroupParam { group, offset } => at(&groups[group].params, offset),
                 Placement::GroupGrad { group, offset } => at(&groups[group].grads, offset),
+                Placement::Const if options.precision == Precision::F16 && graph.seeds.contains(&t) => {
+                    gpu.upload_f32(&tensor.name, &[LOSS_SCALE])?
+                }
                 Placement::Const => gpu.upload_f32(&tensor.name, tensor.init.as_deref().unwrap_or(&vec![0.0; len]))?,
                 Placement::Input => {
                     if tensor.kind != TensorKind::Input {
@@ -145,6 +209,8 @@ impl<'g> GpuExecutor<'g> {
             views,
             groups,
             prelude: vec![],
+            half_copies: Default::default(),
+            param_casts: vec![],
             launches: vec![],
             rng: vec![],
             adam: vec![],
@@ -160,9 +226,15 @@ impl<'g> GpuExecutor<'g> {
         for id in 0..exec.graph.nodes.len() {
             exec.prepare_node(id)?;
         }
+        for b in &exec.groups {
+            if let Some(half) = &b.half {
+                exec.param_casts.push(cast::to_f16(gpu, &b.params, half)?);
+            }
+        }
         if let Some(settings) = exec.options.adam.clone() {
             for (gi, hp) in settings.into_iter().enumerate() {
                 let b = &exec.groups[gi];
+                let hp = AdamParams { grad_scale: 1.0 / exec.loss_scale(), ..hp };
                 let launch = adam::adam(gpu, hp, &b.grads, &b.params, &b.m, &b.v)?;
                 exec.adam.push((launch, b.params.len, hp));
             }
@@ -187,6 +259,36 @@ impl<'g> GpuExecutor<'g> {
         self.views[t].as_ref().expect("every tensor has a view")
     }
 
+    /// The factor every gradient carries: 1, or `LOSS_SCALE` in mixed precision (what
+    /// `read` of a gradient returns is scaled by it).
+    pub fn loss_scale(&self) -> f32 {
+        match self.options.precision {
+            Precision::F32 => 1.0,
+            Precision::F16 => LOSS_SCALE,
+        }
+    }
+
+    /// A matmul operand as the matmul reads it: the tensor itself in f32; in mixed
+    /// precision a view of its group's f16 copy for a parameter, else an f16 buffer of its
+    /// own filled by a cast recorded before the first matmul that reads it.
+    fn matmul_operand(&self, t: TensorId, launches: &mut Vec<Launch>) -> Result<GpuBuffer> {
+        let view = self.view(t).clone();
+        if self.options.precision == Precision::F32 {
+            return Ok(view);
+        }
+        if let Placement::GroupParam { group, offset } = self.plan.placement[t] {
+            let half = self.groups[group].half.as_ref().expect("f16 copies exist in mixed precision");
+            return Ok(GpuBuffer { offset: half.offset + offset as u64 * 2, len: view.len, ..half.clone() });
+        }
+        if let Some(half) = self.half_copies.borrow().get(&t) {
+            return Ok(half.clone());
+        }
+        let half = self.gpu.zeros(&format!("{} f16", self.graph.name(t)), view.len, DType::F16)?;
+        launches.push(cast::to_f16(self.gpu, &view, &half)?);
+        self.half_copies.borrow_mut().insert(t, half.clone());
+        Ok(half)
+    }
+
     fn prepare_node(&mut self, id: usize) -> Result<()> {
         let node = self.graph.nodes[id].clone();
         let gpu = self.gpu;
@@ -199,12 +301,14 @@ impl<'g> GpuExecutor<'g> {
             Op::Linear { act } => {
                 let (x, w) = (shape(node.inputs[0]), shape(node.inputs[1]));
                 let spec = MatmulSpec::new(x.rows, w.cols, x.cols, Trans::NN).act(*act);
-                launches.push(matmul::matmul(gpu, &spec, &v(0), &v(1), Some(&v(2)), &out(0))?);
+                let (a, b) = (self.matmul_operand(node.inputs[0], &mut launches)?, self.matmul_operand(node.inputs[1], &mut launches)?);
+                launches.push(matmul::matmul(gpu, &spec, &a, &b, Some(&v(2)), &out(0))?);
             }
             Op::Matmul { trans } => {
                 let (a, c) = (shape(node.inputs[0]), shape(node.outputs[0]));
                 let k = if *trans == Trans::TN { a.rows } else { a.cols };
-                launches.push(matmul::matmul(gpu, &MatmulSpec::new(c.rows, c.cols, k, *trans), &v(0), &v(1), None, &out(0))?);
+                let (a, b) = (self.matmul_operand(node.inputs[0], &mut launches)?, self.matmul_operand(node.inputs[1], &mut launches)?);
+                launches.push(matmul::matmul(gpu, &MatmulSpec::new(c.rows, c.cols, k, *trans), &a, &b, None, &out(0))?);
             }
             Op::Activation { act } => launches.push(elementwise::activation_forward(gpu, *act, &v(0), &out(0))?),
             Op::ActivationBackward { act } => launches.push(elementwise::activation_backward(gpu, *act, &v(0), &v(1), &out(0))?),
@@ -284,12 +388,12 @@ impl<'g> GpuExecutor<'g> {
 
     /// Dispatches one step records (prelude, graph kernels, one Adam per group when training).
     pub fn dispatches_per_step(&self) -> usize {
-        self.prelude.len() + self.launches.len() + self.adam.len()
+        self.prelude.len() + self.param_casts.len() + self.launches.len() + self.adam.len()
     }
 
     /// Every launch of a step in order (prelude, graph, Adam), for profiling.
     pub fn step_launches(&self) -> Vec<&Launch> {
-        self.prelude.iter().chain(&self.launches).chain(self.adam.iter().map(|(l, _, _)| l)).collect()
+        self.prelude.iter().chain(&self.param_casts).chain(&self.launches).chain(self.adam.iter().map(|(l, _, _)| l)).collect()
     }
 
     /// Adds a launch recorded at the start of every step, before the graph's kernels.
@@ -439,7 +543,7 @@ impl<'g> GpuExecutor<'g> {
         let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
-            for l in self.prelude.iter().chain(&self.launches).chain(adam) {
+            for l in self.prelude.iter().chain(&self.param_casts).chain(&self.launches).chain(adam) {
                 l.record(&mut pass);
             }
         }

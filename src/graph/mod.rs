@@ -123,6 +123,9 @@ pub struct Graph {
     pub outputs: Vec<(String, TensorId)>,
     /// Tensors kept readable after a step (their buffers are not reused).
     pub kept: Vec<TensorId>,
+    /// Each objective's seed gradient d(objective)/d(objective) = 1: the mixed-precision
+    /// executor sets it to the loss scale instead.
+    pub seeds: Vec<TensorId>,
 }
 
 /// A dense layer's parameters: W (in×out) and b (1×out).

@@ -14,12 +14,14 @@ pub struct AdamParams {
     pub beta2: f32,
     pub eps: f32,
     pub weight_decay: f32,
+    /// Multiplies each gradient before use: 1/S undoes a loss scale S (the f16 step).
+    pub grad_scale: f32,
 }
 
 impl AdamParams {
     /// PyTorch's defaults: β = (0.9, 0.999), ε = 1e-8, no weight decay.
     pub fn new(lr: f32) -> Self {
-        AdamParams { step: 1, lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+        AdamParams { step: 1, lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, grad_scale: 1.0 }
     }
 
     /// (1 − β₁ᵗ, 1 − β₂ᵗ), in f64.
@@ -39,6 +41,8 @@ impl AdamParams {
             weight_decay: self.weight_decay,
             bc1: bc1 as f32,
             bc2: bc2 as f32,
+            grad_scale: self.grad_scale,
+            _pad: [0; 3],
         }
     }
 }
@@ -54,6 +58,8 @@ struct Uniform {
     weight_decay: f32,
     bc1: f32,
     bc2: f32,
+    grad_scale: f32,
+    _pad: [u32; 3],
 }
 
 /// Updates `param`, `m` and `v` in place from `grad`.

@@ -4,6 +4,7 @@
 
 pub mod adam;
 pub mod autotune;
+pub mod cast;
 pub mod elementwise;
 pub mod kl;
 pub mod losses;

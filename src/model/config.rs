@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::Act;
+use crate::graph::gpu_exec::Precision;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -60,6 +61,10 @@ pub struct OptimConfig {
     pub balance: bool,
     pub equilibrium: f32,
     pub margin: f32,
+    /// What the matmuls read: "f32", or "f16" (mixed precision: f32 master weights, Adam
+    /// and accumulation; needs SHADER_F16). Absent in older checkpoints: f32.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 /// Everything that defines a run's model and optimiser (stored in checkpoints).
@@ -176,6 +181,7 @@ impl OptimConfig {
                 balance: false,
                 equilibrium: 0.68,
                 margin: 0.35,
+                precision: Precision::F32,
             },
             // GAN practice (Radford et al. 2015): lr 2e-4, β₁ = 0.5.
             Mode::VaeGan => OptimConfig {
@@ -227,7 +233,7 @@ impl RunConfig {
             return;
         }
         self.model.mode = mode;
-        self.optim = OptimConfig { balance: self.optim.balance, ..OptimConfig::for_mode(mode) };
+        self.optim = OptimConfig { balance: self.optim.balance, precision: self.optim.precision, ..OptimConfig::for_mode(mode) };
         if mode == Mode::VaeGan && self.model.discriminator.is_empty() {
             self.model.discriminator = ModelConfig::mnist_mlp().discriminator;
         }

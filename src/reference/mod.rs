@@ -3,6 +3,7 @@
 //! finite-difference checks of every backward.
 
 pub mod adam;
+pub mod cast;
 pub mod data;
 pub mod elementwise;
 pub mod kl;

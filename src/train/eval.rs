@@ -44,7 +44,7 @@ pub fn scale_images(set: &Dataset, range: std::ops::Range<usize>, s: Scaling) ->
 impl<'g> Evaluator<'g> {
     pub fn new(gpu: &'g Gpu, config: &ModelConfig, batch: usize, seed: u64) -> Result<Self> {
         let graph = build_eval(config, batch)?;
-        let exec = GpuExecutor::new(gpu, graph.graph.clone(), ExecOptions { seed, reuse: true, adam: None })?;
+        let exec = GpuExecutor::new(gpu, graph.graph.clone(), ExecOptions { seed, reuse: true, adam: None, ..Default::default() })?;
         Ok(Evaluator { gpu, config: config.clone(), graph, exec, scaling: super::scaling_for(config.output_act) })
     }
 

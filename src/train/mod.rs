@@ -107,12 +107,12 @@ impl<'g> Trainer<'g> {
             )));
         }
         let o = &config.optim;
-        let hp = |lr: f32| AdamParams { step: 1, lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weight_decay: o.weight_decay };
+        let hp = |lr: f32| AdamParams { step: 1, lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weight_decay: o.weight_decay, grad_scale: 1.0 };
         let mut adam = vec![hp(o.lr_encoder), hp(o.lr_decoder)];
         if step_graph.discriminator.is_some() {
             adam.push(hp(o.lr_discriminator));
         }
-        let mut exec = GpuExecutor::new(gpu, step_graph.graph.clone(), ExecOptions { seed, reuse: true, adam: Some(adam) })?;
+        let mut exec = GpuExecutor::new(gpu, step_graph.graph.clone(), ExecOptions { seed, reuse: true, adam: Some(adam), precision: config.optim.precision })?;
         let data = GpuDataset::upload(gpu, train)?;
         let perm = data.permutation_buffer(gpu)?;
         let scaling = scaling_for(config.model.output_act);
