@@ -135,6 +135,7 @@ pub fn tiny_checkpoint() -> Checkpoint {
         batch: 16,
         data: "somewhere".into(),
         limit: None,
+        test_limit: Some(32),
         params: tensors.clone(),
         adam_m: tensors.clone(),
         adam_v: tensors,
@@ -196,6 +197,7 @@ fn vaegan_cli(args: &[&str]) -> (i32, String) {
         .args(args)
         .env("XDG_RUNTIME_DIR", std::env::temp_dir())
         .env("VAEGAN_CACHE_DIR", std::env::temp_dir().join("vaegan-test-cache"))
+        .env("VAEGAN_AUTOTUNE", "0")
         .env("WGPU_BACKEND", std::env::var("VAEGAN_TEST_BACKEND").unwrap_or_else(|_| "vulkan".into()))
         .output()
         .expect("run vaegan");
@@ -219,6 +221,18 @@ fn hostile_command_lines_are_refused_clearly() {
         (vec!["train", "--data", data, "--lr=0", "--out", out], "--lr 0: must be a positive number"),
         (vec!["train", "--data", data, "--lr=-0.5", "--out", out], "--lr -0.5: must be a positive number"),
         (vec!["train", "--data", data, "--lr-discriminator=-1", "--out", out], "--lr-discriminator -1"),
+        // Negative numbers written as separate words reach the check that names the flag.
+        (vec!["train", "--data", data, "--lr", "-1", "--out", out], "--lr -1: must be a positive number"),
+        (vec!["train", "--data", data, "--gamma", "-2", "--out", out], "--gamma -2"),
+        (vec!["train", "--data", data, "--pixel-weight", "-0.5", "--out", out], "--pixel-weight -0.5"),
+        (vec!["train", "--data", data, "--epochs", "-3", "--out", out], "'--epochs <EPOCHS>'"),
+        (vec!["train", "--data", data, "--batch", "-16", "--out", out], "'--batch <BATCH>'"),
+        (vec!["train", "--data", data, "--limit", "-5", "--out", out], "'--limit <LIMIT>'"),
+        (vec!["train", "--data", data, "--eval-batch", "-1", "--out", out], "'--eval-batch <EVAL_BATCH>'"),
+        (vec!["train", "--data", data, "--seed", "-1", "--out", out], "'--seed <SEED>'"),
+        (vec!["sample", "--checkpoint", out, "-n", "-4"], "invalid value '-4'"),
+        (vec!["eval", "--checkpoint", out, "--batch", "-4"], "'--batch <BATCH>'"),
+        (vec!["bench", "--quick", "--samples", "-4"], "--samples"),
         (vec!["train", "--data", data, "--out", under_file.to_str().unwrap()], "cannot create the output folder"),
         (vec!["train", "--data", "/nonexistent/data", "--out", out], "/nonexistent/data: not a folder"),
         (vec!["train", "--preset", "huge", "--data", data, "--out", out], "unknown preset \"huge\""),

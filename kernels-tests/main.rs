@@ -19,4 +19,5 @@ mod quality;
 mod matmul;
 mod reduce;
 mod reparam;
+mod resume;
 mod train;

@@ -48,6 +48,8 @@ pub struct Checkpoint {
     /// images were used (--limit), so that a resumed run sees the same batches.
     pub data: String,
     pub limit: Option<usize>,
+    /// How many test images were evaluated (--test-limit), kept for the same reason.
+    pub test_limit: Option<usize>,
     pub params: Tensors,
     pub adam_m: Tensors,
     pub adam_v: Tensors,
@@ -86,6 +88,7 @@ impl Checkpoint {
         metadata.insert("batch".to_string(), self.batch.to_string());
         metadata.insert("data".to_string(), self.data.clone());
         metadata.insert("limit".to_string(), self.limit.map(|l| l.to_string()).unwrap_or_default());
+        metadata.insert("test_limit".to_string(), self.test_limit.map(|l| l.to_string()).unwrap_or_default());
         let mut entries: Vec<(String, [usize; 2], Vec<u8>)> = vec![];
         for (prefix, list) in [("", &self.params), ("adam.m.", &self.adam_m), ("adam.v.", &self.adam_v)] {
             for (name, shape, values) in list {
@@ -138,6 +141,12 @@ impl Checkpoint {
         }
         let number = |key: &str| -> Result<u64, CheckpointError> {
             get(key)?.parse().map_err(|_| err(path, format!("metadata {key:?} is not a number")))
+        };
+        let optional_number = |key: &str| -> Result<Option<usize>, CheckpointError> {
+            match meta.get(key).map(String::as_str) {
+                None | Some("") => Ok(None),
+                Some(l) => l.parse().map(Some).map_err(|_| err(path, format!("metadata {key:?} is not a number"))),
+            }
         };
         let config = RunConfig::from_toml(&get("config")?, &format!("{} (metadata \"config\")", path.display()))
             .map_err(|e| err(path, e))?;
@@ -203,10 +212,9 @@ impl Checkpoint {
             seed: number("seed")?,
             batch: number("batch")? as usize,
             data: get("data")?,
-            limit: match meta.get("limit").map(String::as_str) {
-                None | Some("") => None,
-                Some(l) => Some(l.parse().map_err(|_| err(path, "metadata \"limit\" is not a number"))?),
-            },
+            limit: optional_number("limit")?,
+            // Absent from checkpoints written before it was recorded.
+            test_limit: optional_number("test_limit")?,
             params,
             adam_m,
             adam_v,

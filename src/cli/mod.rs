@@ -1,11 +1,16 @@
 //! The `vaegan` command line.
 
 mod bench;
+mod classifier;
+mod common;
 mod devices;
+mod eval;
 mod graph;
+mod reconstruct;
+mod sample;
 mod train;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::gpu::{Gpu, GpuOptions};
 
@@ -58,26 +63,29 @@ enum Command {
     /// Train a VAE-GAN (or VAE) on MNIST, any IDX data set or a folder of PNG images.
     Train(train::TrainArgs),
     /// Decode samples (or latent walks) from a checkpoint into a PNG grid.
-    Sample(train::SampleArgs),
+    Sample(sample::SampleArgs),
     /// Test images beside their reconstructions, as a PNG grid.
-    Reconstruct(train::ReconstructArgs),
+    Reconstruct(reconstruct::ReconstructArgs),
     /// Test-set negative ELBO, reconstruction error and discriminator accuracy; with
     /// --quality, Fréchet distance and class coverage of generated samples.
-    Eval(train::EvalArgs),
+    Eval(eval::EvalArgs),
     /// Train the MNIST classifier used by `eval --quality`.
-    Classifier(train::ClassifierArgs),
+    Classifier(classifier::ClassifierArgs),
 }
 
 pub fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    // Negative numbers are values, not flags: `--lr -1` reaches the check that names the
+    // flag instead of a bare usage line.
+    let command = Cli::command().allow_negative_numbers(true).mut_subcommands(|c| c.allow_negative_numbers(true));
+    let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Devices => devices::run(&cli.device),
         Command::Bench(args) => bench::run(&cli.device, &args),
         Command::Graph(args) => graph::run(&args),
-        Command::Train(args) => train::train(&cli.device, &args),
-        Command::Sample(args) => train::sample(&cli.device, &args),
-        Command::Reconstruct(args) => train::reconstruct(&cli.device, &args),
-        Command::Eval(args) => train::eval(&cli.device, &args),
-        Command::Classifier(args) => train::classifier(&cli.device, &args),
+        Command::Train(args) => train::run(&cli.device, &args),
+        Command::Sample(args) => sample::run(&cli.device, &args),
+        Command::Reconstruct(args) => reconstruct::run(&cli.device, &args),
+        Command::Eval(args) => eval::run(&cli.device, &args),
+        Command::Classifier(args) => classifier::run(&cli.device, &args),
     }
 }

@@ -2,6 +2,8 @@
 //! permuted batches, balancing, evaluation, pictures, metrics and checkpoints.
 
 pub mod eval;
+pub mod logs;
+pub mod run;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,6 +66,7 @@ pub struct Trainer<'g> {
     pub seed: u64,
     pub data_source: String,
     pub data_limit: Option<usize>,
+    pub test_limit: Option<usize>,
     pub step_graph: StepGraph,
     pub exec: GpuExecutor<'g>,
     data: GpuDataset,
@@ -140,6 +143,7 @@ impl<'g> Trainer<'g> {
             seed,
             data_source: train.source.clone(),
             data_limit: None,
+            test_limit: None,
             step_graph,
             exec,
             data,
@@ -199,7 +203,10 @@ impl<'g> Trainer<'g> {
         let start = self.position.step_in_epoch * self.batch;
         self.exec.prelude(self.gather).write_params(self.gpu, &GpuDataset::params(self.batch, self.data.dim, start, self.scaling));
         let update = self.updates();
-        let readback = (self.exec.step + 1) % self.readback_every as u64 == 0;
+        // Every `readback_every` steps, and at the last step of an epoch so that every
+        // epoch has losses to average however few steps it has.
+        let last_of_epoch = self.position.step_in_epoch + 1 == self.steps_per_epoch;
+        let readback = last_of_epoch || (self.exec.step + 1) % self.readback_every as u64 == 0;
         self.exec.step_with(readback, Some(&update))?;
         self.last_update = update;
         self.position.step_in_epoch += 1;
@@ -273,6 +280,7 @@ impl<'g> Trainer<'g> {
             batch: self.batch,
             data: self.data_source.clone(),
             limit: self.data_limit,
+            test_limit: self.test_limit,
             params,
             adam_m: m,
             adam_v: v,

@@ -1,0 +1,60 @@
+//! `vaegan sample`: decode samples (or latent walks) from a checkpoint into a PNG grid.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use clap::Args;
+
+use super::common::{image_side, load_checkpoint, CheckpointArgs};
+use super::DeviceArgs;
+use crate::pictures;
+use crate::train::eval::{fixed_normals, Decoder};
+
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    #[command(flatten)]
+    ck: CheckpointArgs,
+    /// Number of samples.
+    #[arg(short, long, default_value_t = 64)]
+    n: usize,
+    /// Instead of independent samples: rows of walks between two random latent points.
+    #[arg(long)]
+    walk: bool,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    #[arg(long, default_value = "samples.png")]
+    out: PathBuf,
+}
+
+pub fn run(device: &DeviceArgs, args: &SampleArgs) -> anyhow::Result<()> {
+    if args.n == 0 {
+        bail!("-n must be at least 1");
+    }
+    let ck = load_checkpoint(&args.ck.checkpoint)?;
+    let c = &ck.config.model;
+    let side = image_side(c)?;
+    let gpu = device.open()?;
+    let (z, n, cols) = if args.walk {
+        // Rows of 10 steps from a to b: z = (1 − t)·a + t·b.
+        let rows = args.n.div_ceil(10).max(1);
+        let ends = fixed_normals(2 * rows, c.latent, args.seed);
+        let mut z = vec![];
+        for r in 0..rows {
+            let (a, b) = (&ends[2 * r * c.latent..(2 * r + 1) * c.latent], &ends[(2 * r + 1) * c.latent..(2 * r + 2) * c.latent]);
+            for k in 0..10 {
+                let t = k as f32 / 9.0;
+                z.extend(a.iter().zip(b).map(|(x, y)| (1.0 - t) * x + t * y));
+            }
+        }
+        (z, rows * 10, 10)
+    } else {
+        (fixed_normals(args.n, c.latent, args.seed), args.n, (args.n as f64).sqrt().ceil() as usize)
+    };
+    let mut decoder = Decoder::new(&gpu, c, n)?;
+    decoder.load(&|name| ck.param(name))?;
+    let images = decoder.decode(&z)?;
+    pictures::grid_png(&args.out, &images, n, side, side, cols)?;
+    eprintln!("wrote {} ({n} {})", args.out.display(), if args.walk { "images: latent walks" } else { "samples" });
+    Ok(())
+}
+

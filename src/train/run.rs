@@ -1,0 +1,223 @@
+//! A run, from its first epoch to its last: this is where an epoch ends. Each epoch takes
+//! its steps, writes the checkpoint, appends the read-back losses to `losses.csv`,
+//! evaluates on the test set with the epoch's weights, draws the sample and
+//! reconstruction grids and appends a row to `metrics.csv`; the run ends with the loss
+//! curves. An interrupt (the `stop` flag) ends the current step, writes a checkpoint and
+//! returns. The caller hears about every phase through [`Event`]s and prints them.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use super::eval::{fixed_normals, Decoder, EvalResult, Evaluator};
+use super::logs::{CsvLog, Repair, Row};
+use super::{Result, TrainError, Trainer};
+use crate::data::Dataset;
+use crate::pictures;
+
+/// What a run does besides stepping.
+pub struct RunPlan<'a> {
+    /// The run folder.
+    pub out: &'a Path,
+    /// Epochs to reach (a resumed run continues up to this many).
+    pub epochs: usize,
+    /// The test set, evaluated after every epoch.
+    pub test: &'a Dataset,
+    /// Test images per evaluation batch.
+    pub eval_batch: usize,
+    /// Samples in each epoch's grid (decoded from the same fixed codes every epoch).
+    pub samples: usize,
+    /// True when the trainer continues a checkpoint of this folder: the side files are
+    /// reopened (and repaired); otherwise they start anew.
+    pub resumed: bool,
+}
+
+/// Means of the losses read back during an epoch, and the test evaluation after it.
+pub struct EpochSummary<'a> {
+    pub epoch: usize,
+    pub epochs: usize,
+    pub seconds: f64,
+    pub samples_per_s: f64,
+    pub train_means: &'a [(String, f64)],
+    pub test: &'a EvalResult,
+    /// Discriminator and decoder updates skipped by the balancing (when it is on).
+    pub skipped: Option<[u64; 2]>,
+}
+
+/// What happens during a run, in order. Epochs are counted from 1 here.
+pub enum Event<'a> {
+    /// A side file held a bad tail or rows past the checkpoint; they were dropped.
+    Repaired(&'a Repair),
+    /// The epochs asked for are already done: nothing to train.
+    AlreadyDone { done: usize, asked: usize },
+    EpochStarted { epoch: usize, epochs: usize, step_in_epoch: usize, steps: usize },
+    /// After each step; `losses` are the latest read back (a few steps old: readbacks are
+    /// asynchronous).
+    Step { step_in_epoch: usize, steps: usize, samples_per_s: f64, losses: Option<&'a [(String, f32)]> },
+    CheckpointWriting { epoch: usize },
+    CheckpointWritten { epoch: usize, path: &'a Path },
+    Evaluating { epoch: usize },
+    EpochDone(EpochSummary<'a>),
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Every epoch asked for is done; the loss curves are at `curves`.
+    Finished { curves: PathBuf },
+    /// Nothing was left to train.
+    AlreadyDone,
+    /// Interrupted: the checkpoint at `checkpoint` continues it.
+    Interrupted { checkpoint: PathBuf, step: u64, epoch: usize, step_in_epoch: usize, steps: usize, during_evaluation: bool },
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
+    move |err| TrainError::Io { path: path.display().to_string(), err }
+}
+
+fn cell(v: Option<f64>, decimals: usize) -> String {
+    v.map(|x| format!("{x:.decimals$}")).unwrap_or_default()
+}
+
+/// Runs `trainer` up to `plan.epochs`, telling `on_event` what happens.
+pub fn run_epochs<'g>(trainer: &mut Trainer<'g>, plan: &RunPlan, stop: &AtomicBool, mut on_event: impl FnMut(Event)) -> Result<Outcome> {
+    let gpu = trainer.gpu;
+    let config = trainer.config.clone();
+    let names: Vec<String> = trainer.step_graph.losses.iter().map(|(n, _)| n.clone()).collect();
+    let losses = CsvLog::new(plan.out.join("losses.csv"), format!("step,{}", names.join(",")));
+    let metrics = CsvLog::new(
+        plan.out.join("metrics.csv"),
+        format!(
+            "epoch,step,seconds,samples_per_s,{},test_nelbo,test_bce,test_kl,test_mse,d_accuracy",
+            names.iter().map(|n| format!("train_{n}")).collect::<Vec<_>>().join(",")
+        ),
+    );
+    // The loss history of the whole run, for the epoch means and the curves.
+    let mut history: Vec<Row> = if plan.resumed {
+        let (rows, repair) = losses.reopen(trainer.exec.step).map_err(io(&losses.path))?;
+        if let Some(r) = &repair {
+            on_event(Event::Repaired(r));
+        }
+        let (_, repair) = metrics.reopen(trainer.completed_epochs() as u64).map_err(io(&metrics.path))?;
+        if let Some(r) = &repair {
+            on_event(Event::Repaired(r));
+        }
+        rows
+    } else {
+        losses.create().map_err(io(&losses.path))?;
+        metrics.create().map_err(io(&metrics.path))?;
+        vec![]
+    };
+    if trainer.completed_epochs() >= plan.epochs {
+        on_event(Event::AlreadyDone { done: trainer.completed_epochs(), asked: plan.epochs });
+        return Ok(Outcome::AlreadyDone);
+    }
+
+    let eval_batch = plan.eval_batch.min(plan.test.count).max(1);
+    let mut evaluator = Evaluator::new(gpu, &config.model, eval_batch, trainer.seed)?;
+    let mut decoder = Decoder::new(gpu, &config.model, plan.samples)?;
+    let z_fixed = fixed_normals(plan.samples, config.model.latent, trainer.seed ^ 0x5a5a);
+    let (h, w) = (plan.test.height, plan.test.width);
+
+    while trainer.completed_epochs() < plan.epochs {
+        trainer.advance_if_done()?;
+        let epoch = trainer.position.epoch + 1;
+        let epoch_start_step = trainer.exec.step - trainer.position.step_in_epoch as u64;
+        let first_step = trainer.exec.step;
+        let t0 = Instant::now();
+        on_event(Event::EpochStarted { epoch, epochs: plan.epochs, step_in_epoch: trainer.position.step_in_epoch, steps: trainer.steps_per_epoch });
+        let finished = trainer.run_epoch(stop, |t| {
+            let rate = (t.exec.step - first_step) as f64 * t.batch as f64 / t0.elapsed().as_secs_f64();
+            let losses = t.history.last().map(|(_, v)| v.as_slice());
+            on_event(Event::Step { step_in_epoch: t.position.step_in_epoch, steps: t.steps_per_epoch, samples_per_s: rate, losses });
+        });
+        // The losses read back so far go to disk whatever happened (a diverged run's too).
+        let save_losses = |trainer: &mut Trainer, history: &mut Vec<Row>| -> Result<()> {
+            for (step, values) in trainer.history.drain(..) {
+                let row: Row = (step, values.iter().map(|(_, v)| Some(*v as f64)).collect());
+                losses.append(&format!("{step},{}", values.iter().map(|(_, v)| v.to_string()).collect::<Vec<_>>().join(","))).map_err(io(&losses.path))?;
+                history.push(row);
+            }
+            Ok(())
+        };
+        let finished = match finished {
+            Ok(f) => f,
+            Err(e) => {
+                save_losses(trainer, &mut history)?;
+                return Err(e);
+            }
+        };
+        on_event(Event::CheckpointWriting { epoch });
+        let path = trainer.save_checkpoint(plan.out)?;
+        on_event(Event::CheckpointWritten { epoch, path: &path });
+        save_losses(trainer, &mut history)?;
+        if !finished {
+            return Ok(Outcome::Interrupted {
+                checkpoint: path,
+                step: trainer.exec.step,
+                epoch,
+                step_in_epoch: trainer.position.step_in_epoch,
+                steps: trainer.steps_per_epoch,
+                during_evaluation: false,
+            });
+        }
+        let seconds = t0.elapsed().as_secs_f64();
+        let samples_per_s = (trainer.exec.step - first_step) as f64 * trainer.batch as f64 / seconds;
+        // Means over the epoch's read-back losses (a resumed epoch's earlier rows included).
+        let epoch_rows: Vec<&Row> = history.iter().filter(|(s, _)| *s > epoch_start_step).collect();
+        let train_means: Vec<(String, f64)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let vals: Vec<f64> = epoch_rows.iter().filter_map(|(_, v)| v[i]).collect();
+                (n.clone(), if vals.is_empty() { f64::NAN } else { vals.iter().sum::<f64>() / vals.len() as f64 })
+            })
+            .collect();
+
+        // Evaluation and pictures with the epoch's weights.
+        on_event(Event::Evaluating { epoch });
+        let params = trainer.exec.read_params()?;
+        let lookup = |n: &str| params.iter().find(|(k, _, _)| k == n).map(|(_, _, v)| v.clone());
+        evaluator.load(&lookup)?;
+        decoder.load(&lookup)?;
+        let test = evaluator.evaluate(plan.test)?;
+        let samples = decoder.decode(&z_fixed)?;
+        let grid = plan.out.join(format!("samples_epoch_{epoch:03}.png"));
+        pictures::grid_png(&grid, &samples, plan.samples, h, w, 8).map_err(io(&grid))?;
+        let (orig, rec) = evaluator.reconstruct(plan.test, 32.min(eval_batch))?;
+        let pairs = plan.out.join(format!("reconstructions_epoch_{epoch:03}.png"));
+        pictures::pairs_png(&pairs, &orig, &rec, orig.len() / (h * w), h, w, 8).map_err(io(&pairs))?;
+
+        let row = format!(
+            "{epoch},{},{seconds:.2},{samples_per_s:.1},{},{},{},{:.4},{:.6},{}",
+            trainer.exec.step,
+            train_means.iter().map(|(_, v)| cell(v.is_finite().then_some(*v), 5)).collect::<Vec<_>>().join(","),
+            cell(test.nelbo, 4),
+            cell(test.bce, 4),
+            test.kl,
+            test.mse,
+            cell(test.d_accuracy, 4)
+        );
+        metrics.append(&row).map_err(io(&metrics.path))?;
+        let skipped = config.optim.balance.then_some(trainer.skipped);
+        on_event(Event::EpochDone(EpochSummary { epoch, epochs: plan.epochs, seconds, samples_per_s, train_means: &train_means, test: &test, skipped }));
+        if stop.load(Ordering::SeqCst) && trainer.completed_epochs() < plan.epochs {
+            return Ok(Outcome::Interrupted {
+                checkpoint: path,
+                step: trainer.exec.step,
+                epoch,
+                step_in_epoch: trainer.position.step_in_epoch,
+                steps: trainer.steps_per_epoch,
+                during_evaluation: true,
+            });
+        }
+    }
+    let curves = plan.out.join("loss_curves.png");
+    let series: Vec<(String, Vec<(f64, f64)>)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.clone(), history.iter().filter_map(|(s, v)| v[i].map(|x| (*s as f64, x))).collect()))
+        .collect();
+    pictures::curves_png(&curves, &series).map_err(io(&curves))?;
+    Ok(Outcome::Finished { curves })
+}
