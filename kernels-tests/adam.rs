@@ -1,6 +1,7 @@
 //! Adam: several steps against the twin, with and without decoupled weight decay.
 
-use vaegan::kernels::adam::{self, AdamParams};
+use vaegan::kernels::adam;
+use vaegan::types::AdamParams;
 use vaegan::reference;
 
 use crate::common::*;

@@ -3,7 +3,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use vaegan::data::gpu::{GpuDataset, Scaling};
+use vaegan::data::gpu::GpuDataset;
+use vaegan::types::Scaling;
 use vaegan::data::{idx, images, Dataset};
 use vaegan::reference;
 

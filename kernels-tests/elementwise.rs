@@ -1,7 +1,8 @@
 //! elementwise: activations forward and backward vs twins and finite differences; add,
 //! scale, fill; a length that needs a two-dimensional grid.
 
-use vaegan::kernels::{elementwise, Act};
+use vaegan::kernels::elementwise;
+use vaegan::types::Act;
 use vaegan::reference;
 
 use crate::common::*;

@@ -2,8 +2,8 @@
 //! SHADER_F16, and the f32 fallback where it has not.
 
 use half::f16;
-use vaegan::kernels::matmul::{matmul, MatmulSpec, Trans};
-use vaegan::kernels::Act;
+use vaegan::kernels::matmul::{matmul, MatmulSpec};
+use vaegan::types::{Act, Trans};
 use vaegan::reference;
 use vaegan::DType;
 
@@ -128,9 +128,10 @@ fn to_f16_cast_matches_twin() {
 /// A missing or doubled loss scale is off by 100 % or more either way.
 #[test]
 fn mixed_precision_step_tracks_f32() {
-    use vaegan::graph::gpu_exec::{Precision, LOSS_SCALE};
+    use vaegan::graph::gpu_exec::LOSS_SCALE;
+    use vaegan::types::Precision;
     use vaegan::graph::{ExecOptions, GpuExecutor};
-    use vaegan::kernels::adam::AdamParams;
+    use vaegan::types::AdamParams;
     use vaegan::model::{build_step, Mode, ModelConfig};
     let g = require_f16();
     if !g.features.shader_f16 {

@@ -4,8 +4,8 @@
 
 use vaegan::graph::plan::Plan;
 use vaegan::graph::{dump, CpuExecutor, ExecOptions, Graph, GpuExecutor, LossKind, Section, TensorId};
-use vaegan::kernels::adam::AdamParams;
-use vaegan::kernels::Act;
+use vaegan::types::AdamParams;
+use vaegan::types::Act;
 use vaegan::model::{build_step, Mode, ModelConfig, StepGraph};
 
 use crate::common::*;

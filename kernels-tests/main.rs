@@ -5,6 +5,7 @@
 mod common;
 
 mod adam;
+mod contract;
 mod data;
 mod device;
 mod elementwise;

@@ -1,8 +1,10 @@
 //! matmul vs its CPU twin on odd and model shapes, all three layouts, every epilogue and
 //! both default tiles; a linear layer's backward vs finite differences.
 
-use vaegan::kernels::matmul::{matmul, Kind, MatmulSpec, Tile, Trans};
-use vaegan::kernels::{elementwise, reduce, Act};
+use vaegan::kernels::matmul::{matmul, Kind, MatmulSpec, Tile};
+use vaegan::types::Trans;
+use vaegan::kernels::{elementwise, reduce};
+use vaegan::types::Act;
 use vaegan::reference;
 
 use crate::common::*;

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 use rand_distr::StandardNormal;
-use vaegan::data::gpu::Scaling;
+use vaegan::types::Scaling;
 use vaegan::data::Split;
 use vaegan::quality::classifier::{Classifier, ClassifierWeights};
 use vaegan::quality::{frechet_distance, FeatureStats};

@@ -1,7 +1,8 @@
 //! reparameterisation: the GPU's Philox bits and normals against the CPU twin, z and its
 //! backward against twins and finite differences, and the distribution of ε.
 
-use vaegan::kernels::reparam::{self, RngKey};
+use vaegan::kernels::reparam;
+use vaegan::types::RngKey;
 use vaegan::reference;
 
 use crate::common::*;

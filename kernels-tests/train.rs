@@ -59,7 +59,7 @@ fn losses_fall_on_a_small_mnist_subset() {
 #[test]
 fn mixed_precision_training_learns() {
     let mut config = small(Mode::Vae);
-    config.optim.precision = vaegan::graph::gpu_exec::Precision::F16;
+    config.optim.precision = vaegan::types::Precision::F16;
     if !gpu().features.shader_f16 {
         let err = Trainer::new(gpu(), config, 64, 7, &mnist().train, None).err().expect("no SHADER_F16: refused");
         assert!(err.to_string().contains("SHADER_F16"), "{err}");
@@ -77,7 +77,7 @@ fn mixed_precision_training_learns() {
     let last: f32 = l[40..].iter().map(|x| x.1).sum::<f32>() / 8.0;
     assert!(last < 0.8 * first && l.iter().all(|x| x.1.is_finite()), "f16: loss went from {first} to {last}");
     let ck = t.checkpoint().unwrap();
-    assert_eq!(ck.config.optim.precision, vaegan::graph::gpu_exec::Precision::F16, "the precision is part of the run's config");
+    assert_eq!(ck.config.optim.precision, vaegan::types::Precision::F16, "the precision is part of the run's config");
 }
 
 #[test]

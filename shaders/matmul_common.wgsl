@@ -2,7 +2,7 @@
 //
 // What every matmul variant shares: parameters, bindings, operand loaders and the
 // epilogue. The host (src/kernels/matmul.rs) appends one entry point — matmul_register,
-// matmul_subgroup or matmul_shared — and unrolls its register block into the $-markers.
+// matmul_subgroup or matmul_shared — and unrolls its register block into the template markers.
 // Every variant computes each output as the same chain of FMAs over k = 0, 1, …, K−1
 // followed by bias and activation, so all give the same bits.
 

@@ -17,5 +17,7 @@ pub mod pictures;
 pub mod quality;
 pub mod reference;
 pub mod train;
+pub mod types;
 
-pub use gpu::{DType, Gpu, GpuBuffer, GpuError, GpuOptions, Launch};
+pub use gpu::{Gpu, GpuBuffer, GpuError, GpuOptions, Launch};
+pub use types::{Act, DType, Precision, Trans};

@@ -11,10 +11,11 @@ use clap::Args;
 use serde::Serialize;
 
 use super::DeviceArgs;
-use crate::gpu::{DType, Gpu, GpuBuffer, Launch};
-use crate::kernels::adam::{self, AdamParams};
-use crate::kernels::matmul::{self, MatmulSpec, Tile, Trans};
-use crate::kernels::{elementwise, reduce, Act};
+use crate::gpu::{Gpu, GpuBuffer, Launch};
+use crate::types::{Act, AdamParams, DType, Precision, Trans};
+use crate::kernels::adam;
+use crate::kernels::matmul::{self, MatmulSpec, Tile};
+use crate::kernels::{elementwise, reduce};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -292,7 +293,6 @@ fn bench_kernels(gpu: &Gpu, args: &BenchArgs, tiles: &[Tile], samples: usize, ce
 
 /// Training steps: samples/s, ms/step, dispatches/step and the host's share of a step.
 fn bench_steps(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<Vec<StepRow>> {
-    use crate::graph::gpu_exec::Precision;
     use crate::graph::{ExecOptions, GpuExecutor};
     use crate::model::{build_step, Mode, ModelConfig};
     let batches = args.batches.clone().unwrap_or_else(|| if args.quick { vec![16] } else { vec![64, 256, 1024] });

@@ -88,10 +88,10 @@ fn quality(gpu: &crate::gpu::Gpu, ck: &Checkpoint, split: &Split, args: &EvalArg
     }
     samples.truncate(args.n * c.input);
     let generated = clf.read(&samples)?;
-    let test_images = crate::train::eval::scale_images(&split.test, 0..split.test.count, crate::data::gpu::Scaling::UNIT);
+    let test_images = crate::train::eval::scale_images(&split.test, 0..split.test.count, crate::types::Scaling::UNIT);
     let test = clf.read(&test_images)?;
     let n_train = split.train.count.min(split.test.count);
-    let train_images = crate::train::eval::scale_images(&split.train, 0..n_train, crate::data::gpu::Scaling::UNIT);
+    let train_images = crate::train::eval::scale_images(&split.train, 0..n_train, crate::types::Scaling::UNIT);
     let train = clf.read(&train_images)?;
     let (g_stats, t_stats, tr_stats) = (
         FeatureStats::from_rows(&generated.features, dim),

@@ -57,7 +57,7 @@ pub struct TrainArgs {
     /// f32, or f16: mixed precision — matmuls read f16 copies of their operands (SHADER_F16
     /// needed), with f32 master weights, Adam and accumulation. May change on --resume.
     #[arg(long)]
-    precision: Option<crate::graph::gpu_exec::Precision>,
+    precision: Option<crate::types::Precision>,
     /// Seeds weights, data order and every random draw: a run is reproducible on one adapter.
     #[arg(long, default_value_t = 1)]
     seed: u64,

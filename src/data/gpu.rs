@@ -2,7 +2,8 @@
 //! training set is 47 MB this way, 188 MB as f32), with batches gathered by a kernel
 //! through a permutation uploaded once per epoch.
 
-use crate::gpu::{DType, Gpu, GpuBuffer, GpuError, Launch, Result};
+use crate::gpu::{Gpu, GpuBuffer, GpuError, Launch, Result};
+use crate::types::{DType, Scaling};
 
 use super::Dataset;
 
@@ -14,21 +15,6 @@ pub struct GpuDataset {
     pub labels: Option<GpuBuffer>,
     pub count: usize,
     pub dim: usize,
-}
-
-/// How stored bytes become model inputs.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Scaling {
-    /// x = byte·scale + offset: [0, 1] is (1/255, 0); [−1, 1] is (2/255, −1).
-    pub scale: f32,
-    pub offset: f32,
-    /// x = 1 where byte > 127, else 0 (before scaling: then scaled as 255 or 0).
-    pub binarize: bool,
-}
-
-impl Scaling {
-    pub const UNIT: Scaling = Scaling { scale: 1.0 / 255.0, offset: 0.0, binarize: false };
-    pub const SYMMETRIC: Scaling = Scaling { scale: 2.0 / 255.0, offset: -1.0, binarize: false };
 }
 
 #[repr(C)]
@@ -78,7 +64,7 @@ impl GpuDataset {
         if perm.len != self.count || perm.dtype != DType::U32 {
             return Err(GpuError::shape(&name, format!("permutation has {} entries, expected {} u32", perm.len, self.count)));
         }
-        let pipeline = gpu.pipeline("data/gather", || SOURCE.to_string(), "gather")?;
+        let pipeline = gpu.pipeline("data/gather", || Ok(SOURCE.to_string()), "gather")?;
         let params = Self::params(batch, self.dim, start, scaling);
         let n = (batch * self.dim) as u32;
         gpu.launch(name, pipeline, &params, &[&self.data, perm, out], gpu.grid_1d(n.div_ceil(256)))
@@ -91,7 +77,7 @@ impl GpuDataset {
         if out.len != batch * classes || batch == 0 || classes == 0 {
             return Err(GpuError::shape(&name, format!("output has {} elements, expected {}", out.len, batch * classes)));
         }
-        let pipeline = gpu.pipeline("data/gather_labels", || SOURCE.to_string(), "gather_labels")?;
+        let pipeline = gpu.pipeline("data/gather_labels", || Ok(SOURCE.to_string()), "gather_labels")?;
         let params = Self::params(batch, classes, start, Scaling::UNIT);
         let n = (batch * classes) as u32;
         gpu.launch(name, pipeline, &params, &[labels, perm, out], gpu.grid_1d(n.div_ceil(256)))

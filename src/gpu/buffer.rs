@@ -7,22 +7,7 @@ use half::f16;
 use wgpu::util::DeviceExt;
 
 use super::{Gpu, GpuError, Result};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DType {
-    F32,
-    F16,
-    U32,
-}
-
-impl DType {
-    pub fn size(self) -> u64 {
-        match self {
-            DType::F32 | DType::U32 => 4,
-            DType::F16 => 2,
-        }
-    }
-}
+use crate::types::DType;
 
 /// A typed view into a storage buffer.
 #[derive(Clone, Debug)]

@@ -7,8 +7,10 @@ pub mod launch;
 pub mod pipelines;
 pub mod select;
 pub mod timing;
+pub mod template;
+pub mod tuning;
 
-pub use buffer::{DType, GpuBuffer};
+pub use buffer::GpuBuffer;
 pub use error::{GpuError, Result};
 pub use launch::Launch;
 
@@ -26,7 +28,7 @@ pub struct GpuOptions {
     /// Tune the matmul tile per shape class on first use (cached on disk); off: the
     /// adapter class's default tile.
     pub autotune: bool,
-    /// The autotune cache file (None: `kernels::autotune::default_path()`).
+    /// The tuning cache file (None: `tuning::default_path()`).
     pub autotune_cache: Option<std::path::PathBuf>,
 }
 
@@ -63,7 +65,8 @@ pub struct Gpu {
     pub class: AdapterClass,
     pipelines: pipelines::PipelineCache,
     /// Matmul tile choices, when autotuning is on.
-    pub tuner: Option<crate::kernels::autotune::Autotuner>,
+    /// Tuning choices that persist across processes (None: autotuning is off).
+    pub tuner: Option<tuning::TuningCache>,
     /// Errors that escaped every scope (wgpu would panic on them by default).
     uncaptured: Arc<Mutex<Vec<String>>>,
 }
@@ -140,7 +143,7 @@ impl Gpu {
             class,
             pipelines: pipelines::PipelineCache::default(),
             tuner: opts.autotune.then(|| {
-                crate::kernels::autotune::Autotuner::new(opts.autotune_cache.clone().or_else(crate::kernels::autotune::default_path))
+                tuning::TuningCache::new(opts.autotune_cache.clone().or_else(tuning::default_path))
             }),
             uncaptured,
         })

@@ -14,11 +14,11 @@ impl Gpu {
     /// The pipeline for `entry` in the WGSL `source`, compiled on first use under `key`.
     /// Layouts are derived from the shader ("auto"), so each entry point binds exactly
     /// the resources it uses.
-    pub fn pipeline(&self, key: &str, source: impl FnOnce() -> String, entry: &str) -> Result<Arc<wgpu::ComputePipeline>> {
+    pub fn pipeline(&self, key: &str, source: impl FnOnce() -> Result<String>, entry: &str) -> Result<Arc<wgpu::ComputePipeline>> {
         if let Some(p) = self.pipelines.map.lock().unwrap().get(key) {
             return Ok(p.clone());
         }
-        let source = source();
+        let source = source()?;
         let pipeline = self.scoped(&format!("compiling {key}"), || {
             let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(key),

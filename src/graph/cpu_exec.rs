@@ -2,8 +2,8 @@
 //! ground truth for whole-graph tests, including finite differences of objectives.
 
 use super::{Graph, LossKind, Op, Section, TensorId};
-use crate::kernels::matmul::Trans;
-use crate::kernels::reparam::RngKey;
+use crate::types::Trans;
+use crate::types::RngKey;
 use crate::reference::{elementwise, kl, losses, matmul, reduce, reparam};
 
 pub struct CpuExecutor<'g> {
@@ -46,7 +46,7 @@ impl<'g> CpuExecutor<'g> {
                 }
                 Op::Matmul { trans } => {
                     let k = if *trans == Trans::TN { shape(0).rows } else { shape(0).cols };
-                    vec![matmul::matmul(out_shape.rows, out_shape.cols, k, *trans, ins[0], ins[1], None, crate::kernels::Act::None)]
+                    vec![matmul::matmul(out_shape.rows, out_shape.cols, k, *trans, ins[0], ins[1], None, crate::types::Act::None)]
                 }
                 Op::Activation { act } => vec![elementwise::activation_forward(*act, ins[0])],
                 Op::ActivationBackward { act } => vec![elementwise::activation_backward(*act, ins[0], ins[1])],

@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 
 use super::plan::{Placement, Plan};
 use super::{Graph, GraphError, LossKind, Op, Result, TensorId, TensorKind};
-use crate::gpu::{DType, Gpu, GpuBuffer, Launch};
-use crate::kernels::adam::{self, AdamParams};
-use crate::kernels::matmul::{self, MatmulSpec, Trans};
-use crate::kernels::reparam::{self, RngKey};
+use crate::gpu::{Gpu, GpuBuffer, Launch};
+use crate::types::{DType, Precision, Trans};
+use crate::kernels::adam;
+use crate::types::{AdamParams, RngKey};
+use crate::kernels::matmul::{self, MatmulSpec};
+use crate::kernels::reparam;
 use crate::kernels::{cast, elementwise, kl, losses, reduce};
 
 #[derive(Clone, Debug)]
@@ -32,43 +34,9 @@ impl Default for ExecOptions {
     }
 }
 
-/// What the matmuls read. Everything else — master weights, Adam's moments, activations
-/// between kernels, losses, accumulation — is f32 in both.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    #[default]
-    F32,
-    /// Mixed precision: every matmul reads f16 copies of its operands (weights cast once per
-    /// step, activations and gradients as they enter the matmul) and accumulates in f32.
-    /// Backward starts from a seed of `LOSS_SCALE` instead of 1 so that small gradients
-    /// stay above f16's subnormals; Adam multiplies by 1/`LOSS_SCALE` (exact: a power of
-    /// two), so its moments and updates are in true units.
-    F16,
-}
-
 /// The f16 step's static loss scale, 2¹⁰: gradients up to 64 stay finite in f16.
 pub const LOSS_SCALE: f32 = 1024.0;
 
-impl Precision {
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::F32 => "f32",
-            Precision::F16 => "f16",
-        }
-    }
-}
-
-impl std::str::FromStr for Precision {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "f32" => Ok(Precision::F32),
-            "f16" => Ok(Precision::F16),
-            _ => Err(format!("expected f32 or f16, got {s:?}")),
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum MapState {

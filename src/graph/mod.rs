@@ -21,8 +21,7 @@ pub use cpu_exec::CpuExecutor;
 pub use gpu_exec::{ExecOptions, GpuExecutor};
 pub use ops::{LossKind, Op};
 
-use crate::kernels::matmul::Trans;
-use crate::kernels::Act;
+use crate::types::{Act, Trans};
 
 pub type TensorId = usize;
 pub type NodeId = usize;

@@ -3,8 +3,7 @@
 //! their own (we never differentiate twice).
 
 use super::{Graph, Section, Shape, TensorId};
-use crate::kernels::matmul::Trans;
-use crate::kernels::Act;
+use crate::types::{Act, Trans};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LossKind {

@@ -1,6 +1,7 @@
 //! cast: f32 → f16 storage, for the operands of the mixed-precision step's matmuls.
 
-use crate::gpu::{DType, Gpu, GpuBuffer, GpuError, Launch, Result};
+use crate::gpu::{Gpu, GpuBuffer, GpuError, Launch, Result};
+use crate::types::DType;
 
 const SOURCE: &str = include_str!("../../shaders/cast.wgsl");
 
@@ -23,6 +24,6 @@ pub fn to_f16(gpu: &Gpu, src: &GpuBuffer, dst: &GpuBuffer) -> Result<Launch> {
     if !gpu.features.shader_f16 {
         return Err(GpuError::Unsupported { kernel: name, feature: "SHADER_F16".into() });
     }
-    let pipeline = gpu.pipeline("cast/to_f16", || SOURCE.to_string(), "to_f16")?;
+    let pipeline = gpu.pipeline("cast/to_f16", || Ok(SOURCE.to_string()), "to_f16")?;
     gpu.launch(name, pipeline, &Params { n, _pad: [0; 3] }, &[src, dst], gpu.grid_1d(n.div_ceil(256)))
 }

@@ -2,7 +2,8 @@
 
 use crate::gpu::{Gpu, GpuBuffer, Launch, Result};
 
-use super::{Act, ACTIVATIONS_WGSL};
+use super::ACTIVATIONS_WGSL;
+use crate::types::Act;
 
 const SOURCE: &str = include_str!("../../shaders/elementwise.wgsl");
 const WG: u32 = 256;
@@ -25,7 +26,7 @@ fn prepare(gpu: &Gpu, entry: &str, alpha: f32, value: f32, inputs: &[&GpuBuffer]
         super::expect_f32(&name, &format!("operand {i}"), b)?;
         super::expect_len(&name, &format!("operand {i}"), b, out.len)?;
     }
-    let pipeline = gpu.pipeline(&format!("elementwise/{entry}"), || format!("{ACTIVATIONS_WGSL}\n{SOURCE}"), entry)?;
+    let pipeline = gpu.pipeline(&format!("elementwise/{entry}"), || Ok(format!("{ACTIVATIONS_WGSL}\n{SOURCE}")), entry)?;
     let mut buffers: Vec<&GpuBuffer> = inputs.to_vec();
     buffers.push(out);
     // Bindings are numbered x=1, dy=2, out=3; an entry that uses only x and out gets a
@@ -85,7 +86,7 @@ pub fn copy(gpu: &Gpu, x: &GpuBuffer, src_offset: usize, out: &GpuBuffer, dst_of
     if src_offset + n > x.len || dst_offset + n > out.len {
         return Err(crate::gpu::GpuError::shape(&name, "range out of bounds"));
     }
-    let pipeline = gpu.pipeline("elementwise/copy", || format!("{ACTIVATIONS_WGSL}\n{SOURCE}"), "copy")?;
+    let pipeline = gpu.pipeline("elementwise/copy", || Ok(format!("{ACTIVATIONS_WGSL}\n{SOURCE}")), "copy")?;
     let params = Params { n: n32, alpha: 0.0, value: 0.0, src_offset: src_offset as u32, dst_offset: dst_offset as u32, _pad: [0; 3] };
     gpu.launch_at(name, pipeline, &params, &[(1, x), (3, out)], gpu.grid_1d(n32.div_ceil(WG)))
 }
@@ -98,11 +99,4 @@ pub fn scale(gpu: &Gpu, alpha: f32, x: &GpuBuffer, out: &GpuBuffer) -> Result<La
 /// out = value everywhere.
 pub fn fill(gpu: &Gpu, value: f32, out: &GpuBuffer) -> Result<Launch> {
     prepare(gpu, "fill", 0.0, value, &[], out)
-}
-
-impl Act {
-    /// True where the backward reads the forward output y rather than the input x.
-    pub fn backward_reads_output(self) -> bool {
-        matches!(self, Act::Tanh | Act::Sigmoid)
-    }
 }

@@ -1,6 +1,7 @@
 //! KL(N(μ, σ²) ‖ N(0, I)): per sample, batch mean, and backward.
 
-use crate::gpu::{DType, Gpu, GpuBuffer, Launch, Result};
+use crate::gpu::{Gpu, GpuBuffer, Launch, Result};
+use crate::types::DType;
 
 use super::reduce;
 
@@ -30,7 +31,7 @@ pub fn kl_per_sample(gpu: &Gpu, batch: usize, latent: usize, mu: &GpuBuffer, log
     let name = format!("kl_per_sample {batch}x{latent}");
     let (rows, cols) = check(&name, batch, latent, &[("mu", mu), ("logvar", logvar)])?;
     super::expect_len(&name, "kl", kl, batch)?;
-    let pipeline = gpu.pipeline("kl/kl_per_sample", || SOURCE.to_string(), "kl_per_sample")?;
+    let pipeline = gpu.pipeline("kl/kl_per_sample", || Ok(SOURCE.to_string()), "kl_per_sample")?;
     let params = Params { rows, cols, scale: 1.0, _pad: 0 };
     gpu.launch_at(name, pipeline, &params, &[(1, mu), (2, logvar), (3, kl)], gpu.grid_1d(rows.div_ceil(64)))
 }
@@ -61,7 +62,7 @@ pub fn kl_backward(
     let name = format!("kl_backward {batch}x{latent}");
     let (rows, cols) = check(&name, batch, latent, &[("mu", mu), ("logvar", logvar), ("dmu", dmu), ("dlogvar", dlogvar)])?;
     super::expect_len(&name, "upstream gradient", dloss, 1)?;
-    let pipeline = gpu.pipeline("kl/kl_backward", || SOURCE.to_string(), "kl_backward")?;
+    let pipeline = gpu.pipeline("kl/kl_backward", || Ok(SOURCE.to_string()), "kl_backward")?;
     let params = Params { rows, cols, scale, _pad: 0 };
     let groups = gpu.grid_1d((rows * cols).div_ceil(256));
     gpu.launch_at(name, pipeline, &params, &[(1, mu), (2, logvar), (4, dloss), (5, dmu), (6, dlogvar)], groups)

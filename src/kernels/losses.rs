@@ -44,7 +44,7 @@ fn backward(gpu: &Gpu, entry: &str, a: &GpuBuffer, b: &GpuBuffer, dloss: &GpuBuf
     super::expect_len(&name, "upstream gradient", dloss, 1)?;
     let pipeline = gpu.pipeline(
         &format!("losses/{entry}"),
-        || format!("{ACTIVATIONS_WGSL}\n{LOSS_TERMS_WGSL}\n{SOURCE}"),
+        || Ok(format!("{ACTIVATIONS_WGSL}\n{LOSS_TERMS_WGSL}\n{SOURCE}")),
         entry,
     )?;
     let mut slots = vec![(1, a), (2, b), (3, dloss), (4, da)];
@@ -81,7 +81,7 @@ fn softmax_check(name: &str, rows: usize, cols: usize, bufs: &[(&str, &GpuBuffer
 }
 
 fn softmax_pipeline(gpu: &Gpu, entry: &str) -> Result<std::sync::Arc<wgpu::ComputePipeline>> {
-    gpu.pipeline(&format!("losses/{entry}"), || format!("{ACTIVATIONS_WGSL}\n{LOSS_TERMS_WGSL}\n{SOURCE}"), entry)
+    gpu.pipeline(&format!("losses/{entry}"), || Ok(format!("{ACTIVATIONS_WGSL}\n{LOSS_TERMS_WGSL}\n{SOURCE}")), entry)
 }
 
 /// loss[0] = scale · Σ_rows (logsumexp(l_r) − Σ_j t_rj·l_rj) for rows×cols logits and target
@@ -90,7 +90,7 @@ pub fn softmax_ce(gpu: &Gpu, rows: usize, cols: usize, logits: &GpuBuffer, t: &G
     let name = format!("softmax_ce {rows}x{cols}");
     let (r, c) = softmax_check(&name, rows, cols, &[("logits", logits), ("targets", t)])?;
     super::expect_len(&name, "loss", loss, 1)?;
-    let per_row = gpu.zeros("softmax_ce per row", rows, crate::gpu::DType::F32)?;
+    let per_row = gpu.zeros("softmax_ce per row", rows, crate::types::DType::F32)?;
     let params = Params { n: r, scale: 1.0, cols: c, _pad: 0 };
     let first = gpu.launch_at(name, softmax_pipeline(gpu, "softmax_ce_rows")?, &params, &[(1, logits), (2, t), (4, &per_row)], gpu.grid_1d(r.div_ceil(64)))?;
     let mut launches = vec![first];

@@ -6,42 +6,16 @@
 
 use std::fmt::Write;
 
-use crate::gpu::{AdapterClass, DType, Gpu, GpuBuffer, GpuError, Launch, Result};
+use crate::gpu::template::{fill, has_marker};
+use crate::gpu::{AdapterClass, Gpu, GpuBuffer, GpuError, Launch, Result};
+use crate::types::{Act, DType, Trans};
 
-use super::{Act, ACTIVATIONS_WGSL};
+use super::ACTIVATIONS_WGSL;
 
 const COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
 const REGISTER: &str = include_str!("../../shaders/matmul_register.wgsl");
 const SUBGROUP: &str = include_str!("../../shaders/matmul_subgroup.wgsl");
 const SHARED: &str = include_str!("../../shaders/matmul_shared.wgsl");
-
-/// Which operands are transposed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Trans {
-    /// C = A·B: A is M×K, B is K×N.
-    NN,
-    /// C = A·Bᵀ: A is M×K, B is N×K.
-    NT,
-    /// C = Aᵀ·B: A is K×M, B is K×N.
-    TN,
-}
-
-impl Trans {
-    fn flags(self) -> (bool, bool) {
-        match self {
-            Trans::NN => (false, false),
-            Trans::NT => (false, true),
-            Trans::TN => (true, false),
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            Trans::NN => "nn",
-            Trans::NT => "nt",
-            Trans::TN => "tn",
-        }
-    }
-}
 
 /// How a matmul variant shares operands between invocations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -224,7 +198,7 @@ impl MatmulSpec {
 }
 
 /// Everything that selects a compiled variant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 struct Variant {
     trans: Trans,
     tile: Tile,
@@ -232,14 +206,15 @@ struct Variant {
     vec_a: bool,
     vec_b: bool,
     bias: bool,
-    act: &'static str,
+    /// The activation of the epilogue (a LeakyReLU's slope is a uniform, not part of it).
+    act: Act,
 }
 
 impl Variant {
     fn key(&self) -> String {
         format!(
             "matmul/{}/{}/{:?}/va{}/vb{}/bias{}/{}",
-            self.trans.name(), self.tile, self.dtype, self.vec_a as u8, self.vec_b as u8, self.bias as u8, self.act
+            self.trans.name(), self.tile, self.dtype, self.vec_a as u8, self.vec_b as u8, self.bias as u8, self.act.name()
         )
     }
 }
@@ -449,17 +424,18 @@ fn shared_body(v: &Variant, b: &mut Body) {
 
 /// The WGSL source of a variant: the common part and the kind's entry point with its
 /// register block unrolled.
-fn source(v: &Variant) -> String {
+fn source(v: &Variant) -> Result<String> {
     let scalar = if v.dtype == DType::F16 { "f16" } else { "f32" };
     let elem = |vec: bool| if vec { format!("vec4<{scalar}>") } else { scalar.to_string() };
     let (a_quad, a_one) = loaders("a", v.vec_a);
     let (b_quad, b_one) = loaders("b", v.vec_b);
     let act = match v.act {
-        "none" => "return x;",
-        "relu" => "return act_relu(x);",
-        "leaky_relu" => "return act_leaky_relu(x, p.alpha);",
-        "tanh" => "return act_tanh(x);",
-        _ => "return act_sigmoid(x);",
+        Act::None => "return x;",
+        Act::Relu => "return act_relu(x);",
+        // α is a uniform: one pipeline serves every slope.
+        Act::LeakyRelu(_) => "return act_leaky_relu(x, p.alpha);",
+        Act::Tanh => "return act_tanh(x);",
+        Act::Sigmoid => "return act_sigmoid(x);",
     };
     let mut body = Body::default();
     let entry = match v.tile.kind {
@@ -477,39 +453,44 @@ fn source(v: &Variant) -> String {
         }
     };
     let (bm, bn) = v.tile.span();
-    let text = format!("{COMMON}\n{entry}")
-        .replace("$A_ELEM", &elem(v.vec_a))
-        .replace("$B_ELEM", &elem(v.vec_b))
-        .replace(
-            "$BIAS_DECL",
-            if v.bias { "@group(0) @binding(4) var<storage, read> bias: array<f32>;" } else { "" },
-        )
-        .replace("$BIAS_ADD", if v.bias { " + bias[cj]" } else { "" })
-        .replace("$A_QUAD", &a_quad)
-        .replace("$B_QUAD", &b_quad)
-        .replace("$A_ONE", &a_one)
-        .replace("$B_ONE", &b_one)
-        .replace("$ACT", act)
-        .replace("$WG_X", &v.tile.wg_x.to_string())
-        .replace("$WG_Y", &v.tile.wg_y.to_string())
-        .replace("$LANES", &v.tile.wg_x.to_string())
-        .replace("$SPAN", &bn.to_string())
-        .replace("$BM", &bm.to_string())
-        .replace("$BN", &bn.to_string())
-        .replace("$BK", &SHARED_BK.to_string())
-        .replace("$QA", &(bm * SHARED_BK / 4).to_string())
-        .replace("$QB", &(bn * SHARED_BK / 4).to_string())
-        .replace("$TM", &v.tile.tm.to_string())
-        .replace("$TN", &v.tile.tn.to_string())
-        .replace("$DECLARE", &body.declare)
-        .replace("$STEP4", &body.step4)
-        .replace("$STEP1", &body.step1)
-        .replace("$LOAD", &body.load)
-        .replace("$INNER", &body.inner)
-        .replace("$STORE", &body.store);
+    let template = format!("{COMMON}\n{entry}");
+    let mut values: Vec<(&str, String)> = vec![
+        ("A_ELEM", elem(v.vec_a)),
+        ("B_ELEM", elem(v.vec_b)),
+        ("BIAS_DECL", if v.bias { "@group(0) @binding(4) var<storage, read> bias: array<f32>;".into() } else { String::new() }),
+        ("BIAS_ADD", if v.bias { " + bias[cj]".into() } else { String::new() }),
+        ("A_QUAD", a_quad),
+        ("B_QUAD", b_quad),
+        ("A_ONE", a_one),
+        ("B_ONE", b_one),
+        ("ACT", act.into()),
+        ("DECLARE", body.declare),
+        ("STEP4", body.step4),
+        ("STEP1", body.step1),
+        ("LOAD", body.load),
+        ("INNER", body.inner),
+        ("STORE", body.store),
+    ];
+    let sizes: Vec<(&str, u32)> = vec![
+        ("WG_X", v.tile.wg_x),
+        ("WG_Y", v.tile.wg_y),
+        ("LANES", v.tile.wg_x),
+        ("SPAN", bn),
+        ("BM", bm),
+        ("BN", bn),
+        ("BK", SHARED_BK),
+        ("QA", bm * SHARED_BK / 4),
+        ("QB", bn * SHARED_BK / 4),
+        ("TM", v.tile.tm),
+        ("TN", v.tile.tn),
+    ];
+    values.extend(sizes.into_iter().map(|(k, n)| (k, n.to_string())));
+    // The three kinds' templates share these values and each uses a subset of them.
+    let used: Vec<(&str, String)> = values.into_iter().filter(|(k, _)| has_marker(&template, k)).collect();
+    let text = fill("matmul", &template, &used)?;
     // `enable` must come first in a module.
     let enable = if v.dtype == DType::F16 { "enable f16;\n" } else { "" };
-    format!("{enable}{ACTIVATIONS_WGSL}\n{text}")
+    Ok(format!("{enable}{ACTIVATIONS_WGSL}\n{text}"))
 }
 
 /// Prepares `c = act(op(a)·op(b) + bias)`. `a` and `b` are both f32 or both f16 (f16
@@ -556,7 +537,7 @@ pub fn matmul(gpu: &Gpu, spec: &MatmulSpec, a: &GpuBuffer, b: &GpuBuffer, bias: 
         vec_a: ac % 4 == 0,
         vec_b: bc % 4 == 0,
         bias: bias.is_some(),
-        act: spec.act.name(),
+        act: spec.act,
     };
     let pipeline = gpu.pipeline(&variant.key(), || source(&variant), "matmul")?;
     let params = Params { m: spec.m as u32, n: spec.n as u32, k: spec.k as u32, alpha: spec.act.alpha() };
@@ -581,7 +562,7 @@ fn tuned_tile(gpu: &Gpu, spec: &MatmulSpec, dtype: DType) -> Result<Tile> {
     let default = Tile::default_for(gpu);
     let Some(tuner) = &gpu.tuner else { return Ok(default) };
     let key = super::autotune::key(gpu, spec.trans, dtype, spec.m, spec.n, spec.k);
-    if let Some(t) = tuner.cached(&key) {
+    if let Some(t) = tuner.cached(&key).and_then(|t| t.parse::<Tile>().ok()) {
         return Ok(t);
     }
     let (na, nb) = (spec.m * spec.k, spec.k * spec.n);
@@ -607,21 +588,6 @@ fn tuned_tile(gpu: &Gpu, spec: &MatmulSpec, dtype: DType) -> Result<Tile> {
         }
     }
     log::info!("autotune {key}: {:?}", best.1);
-    tuner.record(key, best.1);
+    tuner.record(key, best.1.to_string());
     Ok(best.1)
-}
-
-/// The generated WGSL for a spec on this adapter (for inspection and `vaegan kernels`).
-pub fn wgsl_for(gpu: &Gpu, spec: &MatmulSpec, dtype: DType, bias: bool) -> String {
-    let (_, ac) = spec.stored_a();
-    let (_, bc) = spec.stored_b();
-    source(&Variant {
-        trans: spec.trans,
-        tile: spec.tile.unwrap_or_else(|| Tile::default_for(gpu)),
-        dtype,
-        vec_a: ac % 4 == 0,
-        vec_b: bc % 4 == 0,
-        bias,
-        act: spec.act.name(),
-    })
 }

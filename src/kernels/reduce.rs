@@ -1,9 +1,11 @@
 //! reduce: sum and mean to a scalar for any length (two launches past one chunk, fixed
 //! order), column sums and row sums.
 
-use crate::gpu::{DType, Gpu, GpuBuffer, GpuError, Launch, Result};
+use crate::gpu::{Gpu, GpuBuffer, GpuError, Launch, Result};
+use crate::types::DType;
 
 use super::ACTIVATIONS_WGSL;
+use crate::gpu::template::fill;
 
 const SOURCE: &str = include_str!("../../shaders/reduce.wgsl");
 pub(crate) const LOSS_TERMS_WGSL: &str = include_str!("../../shaders/loss_terms.wgsl");
@@ -51,7 +53,7 @@ struct Params {
 fn pipeline(gpu: &Gpu, term: Term, entry: &str) -> Result<std::sync::Arc<wgpu::ComputePipeline>> {
     gpu.pipeline(
         &format!("reduce/{}/{entry}", term.name()),
-        || format!("{ACTIVATIONS_WGSL}\n{LOSS_TERMS_WGSL}\n{}", SOURCE.replace("$TERM", term.expr())),
+        || Ok(format!("{ACTIVATIONS_WGSL}\n{LOSS_TERMS_WGSL}\n{}", fill("reduce", SOURCE, &[("TERM", term.expr().to_string())])?)),
         entry,
     )
 }

@@ -2,17 +2,9 @@
 //! the GPU, keyed by (seed, step, stream); backward to μ and logσ².
 
 use crate::gpu::{Gpu, GpuBuffer, Launch, Result};
+use crate::types::RngKey;
 
 const SOURCE: &str = include_str!("../../shaders/reparam.wgsl");
-
-/// The key of one draw: the run's seed, the training step and a stream number that tells
-/// apart the tensors drawn in one step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RngKey {
-    pub seed: u64,
-    pub step: u64,
-    pub stream: u32,
-}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -43,7 +35,7 @@ impl Params {
 }
 
 fn pipeline(gpu: &Gpu, entry: &str) -> Result<std::sync::Arc<wgpu::ComputePipeline>> {
-    gpu.pipeline(&format!("reparam/{entry}"), || SOURCE.to_string(), entry)
+    gpu.pipeline(&format!("reparam/{entry}"), || Ok(SOURCE.to_string()), entry)
 }
 
 fn check(name: &str, n: usize, bufs: &[(&str, &GpuBuffer)]) -> Result<u32> {

@@ -4,8 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::Act;
-use crate::graph::gpu_exec::Precision;
+use crate::types::{Act, Precision};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -14,7 +14,7 @@
 //! discriminator ← ∇L_GAN_D. Mode `vae` trains encoder and decoder on L_pixel + L_prior.
 
 use crate::graph::{Graph, LinearParams, LossKind, Result, TensorId};
-use crate::kernels::Act;
+use crate::types::Act;
 use crate::nn::{linear, Mlp};
 
 pub use super::config::{Mode, ModelConfig};

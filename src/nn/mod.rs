@@ -35,7 +35,7 @@ impl Mlp {
     }
 
     /// The forward pass; returns every layer's output (the last is the result).
-    pub fn forward(&self, g: &mut Graph, x: usize, hidden: crate::kernels::Act, last: crate::kernels::Act) -> Vec<usize> {
+    pub fn forward(&self, g: &mut Graph, x: usize, hidden: crate::types::Act, last: crate::types::Act) -> Vec<usize> {
         let mut outs = vec![];
         let mut h = x;
         for (i, layer) in self.layers.iter().enumerate() {

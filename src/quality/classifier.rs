@@ -4,12 +4,12 @@
 
 use std::path::Path;
 
-use crate::data::gpu::{GpuDataset, Scaling};
+use crate::data::gpu::GpuDataset;
 use crate::data::Dataset;
 use crate::gpu::Gpu;
 use crate::graph::{ExecOptions, Graph, GpuExecutor, LossKind, TensorId};
-use crate::kernels::adam::AdamParams;
-use crate::kernels::Act;
+use crate::types::{AdamParams, Scaling};
+use crate::types::Act;
 use crate::nn::Mlp;
 use crate::train::eval::scale_images;
 use crate::train::{permutation, Result, TrainError};

@@ -1,6 +1,6 @@
 //! Twin of `kernels::adam`.
 
-use crate::kernels::adam::AdamParams;
+use crate::types::AdamParams;
 
 /// One Adam step in place.
 pub fn adam(hp: &AdamParams, grad: &[f64], param: &mut [f64], m: &mut [f64], v: &mut [f64]) {

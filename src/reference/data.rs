@@ -1,6 +1,6 @@
 //! Twin of `data::gpu::GpuDataset::gather`.
 
-use crate::data::gpu::Scaling;
+use crate::types::Scaling;
 
 /// The batch the GPU gathers: images perm[start..start + batch], scaled.
 pub fn gather(images: &[u8], dim: usize, perm: &[u32], batch: usize, start: usize, s: Scaling) -> Vec<f64> {

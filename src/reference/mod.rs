@@ -12,5 +12,4 @@ pub mod matmul;
 pub mod reduce;
 pub mod reparam;
 
-pub use crate::kernels::matmul::Trans;
-pub use crate::kernels::Act;
+pub use crate::types::{Act, Trans};

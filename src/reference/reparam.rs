@@ -1,6 +1,6 @@
 //! Twins of `kernels::reparam`: the same Philox4x32-10 bits, Box–Muller in f64.
 
-use crate::kernels::reparam::RngKey;
+use crate::types::RngKey;
 
 const M0: u32 = 0xD251_1F53;
 const M1: u32 = 0xCD9E_8D57;

@@ -3,11 +3,11 @@
 //! pixel error of reconstructions, the discriminator's accuracy on real vs generated
 //! images, reconstructions and decoded samples.
 
-use crate::data::gpu::Scaling;
+use crate::types::Scaling;
 use crate::data::Dataset;
 use crate::gpu::Gpu;
 use crate::graph::{ExecOptions, GpuExecutor};
-use crate::kernels::Act;
+use crate::types::Act;
 use crate::model::{build_decode, build_eval, DecodeGraph, EvalGraph, ModelConfig};
 
 use super::Result;

@@ -12,12 +12,12 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use crate::checkpoint::{self, Checkpoint};
-use crate::data::gpu::{GpuDataset, Scaling};
+use crate::data::gpu::GpuDataset;
 use crate::data::{Dataset, Split};
 use crate::gpu::{Gpu, GpuBuffer};
 use crate::graph::{ExecOptions, GpuExecutor};
-use crate::kernels::adam::AdamParams;
-use crate::kernels::Act;
+use crate::types::{AdamParams, Scaling};
+use crate::types::Act;
 use crate::model::{build_step, Mode, RunConfig, StepGraph};
 
 #[derive(Debug, thiserror::Error)]
