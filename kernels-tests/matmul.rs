@@ -204,7 +204,7 @@ fn autotune_chooses_once_and_caches_on_disk() {
         vaegan::Gpu::new(&vaegan::GpuOptions { backend: Some(backend), autotune: true, autotune_cache: Some(cache.clone()), ..Default::default() }).unwrap()
     };
     let g = open();
-    let (m, n, k) = (64, 96, 80);
+    let (m, n, k) = (64, 96, 96); // over a MFLOP: smaller products keep the default untuned
     let a = g.upload_f32("a", &vec![0.5; m * k]).unwrap();
     let b = g.upload_f32("b", &vec![0.25; k * n]).unwrap();
     let c = g.zeros("c", m * n, vaegan::DType::F32).unwrap();
@@ -223,6 +223,20 @@ fn autotune_chooses_once_and_caches_on_disk() {
     // A nearby shape falls in the same class (powers of two) and reuses the choice.
     let near = vaegan::kernels::autotune::key(&g2, Trans::NN, vaegan::DType::F32, 60, 90, 70);
     assert_eq!(near, key);
+    drop(g2);
+    // With the budget spent, a new shape keeps the default tile and is left for a later run.
+    let mut g3 = open();
+    g3.tuner.as_mut().unwrap().budget = std::time::Duration::ZERO;
+    let (m, n, k) = (128, 128, 128);
+    let a = g3.upload_f32("a", &vec![0.5; m * k]).unwrap();
+    let b = g3.upload_f32("b", &vec![0.25; k * n]).unwrap();
+    let c = g3.zeros("c", m * n, vaegan::DType::F32).unwrap();
+    let l = matmul(&g3, &MatmulSpec::new(m, n, k, Trans::NN), &a, &b, None, &c).unwrap();
+    g3.run([&l]).unwrap();
+    let key = vaegan::kernels::autotune::key(&g3, Trans::NN, vaegan::DType::F32, m, n, k);
+    assert_eq!(g3.tuner.as_ref().unwrap().cached(&key), None, "tuned past the budget");
+    let saved: std::collections::HashMap<String, String> = serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+    assert_eq!(saved.len(), 1);
 }
 
 /// The subgroup kernel runs where subgroups are exactly 8 lanes (lavapipe on AVX2) and is

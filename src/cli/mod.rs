@@ -47,6 +47,7 @@ impl DeviceArgs {
             disable_f16: false,
             autotune: !self.no_autotune && std::env::var("VAEGAN_AUTOTUNE").map_or(true, |v| v != "0"),
             autotune_cache: None,
+            autotune_verbose: true,
         })?;
         Ok(gpu)
     }

@@ -30,6 +30,8 @@ pub struct GpuOptions {
     pub autotune: bool,
     /// The tuning cache file (None: `tuning::default_path()`).
     pub autotune_cache: Option<std::path::PathBuf>,
+    /// Say on stderr what tuning does (the CLI sets it).
+    pub autotune_verbose: bool,
 }
 
 /// The optional features we use, each requested only when the adapter has it.
@@ -143,7 +145,9 @@ impl Gpu {
             class,
             pipelines: pipelines::PipelineCache::default(),
             tuner: opts.autotune.then(|| {
-                tuning::TuningCache::new(opts.autotune_cache.clone().or_else(tuning::default_path))
+                let mut t = tuning::TuningCache::new(opts.autotune_cache.clone().or_else(tuning::default_path));
+                t.verbose = opts.autotune_verbose;
+                t
             }),
             uncaptured,
         })

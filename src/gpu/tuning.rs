@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::Duration;
 
 #[derive(Default)]
 pub struct TuningCache {
@@ -13,6 +14,18 @@ pub struct TuningCache {
     pub path: Option<PathBuf>,
     choices: Mutex<HashMap<String, String>>,
     loaded: Mutex<bool>,
+    /// Time this process may spend tuning; past it, callers keep their defaults and leave
+    /// the rest to later runs.
+    pub budget: Duration,
+    spent: Mutex<(Duration, usize)>,
+    /// Print a line per tuning to stderr (the CLI: a user sees why the first run waits).
+    pub verbose: bool,
+}
+
+/// The default budget: `VAEGAN_AUTOTUNE_BUDGET` seconds, else 30.
+pub fn default_budget() -> Duration {
+    let secs = std::env::var("VAEGAN_AUTOTUNE_BUDGET").ok().and_then(|s| s.parse::<f64>().ok()).filter(|s| s.is_finite() && *s >= 0.0);
+    Duration::from_secs_f64(secs.unwrap_or(30.0))
 }
 
 /// The cache file: `VAEGAN_CACHE_DIR`, else `$XDG_CACHE_HOME/vaegan`, else `~/.cache/vaegan`.
@@ -27,7 +40,33 @@ pub fn default_path() -> Option<PathBuf> {
 impl TuningCache {
     /// A store persisted at `path` (None: memory only).
     pub fn new(path: Option<PathBuf>) -> Self {
-        TuningCache { path, ..Default::default() }
+        TuningCache { path, budget: default_budget(), ..Default::default() }
+    }
+
+    /// Time left in this process's tuning budget (zero when spent).
+    pub fn budget_left(&self) -> Duration {
+        self.budget.saturating_sub(self.spent.lock().unwrap().0)
+    }
+
+    /// Counts a tuning of `took` and says so when verbose: what, the choice, the budget.
+    pub fn report(&self, what: &str, choice: &str, took: Duration) {
+        let (n, spent) = {
+            let mut s = self.spent.lock().unwrap();
+            s.0 += took;
+            s.1 += 1;
+            (s.1, s.0)
+        };
+        if self.verbose {
+            eprintln!(
+                "tuning matmul tiles for this adapter (first use; cached for later runs): shape {n}, {what} -> {choice} in {:.1} s ({:.0} of {:.0} s budget used)",
+                took.as_secs_f64(),
+                spent.as_secs_f64().min(self.budget.as_secs_f64()),
+                self.budget.as_secs_f64()
+            );
+            if spent >= self.budget {
+                eprintln!("tuning budget spent: the remaining shapes keep the default tile now and are tuned by later runs");
+            }
+        }
     }
 
     /// Reads the cache file once (a missing or unreadable file is an empty cache).

@@ -565,6 +565,13 @@ fn tuned_tile(gpu: &Gpu, spec: &MatmulSpec, dtype: DType) -> Result<Tile> {
     if let Some(t) = tuner.cached(&key).and_then(|t| t.parse::<Tile>().ok()) {
         return Ok(t);
     }
+    // Shapes that matter first: tiny products (under a MFLOP) keep the default, where any
+    // tile is as fast as launching it; and once this process's budget is spent, the rest
+    // keep it too, unrecorded, so that a later run tunes them.
+    if spec.flops() < 1e6 || tuner.budget_left().is_zero() {
+        return Ok(default);
+    }
+    let started = std::time::Instant::now();
     let (na, nb) = (spec.m * spec.k, spec.k * spec.n);
     let fill = pattern;
     let (a, b) = match dtype {
@@ -588,6 +595,8 @@ fn tuned_tile(gpu: &Gpu, spec: &MatmulSpec, dtype: DType) -> Result<Tile> {
         }
     }
     log::info!("autotune {key}: {:?}", best.1);
+    let what = format!("{} {}x{}x{} {dtype:?}", spec.trans.name(), spec.m, spec.n, spec.k);
+    tuner.report(&what, &best.1.to_string(), started.elapsed());
     tuner.record(key, best.1.to_string());
     Ok(best.1)
 }
