@@ -1,8 +1,8 @@
 //! Adam: several steps against the twin, with and without decoupled weight decay.
 
 use vaegan::kernels::adam;
-use vaegan::types::AdamParams;
 use vaegan::reference;
+use vaegan::types::AdamParams;
 
 use crate::common::*;
 

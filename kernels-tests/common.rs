@@ -15,9 +15,7 @@ pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
         quiet_gl_probe();
-        let backend = std::env::var("VAEGAN_TEST_BACKEND")
-            .or_else(|_| std::env::var("WGPU_BACKEND"))
-            .unwrap_or_else(|_| "vulkan".to_string());
+        let backend = std::env::var("VAEGAN_TEST_BACKEND").or_else(|_| std::env::var("WGPU_BACKEND")).unwrap_or_else(|_| "vulkan".to_string());
         let adapter = std::env::var("VAEGAN_TEST_ADAPTER").ok();
         let opts = GpuOptions { backend: Some(backend.clone()), adapter, disable_f16: false, ..Default::default() };
         match Gpu::new(&opts) {
@@ -46,9 +44,7 @@ fn quiet_gl_probe() {
 /// A second device on the same adapter as `gpu()`, with its own pipeline cache.
 pub fn fresh_gpu(disable_f16: bool) -> Gpu {
     quiet_gl_probe();
-    let backend = std::env::var("VAEGAN_TEST_BACKEND")
-        .or_else(|_| std::env::var("WGPU_BACKEND"))
-        .unwrap_or_else(|_| "vulkan".to_string());
+    let backend = std::env::var("VAEGAN_TEST_BACKEND").or_else(|_| std::env::var("WGPU_BACKEND")).unwrap_or_else(|_| "vulkan".to_string());
     let adapter = std::env::var("VAEGAN_TEST_ADAPTER").ok();
     Gpu::new(&GpuOptions { backend: Some(backend), adapter, disable_f16, ..Default::default() }).expect("a second device")
 }
@@ -56,10 +52,7 @@ pub fn fresh_gpu(disable_f16: bool) -> Gpu {
 /// A fresh generator per test; the seed is printed so that a failure can be replayed
 /// with VAEGAN_TEST_SEED.
 pub fn rng(test: &str) -> StdRng {
-    let seed = std::env::var("VAEGAN_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::rng().random::<u64>());
+    let seed = std::env::var("VAEGAN_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| rand::rng().random::<u64>());
     eprintln!("{test}: VAEGAN_TEST_SEED={seed}");
     StdRng::seed_from_u64(seed)
 }
@@ -106,13 +99,8 @@ pub fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
     let err = diff / norm.max(1e-30);
     let err = if norm < 1e-12 { diff } else { err };
     if !(err <= tol) {
-        let worst = (0..got.len())
-            .max_by(|&a, &b| (got[a] - want[a]).abs().partial_cmp(&(got[b] - want[b]).abs()).unwrap())
-            .unwrap();
-        panic!(
-            "{what}: relative error {err:.3e} > {tol:.0e} (worst element {worst}: gpu {} vs reference {})",
-            got[worst], want[worst]
-        );
+        let worst = (0..got.len()).max_by(|&a, &b| (got[a] - want[a]).abs().partial_cmp(&(got[b] - want[b]).abs()).unwrap()).unwrap();
+        panic!("{what}: relative error {err:.3e} > {tol:.0e} (worst element {worst}: gpu {} vs reference {})", got[worst], want[worst]);
     }
 }
 

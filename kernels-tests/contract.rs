@@ -24,7 +24,35 @@ fn template_filling_fails_loudly_on_a_marker_left_unfilled() {
 #[test]
 fn shader_files_hold_only_known_markers() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-    let known = ["A_ELEM", "B_ELEM", "BIAS_DECL", "BIAS_ADD", "A_QUAD", "B_QUAD", "A_ONE", "B_ONE", "ACT", "DECLARE", "STEP4", "STEP1", "LOAD", "INNER", "STORE", "WG_X", "WG_Y", "LANES", "SPAN", "BM", "BN", "BK", "QA", "QB", "TM", "TN", "TERM"];
+    let known = [
+        "A_ELEM",
+        "B_ELEM",
+        "BIAS_DECL",
+        "BIAS_ADD",
+        "A_QUAD",
+        "B_QUAD",
+        "A_ONE",
+        "B_ONE",
+        "ACT",
+        "DECLARE",
+        "STEP4",
+        "STEP1",
+        "LOAD",
+        "INNER",
+        "STORE",
+        "WG_X",
+        "WG_Y",
+        "LANES",
+        "SPAN",
+        "BM",
+        "BN",
+        "BK",
+        "QA",
+        "QB",
+        "TM",
+        "TN",
+        "TERM",
+    ];
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();

@@ -4,9 +4,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use vaegan::data::gpu::GpuDataset;
-use vaegan::types::Scaling;
 use vaegan::data::{idx, images, Dataset};
 use vaegan::reference;
+use vaegan::types::Scaling;
 
 use crate::common::*;
 

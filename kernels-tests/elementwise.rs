@@ -2,8 +2,8 @@
 //! scale, fill; a length that needs a two-dimensional grid.
 
 use vaegan::kernels::elementwise;
-use vaegan::types::Act;
 use vaegan::reference;
+use vaegan::types::Act;
 
 use crate::common::*;
 

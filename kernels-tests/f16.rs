@@ -3,8 +3,8 @@
 
 use half::f16;
 use vaegan::kernels::matmul::{matmul, MatmulSpec};
-use vaegan::types::{Act, Trans};
 use vaegan::reference;
+use vaegan::types::{Act, Trans};
 use vaegan::DType;
 
 use crate::common::*;
@@ -129,10 +129,10 @@ fn to_f16_cast_matches_twin() {
 #[test]
 fn mixed_precision_step_tracks_f32() {
     use vaegan::graph::gpu_exec::LOSS_SCALE;
-    use vaegan::types::Precision;
     use vaegan::graph::{ExecOptions, GpuExecutor};
-    use vaegan::types::AdamParams;
     use vaegan::model::{build_step, Mode, ModelConfig};
+    use vaegan::types::AdamParams;
+    use vaegan::types::Precision;
     let g = require_f16();
     if !g.features.shader_f16 {
         let step = build_step(&ModelConfig::mnist_mlp(), 2, 1).unwrap();
@@ -195,7 +195,10 @@ fn mixed_precision_step_tracks_f32() {
         };
         let (l32, l16) = (first(&a32.wait_outputs().unwrap()), first(&a16.wait_outputs().unwrap()));
         let (drop32, drop16) = (l32[0] - l32[5], l16[0] - l16[5]);
-        assert!(drop32 > 0.0 && (drop16 - drop32).abs() < 0.2 * drop32, "{mode:?}: over five steps the loss fell by {drop32} in f32, {drop16} in f16 ({l32:?} vs {l16:?})");
+        assert!(
+            drop32 > 0.0 && (drop16 - drop32).abs() < 0.2 * drop32,
+            "{mode:?}: over five steps the loss fell by {drop32} in f32, {drop16} in f16 ({l32:?} vs {l16:?})"
+        );
         let ((m32, v32), (m16, v16)) = (a32.read_moments().unwrap(), a16.read_moments().unwrap());
         // The trajectories part after the first step (the discriminator's chaotically), so
         // compare sizes: a scale error would be a factor of 1024 or 1024².

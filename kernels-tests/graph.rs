@@ -3,10 +3,10 @@
 //! objectives, asynchronous readback and the dumps.
 
 use vaegan::graph::plan::Plan;
-use vaegan::graph::{dump, CpuExecutor, ExecOptions, Graph, GpuExecutor, LossKind, Section, TensorId};
-use vaegan::types::AdamParams;
-use vaegan::types::Act;
+use vaegan::graph::{dump, CpuExecutor, ExecOptions, GpuExecutor, Graph, LossKind, Section, TensorId};
 use vaegan::model::{build_step, Mode, ModelConfig, StepGraph};
+use vaegan::types::Act;
+use vaegan::types::AdamParams;
 
 use crate::common::*;
 
@@ -96,9 +96,8 @@ fn gradients_stay_in_their_objective() {
         let Section::Backward(objective) = &node.section else { continue };
         // The seed gradient of an objective is dObjective/dObjective; no other objective's
         // loss is differentiated inside it.
-        let reads_loss_grad = |loss: TensorId| {
-            matches!(node.op, vaegan::graph::Op::LossBackward { .. }) && node.inputs[0] != loss && node.inputs.contains(&loss)
-        };
+        let reads_loss_grad =
+            |loss: TensorId| matches!(node.op, vaegan::graph::Op::LossBackward { .. }) && node.inputs[0] != loss && node.inputs.contains(&loss);
         assert!(!reads_loss_grad(l_gan_d));
         if objective == "encoder" {
             for &t in &node.inputs {
@@ -211,7 +210,8 @@ fn losses_are_read_back_asynchronously() {
     let step = build_step(&tiny(Mode::VaeGan), 4, 5).unwrap();
     let hp = AdamParams::new(1e-3);
     for wait in [false, true] {
-        let mut exec = GpuExecutor::new(gpu(), step.graph.clone(), ExecOptions { seed: 1, reuse: true, adam: Some(vec![hp; 3]), ..Default::default() }).unwrap();
+        let mut exec =
+            GpuExecutor::new(gpu(), step.graph.clone(), ExecOptions { seed: 1, reuse: true, adam: Some(vec![hp; 3]), ..Default::default() }).unwrap();
         exec.wait_for_readback = wait;
         exec.set_input(step.x, &[0.5; 24]).unwrap();
         let mut got = vec![];
@@ -241,7 +241,9 @@ fn dumps_show_forward_and_every_backward() {
     let step = build_step(&ModelConfig::mnist_mlp(), 64, 1).unwrap();
     let plan = Plan::new(&step.graph, 64, true);
     let text = dump::text(&step.graph, Some(&plan));
-    for needle in ["[forward] linear+relu", "[backward encoder]", "[backward decoder]", "[backward discriminator]", "reparam_backward", "matmul tn", "@slot", "@grads0+"] {
+    for needle in
+        ["[forward] linear+relu", "[backward encoder]", "[backward decoder]", "[backward discriminator]", "reparam_backward", "matmul tn", "@slot", "@grads0+"]
+    {
         assert!(text.contains(needle), "the dump lacks {needle:?}");
     }
     let dot = dump::dot(&step.graph);

@@ -20,7 +20,15 @@ fn idx_refuses_broken_files_clearly() {
         ("empty", vec![], "empty file"),
         ("short-magic", vec![0, 0], "truncated header"),
         ("wrong-magic", b"\x89PNG\r\n\x1a\n".to_vec(), "is not IDX"),
-        ("wrong-type", { let mut b = good.clone(); b[2] = 0x0D; b }, "element type 0x0d"),
+        (
+            "wrong-type",
+            {
+                let mut b = good.clone();
+                b[2] = 0x0D;
+                b
+            },
+            "element type 0x0d",
+        ),
         ("no-dims", vec![0, 0, 8, 0], "0 dimensions"),
         ("short-dims", vec![0, 0, 8, 3, 0, 0, 0, 2], "dimension 1 of 3 is missing"),
         ("truncated-data", good[..good.len() - 3].to_vec(), "need 8 data bytes but the file holds 5"),
@@ -56,7 +64,6 @@ fn idx_refuses_broken_files_clearly() {
     let err = idx::load_images(&images, Some(&labels)).unwrap_err().to_string();
     assert!(err.contains("3 labels for 2 images"), "{err}");
 }
-
 
 #[test]
 fn png_folders_refuse_bad_images_clearly() {
@@ -98,7 +105,6 @@ fn png_folders_refuse_bad_images_clearly() {
     let err = vaegan::data::load(empty.path(), 28, 1).err().unwrap().to_string();
     assert!(err.contains("0 PNG images"), "{err}");
 }
-
 
 #[test]
 fn configs_are_validated_with_the_key_named() {
@@ -163,9 +169,28 @@ fn hostile_checkpoints_are_refused_clearly() {
         ("truncated", bytes[..bytes.len() / 2].to_vec(), "not a readable safetensors file"),
         ("truncated header", bytes[..12].to_vec(), "not a readable safetensors file"),
         ("foreign safetensors", foreign, "metadata key \"format\" is missing: not a vaegan checkpoint"),
-        ("wrong shape", with(&|c| { c.params[0].1 = [3, 3]; c.params[0].2 = vec![0.0; 9]; }), "the config's model needs"),
-        ("missing tensor", with(&|c| { c.params.remove(1); }), "are missing"),
-        ("missing moment", with(&|c| { c.adam_v.pop(); }), "Adam v of"),
+        (
+            "wrong shape",
+            with(&|c| {
+                c.params[0].1 = [3, 3];
+                c.params[0].2 = vec![0.0; 9];
+            }),
+            "the config's model needs",
+        ),
+        (
+            "missing tensor",
+            with(&|c| {
+                c.params.remove(1);
+            }),
+            "are missing",
+        ),
+        (
+            "missing moment",
+            with(&|c| {
+                c.adam_v.pop();
+            }),
+            "Adam v of",
+        ),
         ("stray tensor", with(&|c| c.params.push(("bonus.weight".into(), [1, 1], vec![0.0]))), "not part of the config's model"),
         ("NaN weight", with(&|c| c.params[2].2[3] = f32::NAN), "holds NaN at element 3"),
         ("Inf moment", with(&|c| c.adam_m[0].2[0] = f32::INFINITY), "holds inf at element 0"),
@@ -179,11 +204,19 @@ fn hostile_checkpoints_are_refused_clearly() {
     // Metadata that is missing or not a number.
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    for (key, value, expect) in [("step", None, "\"step\" is missing"), ("epoch", Some("many"), "\"epoch\" is not a number"), ("config", Some("[model]\nlatent = 0"), "model.latent must be at least 1")] {
+    for (key, value, expect) in [
+        ("step", None, "\"step\" is missing"),
+        ("epoch", Some("many"), "\"epoch\" is not a number"),
+        ("config", Some("[model]\nlatent = 0"), "model.latent must be at least 1"),
+    ] {
         let mut m = meta.metadata().clone().unwrap();
         match value {
-            None => { m.remove(key); }
-            Some(v) => { m.insert(key.to_string(), v.to_string()); }
+            None => {
+                m.remove(key);
+            }
+            Some(v) => {
+                m.insert(key.to_string(), v.to_string());
+            }
         }
         let views: Vec<(String, safetensors::tensor::TensorView)> = st.tensors();
         let edited = safetensors::tensor::serialize(views, Some(m)).unwrap();

@@ -385,11 +385,8 @@ fn eval_quality_runs_on_a_checkpoint() {
     let run = setup();
     let (code, stderr) = finish(run.train(1, &[]).spawn().unwrap());
     assert_eq!(code, 0, "{stderr}");
-    let out = vaegan()
-        .args(["eval", "--checkpoint", run.out.to_str().unwrap(), "--quality", "-n", "200", "--batch", "32"])
-        .stdout(Stdio::piped())
-        .output()
-        .unwrap();
+    let out =
+        vaegan().args(["eval", "--checkpoint", run.out.to_str().unwrap(), "--quality", "-n", "200", "--batch", "32"]).stdout(Stdio::piped()).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for needle in ["test negative ELBO", "Fréchet distance, 200 samples", "(the floor)", "predicted classes 0-9", "class entropy", "confidence >= 0.9"] {

@@ -2,10 +2,10 @@
 //! both default tiles; a linear layer's backward vs finite differences.
 
 use vaegan::kernels::matmul::{matmul, Kind, MatmulSpec, Tile};
-use vaegan::types::Trans;
 use vaegan::kernels::{elementwise, reduce};
-use vaegan::types::Act;
 use vaegan::reference;
+use vaegan::types::Act;
+use vaegan::types::Trans;
 
 use crate::common::*;
 
@@ -252,7 +252,7 @@ fn subgroup_tile_where_subgroups_are_eight_lanes() {
         assert_eq!(Tile::default_for(g).kind, if g.class == vaegan::gpu::AdapterClass::Cpu { Kind::Subgroup } else { Kind::Shared });
         let l = matmul(g, &spec, &a, &b, None, &c).unwrap();
         g.run([&l]).unwrap();
-            assert_eq!(download(&c), vec![4.0; 9]);
+        assert_eq!(download(&c), vec![4.0; 9]);
     } else {
         let err = matmul(g, &spec, &a, &b, None, &c).err().expect("no 8-lane subgroups: refused");
         assert!(err.to_string().contains("subgroups of exactly 8 lanes"), "{err}");

@@ -7,11 +7,11 @@ use std::sync::OnceLock;
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 use rand_distr::StandardNormal;
-use vaegan::types::Scaling;
 use vaegan::data::Split;
 use vaegan::quality::classifier::{Classifier, ClassifierWeights};
 use vaegan::quality::{frechet_distance, FeatureStats};
 use vaegan::train::eval::scale_images;
+use vaegan::types::Scaling;
 
 use crate::common::*;
 

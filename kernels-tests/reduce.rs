@@ -47,8 +47,7 @@ fn column_and_row_sums_match_twin() {
         let x = as_f32(&randn(&mut rng, rows * cols));
         let xb = upload(&x);
         let (cs, rs) = (poisoned(cols), poisoned(rows));
-        let launches =
-            [reduce::column_sum(gpu(), &xb, rows, cols, &cs).unwrap(), reduce::row_sum(gpu(), &xb, rows, cols, &rs).unwrap()];
+        let launches = [reduce::column_sum(gpu(), &xb, rows, cols, &cs).unwrap(), reduce::row_sum(gpu(), &xb, rows, cols, &rs).unwrap()];
         gpu().run(&launches).unwrap();
         let ax = abs(&x);
         let (want_c, mag_c) = (reference::reduce::column_sum(&x, rows, cols), reference::reduce::column_sum(&ax, rows, cols));

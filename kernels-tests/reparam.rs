@@ -2,8 +2,8 @@
 //! backward against twins and finite differences, and the distribution of ε.
 
 use vaegan::kernels::reparam;
-use vaegan::types::RngKey;
 use vaegan::reference;
+use vaegan::types::RngKey;
 
 use crate::common::*;
 
@@ -22,10 +22,7 @@ fn draw(n: usize, key: RngKey) -> (Vec<f64>, Vec<u8>) {
 fn philox_known_answers() {
     // Known-answer vectors of Philox4x32-10 from Random123 (kat_vectors).
     assert_eq!(reference::reparam::philox4x32_10([0, 0, 0, 0], [0, 0]), [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]);
-    assert_eq!(
-        reference::reparam::philox4x32_10([u32::MAX; 4], [u32::MAX; 2]),
-        [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]
-    );
+    assert_eq!(reference::reparam::philox4x32_10([u32::MAX; 4], [u32::MAX; 2]), [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]);
     assert_eq!(
         reference::reparam::philox4x32_10([0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0]),
         [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]
@@ -65,8 +62,7 @@ fn phi(x: f64) -> f64 {
     let poly = -z * z - 1.26551223
         + t * (1.00002368
             + t * (0.37409196
-                + t * (0.09678418
-                    + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+                + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
     let erfc = t * poly.exp();
     let erfc = if -x / std::f64::consts::SQRT_2 >= 0.0 { erfc } else { 2.0 - erfc };
     0.5 * erfc

@@ -144,4 +144,3 @@ fn a_resumed_run_continues_exactly() {
         }
     }
 }
-

@@ -139,22 +139,23 @@ impl Checkpoint {
         if format != FORMAT {
             return Err(err(path, format!("format {format:?}, expected {FORMAT:?}")));
         }
-        let number = |key: &str| -> Result<u64, CheckpointError> {
-            get(key)?.parse().map_err(|_| err(path, format!("metadata {key:?} is not a number")))
-        };
+        let number = |key: &str| -> Result<u64, CheckpointError> { get(key)?.parse().map_err(|_| err(path, format!("metadata {key:?} is not a number"))) };
         let optional_number = |key: &str| -> Result<Option<usize>, CheckpointError> {
             match meta.get(key).map(String::as_str) {
                 None | Some("") => Ok(None),
                 Some(l) => l.parse().map(Some).map_err(|_| err(path, format!("metadata {key:?} is not a number"))),
             }
         };
-        let config = RunConfig::from_toml(&get("config")?, &format!("{} (metadata \"config\")", path.display()))
-            .map_err(|e| err(path, e))?;
+        let config = RunConfig::from_toml(&get("config")?, &format!("{} (metadata \"config\")", path.display())).map_err(|e| err(path, e))?;
         let updates_text = get("updates")?;
         let updates = if updates_text.is_empty() {
             vec![]
         } else {
-            updates_text.split(',').map(|u| u.parse::<u32>()).collect::<Result<Vec<_>, _>>().map_err(|_| err(path, "metadata \"updates\" is not a list of numbers"))?
+            updates_text
+                .split(',')
+                .map(|u| u.parse::<u32>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| err(path, "metadata \"updates\" is not a list of numbers"))?
         };
         let mut params = vec![];
         let mut adam_m = vec![];

@@ -106,8 +106,7 @@ pub fn pairs_png(path: &Path, originals: &[f32], recons: &[f32], n: usize, h: us
     grid_png(path, &interleaved, 2 * n, h, w, 2 * per_row)
 }
 
-const COLOURS: [[u8; 3]; 8] =
-    [[31, 119, 180], [214, 39, 40], [44, 160, 44], [255, 127, 14], [148, 103, 189], [140, 86, 75], [227, 119, 194], [23, 190, 207]];
+const COLOURS: [[u8; 3]; 8] = [[31, 119, 180], [214, 39, 40], [44, 160, 44], [255, 127, 14], [148, 103, 189], [140, 86, 75], [227, 119, 194], [23, 190, 207]];
 
 /// One panel per series (step on x, value on y), stacked, each titled with its name and
 /// its last value, its y range written at the axis.

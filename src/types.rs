@@ -214,4 +214,3 @@ impl Scaling {
     pub const UNIT: Scaling = Scaling { scale: 1.0 / 255.0, offset: 0.0, binarize: false };
     pub const SYMMETRIC: Scaling = Scaling { scale: 2.0 / 255.0, offset: -1.0, binarize: false };
 }
-

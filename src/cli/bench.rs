@@ -12,10 +12,10 @@ use serde::Serialize;
 
 use super::DeviceArgs;
 use crate::gpu::{Gpu, GpuBuffer, Launch};
-use crate::types::{Act, AdamParams, DType, Precision, Trans};
 use crate::kernels::adam;
 use crate::kernels::matmul::{self, MatmulSpec, Tile};
 use crate::kernels::{elementwise, reduce};
+use crate::types::{Act, AdamParams, DType, Precision, Trans};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -163,8 +163,14 @@ pub fn run(device: &DeviceArgs, args: &BenchArgs) -> anyhow::Result<()> {
         let ceiling = measure_ceiling(&gpu, args.quick, samples)?;
         if !args.json {
             println!();
-            println!("ceilings: copy {:.1} GB/s over {} MiB; best f32 matmul {:.1} GFLOP/s at {}³ (tile {})",
-                ceiling.copy_gb_s, ceiling.copy_bytes >> 20, ceiling.matmul_gflop_s, ceiling.matmul_size, ceiling.matmul_tile);
+            println!(
+                "ceilings: copy {:.1} GB/s over {} MiB; best f32 matmul {:.1} GFLOP/s at {}³ (tile {})",
+                ceiling.copy_gb_s,
+                ceiling.copy_bytes >> 20,
+                ceiling.matmul_gflop_s,
+                ceiling.matmul_size,
+                ceiling.matmul_tile
+            );
         }
         report.ceiling = Some(ceiling);
     }
@@ -175,8 +181,17 @@ pub fn run(device: &DeviceArgs, args: &BenchArgs) -> anyhow::Result<()> {
             println!("{:<22} {:<26} {:>5} {:>18} {:>11} {:>9} {:>8} {:>9}", "kernel", "shape", "dtype", "tile", "µs", "GFLOP/s", "GB/s", "ceiling");
             for r in &report.kernels {
                 let f = |v: Option<f64>, p: usize| v.map(|x| format!("{x:.p$}")).unwrap_or_else(|| "-".into());
-                println!("{:<22} {:<26} {:>5} {:>18} {:>11.1} {:>9} {:>8} {:>9}", r.kernel, r.shape, r.dtype, r.tile.clone().unwrap_or_default(),
-                    r.microseconds, f(r.gflop_s, 1), f(r.gb_s, 1), r.of_ceiling.map(|x| format!("{:.0}%", 100.0 * x)).unwrap_or_else(|| "-".into()));
+                println!(
+                    "{:<22} {:<26} {:>5} {:>18} {:>11.1} {:>9} {:>8} {:>9}",
+                    r.kernel,
+                    r.shape,
+                    r.dtype,
+                    r.tile.clone().unwrap_or_default(),
+                    r.microseconds,
+                    f(r.gflop_s, 1),
+                    f(r.gb_s, 1),
+                    r.of_ceiling.map(|x| format!("{:.0}%", 100.0 * x)).unwrap_or_else(|| "-".into())
+                );
             }
         }
     }
@@ -184,11 +199,27 @@ pub fn run(device: &DeviceArgs, args: &BenchArgs) -> anyhow::Result<()> {
         report.steps = bench_steps(&gpu, args)?;
         if !args.json {
             println!();
-            println!("training step: Adam on every group; wall clock to the last step's completion; record = the host's own work, submit = inside queue.submit");
-            println!("{:<20} {:>5} {:>6} {:>11} {:>9} {:>11} {:>15} {:>10} {:>9}", "model", "prec", "batch", "samples/s", "ms/step", "dispatches", "record ms (%)", "submit %", "GFLOP/s");
+            println!(
+                "training step: Adam on every group; wall clock to the last step's completion; record = the host's own work, submit = inside queue.submit"
+            );
+            println!(
+                "{:<20} {:>5} {:>6} {:>11} {:>9} {:>11} {:>15} {:>10} {:>9}",
+                "model", "prec", "batch", "samples/s", "ms/step", "dispatches", "record ms (%)", "submit %", "GFLOP/s"
+            );
             for r in &report.steps {
-                println!("{:<20} {:>5} {:>6} {:>11.0} {:>9.2} {:>11} {:>7.2} ({:>4.1}%) {:>9.1}% {:>9.1}", r.model, r.precision, r.batch, r.samples_per_s, r.ms_per_step,
-                    r.dispatches, r.record_ms, 100.0 * r.record_share, 100.0 * r.submit_share, r.gflop_s);
+                println!(
+                    "{:<20} {:>5} {:>6} {:>11.0} {:>9.2} {:>11} {:>7.2} ({:>4.1}%) {:>9.1}% {:>9.1}",
+                    r.model,
+                    r.precision,
+                    r.batch,
+                    r.samples_per_s,
+                    r.ms_per_step,
+                    r.dispatches,
+                    r.record_ms,
+                    100.0 * r.record_share,
+                    100.0 * r.submit_share,
+                    r.gflop_s
+                );
             }
         }
     }

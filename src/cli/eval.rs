@@ -93,11 +93,8 @@ fn quality(gpu: &crate::gpu::Gpu, ck: &Checkpoint, split: &Split, args: &EvalArg
     let n_train = split.train.count.min(split.test.count);
     let train_images = crate::train::eval::scale_images(&split.train, 0..n_train, crate::types::Scaling::UNIT);
     let train = clf.read(&train_images)?;
-    let (g_stats, t_stats, tr_stats) = (
-        FeatureStats::from_rows(&generated.features, dim),
-        FeatureStats::from_rows(&test.features, dim),
-        FeatureStats::from_rows(&train.features, dim),
-    );
+    let (g_stats, t_stats, tr_stats) =
+        (FeatureStats::from_rows(&generated.features, dim), FeatureStats::from_rows(&test.features, dim), FeatureStats::from_rows(&train.features, dim));
     let cov = coverage(&generated.probs);
     println!("sample quality (classifier {}, test accuracy {:.2}%):", path.display(), 100.0 * weights.test_accuracy);
     println!("  Fréchet distance, {} samples vs {} test images: {:.3}", args.n, split.test.count, frechet_distance(&g_stats, &t_stats));
@@ -107,4 +104,3 @@ fn quality(gpu: &crate::gpu::Gpu, ck: &Checkpoint, split: &Split, args: &EvalArg
     println!("  samples classified with confidence >= 0.9: {:.1}%", 100.0 * cov.confident);
     Ok(())
 }
-

@@ -37,4 +37,3 @@ pub fn run(device: &DeviceArgs, args: &ReconstructArgs) -> anyhow::Result<()> {
     eprintln!("wrote {}: {n} test images, each beside its reconstruction Dec(μ)", args.out.display());
     Ok(())
 }
-

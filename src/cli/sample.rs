@@ -57,4 +57,3 @@ pub fn run(device: &DeviceArgs, args: &SampleArgs) -> anyhow::Result<()> {
     eprintln!("wrote {} ({n} {})", args.out.display(), if args.walk { "images: latent walks" } else { "samples" });
     Ok(())
 }
-

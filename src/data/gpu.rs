@@ -84,14 +84,6 @@ impl GpuDataset {
     }
 
     pub fn params(batch: usize, dim: usize, start: usize, s: Scaling) -> GatherParams {
-        GatherParams {
-            batch: batch as u32,
-            dim: dim as u32,
-            start: start as u32,
-            binarize: s.binarize as u32,
-            scale: s.scale,
-            offset: s.offset,
-            _pad: [0; 2],
-        }
+        GatherParams { batch: batch as u32, dim: dim as u32, start: start as u32, binarize: s.binarize as u32, scale: s.scale, offset: s.offset, _pad: [0; 2] }
     }
 }

@@ -93,8 +93,13 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Idx> {
         // The decompressed stream is read incrementally and bounded by the header's claim.
         let mut raw = vec![];
         let decoder = flate2::read::GzDecoder::new(bytes);
-        let idx = parse(TeeReader { inner: decoder, copy: &mut raw }, path, None)
-            .map_err(|e| if e.detail.contains("read error") { DataError::new(path, format!("corrupt gzip stream: {}", e.detail)) } else { e })?;
+        let idx = parse(TeeReader { inner: decoder, copy: &mut raw }, path, None).map_err(|e| {
+            if e.detail.contains("read error") {
+                DataError::new(path, format!("corrupt gzip stream: {}", e.detail))
+            } else {
+                e
+            }
+        })?;
         verify_mnist(path, &raw)?;
         idx
     } else {

@@ -40,10 +40,7 @@ pub fn read_png_grey(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
     let px = &buf[..info.buffer_size()];
     let grey: Vec<u8> = match channels {
         1 | 2 => px.chunks(channels).map(|c| c[0]).collect(),
-        3 | 4 => px
-            .chunks(channels)
-            .map(|c| (0.299 * c[0] as f32 + 0.587 * c[1] as f32 + 0.114 * c[2] as f32).round().clamp(0.0, 255.0) as u8)
-            .collect(),
+        3 | 4 => px.chunks(channels).map(|c| (0.299 * c[0] as f32 + 0.587 * c[1] as f32 + 0.114 * c[2] as f32).round().clamp(0.0, 255.0) as u8).collect(),
         n => return Err(DataError::new(path, format!("{n} channels: expected grey, grey+alpha, RGB or RGBA"))),
     };
     Ok((info.width as usize, info.height as usize, grey))
@@ -93,10 +90,7 @@ pub fn resize_grey(width: usize, height: usize, px: &[u8], size: usize) -> Vec<u
 /// Loads every PNG of `dir` by the rule above.
 pub fn load_folder(dir: &Path, size: usize, seed: u64) -> Result<Split> {
     let entries = std::fs::read_dir(dir).map_err(|e| DataError::new(dir, format!("cannot list: {e}")))?;
-    let mut files: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("png")))
-        .collect();
+    let mut files: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("png"))).collect();
     files.sort();
     if files.len() < 2 {
         return Err(DataError::new(dir, format!("{} PNG images: need IDX files or at least 2 PNG images", files.len())));

@@ -26,9 +26,7 @@ pub fn bound_bytes(len: usize, dtype: DType) -> u64 {
     (len as u64 * dtype.size()).max(1).next_multiple_of(16)
 }
 
-const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
-    .union(wgpu::BufferUsages::COPY_SRC)
-    .union(wgpu::BufferUsages::COPY_DST);
+const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
 
 impl GpuBuffer {
     pub fn bytes(&self) -> u64 {
@@ -36,11 +34,7 @@ impl GpuBuffer {
     }
 
     pub fn binding(&self) -> wgpu::BindingResource<'_> {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: &self.buffer,
-            offset: self.offset,
-            size: std::num::NonZeroU64::new(self.bytes()),
-        })
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &self.buffer, offset: self.offset, size: std::num::NonZeroU64::new(self.bytes()) })
     }
 }
 
@@ -51,9 +45,7 @@ impl Gpu {
         if bytes > max {
             return Err(GpuError::OutOfMemory {
                 kernel: what.to_string(),
-                detail: format!(
-                    "{len} elements of {dtype:?} need {bytes} bytes, over the adapter's storage binding limit of {max} bytes"
-                ),
+                detail: format!("{len} elements of {dtype:?} need {bytes} bytes, over the adapter's storage binding limit of {max} bytes"),
             });
         }
         Ok(())
@@ -63,12 +55,7 @@ impl Gpu {
     pub fn zeros(&self, label: &str, len: usize, dtype: DType) -> Result<GpuBuffer> {
         self.check_size(label, len, dtype)?;
         let buffer = self.scoped(label, || {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: bound_bytes(len, dtype),
-                usage: USAGE,
-                mapped_at_creation: false,
-            })
+            self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: bound_bytes(len, dtype), usage: USAGE, mapped_at_creation: false })
         })?;
         Ok(GpuBuffer { buffer: Arc::new(buffer), offset: 0, len, dtype })
     }
@@ -77,13 +64,8 @@ impl Gpu {
         self.check_size(label, len, dtype)?;
         let mut padded = bytes.to_vec();
         padded.resize(bound_bytes(len, dtype) as usize, 0);
-        let buffer = self.scoped(label, || {
-            self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: &padded,
-                usage: USAGE,
-            })
-        })?;
+        let buffer =
+            self.scoped(label, || self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: &padded, usage: USAGE }))?;
         Ok(GpuBuffer { buffer: Arc::new(buffer), offset: 0, len, dtype })
     }
 
@@ -117,10 +99,7 @@ impl Gpu {
     /// Overwrites a buffer's contents from the host.
     pub fn write_f32(&self, buf: &GpuBuffer, data: &[f32]) -> Result<()> {
         if buf.dtype != DType::F32 || data.len() != buf.len {
-            return Err(GpuError::shape(
-                "write_f32",
-                format!("buffer holds {} {:?}, got {} f32", buf.len, buf.dtype, data.len()),
-            ));
+            return Err(GpuError::shape("write_f32", format!("buffer holds {} {:?}, got {} f32", buf.len, buf.dtype, data.len())));
         }
         self.queue.write_buffer(&buf.buffer, buf.offset, bytemuck::cast_slice(data));
         Ok(())

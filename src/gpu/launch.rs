@@ -34,7 +34,6 @@ impl Launch {
     }
 }
 
-
 impl Gpu {
     /// Builds a launch: a uniform block `params` at binding 0 and `buffers` at bindings
     /// 1, 2, ... as declared in the kernel.
@@ -62,10 +61,7 @@ impl Gpu {
     ) -> Result<Launch> {
         let max = self.max_groups();
         if workgroups.iter().any(|&g| g > max) {
-            return Err(super::GpuError::shape(
-                &name,
-                format!("dispatch {workgroups:?} exceeds the adapter's {max} workgroups per dimension"),
-            ));
+            return Err(super::GpuError::shape(&name, format!("dispatch {workgroups:?} exceeds the adapter's {max} workgroups per dimension")));
         }
         let (bind_group, params) = self.scoped(&name, || {
             let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -77,11 +73,8 @@ impl Gpu {
             for (slot, b) in buffers {
                 entries.push(wgpu::BindGroupEntry { binding: *slot, resource: b.binding() });
             }
-            let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(&name),
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &entries,
-            });
+            let bind_group =
+                self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(&name), layout: &pipeline.get_bind_group_layout(0), entries: &entries });
             (bind_group, uniform)
         })?;
         Ok(Launch { name, pipeline, bind_group, workgroups, params: Some(params) })

@@ -6,8 +6,8 @@ pub mod error;
 pub mod launch;
 pub mod pipelines;
 pub mod select;
-pub mod timing;
 pub mod template;
+pub mod timing;
 pub mod tuning;
 
 pub use buffer::GpuBuffer;
@@ -110,14 +110,9 @@ impl Gpu {
         }
         // Ask for the adapter's own limits: large storage bindings matter for data sets.
         let limits = adapter.limits();
-        let desc = wgpu::DeviceDescriptor {
-            label: Some("vaegan"),
-            required_features: wanted,
-            required_limits: limits.clone(),
-            ..Default::default()
-        };
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
-            .map_err(|e| GpuError::RequestDevice { adapter: info.name.clone(), detail: e.to_string() })?;
+        let desc = wgpu::DeviceDescriptor { label: Some("vaegan"), required_features: wanted, required_limits: limits.clone(), ..Default::default() };
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&desc)).map_err(|e| GpuError::RequestDevice { adapter: info.name.clone(), detail: e.to_string() })?;
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = uncaptured.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -128,7 +123,9 @@ impl Gpu {
         device.set_device_lost_callback(move |reason, message| {
             // Dropping the device at exit also "loses" it; only report the unexpected.
             if reason != wgpu::DeviceLostReason::Destroyed {
-                eprintln!("error: the GPU device {lost_name} was lost ({reason:?}): {message}. Restart; if it recurs, try a smaller --batch or another --adapter.");
+                eprintln!(
+                    "error: the GPU device {lost_name} was lost ({reason:?}): {message}. Restart; if it recurs, try a smaller --batch or another --adapter."
+                );
             }
         });
         let class = match info.device_type {
@@ -155,10 +152,7 @@ impl Gpu {
 
     /// One line naming the adapter, for logs and benchmark headers.
     pub fn describe(&self) -> String {
-        format!(
-            "{} ({:?}, {:?}, driver {} {})",
-            self.info.name, self.info.backend, self.info.device_type, self.info.driver, self.info.driver_info
-        )
+        format!("{} ({:?}, {:?}, driver {} {})", self.info.name, self.info.backend, self.info.device_type, self.info.driver, self.info.driver_info)
     }
 
     /// Runs `f` inside validation and out-of-memory error scopes and reports what they

@@ -20,10 +20,7 @@ impl Gpu {
         }
         let source = source()?;
         let pipeline = self.scoped(&format!("compiling {key}"), || {
-            let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(key),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            });
+            let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(key), source: wgpu::ShaderSource::Wgsl(source.into()) });
             self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(key),
                 layout: None,

@@ -33,12 +33,7 @@ pub fn backends_from(choice: Option<&str>) -> Result<wgpu::Backends> {
 
 pub fn backends_name(b: wgpu::Backends) -> String {
     let mut names = vec![];
-    for (flag, name) in [
-        (wgpu::Backends::VULKAN, "vulkan"),
-        (wgpu::Backends::METAL, "metal"),
-        (wgpu::Backends::DX12, "dx12"),
-        (wgpu::Backends::GL, "gl"),
-    ] {
+    for (flag, name) in [(wgpu::Backends::VULKAN, "vulkan"), (wgpu::Backends::METAL, "metal"), (wgpu::Backends::DX12, "dx12"), (wgpu::Backends::GL, "gl")] {
         if b.contains(flag) {
             names.push(name);
         }
@@ -89,23 +84,13 @@ pub fn pick_adapter(adapters: Vec<wgpu::Adapter>, wanted: Option<&str>, backends
     let Some(wanted) = wanted else {
         return Ok(adapters.into_iter().next().unwrap());
     };
-    let available = adapters
-        .iter()
-        .enumerate()
-        .map(|(i, a)| format!("[{i}] {} ({:?})", a.get_info().name, a.get_info().backend))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let available =
+        adapters.iter().enumerate().map(|(i, a)| format!("[{i}] {} ({:?})", a.get_info().name, a.get_info().backend)).collect::<Vec<_>>().join(", ");
     if let Ok(index) = wanted.trim().parse::<usize>() {
-        return adapters
-            .into_iter()
-            .nth(index)
-            .ok_or(GpuError::AdapterNotFound { wanted, available });
+        return adapters.into_iter().nth(index).ok_or(GpuError::AdapterNotFound { wanted, available });
     }
     let needle = wanted.to_ascii_lowercase();
-    adapters
-        .into_iter()
-        .find(|a| a.get_info().name.to_ascii_lowercase().contains(&needle))
-        .ok_or(GpuError::AdapterNotFound { wanted, available })
+    adapters.into_iter().find(|a| a.get_info().name.to_ascii_lowercase().contains(&needle)).ok_or(GpuError::AdapterNotFound { wanted, available })
 }
 
 /// What to tell a user who has no adapter at all.

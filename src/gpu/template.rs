@@ -46,7 +46,7 @@ pub fn fill(family: &str, template: &str, values: &[(&str, String)]) -> Result<S
 /// True when `template` holds the marker `$name` whole (not as the start of a longer one).
 pub fn has_marker(template: &str, name: &str) -> bool {
     let marker = format!("${name}");
-    template.match_indices(&marker).any(|(at, _)| {
-        !template[at + marker.len()..].starts_with(|c: char| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-    })
+    template
+        .match_indices(&marker)
+        .any(|(at, _)| !template[at + marker.len()..].starts_with(|c: char| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
 }

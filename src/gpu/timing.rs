@@ -22,7 +22,11 @@ impl Clock {
 
 impl Gpu {
     pub fn clock(&self) -> Clock {
-        if self.features.timestamp_query { Clock::GpuTimestamps } else { Clock::Host }
+        if self.features.timestamp_query {
+            Clock::GpuTimestamps
+        } else {
+            Clock::Host
+        }
     }
 
     /// Seconds for one pass holding `reps` repetitions of `launches`.

@@ -71,15 +71,10 @@ pub fn own_gradients(g: &mut Graph, params: &[TensorId], grads: Vec<TensorId>, n
     let section = Section::Backward(name.to_string());
     let mut out = Vec::with_capacity(grads.len());
     for (i, &d) in grads.iter().enumerate() {
-        let produced_here = matches!(g.tensors[d].kind, TensorKind::Value)
-            && g.tensors[d].producer.is_some_and(|n| g.nodes[n].section == section);
+        let produced_here = matches!(g.tensors[d].kind, TensorKind::Value) && g.tensors[d].producer.is_some_and(|n| g.nodes[n].section == section);
         let read_elsewhere = g.nodes.iter().any(|n| n.inputs.contains(&d));
         let shared = grads.iter().enumerate().any(|(j, &e)| j != i && e == d) || out.contains(&d);
-        let d = if produced_here && !read_elsewhere && !shared {
-            d
-        } else {
-            g.push(Op::Scale { alpha: 1.0 }, vec![d], section.clone())[0]
-        };
+        let d = if produced_here && !read_elsewhere && !shared { d } else { g.push(Op::Scale { alpha: 1.0 }, vec![d], section.clone())[0] };
         g.named(d, &format!("grad {}", g.name(params[i]).to_string()));
         out.push(d);
     }

@@ -2,9 +2,9 @@
 //! ground truth for whole-graph tests, including finite differences of objectives.
 
 use super::{Graph, LossKind, Op, Section, TensorId};
-use crate::types::Trans;
-use crate::types::RngKey;
 use crate::reference::{elementwise, kl, losses, matmul, reduce, reparam};
+use crate::types::RngKey;
+use crate::types::Trans;
 
 pub struct CpuExecutor<'g> {
     pub graph: &'g Graph,

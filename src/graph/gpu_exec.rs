@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use super::plan::{Placement, Plan};
 use super::{Graph, GraphError, LossKind, Op, Result, TensorId, TensorKind};
 use crate::gpu::{Gpu, GpuBuffer, Launch};
-use crate::types::{DType, Precision, Trans};
 use crate::kernels::adam;
-use crate::types::{AdamParams, RngKey};
 use crate::kernels::matmul::{self, MatmulSpec};
 use crate::kernels::reparam;
 use crate::kernels::{cast, elementwise, kl, losses, reduce};
+use crate::types::{AdamParams, RngKey};
+use crate::types::{DType, Precision, Trans};
 
 #[derive(Clone, Debug)]
 pub struct ExecOptions {
@@ -36,7 +36,6 @@ impl Default for ExecOptions {
 
 /// The f16 step's static loss scale, 2¹⁰: gradients up to 64 stay finite in f16.
 pub const LOSS_SCALE: f32 = 1024.0;
-
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum MapState {
@@ -158,9 +157,7 @@ impl<'g> GpuExecutor<'g> {
                 Placement::Slot(s) => GpuBuffer { len, ..slots[s].clone() },
                 Placement::GroupParam { group, offset } => at(&groups[group].params, offset),
                 Placement::GroupGrad { group, offset } => at(&groups[group].grads, offset),
-                Placement::Const if options.precision == Precision::F16 && graph.seeds.contains(&t) => {
-                    gpu.upload_f32(&tensor.name, &[LOSS_SCALE])?
-                }
+                Placement::Const if options.precision == Precision::F16 && graph.seeds.contains(&t) => gpu.upload_f32(&tensor.name, &[LOSS_SCALE])?,
                 Placement::Const => gpu.upload_f32(&tensor.name, tensor.init.as_deref().unwrap_or(&vec![0.0; len]))?,
                 Placement::Input => {
                     if tensor.kind != TensorKind::Input {

@@ -75,7 +75,11 @@ pub enum Op {
 }
 
 fn expect(cond: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
-    if cond { Ok(()) } else { Err(msg()) }
+    if cond {
+        Ok(())
+    } else {
+        Err(msg())
+    }
 }
 
 impl Op {
@@ -213,7 +217,11 @@ impl Op {
                 arity(3)?;
                 same(s[0], s[1])?;
                 scalar(s[2])?;
-                if *kind == LossKind::SqErr { vec![s[0], s[0]] } else { vec![s[0]] }
+                if *kind == LossKind::SqErr {
+                    vec![s[0], s[0]]
+                } else {
+                    vec![s[0]]
+                }
             }
         })
     }

@@ -73,8 +73,7 @@ impl Plan {
             }
         }
 
-        let needs_slot =
-            |t: TensorId, placement: &[Placement]| g.tensors[t].kind == TensorKind::Value && placement[t] == Placement::Input;
+        let needs_slot = |t: TensorId, placement: &[Placement]| g.tensors[t].kind == TensorKind::Value && placement[t] == Placement::Input;
         let bytes = |t: TensorId| g.shape(t).len() as u64 * 4;
         let mut slots: Vec<u64> = vec![];
         let mut free: Vec<usize> = vec![];

@@ -6,7 +6,6 @@ use crate::types::AdamParams;
 
 const SOURCE: &str = include_str!("../../shaders/adam.wgsl");
 
-
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Uniform {

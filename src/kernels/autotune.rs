@@ -19,23 +19,8 @@ pub fn class_candidates(class: AdapterClass) -> Vec<Tile> {
     let r = Tile::register;
     let s = Tile::shared;
     match class {
-        AdapterClass::Cpu => vec![
-            Tile::subgroup(32, 8),
-            Tile::subgroup(16, 8),
-            Tile::subgroup(32, 4),
-            Tile::subgroup(24, 8),
-            r(16, 16, 8, 8),
-            r(8, 16, 8, 8),
-        ],
-        AdapterClass::Gpu => vec![
-            s(4, 4, 16, 16),
-            s(8, 8, 16, 16),
-            s(4, 8, 16, 16),
-            s(8, 4, 16, 16),
-            s(8, 8, 8, 8),
-            r(4, 4, 16, 16),
-            r(8, 8, 8, 8),
-        ],
+        AdapterClass::Cpu => vec![Tile::subgroup(32, 8), Tile::subgroup(16, 8), Tile::subgroup(32, 4), Tile::subgroup(24, 8), r(16, 16, 8, 8), r(8, 16, 8, 8)],
+        AdapterClass::Gpu => vec![s(4, 4, 16, 16), s(8, 8, 16, 16), s(4, 8, 16, 16), s(8, 4, 16, 16), s(8, 8, 8, 8), r(4, 4, 16, 16), r(8, 8, 8, 8)],
     }
 }
 
@@ -50,6 +35,14 @@ fn bucket(x: usize) -> usize {
 pub fn key(gpu: &Gpu, trans: Trans, dtype: DType, m: usize, n: usize, k: usize) -> String {
     format!(
         "{VERSION}|{}|{} {}|{:?}|{}|{:?}|m{}n{}k{}",
-        gpu.info.name, gpu.info.driver, gpu.info.driver_info, gpu.info.backend, trans.name(), dtype, bucket(m), bucket(n), bucket(k)
+        gpu.info.name,
+        gpu.info.driver,
+        gpu.info.driver_info,
+        gpu.info.backend,
+        trans.name(),
+        dtype,
+        bucket(m),
+        bucket(n),
+        bucket(k)
     )
 }

@@ -42,11 +42,7 @@ fn backward(gpu: &Gpu, entry: &str, a: &GpuBuffer, b: &GpuBuffer, dloss: &GpuBuf
         super::expect_len(&name, what, buf, a.len)?;
     }
     super::expect_len(&name, "upstream gradient", dloss, 1)?;
-    let pipeline = gpu.pipeline(
-        &format!("losses/{entry}"),
-        || Ok(format!("{ACTIVATIONS_WGSL}\n{LOSS_TERMS_WGSL}\n{SOURCE}")),
-        entry,
-    )?;
+    let pipeline = gpu.pipeline(&format!("losses/{entry}"), || Ok(format!("{ACTIVATIONS_WGSL}\n{LOSS_TERMS_WGSL}\n{SOURCE}")), entry)?;
     let mut slots = vec![(1, a), (2, b), (3, dloss), (4, da)];
     if let Some(db) = db {
         slots.push((5, db));
@@ -99,7 +95,16 @@ pub fn softmax_ce(gpu: &Gpu, rows: usize, cols: usize, logits: &GpuBuffer, t: &G
 }
 
 /// dl = dloss · scale · (softmax(l) − t) per row.
-pub fn softmax_ce_backward(gpu: &Gpu, rows: usize, cols: usize, logits: &GpuBuffer, t: &GpuBuffer, dloss: &GpuBuffer, scale: f32, dl: &GpuBuffer) -> Result<Launch> {
+pub fn softmax_ce_backward(
+    gpu: &Gpu,
+    rows: usize,
+    cols: usize,
+    logits: &GpuBuffer,
+    t: &GpuBuffer,
+    dloss: &GpuBuffer,
+    scale: f32,
+    dl: &GpuBuffer,
+) -> Result<Launch> {
     let name = format!("softmax_ce_backward {rows}x{cols}");
     let (r, c) = softmax_check(&name, rows, cols, &[("logits", logits), ("targets", t), ("gradient", dl)])?;
     super::expect_len(&name, "upstream gradient", dloss, 1)?;

@@ -131,7 +131,8 @@ impl std::str::FromStr for Tile {
     type Err = String;
     /// Parses what `Display` writes; a register tile may leave out its workgroup (8x8).
     fn from_str(text: &str) -> std::result::Result<Tile, String> {
-        let bad = || format!("expected TMxTN[@WXxWY], TMxTN@8/subgroup or TMxTN@WXxWY/shared (e.g. 16x16@8x8, 32x8@8/subgroup, 4x4@16x16/shared), got {text:?}");
+        let bad =
+            || format!("expected TMxTN[@WXxWY], TMxTN@8/subgroup or TMxTN@WXxWY/shared (e.g. 16x16@8x8, 32x8@8/subgroup, 4x4@16x16/shared), got {text:?}");
         let (body, kind) = match text.trim().split_once('/') {
             None => (text.trim(), Kind::Register),
             Some((b, "subgroup")) => (b, Kind::Subgroup),
@@ -190,10 +191,18 @@ impl MatmulSpec {
     }
     /// Stored (rows, cols) of A and B.
     fn stored_a(&self) -> (usize, usize) {
-        if self.trans.flags().0 { (self.k, self.m) } else { (self.m, self.k) }
+        if self.trans.flags().0 {
+            (self.k, self.m)
+        } else {
+            (self.m, self.k)
+        }
     }
     fn stored_b(&self) -> (usize, usize) {
-        if self.trans.flags().1 { (self.n, self.k) } else { (self.k, self.n) }
+        if self.trans.flags().1 {
+            (self.n, self.k)
+        } else {
+            (self.k, self.n)
+        }
     }
 }
 
@@ -214,7 +223,13 @@ impl Variant {
     fn key(&self) -> String {
         format!(
             "matmul/{}/{}/{:?}/va{}/vb{}/bias{}/{}",
-            self.trans.name(), self.tile, self.dtype, self.vec_a as u8, self.vec_b as u8, self.bias as u8, self.act.name()
+            self.trans.name(),
+            self.tile,
+            self.dtype,
+            self.vec_a as u8,
+            self.vec_b as u8,
+            self.bias as u8,
+            self.act.name()
         )
     }
 }
@@ -293,7 +308,11 @@ fn load_b(b: &mut Body, tb: bool, tn4: usize, col: impl Fn(usize) -> String) {
     }
     for q in 0..tn4 {
         let one = |j: usize| {
-            if tb { format!("b_one({} + {j}u, k, p.n, p.k)", col(q)) } else { format!("b_one(k, {} + {j}u, p.k, p.n)", col(q)) }
+            if tb {
+                format!("b_one({} + {j}u, k, p.n, p.k)", col(q))
+            } else {
+                format!("b_one(k, {} + {j}u, p.k, p.n)", col(q))
+            }
         };
         writeln!(b.step1, "        let t{q} = vec4<f32>({}, {}, {}, {});", one(0), one(1), one(2), one(3)).unwrap();
     }
@@ -354,10 +373,7 @@ fn subgroup_body(v: &Variant, b: &mut Body) {
     accumulators(b, tm, tn4, |r| format!("row0 + {r}u"), col);
     for g in 0..tm / lanes {
         let (quad, one) = if ta {
-            (
-                format!("a_quad(k + lane / 2u, row0 + {}u + 4u * (lane % 2u), p.k, p.m)", lanes * g),
-                format!("a_one(k, row0 + {}u + lane, p.k, p.m)", lanes * g),
-            )
+            (format!("a_quad(k + lane / 2u, row0 + {}u + 4u * (lane % 2u), p.k, p.m)", lanes * g), format!("a_one(k, row0 + {}u + lane, p.k, p.m)", lanes * g))
         } else {
             (format!("a_quad(row0 + {}u + lane, k, p.m, p.k)", lanes * g), format!("a_one(row0 + {}u + lane, k, p.m, p.k)", lanes * g))
         };
@@ -391,22 +407,38 @@ fn shared_body(v: &Variant, b: &mut Body) {
         let i = format!("tid + {}u", j * threads);
         if ta {
             // Stored K×M: a quad along m at one k goes straight into row kk of the slice.
-            writeln!(b.load, "        {{ let i = {i}; let kk = i / {bm4}u; let v = a_quad(k0 + kk, row0 + 4u * (i % {bm4}u), p.k, p.m);
-            tile_a[i] = select(v, vec4<f32>(0.0), k0 + kk >= p.k); }}").unwrap();
+            writeln!(
+                b.load,
+                "        {{ let i = {i}; let kk = i / {bm4}u; let v = a_quad(k0 + kk, row0 + 4u * (i % {bm4}u), p.k, p.m);
+            tile_a[i] = select(v, vec4<f32>(0.0), k0 + kk >= p.k); }}"
+            )
+            .unwrap();
         } else {
             // Stored M×K: a quad along k at one m is scattered over four rows of the slice.
-            writeln!(b.load, "        {{ let i = {i}; let m = i / {bk4}u; let kq = 4u * (i % {bk4}u); let v = zero_past_k(a_quad(row0 + m, k0 + kq, p.m, p.k), k0 + kq);
-            for (var j = 0u; j < 4u; j++) {{ tile_a[(kq + j) * {bm4}u + m / 4u][m % 4u] = v[j]; }} }}").unwrap();
+            writeln!(
+                b.load,
+                "        {{ let i = {i}; let m = i / {bk4}u; let kq = 4u * (i % {bk4}u); let v = zero_past_k(a_quad(row0 + m, k0 + kq, p.m, p.k), k0 + kq);
+            for (var j = 0u; j < 4u; j++) {{ tile_a[(kq + j) * {bm4}u + m / 4u][m % 4u] = v[j]; }} }}"
+            )
+            .unwrap();
         }
     }
     for j in 0..bn * SHARED_BK / 4 / threads {
         let i = format!("tid + {}u", j * threads);
         if tb {
-            writeln!(b.load, "        {{ let i = {i}; let n = i / {bk4}u; let kq = 4u * (i % {bk4}u); let v = zero_past_k(b_quad(col0 + n, k0 + kq, p.n, p.k), k0 + kq);
-            for (var j = 0u; j < 4u; j++) {{ tile_b[(kq + j) * {bn4}u + n / 4u][n % 4u] = v[j]; }} }}").unwrap();
+            writeln!(
+                b.load,
+                "        {{ let i = {i}; let n = i / {bk4}u; let kq = 4u * (i % {bk4}u); let v = zero_past_k(b_quad(col0 + n, k0 + kq, p.n, p.k), k0 + kq);
+            for (var j = 0u; j < 4u; j++) {{ tile_b[(kq + j) * {bn4}u + n / 4u][n % 4u] = v[j]; }} }}"
+            )
+            .unwrap();
         } else {
-            writeln!(b.load, "        {{ let i = {i}; let kk = i / {bn4}u; let v = b_quad(k0 + kk, col0 + 4u * (i % {bn4}u), p.k, p.n);
-            tile_b[i] = select(v, vec4<f32>(0.0), k0 + kk >= p.k); }}").unwrap();
+            writeln!(
+                b.load,
+                "        {{ let i = {i}; let kk = i / {bn4}u; let v = b_quad(k0 + kk, col0 + 4u * (i % {bn4}u), p.k, p.n);
+            tile_b[i] = select(v, vec4<f32>(0.0), k0 + kk >= p.k); }}"
+            )
+            .unwrap();
         }
     }
     for q in 0..tm / 4 {
@@ -496,10 +528,7 @@ fn source(v: &Variant) -> Result<String> {
 /// Prepares `c = act(op(a)·op(b) + bias)`. `a` and `b` are both f32 or both f16 (f16
 /// needs SHADER_F16; accumulation is f32 either way); `bias` and `c` are f32.
 pub fn matmul(gpu: &Gpu, spec: &MatmulSpec, a: &GpuBuffer, b: &GpuBuffer, bias: Option<&GpuBuffer>, c: &GpuBuffer) -> Result<Launch> {
-    let name = format!(
-        "matmul {} {}x{}x{}{} {}",
-        spec.trans.name(), spec.m, spec.n, spec.k, if bias.is_some() { " +bias" } else { "" }, spec.act.name()
-    );
+    let name = format!("matmul {} {}x{}x{}{} {}", spec.trans.name(), spec.m, spec.n, spec.k, if bias.is_some() { " +bias" } else { "" }, spec.act.name());
     if spec.m == 0 || spec.n == 0 || spec.k == 0 {
         return Err(GpuError::shape(&name, "M, N and K must be at least 1"));
     }
@@ -530,15 +559,7 @@ pub fn matmul(gpu: &Gpu, spec: &MatmulSpec, a: &GpuBuffer, b: &GpuBuffer, bias: 
         GpuError::Shape { detail, .. } => GpuError::shape(&name, detail),
         e => e,
     })?;
-    let variant = Variant {
-        trans: spec.trans,
-        tile,
-        dtype: a.dtype,
-        vec_a: ac % 4 == 0,
-        vec_b: bc % 4 == 0,
-        bias: bias.is_some(),
-        act: spec.act,
-    };
+    let variant = Variant { trans: spec.trans, tile, dtype: a.dtype, vec_a: ac % 4 == 0, vec_b: bc % 4 == 0, bias: bias.is_some(), act: spec.act };
     let pipeline = gpu.pipeline(&variant.key(), || source(&variant), "matmul")?;
     let params = Params { m: spec.m as u32, n: spec.n as u32, k: spec.k as u32, alpha: spec.act.alpha() };
     let (rows, cols) = tile.span();
@@ -583,8 +604,8 @@ fn tuned_tile(gpu: &Gpu, spec: &MatmulSpec, dtype: DType) -> Result<Tile> {
     for tile in super::autotune::candidates(gpu) {
         let launch = matmul(gpu, &spec.tile(tile), &a, &b, None, &c)?;
         let once = gpu.time_pass(&[&launch], 1)?.max(1e-7); // compiles and warms up
-        // Three samples of passes lasting ~10 ms: enough to rank tiles, short enough that a
-        // step's dozen shape classes tune in seconds even on a CPU adapter.
+                                                            // Three samples of passes lasting ~10 ms: enough to rank tiles, short enough that a
+                                                            // step's dozen shape classes tune in seconds even on a CPU adapter.
         let reps = ((0.01 / once) as usize).clamp(1, 64);
         let mut t = f64::INFINITY;
         for _ in 0..3 {

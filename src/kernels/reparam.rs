@@ -77,11 +77,5 @@ pub fn reparam_backward(gpu: &Gpu, logvar: &GpuBuffer, eps: &GpuBuffer, dz: &Gpu
     let n = check(&name, dz.len, &[("logvar", logvar), ("eps", eps), ("dz", dz), ("dmu", dmu), ("dlogvar", dlogvar)])?;
     let params = Params::new(dz.len, RngKey { seed: 0, step: 0, stream: 0 });
     let groups = gpu.grid_1d(n.div_ceil(64));
-    gpu.launch_at(
-        name,
-        pipeline(gpu, "reparam_backward")?,
-        &params,
-        &[(2, logvar), (4, eps), (5, dz), (6, dmu), (7, dlogvar)],
-        groups,
-    )
+    gpu.launch_at(name, pipeline(gpu, "reparam_backward")?, &params, &[(2, logvar), (4, eps), (5, dz), (6, dmu), (7, dlogvar)], groups)
 }

@@ -183,13 +183,7 @@ impl OptimConfig {
                 precision: Precision::F32,
             },
             // GAN practice (Radford et al. 2015): lr 2e-4, β₁ = 0.5.
-            Mode::VaeGan => OptimConfig {
-                lr_encoder: 2e-4,
-                lr_decoder: 2e-4,
-                lr_discriminator: 2e-4,
-                beta1: 0.5,
-                ..Self::for_mode(Mode::Vae)
-            },
+            Mode::VaeGan => OptimConfig { lr_encoder: 2e-4, lr_decoder: 2e-4, lr_discriminator: 2e-4, beta1: 0.5, ..Self::for_mode(Mode::Vae) },
         }
     }
 

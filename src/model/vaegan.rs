@@ -14,8 +14,8 @@
 //! discriminator ← ∇L_GAN_D. Mode `vae` trains encoder and decoder on L_pixel + L_prior.
 
 use crate::graph::{Graph, LinearParams, LossKind, Result, TensorId};
-use crate::types::Act;
 use crate::nn::{linear, Mlp};
+use crate::types::Act;
 
 pub use super::config::{Mode, ModelConfig};
 

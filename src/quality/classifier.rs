@@ -7,12 +7,12 @@ use std::path::Path;
 use crate::data::gpu::GpuDataset;
 use crate::data::Dataset;
 use crate::gpu::Gpu;
-use crate::graph::{ExecOptions, Graph, GpuExecutor, LossKind, TensorId};
-use crate::types::{AdamParams, Scaling};
-use crate::types::Act;
+use crate::graph::{ExecOptions, GpuExecutor, Graph, LossKind, TensorId};
 use crate::nn::Mlp;
 use crate::train::eval::scale_images;
 use crate::train::{permutation, Result, TrainError};
+use crate::types::Act;
+use crate::types::{AdamParams, Scaling};
 
 pub const CLASSES: usize = 10;
 pub const WIDTHS: [usize; 4] = [784, 512, 256, CLASSES];
@@ -36,8 +36,7 @@ impl ClassifierWeights {
         meta.insert("format".to_string(), FORMAT.to_string());
         meta.insert("test_accuracy".to_string(), format!("{:.4}", self.test_accuracy));
         meta.insert("made_by".to_string(), self.made_by.clone());
-        let bytes: Vec<(String, [usize; 2], Vec<u8>)> =
-            self.tensors.iter().map(|(n, s, v)| (n.clone(), *s, bytemuck::cast_slice(v).to_vec())).collect();
+        let bytes: Vec<(String, [usize; 2], Vec<u8>)> = self.tensors.iter().map(|(n, s, v)| (n.clone(), *s, bytemuck::cast_slice(v).to_vec())).collect();
         let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
             .iter()
             .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.to_vec(), b).expect("sizes match")))
@@ -113,7 +112,16 @@ fn build(batch: usize, train: bool, seed: u64) -> Result<ClassifierGraph> {
 
 /// Trains the classifier from scratch: Adam (lr, β = 0.9, 0.999), `epochs` passes over
 /// `train` in batches, the order drawn from `seed`. Reports the test accuracy per epoch.
-pub fn train(gpu: &Gpu, train: &Dataset, test: &Dataset, epochs: usize, batch: usize, lr: f32, seed: u64, mut report: impl FnMut(usize, f64)) -> Result<ClassifierWeights> {
+pub fn train(
+    gpu: &Gpu,
+    train: &Dataset,
+    test: &Dataset,
+    epochs: usize,
+    batch: usize,
+    lr: f32,
+    seed: u64,
+    mut report: impl FnMut(usize, f64),
+) -> Result<ClassifierWeights> {
     if train.labels.is_none() {
         return Err(TrainError::Invalid(format!("{}: the classifier needs labels", train.source)));
     }
@@ -242,7 +250,14 @@ pub fn coverage(probs: &[f32]) -> Coverage {
         }
     }
     let n = (probs.len() / CLASSES).max(1) as f64;
-    let entropy = histogram.iter().filter(|&&h| h > 0).map(|&h| { let q = h as f64 / n; -q * q.ln() }).sum();
+    let entropy = histogram
+        .iter()
+        .filter(|&&h| h > 0)
+        .map(|&h| {
+            let q = h as f64 / n;
+            -q * q.ln()
+        })
+        .sum();
     Coverage { histogram, entropy, confident: confident as f64 / n }
 }
 

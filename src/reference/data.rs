@@ -8,7 +8,15 @@ pub fn gather(images: &[u8], dim: usize, perm: &[u32], batch: usize, start: usiz
     for b in 0..batch {
         let img = perm[start + b] as usize;
         for &px in &images[img * dim..(img + 1) * dim] {
-            let v = if s.binarize { if px > 127 { 255.0 } else { 0.0 } } else { px as f64 };
+            let v = if s.binarize {
+                if px > 127 {
+                    255.0
+                } else {
+                    0.0
+                }
+            } else {
+                px as f64
+            };
             out.push(v * s.scale as f64 + s.offset as f64);
         }
     }

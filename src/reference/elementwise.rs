@@ -6,7 +6,13 @@ pub fn activate(act: Act, x: f64) -> f64 {
     match act {
         Act::None => x,
         Act::Relu => x.max(0.0),
-        Act::LeakyRelu(a) => if x > 0.0 { x } else { a as f64 * x },
+        Act::LeakyRelu(a) => {
+            if x > 0.0 {
+                x
+            } else {
+                a as f64 * x
+            }
+        }
         Act::Tanh => x.tanh(),
         Act::Sigmoid => 1.0 / (1.0 + (-x).exp()),
     }
@@ -24,8 +30,20 @@ pub fn activation_backward(act: Act, saved: &[f64], dy: &[f64]) -> Vec<f64> {
         .zip(dy)
         .map(|(&s, &g)| match act {
             Act::None => g,
-            Act::Relu => if s > 0.0 { g } else { 0.0 },
-            Act::LeakyRelu(a) => if s > 0.0 { g } else { a as f64 * g },
+            Act::Relu => {
+                if s > 0.0 {
+                    g
+                } else {
+                    0.0
+                }
+            }
+            Act::LeakyRelu(a) => {
+                if s > 0.0 {
+                    g
+                } else {
+                    a as f64 * g
+                }
+            }
             Act::Tanh => g * (1.0 - s * s),
             Act::Sigmoid => g * s * (1.0 - s),
         })

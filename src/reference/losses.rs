@@ -8,11 +8,24 @@ fn clamp_p(p: f64) -> f64 {
 }
 
 pub fn bce_prob(p: &[f64], t: &[f64], scale: f64) -> f64 {
-    scale * p.iter().zip(t).map(|(&p, &t)| { let pc = clamp_p(p); -(t * pc.ln() + (1.0 - t) * (1.0 - pc).ln()) }).sum::<f64>()
+    scale
+        * p.iter()
+            .zip(t)
+            .map(|(&p, &t)| {
+                let pc = clamp_p(p);
+                -(t * pc.ln() + (1.0 - t) * (1.0 - pc).ln())
+            })
+            .sum::<f64>()
 }
 
 pub fn bce_prob_backward(p: &[f64], t: &[f64], dloss: f64, scale: f64) -> Vec<f64> {
-    p.iter().zip(t).map(|(&p, &t)| { let pc = clamp_p(p); dloss * scale * (pc - t) / (pc * (1.0 - pc)) }).collect()
+    p.iter()
+        .zip(t)
+        .map(|(&p, &t)| {
+            let pc = clamp_p(p);
+            dloss * scale * (pc - t) / (pc * (1.0 - pc))
+        })
+        .collect()
 }
 
 pub fn bce_logits(l: &[f64], t: &[f64], scale: f64) -> f64 {

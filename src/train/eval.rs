@@ -3,12 +3,12 @@
 //! pixel error of reconstructions, the discriminator's accuracy on real vs generated
 //! images, reconstructions and decoded samples.
 
-use crate::types::Scaling;
 use crate::data::Dataset;
 use crate::gpu::Gpu;
 use crate::graph::{ExecOptions, GpuExecutor};
-use crate::types::Act;
 use crate::model::{build_decode, build_eval, DecodeGraph, EvalGraph, ModelConfig};
+use crate::types::Act;
+use crate::types::Scaling;
 
 use super::Result;
 

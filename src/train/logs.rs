@@ -120,10 +120,7 @@ impl CsvLog {
             return None;
         }
         let first: u64 = fields[0].parse().ok()?;
-        let rest = fields[1..]
-            .iter()
-            .map(|f| if f.is_empty() { Some(None) } else { f.parse::<f64>().ok().map(Some) })
-            .collect::<Option<Vec<_>>>()?;
+        let rest = fields[1..].iter().map(|f| if f.is_empty() { Some(None) } else { f.parse::<f64>().ok().map(Some) }).collect::<Option<Vec<_>>>()?;
         Some((first, rest))
     }
 

@@ -16,9 +16,9 @@ use crate::data::gpu::GpuDataset;
 use crate::data::{Dataset, Split};
 use crate::gpu::{Gpu, GpuBuffer};
 use crate::graph::{ExecOptions, GpuExecutor};
-use crate::types::{AdamParams, Scaling};
-use crate::types::Act;
 use crate::model::{build_step, Mode, RunConfig, StepGraph};
+use crate::types::Act;
+use crate::types::{AdamParams, Scaling};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -40,7 +40,11 @@ pub type Result<T, E = TrainError> = std::result::Result<T, E>;
 
 /// How the data's bytes map to the model's output range.
 pub fn scaling_for(output: Act) -> Scaling {
-    if output == Act::Tanh { Scaling::SYMMETRIC } else { Scaling::UNIT }
+    if output == Act::Tanh {
+        Scaling::SYMMETRIC
+    } else {
+        Scaling::UNIT
+    }
 }
 
 /// Epoch `epoch`'s order of the training images: a shuffle drawn from (seed, epoch) alone,
@@ -93,7 +97,11 @@ impl<'g> Trainer<'g> {
         if config.model.input != train.dim() {
             return Err(TrainError::Invalid(format!(
                 "the model takes {} pixels but the images of {} have {} ({}x{})",
-                config.model.input, train.source, train.dim(), train.height, train.width
+                config.model.input,
+                train.source,
+                train.dim(),
+                train.height,
+                train.width
             )));
         }
         if batch == 0 || batch > train.count {
@@ -265,11 +273,7 @@ impl<'g> Trainer<'g> {
         let params = self.exec.read_params()?;
         let (m, v) = self.exec.read_moments()?;
         // An epoch whose steps are all taken counts as completed.
-        let (epoch, step_in_epoch) = if self.epoch_done() {
-            (self.position.epoch + 1, 0)
-        } else {
-            (self.position.epoch, self.position.step_in_epoch)
-        };
+        let (epoch, step_in_epoch) = if self.epoch_done() { (self.position.epoch + 1, 0) } else { (self.position.epoch, self.position.step_in_epoch) };
         Ok(Checkpoint {
             config: self.config.clone(),
             step: self.exec.step,
@@ -292,12 +296,17 @@ impl<'g> Trainer<'g> {
         self.checkpoint()?.save(&path)?;
         Ok(path)
     }
-
 }
 
 /// The training set resized to `limit` images (None: all).
 pub fn limited(split: Split, limit: Option<usize>, test_limit: Option<usize>) -> Split {
-    let train = match limit { Some(n) => split.train.truncate(n), None => split.train };
-    let test = match test_limit { Some(n) => split.test.truncate(n), None => split.test };
+    let train = match limit {
+        Some(n) => split.train.truncate(n),
+        None => split.train,
+    };
+    let test = match test_limit {
+        Some(n) => split.test.truncate(n),
+        None => split.test,
+    };
     Split { train, test }
 }

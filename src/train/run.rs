@@ -49,14 +49,34 @@ pub enum Event<'a> {
     /// A side file held a bad tail or rows past the checkpoint; they were dropped.
     Repaired(&'a Repair),
     /// The epochs asked for are already done: nothing to train.
-    AlreadyDone { done: usize, asked: usize },
-    EpochStarted { epoch: usize, epochs: usize, step_in_epoch: usize, steps: usize },
+    AlreadyDone {
+        done: usize,
+        asked: usize,
+    },
+    EpochStarted {
+        epoch: usize,
+        epochs: usize,
+        step_in_epoch: usize,
+        steps: usize,
+    },
     /// After each step; `losses` are the latest read back (a few steps old: readbacks are
     /// asynchronous).
-    Step { step_in_epoch: usize, steps: usize, samples_per_s: f64, losses: Option<&'a [(String, f32)]> },
-    CheckpointWriting { epoch: usize },
-    CheckpointWritten { epoch: usize, path: &'a Path },
-    Evaluating { epoch: usize },
+    Step {
+        step_in_epoch: usize,
+        steps: usize,
+        samples_per_s: f64,
+        losses: Option<&'a [(String, f32)]>,
+    },
+    CheckpointWriting {
+        epoch: usize,
+    },
+    CheckpointWritten {
+        epoch: usize,
+        path: &'a Path,
+    },
+    Evaluating {
+        epoch: usize,
+    },
     EpochDone(EpochSummary<'a>),
 }
 
@@ -213,11 +233,8 @@ pub fn run_epochs<'g>(trainer: &mut Trainer<'g>, plan: &RunPlan, stop: &AtomicBo
         }
     }
     let curves = plan.out.join("loss_curves.png");
-    let series: Vec<(String, Vec<(f64, f64)>)> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.clone(), history.iter().filter_map(|(s, v)| v[i].map(|x| (*s as f64, x))).collect()))
-        .collect();
+    let series: Vec<(String, Vec<(f64, f64)>)> =
+        names.iter().enumerate().map(|(i, n)| (n.clone(), history.iter().filter_map(|(s, v)| v[i].map(|x| (*s as f64, x))).collect())).collect();
     pictures::curves_png(&curves, &series).map_err(io(&curves))?;
     Ok(Outcome::Finished { curves })
 }
