@@ -98,7 +98,8 @@ pub fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
     let norm = want.iter().map(|w| w * w).sum::<f64>().sqrt();
     let err = diff / norm.max(1e-30);
     let err = if norm < 1e-12 { diff } else { err };
-    if !(err <= tol) {
+    // Written so that a NaN error fails too.
+    if err.is_nan() || err > tol {
         let worst = (0..got.len()).max_by(|&a, &b| (got[a] - want[a]).abs().partial_cmp(&(got[b] - want[b]).abs()).unwrap()).unwrap();
         panic!("{what}: relative error {err:.3e} > {tol:.0e} (worst element {worst}: gpu {} vs reference {})", got[worst], want[worst]);
     }
@@ -115,7 +116,7 @@ pub fn assert_close_mag(what: &str, got: &[f64], want: &[f64], magnitude: &[f64]
     }
     let diff = got.iter().zip(want).map(|(g, w)| (g - w) * (g - w)).sum::<f64>().sqrt();
     let norm = magnitude.iter().map(|w| w * w).sum::<f64>().sqrt();
-    if !(diff <= tol * norm) {
+    if diff.is_nan() || diff > tol * norm {
         panic!("{what}: error {diff:.3e} > {tol:.0e} · ‖magnitude‖ = {:.3e}", tol * norm);
     }
 }

@@ -54,7 +54,7 @@ fn a_buffer_over_the_binding_limit_is_refused_with_the_limit_named() {
     let g = gpu();
     let max = g.limits.max_storage_buffer_binding_size.min(g.limits.max_buffer_size);
     let too_many = (max / 4 + 1) as usize;
-    let err = g.zeros("huge", too_many, DType::F32).err().expect("over the limit");
+    let err = g.zeros("huge", too_many, DType::F32).expect_err("over the limit");
     assert!(err.to_string().contains(&max.to_string()), "{err}");
 }
 
@@ -73,8 +73,7 @@ fn wgpu_validation_errors_become_named_errors() {
                 mapped_at_creation: false,
             })
         })
-        .err()
-        .expect("MAP_READ with STORAGE is invalid");
+        .expect_err("MAP_READ with STORAGE is invalid");
     assert!(matches!(err, GpuError::Validation { .. }), "{err:?}");
     assert!(err.to_string().contains("deliberately bad buffer"), "{err}");
 }

@@ -67,7 +67,7 @@ fn without_shader_f16_half_storage_falls_back_to_f32() {
     let l = matmul(&g, &MatmulSpec::new(2, 2, 3, Trans::NT), &ab, &ab, None, &c).unwrap();
     g.run([&l]).unwrap();
     assert_eq!(g.download_f32(&c).unwrap(), vec![14.0, 32.0, 32.0, 77.0]);
-    let err = g.upload_f16("a", &a).err().expect("no SHADER_F16 on this device");
+    let err = g.upload_f16("a", &a).expect_err("no SHADER_F16 on this device");
     assert!(err.to_string().contains("SHADER_F16"), "{err}");
 }
 

@@ -220,7 +220,7 @@ fn hostile_checkpoints_are_refused_clearly() {
         }
         let views: Vec<(String, safetensors::tensor::TensorView)> = st.tensors();
         let edited = safetensors::tensor::serialize(views, Some(m)).unwrap();
-        let text = Checkpoint::from_bytes(&edited, path).err().expect(key).to_string();
+        let text = Checkpoint::from_bytes(&edited, path).expect_err(key).to_string();
         assert!(text.contains(expect), "{key}: expected {expect:?} in {text:?}");
     }
 }

@@ -5,6 +5,9 @@
 //! - [`reference`]: the CPU twin of every kernel, in f64, under the same names;
 //! - [`cli`]: the `vaegan` command line.
 
+// Kernel wrappers take their operands as separate buffers, named: clearer than a struct.
+#![allow(clippy::too_many_arguments)]
+
 pub mod checkpoint;
 pub mod cli;
 pub mod data;

@@ -22,9 +22,7 @@ pub fn read_png_grey(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
     let file = std::fs::File::open(path).map_err(|e| DataError::new(path, format!("cannot open: {e}")))?;
     let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
     decoder.set_transformations(png::Transformations::normalize_to_color8());
-    let mut limits = png::Limits::default();
-    limits.bytes = (MAX_PIXELS * 4) as usize;
-    decoder.set_limits(limits);
+    decoder.set_limits(png::Limits { bytes: (MAX_PIXELS * 4) as usize });
     let mut reader = decoder.read_info().map_err(|e| DataError::new(path, format!("not a readable PNG: {e}")))?;
     let (w, h) = (reader.info().width as u64, reader.info().height as u64);
     if w == 0 || h == 0 {

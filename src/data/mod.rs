@@ -54,11 +54,6 @@ impl Dataset {
         self.count = n;
         self
     }
-
-    /// Images as f32 in [0, 1].
-    pub fn to_unit_f32(&self, range: std::ops::Range<usize>) -> Vec<f32> {
-        self.images[range.start * self.dim()..range.end * self.dim()].iter().map(|&p| p as f32 / 255.0).collect()
-    }
 }
 
 /// A training set and its held-out test set.

@@ -75,7 +75,7 @@ pub fn own_gradients(g: &mut Graph, params: &[TensorId], grads: Vec<TensorId>, n
         let read_elsewhere = g.nodes.iter().any(|n| n.inputs.contains(&d));
         let shared = grads.iter().enumerate().any(|(j, &e)| j != i && e == d) || out.contains(&d);
         let d = if produced_here && !read_elsewhere && !shared { d } else { g.push(Op::Scale { alpha: 1.0 }, vec![d], section.clone())[0] };
-        g.named(d, &format!("grad {}", g.name(params[i]).to_string()));
+        g.named(d, &format!("grad {}", g.name(params[i])));
         out.push(d);
     }
     out

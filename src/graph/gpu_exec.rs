@@ -14,6 +14,13 @@ use crate::kernels::matmul::{self, MatmulSpec};
 use crate::kernels::reparam;
 use crate::kernels::{cast, elementwise, kl, losses, reduce};
 use crate::types::{AdamParams, RngKey};
+
+/// Tensors by name with their [rows, cols] shape and values (a checkpoint's layout).
+pub type NamedTensors = Vec<(String, [usize; 2], Vec<f32>)>;
+/// Values looked up by a parameter's name (a checkpoint's, or another executor's).
+pub type ByName<'a> = &'a dyn Fn(&str) -> Option<Vec<f32>>;
+/// One readback: the step and each loss by name.
+pub type Readback = (u64, Vec<(String, f32)>);
 use crate::types::{DType, Precision, Trans};
 
 #[derive(Clone, Debug)]
@@ -372,16 +379,16 @@ impl<'g> GpuExecutor<'g> {
     }
 
     /// Every parameter by name with its shape and values (one download per group buffer).
-    pub fn read_params(&self) -> Result<Vec<(String, [usize; 2], Vec<f32>)>> {
+    pub fn read_params(&self) -> Result<NamedTensors> {
         self.read_group_buffers(|b| &b.params)
     }
 
     /// Adam's first and second moments by parameter name.
-    pub fn read_moments(&self) -> Result<(Vec<(String, [usize; 2], Vec<f32>)>, Vec<(String, [usize; 2], Vec<f32>)>)> {
+    pub fn read_moments(&self) -> Result<(NamedTensors, NamedTensors)> {
         Ok((self.read_group_buffers(|b| &b.m)?, self.read_group_buffers(|b| &b.v)?))
     }
 
-    fn read_group_buffers(&self, which: impl Fn(&GroupBuffers) -> &GpuBuffer) -> Result<Vec<(String, [usize; 2], Vec<f32>)>> {
+    fn read_group_buffers(&self, which: impl Fn(&GroupBuffers) -> &GpuBuffer) -> Result<NamedTensors> {
         let mut out = vec![];
         for (gi, group) in self.graph.groups.iter().enumerate() {
             let flat = self.gpu.download_f32(which(&self.groups[gi]))?;
@@ -396,12 +403,7 @@ impl<'g> GpuExecutor<'g> {
 
     /// Sets every parameter of the listed groups from `values` (by name); with
     /// `moments`, Adam's m and v too. A missing name or a wrong length is an error naming it.
-    pub fn load_params(
-        &self,
-        groups: &[usize],
-        values: &dyn Fn(&str) -> Option<Vec<f32>>,
-        moments: Option<(&dyn Fn(&str) -> Option<Vec<f32>>, &dyn Fn(&str) -> Option<Vec<f32>>)>,
-    ) -> Result<()> {
+    pub fn load_params(&self, groups: &[usize], values: ByName, moments: Option<(ByName, ByName)>) -> Result<()> {
         for &gi in groups {
             let group = &self.graph.groups[gi];
             let n = self.plan.group_len[gi];
@@ -437,14 +439,6 @@ impl<'g> GpuExecutor<'g> {
     pub fn set_input(&self, t: TensorId, data: &[f32]) -> Result<()> {
         if self.graph.tensors[t].kind != TensorKind::Input {
             return Err(GraphError::Invalid(format!("{} is not an input", self.graph.name(t))));
-        }
-        Ok(self.gpu.write_f32(self.view(t), data)?)
-    }
-
-    /// Overwrites a parameter's values (tests, checkpoints).
-    pub fn set_param(&self, t: TensorId, data: &[f32]) -> Result<()> {
-        if !matches!(self.graph.tensors[t].kind, TensorKind::Param { .. }) {
-            return Err(GraphError::Invalid(format!("{} is not a parameter", self.graph.name(t))));
         }
         Ok(self.gpu.write_f32(self.view(t), data)?)
     }
@@ -546,7 +540,7 @@ impl<'g> GpuExecutor<'g> {
 
     /// Collects finished readbacks without blocking: (step, [(name, value)]) for each, in
     /// step order.
-    pub fn poll_outputs(&mut self) -> Result<Vec<(u64, Vec<(String, f32)>)>> {
+    pub fn poll_outputs(&mut self) -> Result<Vec<Readback>> {
         self.harvest()?;
         let mut out: Vec<_> = self.collected.drain(..).collect();
         out.sort_by_key(|(step, _)| *step);
@@ -554,7 +548,7 @@ impl<'g> GpuExecutor<'g> {
     }
 
     /// Waits for the GPU, then collects every pending readback.
-    pub fn wait_outputs(&mut self) -> Result<Vec<(u64, Vec<(String, f32)>)>> {
+    pub fn wait_outputs(&mut self) -> Result<Vec<Readback>> {
         self.gpu.wait()?;
         self.poll_outputs()
     }

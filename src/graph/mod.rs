@@ -226,10 +226,6 @@ impl Graph {
         self.forward(Op::Activation { act }, vec![x])
     }
 
-    pub fn relu(&mut self, x: TensorId) -> TensorId {
-        self.activation(x, Act::Relu)
-    }
-
     pub fn add(&mut self, a: TensorId, b: TensorId) -> TensorId {
         self.forward(Op::Add, vec![a, b])
     }

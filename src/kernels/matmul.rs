@@ -1,8 +1,10 @@
 //! matmul: C[M,N] = act(op(A)·op(B) + bias) with op(A) ∈ {A, Aᵀ}, op(B) ∈ {B, Bᵀ}.
 //!
 //! A layer's forward is `Y = act(X·W + b)` (NN); its backward products are
-//! `dX = dY·Wᵀ` (NT) and `dW = Xᵀ·dY` (TN). The WGSL in `shaders/matmul.wgsl` is a template;
-//! this module unrolls the register block into it for the chosen tile and layout.
+//! `dX = dY·Wᵀ` (NT) and `dW = Xᵀ·dY` (TN). The WGSL is a template in four files —
+//! `shaders/matmul_common.wgsl` (bindings, loaders, epilogue) and one entry point per kind,
+//! `matmul_register.wgsl`, `matmul_subgroup.wgsl`, `matmul_shared.wgsl`; this module
+//! unrolls the register block into it for the chosen tile and layout.
 
 use std::fmt::Write;
 
@@ -77,7 +79,7 @@ impl Tile {
     /// Whether this adapter can run the tile, and why not.
     pub fn check(&self, gpu: &Gpu) -> Result<()> {
         let bad = |why: String| Err(GpuError::shape("matmul", format!("tile {self}: {why}")));
-        if self.tm < 4 || self.tm % 4 != 0 || self.tn < 4 || self.tn % 4 != 0 || self.wg_x == 0 || self.wg_y == 0 {
+        if self.tm < 4 || !self.tm.is_multiple_of(4) || self.tn < 4 || !self.tn.is_multiple_of(4) || self.wg_x == 0 || self.wg_y == 0 {
             return bad("tm and tn must be multiples of 4, the workgroup at least 1×1".into());
         }
         let invocations = self.wg_x * self.wg_y;
@@ -96,7 +98,7 @@ impl Tile {
                         if gpu.features.subgroup_size == 0 { "unavailable or of varying size".to_string() } else { gpu.features.subgroup_size.to_string() }
                     ));
                 }
-                if self.wg_x != SUBGROUP_LANES || self.wg_y != 1 || self.tm % SUBGROUP_LANES != 0 {
+                if self.wg_x != SUBGROUP_LANES || self.wg_y != 1 || !self.tm.is_multiple_of(SUBGROUP_LANES) {
                     return bad(format!("a subgroup tile has {SUBGROUP_LANES} lanes and tm a multiple of {SUBGROUP_LANES}"));
                 }
                 Ok(())
@@ -108,7 +110,7 @@ impl Tile {
                     return bad(format!("needs {bytes} bytes of workgroup memory, the adapter has {}", gpu.limits.max_compute_workgroup_storage_size));
                 }
                 // Each invocation copies a whole number of quads of each slice.
-                if (bm * SHARED_BK / 4) % invocations != 0 || (bn * SHARED_BK / 4) % invocations != 0 {
+                if !(bm * SHARED_BK / 4).is_multiple_of(invocations) || !(bn * SHARED_BK / 4).is_multiple_of(invocations) {
                     return bad(format!("the {bm}×{SHARED_BK} and {SHARED_BK}×{bn} slices do not split evenly over {invocations} invocations"));
                 }
                 Ok(())
@@ -294,8 +296,7 @@ fn load_b(b: &mut Body, tb: bool, tn4: usize, col: impl Fn(usize) -> String) {
             for j in 0..4 {
                 writeln!(b.step4, "        let bt{q}_{j} = b_quad({} + {j}u, k, p.n, p.k);", col(q)).unwrap();
             }
-            for i in 0..4 {
-                let l = LANES[i];
+            for (i, l) in LANES.iter().enumerate() {
                 writeln!(b.step4, "        let b{i}_{q} = vec4<f32>(bt{q}_0.{l}, bt{q}_1.{l}, bt{q}_2.{l}, bt{q}_3.{l});").unwrap();
             }
         }
@@ -339,8 +340,7 @@ fn register_body(v: &Variant, b: &mut Body) {
             for i in 0..4 {
                 writeln!(b.step4, "        let at{q}_{i} = a_quad(k + {i}u, row0 + {}u, p.k, p.m);", 4 * q).unwrap();
             }
-            for j in 0..4 {
-                let l = LANES[j];
+            for (j, l) in LANES.iter().enumerate() {
                 writeln!(b.step4, "        let a{} = vec4<f32>(at{q}_0.{l}, at{q}_1.{l}, at{q}_2.{l}, at{q}_3.{l});", 4 * q + j).unwrap();
             }
         }
@@ -351,8 +351,8 @@ fn register_body(v: &Variant, b: &mut Body) {
     }
     load_b(b, tb, tn4, |q| format!("col0 + {}u", 4 * q));
     for r in 0..tm {
-        for i in 0..4 {
-            fmas(&mut b.step4, r, tn4, &format!("a{r}.{}", LANES[i]), Some(i));
+        for (i, l) in LANES.iter().enumerate() {
+            fmas(&mut b.step4, r, tn4, &format!("a{r}.{l}"), Some(i));
         }
         let load = if ta { format!("a_one(k, row0 + {r}u, p.k, p.m)") } else { format!("a_one(row0 + {r}u, k, p.m, p.k)") };
         writeln!(b.step1, "        let s{r} = {load};").unwrap();

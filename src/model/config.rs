@@ -75,7 +75,7 @@ pub struct RunConfig {
 }
 
 impl ModelConfig {
-    /// DESIGN.md's reference model, with the pixel term on: without it, on these MLPs, the
+    /// The project's reference model (README, "Models and configs"), with the pixel term on: without it, on these MLPs, the
     /// encoder's posterior collapsed (KL → 0.3) and every z decoded to the same blot
     /// (README, "Results"); `pixel_weight = 0` gives Larsen et al.'s objective unchanged.
     pub fn mnist_mlp() -> Self {
@@ -152,7 +152,7 @@ impl ModelConfig {
                 self.latent
             ));
         }
-        if !(self.gamma.is_finite() && self.gamma >= 0.0) || !(self.pixel_weight.is_finite() && self.pixel_weight >= 0.0) {
+        if !self.gamma.is_finite() || self.gamma < 0.0 || !self.pixel_weight.is_finite() || self.pixel_weight < 0.0 {
             return Err("model.gamma and model.pixel_weight must be finite and ≥ 0".into());
         }
         if self.output_act != Act::Sigmoid && self.output_act != Act::Tanh {

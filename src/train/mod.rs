@@ -214,7 +214,7 @@ impl<'g> Trainer<'g> {
         // Every `readback_every` steps, and at the last step of an epoch so that every
         // epoch has losses to average however few steps it has.
         let last_of_epoch = self.position.step_in_epoch + 1 == self.steps_per_epoch;
-        let readback = last_of_epoch || (self.exec.step + 1) % self.readback_every as u64 == 0;
+        let readback = last_of_epoch || (self.exec.step + 1).is_multiple_of(self.readback_every as u64);
         self.exec.step_with(readback, Some(&update))?;
         self.last_update = update;
         self.position.step_in_epoch += 1;
