@@ -185,3 +185,9 @@ pub fn away_from(x: &mut [f64], at: f64, gap: f64) {
 pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
+
+/// A compound kernel's scratch buffers of the given lengths, poisoned with NaN: a kernel
+/// that read scratch before writing it would show.
+pub fn scratch(lens: Vec<usize>) -> Vec<GpuBuffer> {
+    lens.into_iter().map(poisoned).collect()
+}

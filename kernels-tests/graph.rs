@@ -177,7 +177,7 @@ fn buffer_reuse_never_aliases_a_live_tensor() {
     }
     let y = g.add(keep, h);
     let y2 = g.add(y, keep);
-    let plan = Plan::new(&g, 64, true);
+    let plan = Plan::new(&g, 64, true, vaegan::Precision::F32);
     assert!(plan.slots.len() < g.tensors.len() - 1, "the plan must actually reuse buffers for this test to mean anything");
     assert_eq!(plan.find_alias(), None);
     let data = as_f32(&randn(&mut rng, 63));
@@ -195,10 +195,47 @@ fn buffer_reuse_never_aliases_a_live_tensor() {
 fn the_vaegan_plan_reuses_without_aliasing() {
     for batch in [64, 256] {
         let step = build_step(&ModelConfig::mnist_mlp(), batch, 1).unwrap();
-        let plan = Plan::new(&step.graph, 64, true);
+        let plan = Plan::new(&step.graph, 64, true, vaegan::Precision::F32);
         assert_eq!(plan.find_alias(), None, "batch {batch}");
         let (planned, naive) = (plan.planned_bytes(&step.graph), plan.naive_bytes(&step.graph));
         assert!(planned < naive, "batch {batch}: planned {planned} ≥ naive {naive}");
+    }
+}
+
+/// The plan owns every buffer a step uses: building the executor allocates exactly the
+/// plan's buffers (slots with every kernel's scratch, groups, f16 copies, inputs, readback
+/// ring) plus the launches' uniform blocks — nothing made on the side — and their bytes
+/// are the plan's up to the driver's rounding of each allocation.
+#[test]
+fn the_executor_allocates_exactly_the_planned_memory() {
+    let mut precisions = vec![vaegan::Precision::F32];
+    if gpu().features.shader_f16 {
+        precisions.push(vaegan::Precision::F16);
+    }
+    for precision in precisions {
+        let g = fresh_gpu(false);
+        let step = build_step(&tiny(Mode::VaeGan), 8, 5).unwrap();
+        g.run([]).unwrap();
+        let (buffers_before, bytes_before) = g.buffer_stats();
+        let exec =
+            GpuExecutor::new(&g, step.graph.clone(), ExecOptions { seed: 1, reuse: true, adam: Some(vec![AdamParams::new(1e-3); 3]), precision }).unwrap();
+        // A submission flushes the queue's pending writes, whose staging buffers wgpu frees then.
+        g.run([]).unwrap();
+        let (buffers_after, bytes_after) = g.buffer_stats();
+        let memory = exec.plan.memory(&step.graph);
+        assert!(memory.slots > 0 && memory.groups > 0 && memory.readback > 0);
+        assert_eq!(memory.half > 0, precision == vaegan::Precision::F16);
+        let scratch_nodes = exec.plan.scratch.iter().filter(|s| !s.is_empty()).count();
+        assert!(scratch_nodes >= 3, "the KL and the losses plan their scratch ({scratch_nodes} nodes)");
+        assert_eq!(
+            (buffers_after - buffers_before) as usize,
+            exec.plan.buffer_count() + exec.uniform_count(),
+            "{precision:?}: buffers allocated vs planned ({} + {} uniform blocks)",
+            exec.plan.buffer_count(),
+            exec.uniform_count()
+        );
+        let (got, want) = ((bytes_after - bytes_before) as f64, (memory.total() + exec.uniform_bytes()) as f64);
+        assert!((got - want).abs() <= 0.1 * want, "{precision:?}: {got} bytes allocated vs {want} planned ({memory:?})");
     }
 }
 
@@ -239,7 +276,7 @@ fn losses_are_read_back_asynchronously() {
 #[test]
 fn dumps_show_forward_and_every_backward() {
     let step = build_step(&ModelConfig::mnist_mlp(), 64, 1).unwrap();
-    let plan = Plan::new(&step.graph, 64, true);
+    let plan = Plan::new(&step.graph, 64, true, vaegan::Precision::F32);
     let text = dump::text(&step.graph, Some(&plan));
     for needle in
         ["[forward] linear+relu", "[backward encoder]", "[backward decoder]", "[backward discriminator]", "reparam_backward", "matmul tn", "@slot", "@grads0+"]

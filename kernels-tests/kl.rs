@@ -20,7 +20,7 @@ fn kl_forward_and_backward() {
         let (mub, lvb) = (upload(&mu), upload(&lv));
         let (per, mean, dmu, dlv) = (poisoned(batch), poisoned(1), poisoned(n), poisoned(n));
         let mut launches = vec![kl::kl_per_sample(gpu(), batch, latent, &mub, &lvb, &per).unwrap()];
-        launches.extend(kl::kl_mean(gpu(), batch, latent, &mub, &lvb, &mean).unwrap());
+        launches.extend(kl::kl_mean(gpu(), batch, latent, &mub, &lvb, &mean, &scratch(kl::kl_mean_scratch_lens(batch))).unwrap());
         launches.push(kl::kl_backward(gpu(), batch, latent, &mub, &lvb, &upload(&[g]), scale as f32, &dmu, &dlv).unwrap());
         gpu().run(&launches).unwrap();
         let what = format!("kl {batch}x{latent}");

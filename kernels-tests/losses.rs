@@ -22,7 +22,7 @@ fn bce_prob_forward_backward() {
         let (g, scale) = (1.5, 1.0 / 64.0);
         let (pb, tb) = (upload(&p), upload(&t));
         let (loss, dp) = (poisoned(1), poisoned(n));
-        let mut ls = losses::bce_prob(gpu(), &pb, &tb, scale as f32, &loss).unwrap();
+        let mut ls = losses::bce_prob(gpu(), &pb, &tb, scale as f32, &loss, &scratch(losses::scratch_lens(n))).unwrap();
         ls.push(losses::bce_prob_backward(gpu(), &pb, &tb, &upload(&[g]), scale as f32, &dp).unwrap());
         gpu().run(&ls).unwrap();
         assert_close(&format!("bce_prob n={n}"), &download(&loss), &[reference::losses::bce_prob(&p, &t, scale)], TOL);
@@ -37,7 +37,7 @@ fn bce_prob_clamps_saturated_probabilities() {
     let p = [0.0, 1.0, 0.0, 1.0];
     let t = [1.0, 0.0, 0.0, 1.0];
     let loss = poisoned(1);
-    let ls = losses::bce_prob(gpu(), &upload(&p), &upload(&t), 1.0, &loss).unwrap();
+    let ls = losses::bce_prob(gpu(), &upload(&p), &upload(&t), 1.0, &loss, &scratch(losses::scratch_lens(4))).unwrap();
     gpu().run(&ls).unwrap();
     // Two confident mistakes: p = 0 is clamped to 1e-7 and p = 1 to 1 − 1e-7, which is
     // 1 − 2⁻²³ in f32; the confident right answers cost (almost) nothing. Large and finite.
@@ -60,7 +60,7 @@ fn bce_logits_forward_backward_and_stability() {
         let (g, scale) = (-0.7, 0.5);
         let (lb, tb) = (upload(&l), upload(&t));
         let (loss, dl) = (poisoned(1), poisoned(n));
-        let mut ls = losses::bce_logits(gpu(), &lb, &tb, scale as f32, &loss).unwrap();
+        let mut ls = losses::bce_logits(gpu(), &lb, &tb, scale as f32, &loss, &scratch(losses::scratch_lens(n))).unwrap();
         ls.push(losses::bce_logits_backward(gpu(), &lb, &tb, &upload(&[g]), scale as f32, &dl).unwrap());
         gpu().run(&ls).unwrap();
         assert_close(&format!("bce_logits n={n}"), &download(&loss), &[reference::losses::bce_logits(&l, &t, scale)], TOL);
@@ -79,7 +79,7 @@ fn sq_err_forward_backward() {
         let (g, scale) = (2.0, 0.5 / 64.0);
         let (ab, bb) = (upload(&a), upload(&b));
         let (loss, da, db) = (poisoned(1), poisoned(n), poisoned(n));
-        let mut ls = losses::sq_err(gpu(), &ab, &bb, scale as f32, &loss).unwrap();
+        let mut ls = losses::sq_err(gpu(), &ab, &bb, scale as f32, &loss, &scratch(losses::scratch_lens(n))).unwrap();
         ls.push(losses::sq_err_backward(gpu(), &ab, &bb, &upload(&[g]), scale as f32, &da, &db).unwrap());
         gpu().run(&ls).unwrap();
         assert_close(&format!("sq_err n={n}"), &download(&loss), &[reference::losses::sq_err(&a, &b, scale)], TOL);
@@ -118,7 +118,7 @@ fn softmax_ce_forward_backward() {
         let (g, scale) = (1.3, 1.0 / rows as f64);
         let (lb, tb) = (upload(&l), upload(&t));
         let (loss, dl) = (poisoned(1), poisoned(rows * cols));
-        let mut ls = losses::softmax_ce(gpu(), rows, cols, &lb, &tb, scale as f32, &loss).unwrap();
+        let mut ls = losses::softmax_ce(gpu(), rows, cols, &lb, &tb, scale as f32, &loss, &scratch(losses::softmax_ce_scratch_lens(rows))).unwrap();
         ls.push(losses::softmax_ce_backward(gpu(), rows, cols, &lb, &tb, &upload(&[g]), scale as f32, &dl).unwrap());
         gpu().run(&ls).unwrap();
         let what = format!("softmax_ce {rows}x{cols}");

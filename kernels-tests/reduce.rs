@@ -17,8 +17,8 @@ fn sum_and_mean_match_twin_for_any_length() {
         let x = as_f32(&randn(&mut rng, n));
         let xb = upload(&x);
         let (s, m) = (poisoned(1), poisoned(1));
-        let mut launches = reduce::sum(gpu(), &xb, &s).unwrap();
-        launches.extend(reduce::mean(gpu(), &xb, &m).unwrap());
+        let mut launches = reduce::sum(gpu(), &xb, &s, &poisoned(reduce::scratch_len(n))).unwrap();
+        launches.extend(reduce::mean(gpu(), &xb, &m, &poisoned(reduce::scratch_len(n))).unwrap());
         gpu().run(&launches).unwrap();
         let abs: f64 = x.iter().map(|v| v.abs()).sum();
         let (gs, gm) = (download(&s)[0], download(&m)[0]);
@@ -34,8 +34,8 @@ fn sums_are_bit_reproducible() {
     let x = upload(&randn(&mut rng, 300_001));
     let first = poisoned(1);
     let second = poisoned(1);
-    let mut launches = reduce::sum(gpu(), &x, &first).unwrap();
-    launches.extend(reduce::sum(gpu(), &x, &second).unwrap());
+    let mut launches = reduce::sum(gpu(), &x, &first, &poisoned(reduce::scratch_len(300_001))).unwrap();
+    launches.extend(reduce::sum(gpu(), &x, &second, &poisoned(reduce::scratch_len(300_001))).unwrap());
     gpu().run(&launches).unwrap();
     assert_eq!(download(&first)[0].to_bits(), download(&second)[0].to_bits());
 }
@@ -59,6 +59,16 @@ fn column_and_row_sums_match_twin() {
 
 #[test]
 fn scalar_output_must_have_one_element() {
-    let err = reduce::sum(gpu(), &upload(&[1.0; 5]), &poisoned(2)).err().expect("two-element output");
+    let err = reduce::sum(gpu(), &upload(&[1.0; 5]), &poisoned(2), &poisoned(1)).err().expect("two-element output");
     assert!(err.to_string().contains("output has 2 elements, expected 1"), "{err}");
+}
+
+/// The caller owns a reduction's scratch (so that a graph's planner can count it): too
+/// little is refused with the size needed.
+#[test]
+fn too_little_scratch_is_refused() {
+    let n = 3 * reduce::CHUNK as usize + 1;
+    assert_eq!(reduce::scratch_len(n), 4);
+    let err = reduce::sum(gpu(), &upload(&vec![1.0; n]), &poisoned(1), &poisoned(3)).err().expect("three partials for four chunks");
+    assert!(err.to_string().contains("scratch has 3 elements, needs 4"), "{err}");
 }

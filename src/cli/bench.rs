@@ -295,13 +295,14 @@ fn bench_kernels(gpu: &Gpu, args: &BenchArgs, tiles: &[Tile], samples: usize, ce
     let y = gpu.upload_f32("y", &filler(n))?;
     let out = gpu.zeros("out", n, DType::F32)?;
     let scalar = gpu.zeros("sum", 1, DType::F32)?;
+    let partials = gpu.zeros("partial sums", reduce::scratch_len(n), DType::F32)?;
     let params = if args.quick { 100_000 } else { 1_625_425 }; // mnist-mlp's parameter count
     let p: Vec<GpuBuffer> = (0..4).map(|i| gpu.upload_f32(&format!("adam {i}"), &filler(params))).collect::<Result<_, _>>()?;
     let memory: Vec<(&str, String, Vec<Launch>, u64)> = vec![
         ("relu_forward", format!("{n}"), vec![elementwise::activation_forward(gpu, Act::Relu, &x, &out)?], 8 * n as u64),
         ("sigmoid_backward", format!("{n}"), vec![elementwise::activation_backward(gpu, Act::Sigmoid, &x, &y, &out)?], 12 * n as u64),
         ("add", format!("{n}"), vec![elementwise::add(gpu, &x, &y, &out)?], 12 * n as u64),
-        ("reduce sum", format!("{n}"), reduce::sum(gpu, &x, &scalar)?, 4 * n as u64),
+        ("reduce sum", format!("{n}"), reduce::sum(gpu, &x, &scalar, &partials)?, 4 * n as u64),
         ("column_sum", format!("{}x512", n / 512), vec![reduce::column_sum(gpu, &x, n / 512, 512, &GpuBuffer { len: 512, ..out.clone() })?], 4 * n as u64),
         ("adam", format!("{params}"), vec![adam::adam(gpu, AdamParams::new(1e-4), &p[0], &p[1], &p[2], &p[3])?], 28 * params as u64),
     ];

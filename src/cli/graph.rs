@@ -21,6 +21,9 @@ pub struct GraphArgs {
     /// Write Graphviz to this file (render with `dot -Tsvg FILE -o step.svg`).
     #[arg(long)]
     dot: Option<std::path::PathBuf>,
+    /// f32, or f16: plan the f16 copies mixed precision adds.
+    #[arg(long, default_value = "f32")]
+    precision: crate::types::Precision,
 }
 
 pub fn run(args: &GraphArgs) -> anyhow::Result<()> {
@@ -35,7 +38,7 @@ pub fn run(args: &GraphArgs) -> anyhow::Result<()> {
     let step = build_step(&config, args.batch, 1)?;
     let g = &step.graph;
     // 256-byte binding alignment: the common value on GPUs (the executor asks the adapter).
-    let plan = Plan::new(g, 64, true);
+    let plan = Plan::new(g, 64, true, args.precision);
     if args.dump {
         println!("{}", dump::text(g, Some(&plan)));
     }
@@ -48,13 +51,23 @@ pub fn run(args: &GraphArgs) -> anyhow::Result<()> {
     println!("{} {:?} at batch {}: {} parameters in {} groups", args.preset, config.mode, args.batch, params, g.groups.len());
     println!("nodes: {} ({forward} forward, {} backward)", g.nodes.len(), g.nodes.len() - forward);
     println!("tensors: {}, buffer slots after reuse: {}", g.tensors.len(), plan.slots.len());
-    let (planned, naive) = (plan.planned_bytes(g), plan.naive_bytes(g));
+    let (memory, naive) = (plan.memory(g), plan.naive_bytes(g));
+    let mib = |b: u64| b as f64 / 1048576.0;
     println!(
         "memory: planned {:.2} MiB vs {:.2} MiB with a buffer per tensor ({:.0}%)",
-        planned as f64 / 1048576.0,
-        naive as f64 / 1048576.0,
-        100.0 * planned as f64 / naive as f64
+        mib(memory.total()),
+        mib(naive),
+        100.0 * memory.total() as f64 / naive as f64
     );
+    println!(
+        "  slots (tensors and kernel scratch) {:.2} | parameters, gradients, Adam {:.2} | f16 copies {:.2} | inputs, constants {:.2} | loss readback {:.4} MiB",
+        mib(memory.slots),
+        mib(memory.groups),
+        mib(memory.half),
+        mib(memory.inputs),
+        mib(memory.readback)
+    );
+    println!("  plus one uniform block of 16 to 48 bytes per dispatch (per-launch parameters)");
     println!("work: {:.1} MFLOP per sample per step", config.flops_per_sample() / 1e6);
     Ok(())
 }

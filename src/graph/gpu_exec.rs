@@ -81,13 +81,17 @@ pub struct GpuExecutor<'g> {
     pub graph: Graph,
     pub plan: Plan,
     pub options: ExecOptions,
+    /// The plan's slot buffers (tensors' views and nodes' scratch point into them).
+    slots: Vec<GpuBuffer>,
     views: Vec<Option<GpuBuffer>>,
     groups: Vec<GroupBuffers>,
     /// Launches recorded before the graph's (e.g. gathering the data batch into an input).
     prelude: Vec<Launch>,
     /// f16 copies of non-parameter matmul operands, made once per tensor and step (a tensor
     /// never changes after it is computed, and each copy has a buffer of its own).
-    half_copies: std::cell::RefCell<std::collections::HashMap<TensorId, GpuBuffer>>,
+    half_copies: std::collections::HashMap<TensorId, GpuBuffer>,
+    /// The f16 copies whose cast is already recorded (each is cast once per step).
+    cast_done: std::cell::RefCell<std::collections::HashSet<TensorId>>,
     /// f32 → f16 casts of every group's parameters, recorded after the prelude (mixed
     /// precision only): after an Adam update and after `load_params` alike.
     param_casts: Vec<Launch>,
@@ -120,7 +124,7 @@ impl<'g> GpuExecutor<'g> {
         // or of 2 for the f16 copies.
         let elem_bytes = if options.precision == Precision::F16 { 2 } else { 4 };
         let align = (gpu.limits.min_storage_buffer_offset_alignment as usize / elem_bytes).max(16 / elem_bytes);
-        let plan = Plan::new(&graph, align, options.reuse);
+        let plan = Plan::new(&graph, align, options.reuse, options.precision);
         if let Some(adam) = &options.adam {
             if adam.len() != graph.groups.len() {
                 return Err(GraphError::Invalid(format!("{} Adam settings for {} parameter groups", adam.len(), graph.groups.len())));
@@ -175,13 +179,17 @@ impl<'g> GpuExecutor<'g> {
             });
         }
 
+        let half_copies =
+            plan.half.iter().map(|&t| Ok((t, gpu.zeros(&format!("{} f16", graph.name(t)), graph.shape(t).len(), DType::F16)?))).collect::<Result<_>>()?;
         let mut exec = GpuExecutor {
             gpu,
             plan,
+            slots,
             views,
             groups,
             prelude: vec![],
-            half_copies: Default::default(),
+            half_copies,
+            cast_done: Default::default(),
             param_casts: vec![],
             launches: vec![],
             rng: vec![],
@@ -212,7 +220,7 @@ impl<'g> GpuExecutor<'g> {
             }
         }
         let out_bytes = (exec.graph.outputs.len().max(1) * 4) as u64;
-        for _ in 0..3 {
+        for _ in 0..exec.plan.readback_ring {
             exec.staging.push(Staging {
                 buffer: gpu.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("scalars readback"),
@@ -243,6 +251,22 @@ impl<'g> GpuExecutor<'g> {
     /// A matmul operand as the matmul reads it: the tensor itself in f32; in mixed
     /// precision a view of its group's f16 copy for a parameter, else an f16 buffer of its
     /// own filled by a cast recorded before the first matmul that reads it.
+    /// Bytes of the uniform blocks of every launch (each dispatch's parameters): the one
+    /// kind of buffer the plan does not size, as it depends on the kernels chosen.
+    pub fn uniform_bytes(&self) -> u64 {
+        self.uniforms().map(|b| b.size()).sum()
+    }
+
+    /// How many uniform blocks the launches hold.
+    pub fn uniform_count(&self) -> usize {
+        self.uniforms().count()
+    }
+
+    fn uniforms(&self) -> impl Iterator<Item = &wgpu::Buffer> {
+        let all = self.prelude.iter().chain(&self.param_casts).chain(&self.launches).chain(self.adam.iter().map(|(l, _, _)| l));
+        all.filter_map(|l| l.params.as_ref())
+    }
+
     fn matmul_operand(&self, t: TensorId, launches: &mut Vec<Launch>) -> Result<GpuBuffer> {
         let view = self.view(t).clone();
         if self.options.precision == Precision::F32 {
@@ -252,13 +276,12 @@ impl<'g> GpuExecutor<'g> {
             let half = self.groups[group].half.as_ref().expect("f16 copies exist in mixed precision");
             return Ok(GpuBuffer { offset: half.offset + offset as u64 * 2, len: view.len, ..half.clone() });
         }
-        if let Some(half) = self.half_copies.borrow().get(&t) {
-            return Ok(half.clone());
+        // The plan's f16 copy, cast where the first matmul reads it.
+        let half = self.half_copies.get(&t).ok_or_else(|| GraphError::Invalid(format!("tensor {} has no planned f16 copy", self.graph.name(t))))?;
+        if self.cast_done.borrow_mut().insert(t) {
+            launches.push(cast::to_f16(self.gpu, &view, half)?);
         }
-        let half = self.gpu.zeros(&format!("{} f16", self.graph.name(t)), view.len, DType::F16)?;
-        launches.push(cast::to_f16(self.gpu, &view, &half)?);
-        self.half_copies.borrow_mut().insert(t, half.clone());
-        Ok(half)
+        Ok(half.clone())
     }
 
     fn prepare_node(&mut self, id: usize) -> Result<()> {
@@ -267,6 +290,8 @@ impl<'g> GpuExecutor<'g> {
         let v = |k: usize| self.view(node.inputs[k]).clone();
         let out = |k: usize| self.view(node.outputs[k]).clone();
         let shape = |t: TensorId| self.graph.shape(t);
+        // Planned scratch (see `Op::scratch_lens`), in the slots the plan chose.
+        let scratch: Vec<GpuBuffer> = self.plan.scratch[id].iter().map(|&(slot, len)| GpuBuffer { len, ..self.slots[slot].clone() }).collect();
         let mut launches: Vec<Launch> = vec![];
         let mut rng = None;
         match &node.op {
@@ -319,7 +344,7 @@ impl<'g> GpuExecutor<'g> {
             Op::ReparamBackward => launches.push(reparam::reparam_backward(gpu, &v(0), &v(1), &v(2), &out(0), &out(1))?),
             Op::KlMean => {
                 let s = shape(node.inputs[0]);
-                launches.extend(kl::kl_mean(gpu, s.rows, s.cols, &v(0), &v(1), &out(0))?);
+                launches.extend(kl::kl_mean(gpu, s.rows, s.cols, &v(0), &v(1), &out(0), &scratch)?);
             }
             Op::KlBackward => {
                 let s = shape(node.inputs[0]);
@@ -328,16 +353,16 @@ impl<'g> GpuExecutor<'g> {
             }
             Op::Loss { kind: LossKind::SoftmaxCe, scale } => {
                 let s = shape(node.inputs[0]);
-                launches.extend(losses::softmax_ce(gpu, s.rows, s.cols, &v(0), &v(1), *scale, &out(0))?);
+                launches.extend(losses::softmax_ce(gpu, s.rows, s.cols, &v(0), &v(1), *scale, &out(0), &scratch)?);
             }
             Op::LossBackward { kind: LossKind::SoftmaxCe, scale } => {
                 let s = shape(node.inputs[0]);
                 launches.push(losses::softmax_ce_backward(gpu, s.rows, s.cols, &v(0), &v(1), &v(2), *scale, &out(0))?);
             }
             Op::Loss { kind, scale } => launches.extend(match kind {
-                LossKind::BceProb => losses::bce_prob(gpu, &v(0), &v(1), *scale, &out(0))?,
-                LossKind::BceLogits => losses::bce_logits(gpu, &v(0), &v(1), *scale, &out(0))?,
-                LossKind::SqErr => losses::sq_err(gpu, &v(0), &v(1), *scale, &out(0))?,
+                LossKind::BceProb => losses::bce_prob(gpu, &v(0), &v(1), *scale, &out(0), &scratch)?,
+                LossKind::BceLogits => losses::bce_logits(gpu, &v(0), &v(1), *scale, &out(0), &scratch)?,
+                LossKind::SqErr => losses::sq_err(gpu, &v(0), &v(1), *scale, &out(0), &scratch)?,
                 LossKind::SoftmaxCe => unreachable!("handled above"),
             }),
             Op::LossBackward { kind, scale } => launches.push(match kind {

@@ -228,6 +228,19 @@ impl Op {
 
     /// True for ops that do not depend on their inputs' values for gradients (no inputs,
     /// or gradient blocked).
+    /// Elements of each scratch buffer the op's kernels need beside its inputs and outputs
+    /// (partial sums, per-row values), given its input shapes. The planner places them in
+    /// slots live for this node alone, so that every buffer a step uses is planned.
+    pub fn scratch_lens(&self, s: &[Shape]) -> Vec<usize> {
+        use crate::kernels::{kl, losses};
+        match self {
+            Op::KlMean => kl::kl_mean_scratch_lens(s[0].rows),
+            Op::Loss { kind: LossKind::SoftmaxCe, .. } => losses::softmax_ce_scratch_lens(s[0].rows),
+            Op::Loss { .. } => losses::scratch_lens(s[0].len()),
+            _ => vec![],
+        }
+    }
+
     pub fn blocks_gradient(&self) -> bool {
         matches!(self, Op::StopGradient | Op::Fill { .. } | Op::Randn { .. })
     }

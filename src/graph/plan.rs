@@ -7,7 +7,10 @@
 //!   [defining node, last reading node] do not overlap. A node's outputs are placed before
 //!   its dead inputs are released, so a kernel never reads and writes the same buffer.
 
+use super::ops::Op;
 use super::{Graph, TensorId, TensorKind};
+use crate::gpu::buffer::bound_bytes;
+use crate::types::{DType, Precision};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Placement {
@@ -28,12 +31,44 @@ pub struct Plan {
     /// [defining node, last reading node] of each tensor; inputs, params and consts are
     /// defined before node 0; graph outputs live to the end.
     pub lifetime: Vec<(usize, usize)>,
+    /// Each node's scratch: (slot, elements), live during that node alone.
+    pub scratch: Vec<Vec<(usize, usize)>>,
+    /// What the matmuls read: in mixed precision, each group's f16 copy of its parameters
+    /// and an f16 copy of every other tensor a matmul reads (`half`).
+    pub precision: Precision,
+    pub half: Vec<TensorId>,
+    /// Loss readbacks in flight at once, each a staging buffer of the graph's outputs.
+    pub readback_ring: usize,
 }
+
+/// Where a plan's bytes go (`vaegan graph` prints it; the executor allocates exactly this).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// Slots: every intermediate tensor and every kernel's scratch, reused by liveness.
+    pub slots: u64,
+    /// Parameters, their gradients and Adam's two moments (one flat buffer each per group).
+    pub groups: u64,
+    /// f16 copies of parameters and matmul operands (mixed precision only).
+    pub half: u64,
+    /// Inputs and constants.
+    pub inputs: u64,
+    /// Staging buffers for reading the losses back.
+    pub readback: u64,
+}
+
+impl Memory {
+    pub fn total(&self) -> u64 {
+        self.slots + self.groups + self.half + self.inputs + self.readback
+    }
+}
+
+/// The ring of staging buffers the GPU executor reads losses back through.
+pub const READBACK_RING: usize = 3;
 
 impl Plan {
     /// `align` is the binding offset alignment in elements; `reuse = false` gives every
     /// tensor its own slot (for tests that compare against the reusing plan).
-    pub fn new(g: &Graph, align: usize, reuse: bool) -> Plan {
+    pub fn new(g: &Graph, align: usize, reuse: bool, precision: Precision) -> Plan {
         let n_nodes = g.nodes.len();
         let mut lifetime: Vec<(usize, usize)> = g
             .tensors
@@ -78,27 +113,38 @@ impl Plan {
         let mut slots: Vec<u64> = vec![];
         let mut free: Vec<usize> = vec![];
         let mut slot_of = vec![usize::MAX; g.tensors.len()];
+        let mut scratch = vec![vec![]; n_nodes];
+        // Best fit among free slots; else grow the largest free one; else a new slot.
+        let take = |need: u64, slots: &mut Vec<u64>, free: &mut Vec<usize>| -> usize {
+            let slot = if !reuse {
+                None
+            } else {
+                let fit = free.iter().enumerate().filter(|(_, &s)| slots[s] >= need).min_by_key(|(_, &s)| slots[s]);
+                let pick = fit.or_else(|| free.iter().enumerate().max_by_key(|(_, &s)| slots[s])).map(|(k, _)| k);
+                pick.map(|k| free.swap_remove(k))
+            };
+            let slot = slot.unwrap_or_else(|| {
+                slots.push(0);
+                slots.len() - 1
+            });
+            slots[slot] = slots[slot].max(need);
+            slot
+        };
         for (i, node) in g.nodes.iter().enumerate() {
             for &t in &node.outputs {
                 if !needs_slot(t, &placement) {
                     continue;
                 }
-                let need = bytes(t);
-                let slot = if !reuse {
-                    None
-                } else {
-                    // Best fit among free slots; else grow the largest free one.
-                    let fit = free.iter().enumerate().filter(|(_, &s)| slots[s] >= need).min_by_key(|(_, &s)| slots[s]);
-                    let pick = fit.or_else(|| free.iter().enumerate().max_by_key(|(_, &s)| slots[s])).map(|(k, _)| k);
-                    pick.map(|k| free.swap_remove(k))
-                };
-                let slot = slot.unwrap_or_else(|| {
-                    slots.push(0);
-                    slots.len() - 1
-                });
-                slots[slot] = slots[slot].max(need);
+                let slot = take(bytes(t), &mut slots, &mut free);
                 slot_of[t] = slot;
                 placement[t] = Placement::Slot(slot);
+            }
+            // Scratch comes after the outputs and before any input is released, so it
+            // aliases neither; it is free again once the node is done.
+            let shapes: Vec<_> = node.inputs.iter().map(|&t| g.shape(t)).collect();
+            for len in node.op.scratch_lens(&shapes) {
+                let slot = take(len.max(1) as u64 * 4, &mut slots, &mut free);
+                scratch[i].push((slot, len.max(1)));
             }
             // Release what dies here: inputs read for the last time, outputs never read.
             for &t in node.inputs.iter().chain(&node.outputs) {
@@ -109,23 +155,62 @@ impl Plan {
                     }
                 }
             }
+            free.extend(scratch[i].iter().map(|(slot, _)| *slot));
         }
-        Plan { placement, slots, group_len, lifetime }
+        // In mixed precision every matmul operand that is not a parameter gets an f16 copy,
+        // cast once however many matmuls read it.
+        let mut half = vec![];
+        if precision == Precision::F16 {
+            for node in &g.nodes {
+                if matches!(node.op, Op::Linear { .. } | Op::Matmul { .. }) {
+                    for &t in &node.inputs[..2] {
+                        if !matches!(placement[t], Placement::GroupParam { .. }) && !half.contains(&t) {
+                            half.push(t);
+                        }
+                    }
+                }
+            }
+        }
+        Plan { placement, slots, group_len, lifetime, scratch, precision, half, readback_ring: READBACK_RING }
     }
 
-    /// Bytes of all slots, group buffers (params, gradients and Adam's two moments),
-    /// inputs and constants.
+    /// Every buffer a step uses, by kind, as the executor allocates them (sizes rounded
+    /// as `bound_bytes` rounds them).
+    pub fn memory(&self, g: &Graph) -> Memory {
+        let f32s = |n: usize| bound_bytes(n, DType::F32);
+        let f16 = self.precision == Precision::F16;
+        Memory {
+            slots: self.slots.iter().map(|&b| f32s((b / 4) as usize)).sum(),
+            groups: self.group_len.iter().map(|&n| 4 * f32s(n)).sum(),
+            half: if f16 {
+                self.group_len.iter().map(|&n| bound_bytes(n, DType::F16)).sum::<u64>()
+                    + self.half.iter().map(|&t| bound_bytes(g.shape(t).len(), DType::F16)).sum::<u64>()
+            } else {
+                0
+            },
+            inputs: g
+                .tensors
+                .iter()
+                .zip(&self.placement)
+                .filter(|(_, p)| matches!(p, Placement::Input | Placement::Const))
+                .map(|(t, _)| f32s(t.shape.len()))
+                .sum(),
+            readback: self.readback_ring as u64 * (g.outputs.len().max(1) * 4) as u64,
+        }
+    }
+
+    /// How many buffers the executor allocates for this plan (the launches' uniform blocks
+    /// aside): slots, four per group (params, grads, Adam m and v) and its f16 copy in mixed
+    /// precision, the other f16 copies, inputs and constants, the readback ring.
+    pub fn buffer_count(&self) -> usize {
+        let f16 = self.precision == Precision::F16;
+        let own = self.placement.iter().filter(|p| matches!(p, Placement::Input | Placement::Const)).count();
+        self.slots.len() + self.group_len.len() * (4 + f16 as usize) + self.half.len() + own + self.readback_ring
+    }
+
+    /// The total of `memory`.
     pub fn planned_bytes(&self, g: &Graph) -> u64 {
-        let slots: u64 = self.slots.iter().sum();
-        let groups: u64 = self.group_len.iter().map(|&n| n as u64 * 4 * 4).sum();
-        let own: u64 = g
-            .tensors
-            .iter()
-            .zip(&self.placement)
-            .filter(|(_, p)| matches!(p, Placement::Input | Placement::Const))
-            .map(|(t, _)| t.shape.len() as u64 * 4)
-            .sum();
-        slots + groups + own
+        self.memory(g).total()
     }
 
     /// What every tensor would take with a buffer each (and the same Adam state).

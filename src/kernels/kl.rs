@@ -1,7 +1,6 @@
 //! KL(N(μ, σ²) ‖ N(0, I)): per sample, batch mean, and backward.
 
 use crate::gpu::{Gpu, GpuBuffer, Launch, Result};
-use crate::types::DType;
 
 use super::reduce;
 
@@ -36,12 +35,22 @@ pub fn kl_per_sample(gpu: &Gpu, batch: usize, latent: usize, mu: &GpuBuffer, log
     gpu.launch_at(name, pipeline, &params, &[(1, mu), (2, logvar), (3, kl)], gpu.grid_1d(rows.div_ceil(64)))
 }
 
+/// Scratch of `kl_mean` for a batch: the per-sample KL, then its partial sums.
+pub fn kl_mean_scratch_lens(batch: usize) -> Vec<usize> {
+    vec![batch.max(1), reduce::scratch_len(batch)]
+}
+
 /// loss[0] = mean over the batch of the per-sample KL: per-sample kernel, then the
-/// deterministic reduction with scale 1/batch.
-pub fn kl_mean(gpu: &Gpu, batch: usize, latent: usize, mu: &GpuBuffer, logvar: &GpuBuffer, loss: &GpuBuffer) -> Result<Vec<Launch>> {
-    let per_sample = gpu.zeros("kl per sample", batch, DType::F32)?;
-    let mut launches = vec![kl_per_sample(gpu, batch, latent, mu, logvar, &per_sample)?];
-    launches.extend(reduce::mean(gpu, &per_sample, loss)?);
+/// deterministic reduction with scale 1/batch. `scratch` as `kl_mean_scratch_lens` says.
+pub fn kl_mean(gpu: &Gpu, batch: usize, latent: usize, mu: &GpuBuffer, logvar: &GpuBuffer, loss: &GpuBuffer, scratch: &[GpuBuffer]) -> Result<Vec<Launch>> {
+    let name = format!("kl_mean {batch}x{latent}");
+    let per_sample = super::losses::scratch_at(scratch, 0, &name)?;
+    if per_sample.len < batch {
+        return Err(crate::gpu::GpuError::shape(&name, format!("scratch 0 has {} elements, needs {batch}", per_sample.len)));
+    }
+    let per_sample = &GpuBuffer { len: batch, ..per_sample.clone() };
+    let mut launches = vec![kl_per_sample(gpu, batch, latent, mu, logvar, per_sample)?];
+    launches.extend(reduce::mean(gpu, per_sample, loss, super::losses::scratch_at(scratch, 1, &name)?)?);
     Ok(launches)
 }
 

@@ -5,7 +5,7 @@
 
 use crate::gpu::{Gpu, GpuBuffer, Launch, Result};
 
-use super::reduce::{reduce_to_scalar, Term, LOSS_TERMS_WGSL};
+use super::reduce::{self, reduce_to_scalar, Term, LOSS_TERMS_WGSL};
 use super::ACTIVATIONS_WGSL;
 
 const SOURCE: &str = include_str!("../../shaders/losses.wgsl");
@@ -19,19 +19,29 @@ struct Params {
     _pad: u32,
 }
 
+/// Scratch of the elementwise losses over `n` values: the reduction's partial sums.
+pub fn scratch_lens(n: usize) -> Vec<usize> {
+    vec![reduce::scratch_len(n)]
+}
+
 /// loss[0] = scale · Σ −[t·log p + (1−t)·log(1−p)], p clamped to [1e-7, 1 − 1e-7].
-pub fn bce_prob(gpu: &Gpu, p: &GpuBuffer, t: &GpuBuffer, scale: f32, loss: &GpuBuffer) -> Result<Vec<Launch>> {
-    reduce_to_scalar(gpu, Term::BceProb, p, Some(t), scale, loss)
+pub fn bce_prob(gpu: &Gpu, p: &GpuBuffer, t: &GpuBuffer, scale: f32, loss: &GpuBuffer, scratch: &[GpuBuffer]) -> Result<Vec<Launch>> {
+    reduce_to_scalar(gpu, Term::BceProb, p, Some(t), scale, loss, scratch_at(scratch, 0, "bce_prob")?)
 }
 
 /// loss[0] = scale · Σ BCE(σ(l), t), computed from logits without overflow.
-pub fn bce_logits(gpu: &Gpu, logits: &GpuBuffer, t: &GpuBuffer, scale: f32, loss: &GpuBuffer) -> Result<Vec<Launch>> {
-    reduce_to_scalar(gpu, Term::BceLogits, logits, Some(t), scale, loss)
+pub fn bce_logits(gpu: &Gpu, logits: &GpuBuffer, t: &GpuBuffer, scale: f32, loss: &GpuBuffer, scratch: &[GpuBuffer]) -> Result<Vec<Launch>> {
+    reduce_to_scalar(gpu, Term::BceLogits, logits, Some(t), scale, loss, scratch_at(scratch, 0, "bce_logits")?)
 }
 
 /// loss[0] = scale · Σ (a − b)².
-pub fn sq_err(gpu: &Gpu, a: &GpuBuffer, b: &GpuBuffer, scale: f32, loss: &GpuBuffer) -> Result<Vec<Launch>> {
-    reduce_to_scalar(gpu, Term::SqErr, a, Some(b), scale, loss)
+pub fn sq_err(gpu: &Gpu, a: &GpuBuffer, b: &GpuBuffer, scale: f32, loss: &GpuBuffer, scratch: &[GpuBuffer]) -> Result<Vec<Launch>> {
+    reduce_to_scalar(gpu, Term::SqErr, a, Some(b), scale, loss, scratch_at(scratch, 0, "sq_err")?)
+}
+
+/// The `i`th scratch buffer, or an error naming the kernel.
+pub(crate) fn scratch_at<'a>(scratch: &'a [GpuBuffer], i: usize, kernel: &str) -> Result<&'a GpuBuffer> {
+    scratch.get(i).ok_or_else(|| crate::gpu::GpuError::shape(kernel, format!("needs {} scratch buffers, got {}", i + 1, scratch.len())))
 }
 
 fn backward(gpu: &Gpu, entry: &str, a: &GpuBuffer, b: &GpuBuffer, dloss: &GpuBuffer, scale: f32, da: &GpuBuffer, db: Option<&GpuBuffer>) -> Result<Launch> {
@@ -80,17 +90,37 @@ fn softmax_pipeline(gpu: &Gpu, entry: &str) -> Result<std::sync::Arc<wgpu::Compu
     gpu.pipeline(&format!("losses/{entry}"), || Ok(format!("{ACTIVATIONS_WGSL}\n{LOSS_TERMS_WGSL}\n{SOURCE}")), entry)
 }
 
+/// Scratch of `softmax_ce` over `rows` rows: the per-row losses, then their partial sums.
+pub fn softmax_ce_scratch_lens(rows: usize) -> Vec<usize> {
+    vec![rows.max(1), reduce::scratch_len(rows)]
+}
+
 /// loss[0] = scale · Σ_rows (logsumexp(l_r) − Σ_j t_rj·l_rj) for rows×cols logits and target
 /// distributions (one-hot labels). Per-row losses, then the deterministic reduction.
-pub fn softmax_ce(gpu: &Gpu, rows: usize, cols: usize, logits: &GpuBuffer, t: &GpuBuffer, scale: f32, loss: &GpuBuffer) -> Result<Vec<Launch>> {
+pub fn softmax_ce(
+    gpu: &Gpu,
+    rows: usize,
+    cols: usize,
+    logits: &GpuBuffer,
+    t: &GpuBuffer,
+    scale: f32,
+    loss: &GpuBuffer,
+    scratch: &[GpuBuffer],
+) -> Result<Vec<Launch>> {
     let name = format!("softmax_ce {rows}x{cols}");
     let (r, c) = softmax_check(&name, rows, cols, &[("logits", logits), ("targets", t)])?;
     super::expect_len(&name, "loss", loss, 1)?;
-    let per_row = gpu.zeros("softmax_ce per row", rows, crate::types::DType::F32)?;
+    let per_row = scratch_at(scratch, 0, &name)?;
+    super::expect_f32(&name, "scratch", per_row)?;
+    if per_row.len < rows {
+        return Err(crate::gpu::GpuError::shape(&name, format!("scratch 0 has {} elements, needs {rows}", per_row.len)));
+    }
+    let per_row = &GpuBuffer { len: rows, ..per_row.clone() };
     let params = Params { n: r, scale: 1.0, cols: c, _pad: 0 };
-    let first = gpu.launch_at(name, softmax_pipeline(gpu, "softmax_ce_rows")?, &params, &[(1, logits), (2, t), (4, &per_row)], gpu.grid_1d(r.div_ceil(64)))?;
+    let partials = scratch_at(scratch, 1, &name)?;
+    let first = gpu.launch_at(name, softmax_pipeline(gpu, "softmax_ce_rows")?, &params, &[(1, logits), (2, t), (4, per_row)], gpu.grid_1d(r.div_ceil(64)))?;
     let mut launches = vec![first];
-    launches.extend(reduce_to_scalar(gpu, Term::Sum, &per_row, None, scale, loss)?);
+    launches.extend(reduce_to_scalar(gpu, Term::Sum, per_row, None, scale, loss, partials)?);
     Ok(launches)
 }
 

@@ -2,7 +2,6 @@
 //! order), column sums and row sums.
 
 use crate::gpu::{Gpu, GpuBuffer, GpuError, Launch, Result};
-use crate::types::DType;
 
 use super::ACTIVATIONS_WGSL;
 use crate::gpu::template::fill;
@@ -58,13 +57,24 @@ fn pipeline(gpu: &Gpu, term: Term, entry: &str) -> Result<std::sync::Arc<wgpu::C
     )
 }
 
+/// Elements of scratch a reduction of `n` values needs: one partial sum per chunk of
+/// `CHUNK` (the caller owns it, so that a graph's planner can count and reuse it).
+pub fn scratch_len(n: usize) -> usize {
+    n.div_ceil(CHUNK as usize).max(1)
+}
+
 /// out[0] = scale · Σ_i term(a[i], b[i]). `b` is required for loss terms, ignored for Sum.
-pub fn reduce_to_scalar(gpu: &Gpu, term: Term, a: &GpuBuffer, b: Option<&GpuBuffer>, scale: f32, out: &GpuBuffer) -> Result<Vec<Launch>> {
+/// `partials` holds at least `scratch_len(a.len)` elements; its contents are overwritten.
+pub fn reduce_to_scalar(gpu: &Gpu, term: Term, a: &GpuBuffer, b: Option<&GpuBuffer>, scale: f32, out: &GpuBuffer, partials: &GpuBuffer) -> Result<Vec<Launch>> {
     let name = format!("reduce {} n={}", term.name(), a.len);
     let n = super::nonempty(&name, a.len)?;
     super::expect_f32(&name, "input", a)?;
     super::expect_f32(&name, "output", out)?;
     super::expect_len(&name, "output", out, 1)?;
+    super::expect_f32(&name, "scratch", partials)?;
+    if partials.len < scratch_len(a.len) {
+        return Err(GpuError::shape(&name, format!("scratch has {} elements, needs {}", partials.len, scratch_len(a.len))));
+    }
     let b = match (term, b) {
         (Term::Sum, _) => None,
         (_, Some(b)) => {
@@ -91,25 +101,25 @@ pub fn reduce_to_scalar(gpu: &Gpu, term: Term, a: &GpuBuffer, b: Option<&GpuBuff
         return Ok(vec![gpu.launch_at(name, first, &params, &refs, [1, 1, 1])?]);
     }
     // Two passes: chunks → partials (unscaled), then one workgroup sums the partials.
-    let partials = gpu.zeros("reduce partials", groups as usize, DType::F32)?;
+    let partials = &GpuBuffer { len: groups as usize, ..partials.clone() };
     let params = Params { n, chunk: CHUNK, scale: 1.0, _pad: 0 };
-    let s = slots(a, &partials, true);
+    let s = slots(a, partials, true);
     let refs: Vec<(u32, &GpuBuffer)> = s.iter().map(|(i, b)| (*i, b)).collect();
     let pass1 = gpu.launch_at(format!("{name} (pass 1)"), first, &params, &refs, gpu.grid_1d(groups))?;
     let second = pipeline(gpu, Term::Sum, "reduce_partial")?;
     let params = Params { n: groups, chunk: groups, scale, _pad: 0 };
-    let pass2 = gpu.launch_at(format!("{name} (pass 2)"), second, &params, &[(1, &partials), (3, out)], [1, 1, 1])?;
+    let pass2 = gpu.launch_at(format!("{name} (pass 2)"), second, &params, &[(1, partials), (3, out)], [1, 1, 1])?;
     Ok(vec![pass1, pass2])
 }
 
-/// out[0] = Σ x.
-pub fn sum(gpu: &Gpu, x: &GpuBuffer, out: &GpuBuffer) -> Result<Vec<Launch>> {
-    reduce_to_scalar(gpu, Term::Sum, x, None, 1.0, out)
+/// out[0] = Σ x (`partials`: see `reduce_to_scalar`).
+pub fn sum(gpu: &Gpu, x: &GpuBuffer, out: &GpuBuffer, partials: &GpuBuffer) -> Result<Vec<Launch>> {
+    reduce_to_scalar(gpu, Term::Sum, x, None, 1.0, out, partials)
 }
 
-/// out[0] = Σ x / len.
-pub fn mean(gpu: &Gpu, x: &GpuBuffer, out: &GpuBuffer) -> Result<Vec<Launch>> {
-    reduce_to_scalar(gpu, Term::Sum, x, None, 1.0 / x.len.max(1) as f32, out)
+/// out[0] = Σ x / len (`partials`: see `reduce_to_scalar`).
+pub fn mean(gpu: &Gpu, x: &GpuBuffer, out: &GpuBuffer, partials: &GpuBuffer) -> Result<Vec<Launch>> {
+    reduce_to_scalar(gpu, Term::Sum, x, None, 1.0 / x.len.max(1) as f32, out, partials)
 }
 
 fn axis_sum(gpu: &Gpu, entry: &str, x: &GpuBuffer, rows: usize, cols: usize, out: &GpuBuffer, out_len: usize) -> Result<Launch> {
