@@ -29,9 +29,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> m: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size($WG)
 fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
+    let i = gid.x + gid.y * nwg.x * $WGu;
     if (i >= p.n) { return; }
     let g = grad[i] * p.grad_scale;
     let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;

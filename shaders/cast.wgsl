@@ -14,8 +14,8 @@ struct Params {
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f16>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size($WG)
 fn to_f16(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
+    let i = gid.x + gid.y * nwg.x * $WGu;
     if (i < p.n) { dst[i] = f16(src[i]); }
 }

@@ -22,9 +22,9 @@ fn byte_at(i: u32) -> u32 {
     return (data[i >> 2u] >> ((i & 3u) * 8u)) & 0xffu;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size($WG)
 fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
+    let i = gid.x + gid.y * nwg.x * $WGu;
     if (i >= p.batch * p.dim) { return; }
     let b = i / p.dim;
     let j = i % p.dim;
@@ -37,9 +37,9 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
 
 // One-hot labels of the same batch: out[b, c] = 1 where label[perm[start + b]] = c (labels
 // stored one per u32 in `data`, p.dim = the number of classes).
-@compute @workgroup_size(256)
+@compute @workgroup_size($WG)
 fn gather_labels(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
+    let i = gid.x + gid.y * nwg.x * $WGu;
     if (i >= p.batch * p.dim) { return; }
     let b = i / p.dim;
     let c = i % p.dim;

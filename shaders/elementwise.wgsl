@@ -18,98 +18,98 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding($SLOT_X) var<storage, read> x: array<f32>;
+@group(0) @binding($SLOT_DY) var<storage, read> dy: array<f32>;
+@group(0) @binding($SLOT_OUT) var<storage, read_write> out: array<f32>;
 
-const WG: u32 = 256u;
+const WG: u32 = $WGu;
 
 fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size($WG)
 fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i < p.n) { out[i] = act_relu(x[i]); }
 }
 
 // dx = dy · [x > 0]
-@compute @workgroup_size(256)
+@compute @workgroup_size($WG)
 fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i < p.n) { out[i] = select(0.0, dy[i], x[i] > 0.0); }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size($WG)
 fn leaky_relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i < p.n) { out[i] = act_leaky_relu(x[i], p.alpha); }
 }
 
 // dx = dy · (x > 0 ? 1 : α)
-@compute @workgroup_size(256)
+@compute @workgroup_size($WG)
 fn leaky_relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i < p.n) { out[i] = select(p.alpha * dy[i], dy[i], x[i] > 0.0); }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size($WG)
 fn tanh_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i < p.n) { out[i] = act_tanh(x[i]); }
 }
 
 // x holds y = tanh(input): dx = dy · (1 − y²)
-@compute @workgroup_size(256)
+@compute @workgroup_size($WG)
 fn tanh_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i < p.n) { let y = x[i]; out[i] = dy[i] * (1.0 - y * y); }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size($WG)
 fn sigmoid_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i < p.n) { out[i] = act_sigmoid(x[i]); }
 }
 
 // x holds y = σ(input): dx = dy · y · (1 − y)
-@compute @workgroup_size(256)
+@compute @workgroup_size($WG)
 fn sigmoid_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i < p.n) { let y = x[i]; out[i] = dy[i] * y * (1.0 - y); }
 }
 
 // out = x + dy (the second operand reuses the dy binding)
-@compute @workgroup_size(256)
+@compute @workgroup_size($WG)
 fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i < p.n) { out[i] = x[i] + dy[i]; }
 }
 
 // out = alpha · x
-@compute @workgroup_size(256)
+@compute @workgroup_size($WG)
 fn scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i < p.n) { out[i] = p.alpha * x[i]; }
 }
 
 // out = value
-@compute @workgroup_size(256)
+@compute @workgroup_size($WG)
 fn fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i < p.n) { out[i] = p.value; }
 }
 
 // out = x + alpha · dy (weighted sums of losses; the second operand reuses the dy binding)
-@compute @workgroup_size(256)
+@compute @workgroup_size($WG)
 fn axpy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i < p.n) { out[i] = x[i] + p.alpha * dy[i]; }
 }
 
 // out[dst_offset + i] = x[src_offset + i] for i < n: concatenation and slicing of row blocks.
-@compute @workgroup_size(256)
+@compute @workgroup_size($WG)
 fn copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i < p.n) { out[p.dst_offset + i] = x[p.src_offset + i]; }

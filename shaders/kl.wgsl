@@ -10,16 +10,16 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> mu: array<f32>;
-@group(0) @binding(2) var<storage, read> logvar: array<f32>;
-@group(0) @binding(3) var<storage, read_write> kl: array<f32>;
-@group(0) @binding(4) var<storage, read> dloss: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dmu: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dlogvar: array<f32>;
+@group(0) @binding($SLOT_MU) var<storage, read> mu: array<f32>;
+@group(0) @binding($SLOT_LOGVAR) var<storage, read> logvar: array<f32>;
+@group(0) @binding($SLOT_KL) var<storage, read_write> kl: array<f32>;
+@group(0) @binding($SLOT_DLOSS) var<storage, read> dloss: array<f32>;
+@group(0) @binding($SLOT_DMU) var<storage, read_write> dmu: array<f32>;
+@group(0) @binding($SLOT_DLOGVAR) var<storage, read_write> dlogvar: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size($WG_ROWS)
 fn kl_per_sample(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let r = gid.x + gid.y * nwg.x * 64u;
+    let r = gid.x + gid.y * nwg.x * $WG_ROWSu;
     if (r >= p.rows) { return; }
     var s = 0.0;
     for (var j = 0u; j < p.cols; j++) {
@@ -32,9 +32,9 @@ fn kl_per_sample(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 
 // For L = scale · Σ_r kl[r] (scale = 1/B for the batch mean):
 // dμ = g·scale·μ;  dlogσ² = g·scale·½(exp(logσ²) − 1), g = dloss[0].
-@compute @workgroup_size(256)
+@compute @workgroup_size($WG)
 fn kl_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
+    let i = gid.x + gid.y * nwg.x * $WGu;
     if (i >= p.rows * p.cols) { return; }
     let g = dloss[0] * p.scale;
     dmu[i] = g * mu[i];

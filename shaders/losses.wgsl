@@ -10,30 +10,30 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;       // prediction (p, logits, features)
-@group(0) @binding(2) var<storage, read> b: array<f32>;       // target
-@group(0) @binding(3) var<storage, read> dloss: array<f32>;   // upstream gradient, 1 element
-@group(0) @binding(4) var<storage, read_write> da: array<f32>;
-@group(0) @binding(5) var<storage, read_write> db: array<f32>;
+@group(0) @binding($SLOT_A) var<storage, read> a: array<f32>;       // prediction (p, logits, features)
+@group(0) @binding($SLOT_B) var<storage, read> b: array<f32>;       // target
+@group(0) @binding($SLOT_DLOSS) var<storage, read> dloss: array<f32>;   // upstream gradient, 1 element
+@group(0) @binding($SLOT_DA) var<storage, read_write> da: array<f32>;
+@group(0) @binding($SLOT_DB) var<storage, read_write> db: array<f32>;
 
 fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 256u;
+    return gid.x + gid.y * nwg.x * $WGu;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size($WG)
 fn bce_prob_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i < p.n) { da[i] = dloss[0] * p.scale * grad_bce_prob(a[i], b[i]); }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size($WG)
 fn bce_logits_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i < p.n) { da[i] = dloss[0] * p.scale * grad_bce_logits(a[i], b[i]); }
 }
 
 // Both sides of the squared error get a gradient: db = −da.
-@compute @workgroup_size(256)
+@compute @workgroup_size($WG)
 fn sq_err_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i < p.n) {
@@ -65,9 +65,9 @@ fn row_log_sum_exp(r: u32, m: f32) -> f32 {
     return m + log(s);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size($WG_ROWS)
 fn softmax_ce_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let r = gid.x + gid.y * nwg.x * 64u;
+    let r = gid.x + gid.y * nwg.x * $WG_ROWSu;
     if (r >= p.n) { return; }
     let lse = row_log_sum_exp(r, row_max(r));
     var dot = 0.0;
@@ -80,9 +80,9 @@ fn softmax_ce_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
 }
 
 // dl = dloss · scale · (softmax(l)·Σt − t), for each row (Σt = 1 for labels).
-@compute @workgroup_size(64)
+@compute @workgroup_size($WG_ROWS)
 fn softmax_ce_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let r = gid.x + gid.y * nwg.x * 64u;
+    let r = gid.x + gid.y * nwg.x * $WG_ROWSu;
     if (r >= p.n) { return; }
     let lse = row_log_sum_exp(r, row_max(r));
     var mass = 0.0;

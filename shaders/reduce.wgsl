@@ -17,18 +17,18 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding($SLOT_A) var<storage, read> a: array<f32>;
+@group(0) @binding($SLOT_B) var<storage, read> b: array<f32>;
+@group(0) @binding($SLOT_OUT) var<storage, read_write> out: array<f32>;
 
-const WG: u32 = 256u;
+const WG: u32 = $WGu;
 var<workgroup> partial: array<f32, WG>;
 
 fn term(i: u32) -> f32 {
     return $TERM;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size($WG)
 fn reduce_partial(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
     let group = wid.x + wid.y * nwg.x;
@@ -52,9 +52,9 @@ fn reduce_partial(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgro
 }
 
 // out[c] = scale · Σ_r a[r, c]   (p.n rows, p.chunk columns)
-@compute @workgroup_size(64)
+@compute @workgroup_size($WG_ROWS)
 fn column_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let c = gid.x + gid.y * nwg.x * 64u;
+    let c = gid.x + gid.y * nwg.x * $WG_ROWSu;
     if (c >= p.chunk) { return; }
     var s = 0.0;
     for (var r = 0u; r < p.n; r++) {
@@ -64,9 +64,9 @@ fn column_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 }
 
 // out[r] = scale · Σ_c a[r, c]
-@compute @workgroup_size(64)
+@compute @workgroup_size($WG_ROWS)
 fn row_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let r = gid.x + gid.y * nwg.x * 64u;
+    let r = gid.x + gid.y * nwg.x * $WG_ROWSu;
     if (r >= p.n) { return; }
     var s = 0.0;
     let base = r * p.chunk;

@@ -69,10 +69,10 @@ fn normals(block: u32) -> vec4<f32> {
 }
 
 fn block_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 64u;
+    return gid.x + gid.y * nwg.x * $WGu;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size($WG)
 fn reparam_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let block = block_index(gid, nwg);
     if (block * 4u >= p.n) { return; }
@@ -87,9 +87,9 @@ fn reparam_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
 }
 
 // dμ = dz;  dlogσ² = dz · ε · ½·exp(½·logσ²)
-@compute @workgroup_size(64)
+@compute @workgroup_size($WG)
 fn reparam_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 64u;
+    let i = gid.x + gid.y * nwg.x * $WGu;
     if (i >= p.n) { return; }
     dmu[i] = dz[i];
     dlogvar[i] = dz[i] * eps[i] * 0.5 * exp(0.5 * logvar[i]);
@@ -98,7 +98,7 @@ fn reparam_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
 // eps = ε: plain standard normals (the prior samples z_p of a VAE-GAN step). Its loop
 // mirrors reparam_forward's without sharing a function: a function that touches z, μ and
 // logσ² would put them in this entry point's (automatic) binding layout.
-@compute @workgroup_size(64)
+@compute @workgroup_size($WG)
 fn randn(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let block = block_index(gid, nwg);
     if (block * 4u >= p.n) { return; }

@@ -2,12 +2,21 @@
 //! training set is 47 MB this way, 188 MB as f32), with batches gathered by a kernel
 //! through a permutation uploaded once per epoch.
 
+use crate::gpu::template::fill;
 use crate::gpu::{Gpu, GpuBuffer, GpuError, Launch, Result};
 use crate::types::{DType, Scaling};
 
 use super::Dataset;
 
 const SOURCE: &str = include_str!("../../shaders/data.wgsl");
+const FAMILY: &str = "data";
+/// Invocations per workgroup: named here once and filled into the WGSL (`$WG`).
+const WG: u32 = 256;
+
+/// The family's WGSL with its workgroup sizes filled in.
+fn source() -> Result<String> {
+    fill(FAMILY, SOURCE, &[("WG", WG.to_string())])
+}
 
 pub struct GpuDataset {
     pub data: GpuBuffer,
@@ -64,10 +73,10 @@ impl GpuDataset {
         if perm.len != self.count || perm.dtype != DType::U32 {
             return Err(GpuError::shape(&name, format!("permutation has {} entries, expected {} u32", perm.len, self.count)));
         }
-        let pipeline = gpu.pipeline("data/gather", || Ok(SOURCE.to_string()), "gather")?;
+        let pipeline = gpu.pipeline("data/gather", source, "gather")?;
         let params = Self::params(batch, self.dim, start, scaling);
         let n = (batch * self.dim) as u32;
-        gpu.launch(name, pipeline, &params, &[&self.data, perm, out], gpu.grid_1d(n.div_ceil(256)))
+        gpu.launch(name, pipeline, &params, &[&self.data, perm, out], gpu.grid_1d(n.div_ceil(WG)))
     }
 
     /// out[b, :] = one-hot label of image perm[start + b] over `classes` classes.
@@ -77,10 +86,10 @@ impl GpuDataset {
         if out.len != batch * classes || batch == 0 || classes == 0 {
             return Err(GpuError::shape(&name, format!("output has {} elements, expected {}", out.len, batch * classes)));
         }
-        let pipeline = gpu.pipeline("data/gather_labels", || Ok(SOURCE.to_string()), "gather_labels")?;
+        let pipeline = gpu.pipeline("data/gather_labels", source, "gather_labels")?;
         let params = Self::params(batch, classes, start, Scaling::UNIT);
         let n = (batch * classes) as u32;
-        gpu.launch(name, pipeline, &params, &[labels, perm, out], gpu.grid_1d(n.div_ceil(256)))
+        gpu.launch(name, pipeline, &params, &[labels, perm, out], gpu.grid_1d(n.div_ceil(WG)))
     }
 
     pub fn params(batch: usize, dim: usize, start: usize, s: Scaling) -> GatherParams {

@@ -1,10 +1,19 @@
 //! Adam with bias correction and optional decoupled weight decay, over a flat parameter
 //! buffer (one dispatch per parameter group).
 
+use crate::gpu::template::fill;
 use crate::gpu::{Gpu, GpuBuffer, Launch, Result};
 use crate::types::AdamParams;
 
 const SOURCE: &str = include_str!("../../shaders/adam.wgsl");
+const FAMILY: &str = "adam";
+/// Invocations per workgroup: named here once and filled into the WGSL (`$WG`).
+const WG: u32 = 256;
+
+/// The family's WGSL with its workgroup sizes filled in.
+fn source() -> Result<String> {
+    fill(FAMILY, SOURCE, &[("WG", WG.to_string())])
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -32,8 +41,8 @@ pub fn adam(gpu: &Gpu, hp: AdamParams, grad: &GpuBuffer, param: &GpuBuffer, m: &
     if hp.step == 0 {
         return Err(crate::gpu::GpuError::shape(&name, "step counts from 1"));
     }
-    let pipeline = gpu.pipeline("adam/adam", || Ok(SOURCE.to_string()), "adam")?;
-    gpu.launch(name, pipeline, &uniform(&hp, param.len), &[grad, param, m, v], gpu.grid_1d(n.div_ceil(256)))
+    let pipeline = gpu.pipeline("adam/adam", source, "adam")?;
+    gpu.launch(name, pipeline, &uniform(&hp, param.len), &[grad, param, m, v], gpu.grid_1d(n.div_ceil(WG)))
 }
 
 /// Rewrites the hyper-parameters (typically the step) of a prepared launch.

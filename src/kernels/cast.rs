@@ -1,9 +1,18 @@
 //! cast: f32 → f16 storage, for the operands of the mixed-precision step's matmuls.
 
+use crate::gpu::template::fill;
 use crate::gpu::{Gpu, GpuBuffer, GpuError, Launch, Result};
 use crate::types::DType;
 
 const SOURCE: &str = include_str!("../../shaders/cast.wgsl");
+const FAMILY: &str = "cast";
+/// Invocations per workgroup: named here once and filled into the WGSL (`$WG`).
+const WG: u32 = 256;
+
+/// The family's WGSL with its workgroup sizes filled in.
+fn source() -> Result<String> {
+    fill(FAMILY, SOURCE, &[("WG", WG.to_string())])
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -24,6 +33,6 @@ pub fn to_f16(gpu: &Gpu, src: &GpuBuffer, dst: &GpuBuffer) -> Result<Launch> {
     if !gpu.features.shader_f16 {
         return Err(GpuError::Unsupported { kernel: name, feature: "SHADER_F16".into() });
     }
-    let pipeline = gpu.pipeline("cast/to_f16", || Ok(SOURCE.to_string()), "to_f16")?;
-    gpu.launch(name, pipeline, &Params { n, _pad: [0; 3] }, &[src, dst], gpu.grid_1d(n.div_ceil(256)))
+    let pipeline = gpu.pipeline("cast/to_f16", source, "to_f16")?;
+    gpu.launch(name, pipeline, &Params { n, _pad: [0; 3] }, &[src, dst], gpu.grid_1d(n.div_ceil(WG)))
 }

@@ -1,12 +1,32 @@
 //! elementwise: activations forward and backward, add, axpy, scale, fill, copy.
 
+use crate::gpu::template;
 use crate::gpu::{Gpu, GpuBuffer, Launch, Result};
 
 use super::ACTIVATIONS_WGSL;
 use crate::types::Act;
 
 const SOURCE: &str = include_str!("../../shaders/elementwise.wgsl");
+const FAMILY: &str = "elementwise";
+/// Invocations per workgroup: named here once and filled into the WGSL (`$WG`).
 const WG: u32 = 256;
+
+/// Binding slots of the family's storage buffers (0 is the uniform block), named once:
+/// the WGSL's `@binding($SLOT_…)` markers are filled from here.
+mod slot {
+    pub const X: u32 = 1;
+    pub const DY: u32 = 2;
+    pub const OUT: u32 = 3;
+}
+
+fn slot_values() -> Vec<(&'static str, String)> {
+    [("SLOT_X", slot::X), ("SLOT_DY", slot::DY), ("SLOT_OUT", slot::OUT)].iter().map(|(k, v)| (*k, v.to_string())).collect()
+}
+
+/// The family's WGSL (after the shared activations) with its workgroup size filled in.
+fn source() -> Result<String> {
+    Ok(format!("{ACTIVATIONS_WGSL}\n{}", template::fill(FAMILY, SOURCE, &[vec![("WG", WG.to_string())], slot_values()].concat())?))
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -26,7 +46,7 @@ fn prepare(gpu: &Gpu, entry: &str, alpha: f32, value: f32, inputs: &[&GpuBuffer]
         super::expect_f32(&name, &format!("operand {i}"), b)?;
         super::expect_len(&name, &format!("operand {i}"), b, out.len)?;
     }
-    let pipeline = gpu.pipeline(&format!("elementwise/{entry}"), || Ok(format!("{ACTIVATIONS_WGSL}\n{SOURCE}")), entry)?;
+    let pipeline = gpu.pipeline(&format!("elementwise/{entry}"), source, entry)?;
     let mut buffers: Vec<&GpuBuffer> = inputs.to_vec();
     buffers.push(out);
     // Bindings are numbered x=1, dy=2, out=3; an entry that uses only x and out gets a
@@ -38,9 +58,9 @@ fn prepare(gpu: &Gpu, entry: &str, alpha: f32, value: f32, inputs: &[&GpuBuffer]
 
 fn binding_slots<'a>(inputs: usize, buffers: &[&'a GpuBuffer]) -> Vec<(u32, &'a GpuBuffer)> {
     match inputs {
-        0 => vec![(3, buffers[0])],
-        1 => vec![(1, buffers[0]), (3, buffers[1])],
-        _ => vec![(1, buffers[0]), (2, buffers[1]), (3, buffers[2])],
+        0 => vec![(slot::OUT, buffers[0])],
+        1 => vec![(slot::X, buffers[0]), (slot::OUT, buffers[1])],
+        _ => vec![(slot::X, buffers[0]), (slot::DY, buffers[1]), (slot::OUT, buffers[2])],
     }
 }
 
@@ -86,9 +106,9 @@ pub fn copy(gpu: &Gpu, x: &GpuBuffer, src_offset: usize, out: &GpuBuffer, dst_of
     if src_offset + n > x.len || dst_offset + n > out.len {
         return Err(crate::gpu::GpuError::shape(&name, "range out of bounds"));
     }
-    let pipeline = gpu.pipeline("elementwise/copy", || Ok(format!("{ACTIVATIONS_WGSL}\n{SOURCE}")), "copy")?;
+    let pipeline = gpu.pipeline("elementwise/copy", source, "copy")?;
     let params = Params { n: n32, alpha: 0.0, value: 0.0, src_offset: src_offset as u32, dst_offset: dst_offset as u32, _pad: [0; 3] };
-    gpu.launch_at(name, pipeline, &params, &[(1, x), (3, out)], gpu.grid_1d(n32.div_ceil(WG)))
+    gpu.launch_at(name, pipeline, &params, &[(slot::X, x), (slot::OUT, out)], gpu.grid_1d(n32.div_ceil(WG)))
 }
 
 /// out = alpha · x.

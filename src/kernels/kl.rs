@@ -1,10 +1,46 @@
 //! KL(N(μ, σ²) ‖ N(0, I)): per sample, batch mean, and backward.
 
+use crate::gpu::template::fill;
 use crate::gpu::{Gpu, GpuBuffer, Launch, Result};
 
 use super::reduce;
 
 const SOURCE: &str = include_str!("../../shaders/kl.wgsl");
+const FAMILY: &str = "kl";
+/// Invocations per workgroup: named here once and filled into the WGSL (`$WG`).
+const WG: u32 = 256;
+/// Invocations per workgroup of the per-row entry points (`$WG_ROWS` in the WGSL).
+const WG_ROWS: u32 = 64;
+
+/// Binding slots of the family's storage buffers (0 is the uniform block), named once:
+/// the WGSL's `@binding($SLOT_…)` markers are filled from here.
+mod slot {
+    pub const MU: u32 = 1;
+    pub const LOGVAR: u32 = 2;
+    pub const KL: u32 = 3;
+    pub const DLOSS: u32 = 4;
+    pub const DMU: u32 = 5;
+    pub const DLOGVAR: u32 = 6;
+}
+
+fn slot_values() -> Vec<(&'static str, String)> {
+    [
+        ("SLOT_MU", slot::MU),
+        ("SLOT_LOGVAR", slot::LOGVAR),
+        ("SLOT_KL", slot::KL),
+        ("SLOT_DLOSS", slot::DLOSS),
+        ("SLOT_DMU", slot::DMU),
+        ("SLOT_DLOGVAR", slot::DLOGVAR),
+    ]
+    .iter()
+    .map(|(k, v)| (*k, v.to_string()))
+    .collect()
+}
+
+/// The family's WGSL with its workgroup sizes filled in.
+fn source() -> Result<String> {
+    fill(FAMILY, SOURCE, &[vec![("WG", WG.to_string()), ("WG_ROWS", WG_ROWS.to_string())], slot_values()].concat())
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -30,9 +66,9 @@ pub fn kl_per_sample(gpu: &Gpu, batch: usize, latent: usize, mu: &GpuBuffer, log
     let name = format!("kl_per_sample {batch}x{latent}");
     let (rows, cols) = check(&name, batch, latent, &[("mu", mu), ("logvar", logvar)])?;
     super::expect_len(&name, "kl", kl, batch)?;
-    let pipeline = gpu.pipeline("kl/kl_per_sample", || Ok(SOURCE.to_string()), "kl_per_sample")?;
+    let pipeline = gpu.pipeline("kl/kl_per_sample", source, "kl_per_sample")?;
     let params = Params { rows, cols, scale: 1.0, _pad: 0 };
-    gpu.launch_at(name, pipeline, &params, &[(1, mu), (2, logvar), (3, kl)], gpu.grid_1d(rows.div_ceil(64)))
+    gpu.launch_at(name, pipeline, &params, &[(slot::MU, mu), (slot::LOGVAR, logvar), (slot::KL, kl)], gpu.grid_1d(rows.div_ceil(WG_ROWS)))
 }
 
 /// Scratch of `kl_mean` for a batch: the per-sample KL, then its partial sums.
@@ -71,8 +107,8 @@ pub fn kl_backward(
     let name = format!("kl_backward {batch}x{latent}");
     let (rows, cols) = check(&name, batch, latent, &[("mu", mu), ("logvar", logvar), ("dmu", dmu), ("dlogvar", dlogvar)])?;
     super::expect_len(&name, "upstream gradient", dloss, 1)?;
-    let pipeline = gpu.pipeline("kl/kl_backward", || Ok(SOURCE.to_string()), "kl_backward")?;
+    let pipeline = gpu.pipeline("kl/kl_backward", source, "kl_backward")?;
     let params = Params { rows, cols, scale, _pad: 0 };
-    let groups = gpu.grid_1d((rows * cols).div_ceil(256));
-    gpu.launch_at(name, pipeline, &params, &[(1, mu), (2, logvar), (4, dloss), (5, dmu), (6, dlogvar)], groups)
+    let groups = gpu.grid_1d((rows * cols).div_ceil(WG));
+    gpu.launch_at(name, pipeline, &params, &[(slot::MU, mu), (slot::LOGVAR, logvar), (slot::DLOSS, dloss), (slot::DMU, dmu), (slot::DLOGVAR, dlogvar)], groups)
 }

@@ -3,12 +3,40 @@
 //! reduction to one scalar) and backward (scaled by an upstream gradient held in a
 //! one-element buffer).
 
+use crate::gpu::template::fill;
 use crate::gpu::{Gpu, GpuBuffer, Launch, Result};
 
 use super::reduce::{self, reduce_to_scalar, Term, LOSS_TERMS_WGSL};
 use super::ACTIVATIONS_WGSL;
 
 const SOURCE: &str = include_str!("../../shaders/losses.wgsl");
+/// Invocations per workgroup: named here once and filled into the WGSL (`$WG`).
+const WG: u32 = 256;
+/// Invocations per workgroup of the per-row entry points (`$WG_ROWS` in the WGSL).
+const WG_ROWS: u32 = 64;
+
+/// Binding slots of the family's storage buffers (0 is the uniform block), named once:
+/// the WGSL's `@binding($SLOT_…)` markers are filled from here.
+mod slot {
+    pub const A: u32 = 1;
+    pub const B: u32 = 2;
+    pub const DLOSS: u32 = 3;
+    pub const DA: u32 = 4;
+    pub const DB: u32 = 5;
+}
+
+fn slot_values() -> Vec<(&'static str, String)> {
+    [("SLOT_A", slot::A), ("SLOT_B", slot::B), ("SLOT_DLOSS", slot::DLOSS), ("SLOT_DA", slot::DA), ("SLOT_DB", slot::DB)]
+        .iter()
+        .map(|(k, v)| (*k, v.to_string()))
+        .collect()
+}
+
+/// The family's WGSL (after the activations and loss terms it calls), sizes filled in.
+fn source() -> Result<String> {
+    let own = fill("losses", SOURCE, &[vec![("WG", WG.to_string()), ("WG_ROWS", WG_ROWS.to_string())], slot_values()].concat())?;
+    Ok(format!("{ACTIVATIONS_WGSL}\n{LOSS_TERMS_WGSL}\n{own}"))
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -52,13 +80,13 @@ fn backward(gpu: &Gpu, entry: &str, a: &GpuBuffer, b: &GpuBuffer, dloss: &GpuBuf
         super::expect_len(&name, what, buf, a.len)?;
     }
     super::expect_len(&name, "upstream gradient", dloss, 1)?;
-    let pipeline = gpu.pipeline(&format!("losses/{entry}"), || Ok(format!("{ACTIVATIONS_WGSL}\n{LOSS_TERMS_WGSL}\n{SOURCE}")), entry)?;
-    let mut slots = vec![(1, a), (2, b), (3, dloss), (4, da)];
+    let pipeline = gpu.pipeline(&format!("losses/{entry}"), source, entry)?;
+    let mut slots = vec![(slot::A, a), (slot::B, b), (slot::DLOSS, dloss), (slot::DA, da)];
     if let Some(db) = db {
-        slots.push((5, db));
+        slots.push((slot::DB, db));
     }
     let params = Params { n, scale, cols: 0, _pad: 0 };
-    gpu.launch_at(name, pipeline, &params, &slots, gpu.grid_1d(n.div_ceil(256)))
+    gpu.launch_at(name, pipeline, &params, &slots, gpu.grid_1d(n.div_ceil(WG)))
 }
 
 /// dp = dloss · scale · (p̂ − t) / (p̂(1 − p̂)), p̂ the clamped probability.
@@ -87,7 +115,7 @@ fn softmax_check(name: &str, rows: usize, cols: usize, bufs: &[(&str, &GpuBuffer
 }
 
 fn softmax_pipeline(gpu: &Gpu, entry: &str) -> Result<std::sync::Arc<wgpu::ComputePipeline>> {
-    gpu.pipeline(&format!("losses/{entry}"), || Ok(format!("{ACTIVATIONS_WGSL}\n{LOSS_TERMS_WGSL}\n{SOURCE}")), entry)
+    gpu.pipeline(&format!("losses/{entry}"), source, entry)
 }
 
 /// Scratch of `softmax_ce` over `rows` rows: the per-row losses, then their partial sums.
@@ -118,7 +146,13 @@ pub fn softmax_ce(
     let per_row = &GpuBuffer { len: rows, ..per_row.clone() };
     let params = Params { n: r, scale: 1.0, cols: c, _pad: 0 };
     let partials = scratch_at(scratch, 1, &name)?;
-    let first = gpu.launch_at(name, softmax_pipeline(gpu, "softmax_ce_rows")?, &params, &[(1, logits), (2, t), (4, per_row)], gpu.grid_1d(r.div_ceil(64)))?;
+    let first = gpu.launch_at(
+        name,
+        softmax_pipeline(gpu, "softmax_ce_rows")?,
+        &params,
+        &[(slot::A, logits), (slot::B, t), (slot::DA, per_row)],
+        gpu.grid_1d(r.div_ceil(WG_ROWS)),
+    )?;
     let mut launches = vec![first];
     launches.extend(reduce_to_scalar(gpu, Term::Sum, per_row, None, scale, loss, partials)?);
     Ok(launches)
@@ -139,5 +173,11 @@ pub fn softmax_ce_backward(
     let (r, c) = softmax_check(&name, rows, cols, &[("logits", logits), ("targets", t), ("gradient", dl)])?;
     super::expect_len(&name, "upstream gradient", dloss, 1)?;
     let params = Params { n: r, scale, cols: c, _pad: 0 };
-    gpu.launch_at(name, softmax_pipeline(gpu, "softmax_ce_backward")?, &params, &[(1, logits), (2, t), (3, dloss), (4, dl)], gpu.grid_1d(r.div_ceil(64)))
+    gpu.launch_at(
+        name,
+        softmax_pipeline(gpu, "softmax_ce_backward")?,
+        &params,
+        &[(slot::A, logits), (slot::B, t), (slot::DLOSS, dloss), (slot::DA, dl)],
+        gpu.grid_1d(r.div_ceil(WG_ROWS)),
+    )
 }

@@ -8,7 +8,22 @@ use crate::gpu::template::fill;
 
 const SOURCE: &str = include_str!("../../shaders/reduce.wgsl");
 pub(crate) const LOSS_TERMS_WGSL: &str = include_str!("../../shaders/loss_terms.wgsl");
+/// Invocations per workgroup: named here once and filled into the WGSL (`$WG`).
 const WG: u32 = 256;
+/// Invocations per workgroup of the per-row entry points (`$WG_ROWS` in the WGSL).
+const WG_ROWS: u32 = 64;
+
+/// Binding slots of the family's storage buffers (0 is the uniform block), named once:
+/// the WGSL's `@binding($SLOT_…)` markers are filled from here.
+mod slot {
+    pub const A: u32 = 1;
+    pub const B: u32 = 2;
+    pub const OUT: u32 = 3;
+}
+
+fn slot_values() -> Vec<(&'static str, String)> {
+    [("SLOT_A", slot::A), ("SLOT_B", slot::B), ("SLOT_OUT", slot::OUT)].iter().map(|(k, v)| (*k, v.to_string())).collect()
+}
 /// Elements per workgroup in the first pass: 16 per invocation.
 pub const CHUNK: u32 = WG * 16;
 
@@ -52,7 +67,16 @@ struct Params {
 fn pipeline(gpu: &Gpu, term: Term, entry: &str) -> Result<std::sync::Arc<wgpu::ComputePipeline>> {
     gpu.pipeline(
         &format!("reduce/{}/{entry}", term.name()),
-        || Ok(format!("{ACTIVATIONS_WGSL}\n{LOSS_TERMS_WGSL}\n{}", fill("reduce", SOURCE, &[("TERM", term.expr().to_string())])?)),
+        || {
+            Ok(format!(
+                "{ACTIVATIONS_WGSL}\n{LOSS_TERMS_WGSL}\n{}",
+                fill(
+                    "reduce",
+                    SOURCE,
+                    &[vec![("TERM", term.expr().to_string()), ("WG", WG.to_string()), ("WG_ROWS", WG_ROWS.to_string())], slot_values()].concat()
+                )?
+            ))
+        },
         entry,
     )
 }
@@ -85,11 +109,11 @@ pub fn reduce_to_scalar(gpu: &Gpu, term: Term, a: &GpuBuffer, b: Option<&GpuBuff
         (_, None) => return Err(GpuError::shape(&name, "this loss needs a second operand (target)")),
     };
     let slots = |src_a: &GpuBuffer, dst: &GpuBuffer, with_b: bool| -> Vec<(u32, GpuBuffer)> {
-        let mut s = vec![(1, src_a.clone())];
+        let mut s = vec![(slot::A, src_a.clone())];
         if let (true, Some(b)) = (with_b, b) {
-            s.push((2, b.clone()));
+            s.push((slot::B, b.clone()));
         }
-        s.push((3, dst.clone()));
+        s.push((slot::OUT, dst.clone()));
         s
     };
     let groups = n.div_ceil(CHUNK);
@@ -108,7 +132,7 @@ pub fn reduce_to_scalar(gpu: &Gpu, term: Term, a: &GpuBuffer, b: Option<&GpuBuff
     let pass1 = gpu.launch_at(format!("{name} (pass 1)"), first, &params, &refs, gpu.grid_1d(groups))?;
     let second = pipeline(gpu, Term::Sum, "reduce_partial")?;
     let params = Params { n: groups, chunk: groups, scale, _pad: 0 };
-    let pass2 = gpu.launch_at(format!("{name} (pass 2)"), second, &params, &[(1, partials), (3, out)], [1, 1, 1])?;
+    let pass2 = gpu.launch_at(format!("{name} (pass 2)"), second, &params, &[(slot::A, partials), (slot::OUT, out)], [1, 1, 1])?;
     Ok(vec![pass1, pass2])
 }
 
@@ -132,7 +156,7 @@ fn axis_sum(gpu: &Gpu, entry: &str, x: &GpuBuffer, rows: usize, cols: usize, out
     super::expect_len(&name, "output", out, out_len)?;
     let params = Params { n: r, chunk: c, scale: 1.0, _pad: 0 };
     let pipeline = pipeline(gpu, Term::Sum, entry)?;
-    gpu.launch_at(name, pipeline, &params, &[(1, x), (3, out)], gpu.grid_1d((out_len as u32).div_ceil(64)))
+    gpu.launch_at(name, pipeline, &params, &[(slot::A, x), (slot::OUT, out)], gpu.grid_1d((out_len as u32).div_ceil(WG_ROWS)))
 }
 
 /// out[c] = Σ_r x[r, c] for a rows×cols matrix: the bias gradient.

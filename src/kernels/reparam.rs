@@ -1,10 +1,19 @@
 //! reparameterisation: z = μ + ε·exp(½·logσ²) with ε from Philox4x32-10 + Box–Muller on
 //! the GPU, keyed by (seed, step, stream); backward to μ and logσ².
 
+use crate::gpu::template::fill;
 use crate::gpu::{Gpu, GpuBuffer, Launch, Result};
 use crate::types::RngKey;
 
 const SOURCE: &str = include_str!("../../shaders/reparam.wgsl");
+const FAMILY: &str = "reparam";
+/// Invocations per workgroup: named here once and filled into the WGSL (`$WG`).
+const WG: u32 = 64;
+
+/// The family's WGSL with its workgroup sizes filled in.
+fn source() -> Result<String> {
+    fill(FAMILY, SOURCE, &[("WG", WG.to_string())])
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -35,7 +44,7 @@ impl Params {
 }
 
 fn pipeline(gpu: &Gpu, entry: &str) -> Result<std::sync::Arc<wgpu::ComputePipeline>> {
-    gpu.pipeline(&format!("reparam/{entry}"), || Ok(SOURCE.to_string()), entry)
+    gpu.pipeline(&format!("reparam/{entry}"), source, entry)
 }
 
 fn check(name: &str, n: usize, bufs: &[(&str, &GpuBuffer)]) -> Result<u32> {
@@ -53,7 +62,7 @@ pub fn reparam_forward(gpu: &Gpu, key: RngKey, mu: &GpuBuffer, logvar: &GpuBuffe
     let name = format!("reparam_forward n={}", mu.len);
     let n = check(&name, mu.len, &[("mu", mu), ("logvar", logvar), ("z", z), ("eps", eps)])?;
     let params = Params::new(mu.len, key);
-    let groups = gpu.grid_1d(n.div_ceil(4).div_ceil(64));
+    let groups = gpu.grid_1d(n.div_ceil(4).div_ceil(WG));
     gpu.launch_at(name, pipeline(gpu, "reparam_forward")?, &params, &[(1, mu), (2, logvar), (3, z), (4, eps)], groups)
 }
 
@@ -61,7 +70,7 @@ pub fn reparam_forward(gpu: &Gpu, key: RngKey, mu: &GpuBuffer, logvar: &GpuBuffe
 pub fn randn(gpu: &Gpu, key: RngKey, out: &GpuBuffer) -> Result<Launch> {
     let name = format!("randn n={}", out.len);
     let n = check(&name, out.len, &[("out", out)])?;
-    let groups = gpu.grid_1d(n.div_ceil(4).div_ceil(64));
+    let groups = gpu.grid_1d(n.div_ceil(4).div_ceil(WG));
     gpu.launch_at(name, pipeline(gpu, "randn")?, &Params::new(out.len, key), &[(4, out)], groups)
 }
 
@@ -76,6 +85,6 @@ pub fn reparam_backward(gpu: &Gpu, logvar: &GpuBuffer, eps: &GpuBuffer, dz: &Gpu
     let name = format!("reparam_backward n={}", dz.len);
     let n = check(&name, dz.len, &[("logvar", logvar), ("eps", eps), ("dz", dz), ("dmu", dmu), ("dlogvar", dlogvar)])?;
     let params = Params::new(dz.len, RngKey { seed: 0, step: 0, stream: 0 });
-    let groups = gpu.grid_1d(n.div_ceil(64));
+    let groups = gpu.grid_1d(n.div_ceil(WG));
     gpu.launch_at(name, pipeline(gpu, "reparam_backward")?, &params, &[(2, logvar), (4, eps), (5, dz), (6, dmu), (7, dlogvar)], groups)
 }
