@@ -235,7 +235,11 @@ fn the_executor_allocates_exactly_the_planned_memory() {
             exec.uniform_count()
         );
         let (got, want) = ((bytes_after - bytes_before) as f64, (memory.total() + exec.uniform_bytes()) as f64);
-        assert!((got - want).abs() <= 0.1 * want, "{precision:?}: {got} bytes allocated vs {want} planned ({memory:?})");
+        // wgpu's GL backend counts buffers but not their bytes (it reports 0): there the
+        // count above is the check.
+        if got > 0.0 {
+            assert!((got - want).abs() <= 0.1 * want, "{precision:?}: {got} bytes allocated vs {want} planned ({memory:?})");
+        }
     }
 }
 
