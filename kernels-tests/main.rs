@@ -6,6 +6,7 @@ mod common;
 
 mod adam;
 mod contract;
+mod conv2d;
 mod data;
 mod device;
 mod elementwise;

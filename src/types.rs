@@ -214,3 +214,100 @@ impl Scaling {
     pub const UNIT: Scaling = Scaling { scale: 1.0 / 255.0, offset: 0.0, binarize: false };
     pub const SYMMETRIC: Scaling = Scaling { scale: 2.0 / 255.0, offset: -1.0, binarize: false };
 }
+
+/// The geometry of one 2-D convolution over NHWC tensors: input `batch`×`in_h`×`in_w`×`in_c`,
+/// a `k_h`×`k_w` kernel with `stride` and zero `pad` on every side, output
+/// `batch`×`out_h`×`out_w`×`out_c`. Weights are `k_h`×`k_w`×`in_c`×`out_c` (a K×N matrix for
+/// the implicit GEMM, K = k_h·k_w·in_c). A transposed convolution is the adjoint of one of
+/// these: its input is this `out` side and its output this `in` side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConvGeom {
+    pub batch: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub in_c: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub out_c: usize,
+    pub k_h: usize,
+    pub k_w: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl ConvGeom {
+    /// A convolution of an `in_h`×`in_w`×`in_c` image to `out_c` channels; the output side
+    /// is ⌊(in + 2·pad − k) / stride⌋ + 1.
+    pub fn conv(
+        batch: usize,
+        (in_h, in_w, in_c): (usize, usize, usize),
+        out_c: usize,
+        (k_h, k_w): (usize, usize),
+        stride: usize,
+        pad: usize,
+    ) -> Result<Self, String> {
+        if [batch, in_h, in_w, in_c, out_c, k_h, k_w, stride].contains(&0) {
+            return Err(format!("conv2d {batch}x{in_h}x{in_w}x{in_c} → {out_c}, kernel {k_h}x{k_w}, stride {stride}: every size must be at least 1"));
+        }
+        if in_h + 2 * pad < k_h || in_w + 2 * pad < k_w {
+            return Err(format!("conv2d: the {k_h}x{k_w} kernel is larger than the {in_h}x{in_w} image padded by {pad}"));
+        }
+        let out_h = (in_h + 2 * pad - k_h) / stride + 1;
+        let out_w = (in_w + 2 * pad - k_w) / stride + 1;
+        Ok(ConvGeom { batch, in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w, stride, pad })
+    }
+
+    /// The convolution whose adjoint is a transposed convolution of an `in_h`×`in_w`×`in_c`
+    /// image to `out_c` channels, output side (in − 1)·stride − 2·pad + k + `out_pad`
+    /// (PyTorch's ConvTranspose2d; 8 → 16 with a 5×5 kernel, stride 2, pad 2, out_pad 1).
+    pub fn transposed(
+        batch: usize,
+        (in_h, in_w, in_c): (usize, usize, usize),
+        out_c: usize,
+        (k_h, k_w): (usize, usize),
+        stride: usize,
+        pad: usize,
+        out_pad: usize,
+    ) -> Result<Self, String> {
+        if [batch, in_h, in_w, in_c, out_c, k_h, k_w, stride].contains(&0) {
+            return Err(format!("conv_transpose2d {batch}x{in_h}x{in_w}x{in_c} → {out_c}: every size must be at least 1"));
+        }
+        if out_pad >= stride {
+            return Err(format!("conv_transpose2d: output padding {out_pad} must be smaller than the stride {stride}"));
+        }
+        let full_h = (in_h - 1) * stride + k_h + out_pad;
+        let full_w = (in_w - 1) * stride + k_w + out_pad;
+        if full_h <= 2 * pad || full_w <= 2 * pad {
+            return Err(format!("conv_transpose2d: padding {pad} leaves no output"));
+        }
+        let g = ConvGeom::conv(batch, (full_h - 2 * pad, full_w - 2 * pad, out_c), in_c, (k_h, k_w), stride, pad)?;
+        if (g.out_h, g.out_w) != (in_h, in_w) {
+            return Err(format!("conv_transpose2d: {in_h}x{in_w} is not reached back by the adjoint convolution ({}x{})", g.out_h, g.out_w));
+        }
+        Ok(g)
+    }
+
+    pub fn input_len(&self) -> usize {
+        self.batch * self.in_h * self.in_w * self.in_c
+    }
+    pub fn output_len(&self) -> usize {
+        self.batch * self.out_h * self.out_w * self.out_c
+    }
+    pub fn weight_len(&self) -> usize {
+        self.k_h * self.k_w * self.in_c * self.out_c
+    }
+    /// Multiply-adds of the forward pass (each backward costs the same).
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.batch * self.out_h * self.out_w) as f64 * self.out_c as f64 * (self.k_h * self.k_w * self.in_c) as f64
+    }
+}
+
+impl std::fmt::Display for ConvGeom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}x{}x{}x{} → {}x{}x{} k{}x{} s{} p{}",
+            self.batch, self.in_h, self.in_w, self.in_c, self.out_h, self.out_w, self.out_c, self.k_h, self.k_w, self.stride, self.pad
+        )
+    }
+}

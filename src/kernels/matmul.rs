@@ -208,9 +208,46 @@ impl MatmulSpec {
     }
 }
 
+/// How an operand is read: a dense row-major matrix, or gathered from a convolution's
+/// tensors by the loaders in `shaders/conv2d.wgsl` (the implicit GEMM; see `conv2d`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Operand {
+    Dense,
+    /// A = im2col(x): the forward's input patches.
+    ConvInput,
+    /// A = dy gathered for the input gradient (a transposed convolution's forward).
+    ConvOutputGrad,
+    /// B = the weights re-indexed for the input gradient.
+    ConvWeightT,
+    /// A = im2col(x)ᵀ: the weight gradient's input patches.
+    ConvInputT,
+}
+
+impl Operand {
+    fn loader(self) -> &'static str {
+        match self {
+            Operand::Dense => "",
+            Operand::ConvInput => "conv_input",
+            Operand::ConvOutputGrad => "conv_output_grad",
+            Operand::ConvWeightT => "conv_weight_t",
+            Operand::ConvInputT => "conv_input_t",
+        }
+    }
+}
+
+/// A GEMM whose operands are gathered from a convolution's tensors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Gathered {
+    pub a: Operand,
+    pub b: Operand,
+    pub geom: crate::types::ConvGeom,
+}
+
 /// Everything that selects a compiled variant.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Variant {
+    /// Convolution loaders instead of dense ones (NN only).
+    gathered: Option<Gathered>,
     trans: Trans,
     tile: Tile,
     dtype: DType,
@@ -223,8 +260,12 @@ struct Variant {
 
 impl Variant {
     fn key(&self) -> String {
+        let conv = match self.gathered {
+            None => String::new(),
+            Some(g) => format!("conv/{}/{}/{}/", g.a.loader(), g.b.loader(), g.geom),
+        };
         format!(
-            "matmul/{}/{}/{:?}/va{}/vb{}/bias{}/{}",
+            "matmul/{conv}{}/{}/{:?}/va{}/vb{}/bias{}/{}",
             self.trans.name(),
             self.tile,
             self.dtype,
@@ -459,8 +500,14 @@ fn shared_body(v: &Variant, b: &mut Body) {
 fn source(v: &Variant) -> Result<String> {
     let scalar = if v.dtype == DType::F16 { "f16" } else { "f32" };
     let elem = |vec: bool| if vec { format!("vec4<{scalar}>") } else { scalar.to_string() };
-    let (a_quad, a_one) = loaders("a", v.vec_a);
-    let (b_quad, b_one) = loaders("b", v.vec_b);
+    let (a_quad, a_one) = match v.gathered {
+        Some(g) if g.a != Operand::Dense => gathered_loaders(g.a.loader(), true),
+        _ => loaders("a", v.vec_a),
+    };
+    let (b_quad, b_one) = match v.gathered {
+        Some(g) if g.b != Operand::Dense => gathered_loaders(g.b.loader(), false),
+        _ => loaders("b", v.vec_b),
+    };
     let act = match v.act {
         Act::None => "return x;",
         Act::Relu => "return act_relu(x);",
@@ -520,22 +567,59 @@ fn source(v: &Variant) -> Result<String> {
     // The three kinds' templates share these values and each uses a subset of them.
     let used: Vec<(&str, String)> = values.into_iter().filter(|(k, _)| has_marker(&template, k)).collect();
     let text = fill("matmul", &template, &used)?;
+    let conv = match v.gathered {
+        Some(g) => {
+            let used: Vec<&str> = [g.a, g.b].iter().filter(|o| **o != Operand::Dense).map(|o| o.loader()).collect();
+            super::conv2d::loaders_wgsl(&g.geom, &used)?
+        }
+        None => String::new(),
+    };
     // `enable` must come first in a module.
     let enable = if v.dtype == DType::F16 { "enable f16;\n" } else { "" };
-    Ok(format!("{enable}{ACTIVATIONS_WGSL}\n{text}"))
+    Ok(format!("{enable}{ACTIVATIONS_WGSL}\n{text}\n{conv}"))
+}
+
+/// WGSL bodies of a_quad/a_one (`is_a`: rows are M, quads run along K) or b_quad/b_one
+/// (rows are K, quads run along N) that call a convolution loader `f(m or k, k or n)`.
+fn gathered_loaders(f: &str, is_a: bool) -> (String, String) {
+    let row = if is_a { "min(row, rows - 1u)" } else { "row" };
+    (format!("let r = {row}; return vec4<f32>({f}(r, col), {f}(r, col + 1u), {f}(r, col + 2u), {f}(r, col + 3u));"), format!("return {f}({row}, col);"))
 }
 
 /// Prepares `c = act(op(a)·op(b) + bias)`. `a` and `b` are both f32 or both f16 (f16
 /// needs SHADER_F16; accumulation is f32 either way); `bias` and `c` are f32.
 pub fn matmul(gpu: &Gpu, spec: &MatmulSpec, a: &GpuBuffer, b: &GpuBuffer, bias: Option<&GpuBuffer>, c: &GpuBuffer) -> Result<Launch> {
     let name = format!("matmul {} {}x{}x{}{} {}", spec.trans.name(), spec.m, spec.n, spec.k, if bias.is_some() { " +bias" } else { "" }, spec.act.name());
+    gemm(gpu, name, spec, None, a, b, bias, c)
+}
+
+/// The matmul with optionally gathered operands (the caller checks gathered operands'
+/// lengths against the convolution's geometry).
+pub(crate) fn gemm(
+    gpu: &Gpu,
+    name: String,
+    spec: &MatmulSpec,
+    gathered: Option<Gathered>,
+    a: &GpuBuffer,
+    b: &GpuBuffer,
+    bias: Option<&GpuBuffer>,
+    c: &GpuBuffer,
+) -> Result<Launch> {
     if spec.m == 0 || spec.n == 0 || spec.k == 0 {
         return Err(GpuError::shape(&name, "M, N and K must be at least 1"));
     }
     let (ar, ac) = spec.stored_a();
     let (br, bc) = spec.stored_b();
-    super::expect_len(&name, &format!("A ({ar}x{ac})"), a, ar * ac)?;
-    super::expect_len(&name, &format!("B ({br}x{bc})"), b, br * bc)?;
+    let (a_dense, b_dense) = gathered.map_or((true, true), |g| (g.a == Operand::Dense, g.b == Operand::Dense));
+    if gathered.is_some() && spec.trans != Trans::NN {
+        return Err(GpuError::shape(&name, "gathered operands are read as NN"));
+    }
+    if a_dense {
+        super::expect_len(&name, &format!("A ({ar}x{ac})"), a, ar * ac)?;
+    }
+    if b_dense {
+        super::expect_len(&name, &format!("B ({br}x{bc})"), b, br * bc)?;
+    }
     super::expect_len(&name, &format!("C ({}x{})", spec.m, spec.n), c, spec.m * spec.n)?;
     super::expect_f32(&name, "C", c)?;
     if let Some(bias) = bias {
@@ -548,18 +632,33 @@ pub fn matmul(gpu: &Gpu, spec: &MatmulSpec, a: &GpuBuffer, b: &GpuBuffer, bias: 
     if a.dtype == DType::F16 && !gpu.features.shader_f16 {
         return Err(GpuError::Unsupported { kernel: name, feature: "SHADER_F16".into() });
     }
-    if spec.m.max(spec.n).max(spec.k) > u32::MAX as usize / 2 || ar * ac > u32::MAX as usize || br * bc > u32::MAX as usize {
+    if spec.m.max(spec.n).max(spec.k) > u32::MAX as usize / 2
+        || ar * ac > u32::MAX as usize
+        || br * bc > u32::MAX as usize
+        || a.len.max(b.len) > u32::MAX as usize
+    {
         return Err(GpuError::shape(&name, "matrix too large for 32-bit indexing"));
     }
-    let tile = match spec.tile {
-        Some(t) => t,
-        None => tuned_tile(gpu, spec, a.dtype)?,
+    let tile = match (spec.tile, gathered) {
+        (Some(t), _) => t,
+        // Gathered GEMMs take the class default until convolutions have their own tuning.
+        (None, Some(_)) => Tile::default_for(gpu),
+        (None, None) => tuned_tile(gpu, spec, a.dtype)?,
     };
     tile.check(gpu).map_err(|e| match e {
         GpuError::Shape { detail, .. } => GpuError::shape(&name, detail),
         e => e,
     })?;
-    let variant = Variant { trans: spec.trans, tile, dtype: a.dtype, vec_a: ac % 4 == 0, vec_b: bc % 4 == 0, bias: bias.is_some(), act: spec.act };
+    let variant = Variant {
+        gathered,
+        trans: spec.trans,
+        tile,
+        dtype: a.dtype,
+        vec_a: a_dense && ac % 4 == 0,
+        vec_b: b_dense && bc % 4 == 0,
+        bias: bias.is_some(),
+        act: spec.act,
+    };
     let pipeline = gpu.pipeline(&variant.key(), || source(&variant), "matmul")?;
     let params = Params { m: spec.m as u32, n: spec.n as u32, k: spec.k as u32, alpha: spec.act.alpha() };
     let (rows, cols) = tile.span();

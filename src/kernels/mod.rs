@@ -5,6 +5,7 @@
 pub mod adam;
 pub mod autotune;
 pub mod cast;
+pub mod conv2d;
 pub mod elementwise;
 pub mod kl;
 pub mod losses;

@@ -4,6 +4,7 @@
 
 pub mod adam;
 pub mod cast;
+pub mod conv2d;
 pub mod data;
 pub mod elementwise;
 pub mod kl;

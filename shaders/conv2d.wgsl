@@ -1,0 +1,80 @@
+// conv2d as an implicit GEMM: operand loaders appended to matmul_common.wgsl and one of
+// its entry points, so that a convolution runs on the matmul's tiles, register blocks and
+// epilogue (bias + activation) without an im2col buffer. The host (src/kernels/conv2d.rs)
+// fills in the geometry; NHWC tensors, weights k_h×k_w×in_c×out_c.
+//
+//   forward         C[b·oh·ow, co] = Σ_(kh,kw,ci) im2col(x)[m, k] · w[k, co]
+//   input gradient  C[b·ih·iw, ci] = Σ_(kh,kw,co) dy gathered[m, k] · wᵀ[k, ci]
+//                   (also the forward of a transposed convolution)
+//   weight gradient C[kh·kw·ci, co] = Σ_(b,oh,ow) im2col(x)ᵀ[m, k] · dy[k, co]
+//
+// Every loader returns 0 past K and in the padding; rows past M are clamped by the caller
+// and masked at the store.
+
+const CV_B: u32 = $CV_B;
+const CV_IH: u32 = $CV_IH;
+const CV_IW: u32 = $CV_IW;
+const CV_CI: u32 = $CV_CI;
+const CV_OH: u32 = $CV_OH;
+const CV_OW: u32 = $CV_OW;
+const CV_CO: u32 = $CV_CO;
+const CV_KH: u32 = $CV_KH;
+const CV_KW: u32 = $CV_KW;
+const CV_S: u32 = $CV_S;
+const CV_P: u32 = $CV_P;
+
+// im2col(x)[m, k]: m = (b, oh, ow), k = (kh, kw, ci); zero in the padding.
+fn conv_input(m: u32, k: u32) -> f32 {
+    if (k >= CV_KH * CV_KW * CV_CI) {
+        return 0.0;
+    }
+    let bi = m / (CV_OH * CV_OW);
+    let r = m % (CV_OH * CV_OW);
+    let kh = k / (CV_KW * CV_CI);
+    let t = k % (CV_KW * CV_CI);
+    let ih = i32((r / CV_OW) * CV_S + kh) - i32(CV_P);
+    let iw = i32((r % CV_OW) * CV_S + t / CV_CI) - i32(CV_P);
+    if (ih < 0 || iw < 0 || ih >= i32(CV_IH) || iw >= i32(CV_IW)) {
+        return 0.0;
+    }
+    return f32(a[((bi * CV_IH + u32(ih)) * CV_IW + u32(iw)) * CV_CI + t % CV_CI]);
+}
+
+// dy gathered for the input gradient: m = (b, ih, iw), k = (kh, kw, co). Only taps where
+// (ih + pad − kh) is a multiple of the stride reach an output.
+fn conv_output_grad(m: u32, k: u32) -> f32 {
+    if (k >= CV_KH * CV_KW * CV_CO) {
+        return 0.0;
+    }
+    let bi = m / (CV_IH * CV_IW);
+    let r = m % (CV_IH * CV_IW);
+    let kh = k / (CV_KW * CV_CO);
+    let t = k % (CV_KW * CV_CO);
+    let y = i32(r / CV_IW + CV_P) - i32(kh);
+    let x = i32(r % CV_IW + CV_P) - i32(t / CV_CO);
+    if (y < 0 || x < 0 || u32(y) % CV_S != 0u || u32(x) % CV_S != 0u) {
+        return 0.0;
+    }
+    let oh = u32(y) / CV_S;
+    let ow = u32(x) / CV_S;
+    if (oh >= CV_OH || ow >= CV_OW) {
+        return 0.0;
+    }
+    return f32(a[((bi * CV_OH + oh) * CV_OW + ow) * CV_CO + t % CV_CO]);
+}
+
+// w re-indexed for the input gradient: k = (kh, kw, co), n = ci (clamped: masked at store).
+fn conv_weight_t(k: u32, n: u32) -> f32 {
+    if (k >= CV_KH * CV_KW * CV_CO) {
+        return 0.0;
+    }
+    return f32(b[((k / CV_CO) * CV_CI + min(n, CV_CI - 1u)) * CV_CO + k % CV_CO]);
+}
+
+// im2col(x)ᵀ for the weight gradient: m = (kh, kw, ci), k = (b, oh, ow).
+fn conv_input_t(m: u32, k: u32) -> f32 {
+    if (k >= CV_B * CV_OH * CV_OW) {
+        return 0.0;
+    }
+    return conv_input(k, m);
+}
