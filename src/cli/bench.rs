@@ -15,7 +15,7 @@ use crate::gpu::{Gpu, GpuBuffer, Launch};
 use crate::kernels::adam;
 use crate::kernels::matmul::{self, MatmulSpec, Tile};
 use crate::kernels::{elementwise, reduce};
-use crate::types::{Act, AdamParams, DType, Precision, Trans};
+use crate::types::{Act, AdamParams, ConvGeom, DType, Precision, Trans};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -28,6 +28,13 @@ pub struct BenchArgs {
     /// Time whole training steps of mnist-mlp (vae-gan and vae).
     #[arg(long)]
     step: bool,
+    /// Time the convolutions of Larsen et al.'s 64×64 model (forward, input and weight
+    /// gradients) beside a dense matmul of the same M×N×K, at --conv-batch.
+    #[arg(long)]
+    conv: bool,
+    /// Batch of the --conv shapes (default: 16 on a CPU adapter, 64 on a GPU).
+    #[arg(long)]
+    conv_batch: Option<usize>,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
@@ -69,7 +76,21 @@ struct Report {
     clock: String,
     ceiling: Option<Ceiling>,
     kernels: Vec<KernelRow>,
+    convs: Vec<ConvRow>,
     steps: Vec<StepRow>,
+}
+
+/// One convolution kernel of the 64×64 model, and a dense matmul of its M×N×K.
+#[derive(Serialize)]
+struct ConvRow {
+    layer: String,
+    kernel: String,
+    geometry: String,
+    gemm: String,
+    microseconds: f64,
+    gflop_s: f64,
+    matmul_gflop_s: f64,
+    of_matmul: f64,
 }
 
 #[derive(Serialize, Clone)]
@@ -135,7 +156,7 @@ pub fn run(device: &DeviceArgs, args: &BenchArgs) -> anyhow::Result<()> {
     if args.profile {
         return profile_step(&gpu, args);
     }
-    let all = !args.ceiling && !args.kernels && !args.step;
+    let all = !args.ceiling && !args.kernels && !args.step && !args.conv;
     let mut report = Report {
         adapter: gpu.info.name.clone(),
         backend: format!("{:?}", gpu.info.backend),
@@ -195,6 +216,28 @@ pub fn run(device: &DeviceArgs, args: &BenchArgs) -> anyhow::Result<()> {
             }
         }
     }
+    if all || args.conv {
+        report.convs = bench_convs(&gpu, args, samples)?;
+        if !args.json {
+            println!();
+            println!("convolutions of the 64×64 model (implicit GEMM) beside a dense matmul of the same M×N×K, f32, default tile");
+            println!("(T: transposed, output padding 1)");
+            println!("{:<12} {:<12} {:<36} {:<18} {:>10} {:>9} {:>9} {:>9}", "layer", "kernel", "geometry", "M×N×K", "µs", "GFLOP/s", "matmul", "of matmul");
+            for r in &report.convs {
+                println!(
+                    "{:<12} {:<12} {:<36} {:<18} {:>10.1} {:>9.1} {:>9.1} {:>8.0}%",
+                    r.layer,
+                    r.kernel,
+                    r.geometry,
+                    r.gemm,
+                    r.microseconds,
+                    r.gflop_s,
+                    r.matmul_gflop_s,
+                    100.0 * r.of_matmul
+                );
+            }
+        }
+    }
     if all || args.step {
         report.steps = bench_steps(&gpu, args)?;
         if !args.json {
@@ -227,6 +270,77 @@ pub fn run(device: &DeviceArgs, args: &BenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
     Ok(())
+}
+
+/// Larsen et al.'s 64×64 model's convolutions at `batch`: (layer, geometry, transposed).
+fn larsen_convs(batch: usize) -> anyhow::Result<Vec<(&'static str, ConvGeom, bool)>> {
+    let c = |i, o, s, p| ConvGeom::conv(batch, i, o, (5, 5), s, p).map_err(anyhow::Error::msg);
+    let t = |i, o| ConvGeom::transposed(batch, i, o, (5, 5), 2, 2, 1).map_err(anyhow::Error::msg);
+    Ok(vec![
+        ("enc conv1", c((64, 64, 3), 64, 2, 2)?, false),
+        ("enc conv2", c((32, 32, 64), 128, 2, 2)?, false),
+        ("enc conv3", c((16, 16, 128), 256, 2, 2)?, false),
+        ("dec deconv1", t((8, 8, 256), 256)?, true),
+        ("dec deconv2", t((16, 16, 256), 128)?, true),
+        ("dec deconv3", t((32, 32, 128), 32)?, true),
+        ("dec conv", c((64, 64, 32), 3, 1, 2)?, false),
+        ("dis conv1", c((64, 64, 3), 32, 1, 2)?, false),
+        ("dis conv2", c((64, 64, 32), 128, 2, 2)?, false),
+        ("dis conv3", c((32, 32, 128), 256, 2, 2)?, false),
+        ("dis conv4", c((16, 16, 256), 256, 2, 2)?, false),
+    ])
+}
+
+fn bench_convs(gpu: &Gpu, args: &BenchArgs, samples: usize) -> anyhow::Result<Vec<ConvRow>> {
+    use crate::kernels::conv2d;
+    let batch = args.conv_batch.unwrap_or(match (args.quick, gpu.class) {
+        (true, _) => 2,
+        (false, crate::gpu::AdapterClass::Cpu) => 16,
+        (false, crate::gpu::AdapterClass::Gpu) => 64,
+    });
+    let mut layers = larsen_convs(batch)?;
+    if args.quick {
+        layers.truncate(2);
+    }
+    let mut rows = vec![];
+    for (layer, g, transposed) in layers {
+        let (x, w, y) =
+            (gpu.upload_f32("x", &filler(g.input_len()))?, gpu.upload_f32("w", &filler(g.weight_len()))?, gpu.upload_f32("y", &filler(g.output_len()))?);
+        let (m_in, m_out, k_in, k_out) = (g.batch * g.in_h * g.in_w, g.batch * g.out_h * g.out_w, g.k_h * g.k_w * g.in_c, g.k_h * g.k_w * g.out_c);
+        // (kernel, launch, M, N, K): for a transposed layer its forward is the adjoint's input
+        // gradient and its input gradient the adjoint's forward.
+        let fwd = ("forward", conv2d::conv2d_forward(gpu, &g, Act::None, &x, &w, None, &y)?, m_out, g.out_c, k_in);
+        let dx = ("input grad", conv2d::conv2d_backward_input(gpu, &g, &y, &w, &x)?, m_in, g.in_c, k_out);
+        let dw = ("weight grad", conv2d::conv2d_backward_weight(gpu, &g, &x, &y, &w)?, k_in, g.out_c, m_out);
+        let kernels = if transposed { [("forward", dx.1, dx.2, dx.3, dx.4), ("input grad", fwd.1, fwd.2, fwd.3, fwd.4), dw] } else { [fwd, dx, dw] };
+        for (kernel, launch, m, n, k) in kernels {
+            let secs = gpu.median_time(&[&launch], samples)?;
+            let spec = MatmulSpec::new(m, n, k, Trans::NN);
+            let gflop_s = spec.flops() / secs / 1e9;
+            // The dense comparison materialises A (M×K) and C (M×N), which the implicit GEMM
+            // never does: where they would exceed a storage binding, time fewer rows (the
+            // rate is per row: the same GFLOP/s).
+            let limit = (gpu.limits.max_storage_buffer_binding_size / 4) as usize;
+            let rows_fit = (limit / k.max(n)).min(m).max(1);
+            let dense = MatmulSpec::new(rows_fit, n, k, Trans::NN);
+            let matmul_gflop_s = dense.flops() / time_matmul(gpu, dense, DType::F32, samples)? / 1e9;
+            rows.push(ConvRow {
+                layer: layer.to_string(),
+                kernel: kernel.to_string(),
+                geometry: if transposed {
+                    format!("{}x{}x{}x{} → {}x{}x{} k{}x{} s{} T", g.batch, g.out_h, g.out_w, g.out_c, g.in_h, g.in_w, g.in_c, g.k_h, g.k_w, g.stride)
+                } else {
+                    g.to_string()
+                },
+                gemm: format!("{m}x{n}x{k}"),
+                microseconds: secs * 1e6,
+                gflop_s,
+                matmul_gflop_s,
+                of_matmul: gflop_s / matmul_gflop_s,
+            });
+        }
+    }
+    Ok(rows)
 }
 
 fn measure_ceiling(gpu: &Gpu, quick: bool, samples: usize) -> anyhow::Result<Ceiling> {
