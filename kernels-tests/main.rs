@@ -5,6 +5,7 @@
 mod common;
 
 mod adam;
+mod batch_norm;
 mod contract;
 mod conv2d;
 mod data;

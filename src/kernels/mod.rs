@@ -4,6 +4,7 @@
 
 pub mod adam;
 pub mod autotune;
+pub mod batch_norm;
 pub mod cast;
 pub mod conv2d;
 pub mod elementwise;

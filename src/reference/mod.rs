@@ -3,6 +3,7 @@
 //! finite-difference checks of every backward.
 
 pub mod adam;
+pub mod batch_norm;
 pub mod cast;
 pub mod conv2d;
 pub mod data;

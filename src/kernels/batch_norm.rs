@@ -1,0 +1,202 @@
+//! batch_norm over a rows×channels matrix (NHWC: rows = batch·height·width; or a linear
+//! layer's batch×features): training forward (batch statistics, saved for the backward,
+//! and running statistics updated on the GPU with a momentum), evaluation forward (running
+//! statistics), and backward to x, γ and β.
+
+use crate::gpu::template::fill;
+use crate::gpu::{Gpu, GpuBuffer, GpuError, Launch, Result};
+
+const SOURCE: &str = include_str!("../../shaders/batch_norm.wgsl");
+const FAMILY: &str = "batch_norm";
+/// Invocations per workgroup of the elementwise entry points (`$WG`).
+const WG: u32 = 256;
+/// Invocations per workgroup of the per-channel reductions, one workgroup a channel
+/// (`$WG_CH`; a power of two for the tree).
+const WG_CH: u32 = 64;
+
+/// Binding slots (0 is the uniform block), named once and filled into the WGSL.
+mod slot {
+    pub const X: u32 = 1;
+    pub const GAMMA: u32 = 2;
+    pub const BETA: u32 = 3;
+    pub const MEAN: u32 = 4;
+    pub const INVSTD: u32 = 5;
+    pub const RUN_MEAN: u32 = 6;
+    pub const RUN_VAR: u32 = 7;
+    pub const Y: u32 = 8;
+    pub const DY: u32 = 9;
+    pub const DX: u32 = 10;
+    pub const DGAMMA: u32 = 11;
+    pub const DBETA: u32 = 12;
+}
+
+fn source() -> Result<String> {
+    let slots = [
+        ("SLOT_X", slot::X),
+        ("SLOT_GAMMA", slot::GAMMA),
+        ("SLOT_BETA", slot::BETA),
+        ("SLOT_MEAN", slot::MEAN),
+        ("SLOT_INVSTD", slot::INVSTD),
+        ("SLOT_RUN_MEAN", slot::RUN_MEAN),
+        ("SLOT_RUN_VAR", slot::RUN_VAR),
+        ("SLOT_Y", slot::Y),
+        ("SLOT_DY", slot::DY),
+        ("SLOT_DX", slot::DX),
+        ("SLOT_DGAMMA", slot::DGAMMA),
+        ("SLOT_DBETA", slot::DBETA),
+    ];
+    let mut values: Vec<(&str, String)> = vec![("WG", WG.to_string()), ("WG_CH", WG_CH.to_string())];
+    values.extend(slots.iter().map(|(k, v)| (*k, v.to_string())));
+    fill(FAMILY, SOURCE, &values)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    channels: u32,
+    eps: f32,
+    momentum: f32,
+}
+
+/// ε and the running statistics' momentum (PyTorch's defaults: 1e-5 and 0.1; Larsen et
+/// al.'s code keeps its own, set by the model).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNormSettings {
+    pub eps: f32,
+    pub momentum: f32,
+}
+
+impl Default for BatchNormSettings {
+    fn default() -> Self {
+        BatchNormSettings { eps: 1e-5, momentum: 0.1 }
+    }
+}
+
+fn params(name: &str, rows: usize, channels: usize, s: BatchNormSettings) -> Result<Params> {
+    let r = super::nonempty(name, rows)?;
+    let c = super::nonempty(name, channels)?;
+    if rows.checked_mul(channels).is_none_or(|n| n > u32::MAX as usize) {
+        return Err(GpuError::shape(name, "rows × channels exceeds u32"));
+    }
+    if !(s.eps.is_finite() && s.eps > 0.0 && s.momentum.is_finite() && (0.0..=1.0).contains(&s.momentum)) {
+        return Err(GpuError::shape(name, format!("ε {} must be > 0 and the momentum {} in [0, 1]", s.eps, s.momentum)));
+    }
+    Ok(Params { rows: r, channels: c, eps: s.eps, momentum: s.momentum })
+}
+
+fn lens(name: &str, bufs: &[(&str, &GpuBuffer, usize)]) -> Result<()> {
+    for (what, b, n) in bufs {
+        super::expect_f32(name, what, b)?;
+        super::expect_len(name, what, b, *n)?;
+    }
+    Ok(())
+}
+
+/// Training forward: batch mean and 1/√(var + ε) into `mean` and `invstd` (kept for the
+/// backward), running statistics updated in place, then y = γ·x̂ + β.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_forward(
+    gpu: &Gpu,
+    rows: usize,
+    channels: usize,
+    s: BatchNormSettings,
+    x: &GpuBuffer,
+    gamma: &GpuBuffer,
+    beta: &GpuBuffer,
+    running_mean: &GpuBuffer,
+    running_var: &GpuBuffer,
+    mean: &GpuBuffer,
+    invstd: &GpuBuffer,
+    y: &GpuBuffer,
+) -> Result<Vec<Launch>> {
+    let name = format!("batch_norm {rows}x{channels}");
+    let p = params(&name, rows, channels, s)?;
+    let (n, c) = (rows * channels, channels);
+    lens(
+        &name,
+        &[
+            ("x", x, n),
+            ("y", y, n),
+            ("gamma", gamma, c),
+            ("beta", beta, c),
+            ("running mean", running_mean, c),
+            ("running var", running_var, c),
+            ("mean", mean, c),
+            ("invstd", invstd, c),
+        ],
+    )?;
+    let stats = gpu.pipeline("batch_norm/bn_stats", source, "bn_stats")?;
+    let forward = gpu.pipeline("batch_norm/bn_forward", source, "bn_forward")?;
+    let slots_stats = [(slot::X, x), (slot::MEAN, mean), (slot::INVSTD, invstd), (slot::RUN_MEAN, running_mean), (slot::RUN_VAR, running_var)];
+    let slots_fwd = [(slot::X, x), (slot::GAMMA, gamma), (slot::BETA, beta), (slot::MEAN, mean), (slot::INVSTD, invstd), (slot::Y, y)];
+    Ok(vec![
+        gpu.launch_at(format!("{name} statistics"), stats, &p, &slots_stats, [p.channels, 1, 1])?,
+        gpu.launch_at(name, forward, &p, &slots_fwd, gpu.grid_1d((n as u32).div_ceil(WG)))?,
+    ])
+}
+
+/// Evaluation forward: y = γ·(x − running mean)/√(running var + ε) + β.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_forward_eval(
+    gpu: &Gpu,
+    rows: usize,
+    channels: usize,
+    s: BatchNormSettings,
+    x: &GpuBuffer,
+    gamma: &GpuBuffer,
+    beta: &GpuBuffer,
+    running_mean: &GpuBuffer,
+    running_var: &GpuBuffer,
+    y: &GpuBuffer,
+) -> Result<Launch> {
+    let name = format!("batch_norm eval {rows}x{channels}");
+    let p = params(&name, rows, channels, s)?;
+    let (n, c) = (rows * channels, channels);
+    lens(&name, &[("x", x, n), ("y", y, n), ("gamma", gamma, c), ("beta", beta, c), ("running mean", running_mean, c), ("running var", running_var, c)])?;
+    let pipeline = gpu.pipeline("batch_norm/bn_forward_eval", source, "bn_forward_eval")?;
+    let slots = [(slot::X, x), (slot::GAMMA, gamma), (slot::BETA, beta), (slot::RUN_MEAN, running_mean), (slot::RUN_VAR, running_var), (slot::Y, y)];
+    gpu.launch_at(name, pipeline, &p, &slots, gpu.grid_1d((n as u32).div_ceil(WG)))
+}
+
+/// Backward of the training forward: dβ = Σ dy, dγ = Σ dy·x̂ per channel, then
+/// dx = γ·invstd/R·(R·dy − dβ − x̂·dγ), from the saved mean and invstd.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_backward(
+    gpu: &Gpu,
+    rows: usize,
+    channels: usize,
+    x: &GpuBuffer,
+    dy: &GpuBuffer,
+    gamma: &GpuBuffer,
+    mean: &GpuBuffer,
+    invstd: &GpuBuffer,
+    dx: &GpuBuffer,
+    dgamma: &GpuBuffer,
+    dbeta: &GpuBuffer,
+) -> Result<Vec<Launch>> {
+    let name = format!("batch_norm backward {rows}x{channels}");
+    let p = params(&name, rows, channels, BatchNormSettings::default())?;
+    let (n, c) = (rows * channels, channels);
+    lens(
+        &name,
+        &[("x", x, n), ("dy", dy, n), ("dx", dx, n), ("gamma", gamma, c), ("mean", mean, c), ("invstd", invstd, c), ("dgamma", dgamma, c), ("dbeta", dbeta, c)],
+    )?;
+    let reduce = gpu.pipeline("batch_norm/bn_backward_reduce", source, "bn_backward_reduce")?;
+    let input = gpu.pipeline("batch_norm/bn_backward_input", source, "bn_backward_input")?;
+    let slots_reduce = [(slot::X, x), (slot::DY, dy), (slot::MEAN, mean), (slot::INVSTD, invstd), (slot::DGAMMA, dgamma), (slot::DBETA, dbeta)];
+    let slots_input = [
+        (slot::X, x),
+        (slot::DY, dy),
+        (slot::GAMMA, gamma),
+        (slot::MEAN, mean),
+        (slot::INVSTD, invstd),
+        (slot::DGAMMA, dgamma),
+        (slot::DBETA, dbeta),
+        (slot::DX, dx),
+    ];
+    Ok(vec![
+        gpu.launch_at(format!("{name} (γ, β)"), reduce, &p, &slots_reduce, [p.channels, 1, 1])?,
+        gpu.launch_at(format!("{name} (x)"), input, &p, &slots_input, gpu.grid_1d((n as u32).div_ceil(WG)))?,
+    ])
+}
