@@ -291,3 +291,89 @@ fn dumps_show_forward_and_every_backward() {
     assert!(dot.starts_with("digraph step {") && dot.trim_end().ends_with('}'));
     assert!(dot.contains("royalblue") && dot.contains("firebrick"), "objectives get colours");
 }
+
+/// A small convolutional VAE-GAN: two convolutions and a batch norm in the encoder, a
+/// linear layer, two transposed convolutions and a batch norm in the decoder, two
+/// convolutions in the discriminator. Returns the graph and its input.
+fn tiny_conv_vaegan(batch: usize) -> (Graph, TensorId) {
+    use vaegan::nn;
+    use vaegan::types::ConvGeom;
+    let mut g = Graph::new();
+    let x = g.input("x", [batch, 6 * 6]);
+    let (enc, dec, dis) = (g.group("encoder"), g.group("decoder"), g.group("discriminator"));
+    // Encoder: 6×6×1 → 3×3×3 → batch norm → 2×2×4 → μ, logσ² (2).
+    let c1 = nn::conv2d(&mut g, enc, "enc.conv1", ConvGeom::conv(batch, (6, 6, 1), 3, (3, 3), 2, 1).unwrap(), 1);
+    let bn1 = nn::batch_norm(&mut g, enc, "enc.bn1", 3);
+    let c2 = nn::conv2d(&mut g, enc, "enc.conv2", ConvGeom::conv(batch, (3, 3, 3), 4, (3, 3), 2, 1).unwrap(), 2);
+    let (mu_l, lv_l) = (nn::linear(&mut g, enc, "enc.mu", 16, 2, 3), nn::linear(&mut g, enc, "enc.logvar", 16, 2, 4));
+    let h = g.conv2d(x, &c1, Act::Tanh);
+    let h = g.batch_norm(h, &bn1);
+    let h = g.conv2d(h, &c2, Act::Tanh);
+    let (mu, logvar) = (g.linear(h, &mu_l, Act::None), g.linear(h, &lv_l, Act::None));
+    let (z, _) = g.reparam(mu, logvar, 1);
+    // Decoder: 2 → 2×2×4 → (transposed) 3×3×3 → batch norm → (transposed) 6×6×1, sigmoid.
+    let d0 = nn::linear(&mut g, dec, "dec.fc", 2, 16, 5);
+    let t1 = nn::conv_transpose2d(&mut g, dec, "dec.deconv1", ConvGeom::transposed(batch, (2, 2, 4), 3, (3, 3), 2, 1, 0).unwrap(), 6);
+    let bn2 = nn::batch_norm(&mut g, dec, "dec.bn", 3);
+    let t2 = nn::conv_transpose2d(&mut g, dec, "dec.deconv2", ConvGeom::transposed(batch, (3, 3, 3), 1, (3, 3), 2, 1, 1).unwrap(), 7);
+    let h = g.linear(z, &d0, Act::Tanh);
+    let h = g.conv_transpose2d(h, &t1, Act::Tanh);
+    let h = g.batch_norm(h, &bn2);
+    let x_rec = g.conv_transpose2d(h, &t2, Act::Sigmoid);
+    // Discriminator: 6×6×1 → 3×3×2 → 2×2×2 → 1 logit.
+    let e1 = nn::conv2d(&mut g, dis, "dis.conv1", ConvGeom::conv(batch, (6, 6, 1), 2, (3, 3), 2, 1).unwrap(), 8);
+    let e2 = nn::conv2d(&mut g, dis, "dis.conv2", ConvGeom::conv(batch, (3, 3, 2), 2, (3, 3), 2, 1).unwrap(), 9);
+    let out = nn::linear(&mut g, dis, "dis.out", 8, 1, 10);
+    let disc = |g: &mut Graph, input: TensorId| {
+        let h = g.conv2d(input, &e1, Act::Tanh);
+        let h = g.conv2d(h, &e2, Act::Tanh);
+        g.linear(h, &out, Act::None)
+    };
+    let d_real = disc(&mut g, x);
+    let d_fake = disc(&mut g, x_rec);
+    let x_rec_fixed = g.stop_gradient(x_rec);
+    let d_fake_fixed = disc(&mut g, x_rec_fixed);
+    let (ones, zeros) = (g.constant("ones", [batch, 1], vec![1.0; batch]), g.constant("zeros", [batch, 1], vec![0.0; batch]));
+    let kl = g.kl_mean(mu, logvar);
+    let bce = g.loss(LossKind::BceProb, x_rec, x, 1.0 / batch as f32);
+    let gan_g = g.loss(LossKind::BceLogits, d_fake, ones, 1.0 / batch as f32);
+    let real = g.loss(LossKind::BceLogits, d_real, ones, 1.0 / batch as f32);
+    let fake = g.loss(LossKind::BceLogits, d_fake_fixed, zeros, 1.0 / batch as f32);
+    let l_enc = g.weighted_sum(&[(1.0, kl), (1.0, bce)]);
+    let l_dec = g.weighted_sum(&[(1.0, bce), (0.5, gan_g)]);
+    let l_dis = g.weighted_sum(&[(1.0, real), (1.0, fake)]);
+    g.output("L_enc", l_enc);
+    g.output("L_dec", l_dec);
+    g.output("L_dis", l_dis);
+    g.objective(enc, "encoder", l_enc).unwrap();
+    g.objective(dec, "decoder", l_dec).unwrap();
+    g.objective(dis, "discriminator", l_dis).unwrap();
+    (g, x)
+}
+
+/// The whole-graph gradient check of a convolutional VAE-GAN: every parameter tensor's GPU
+/// gradient (convolutions, transposed convolutions, batch norms, their biases, scales and
+/// shifts) against central differences of its own group's objective on the CPU interpreter.
+#[test]
+fn conv_vaegan_gradients_match_finite_differences() {
+    let mut rng = rng("conv_vaegan_gradients_match_finite_differences");
+    for batch in [1, 2] {
+        let (g, x_id) = tiny_conv_vaegan(batch);
+        let x = as_f32(&uniform(&mut rng, batch * 36, 0.0, 1.0));
+        let mut exec = GpuExecutor::new(gpu(), g.clone(), ExecOptions { seed: SEED, reuse: true, adam: None, ..Default::default() }).unwrap();
+        exec.set_input(x_id, &x.iter().map(|&v| v as f32).collect::<Vec<_>>()).unwrap();
+        exec.step_with(true, None).unwrap();
+        gpu().wait().unwrap();
+        let dump = dump::text(&g, None);
+        assert!(dump.contains("conv2d+tanh") && dump.contains("conv_transpose2d+sigmoid") && dump.contains("batch_norm 3 channels"), "{dump}");
+        for group in &g.groups {
+            let objective = group.objective.expect("every group has an objective");
+            for (&p, &d) in group.params.iter().zip(&group.grads) {
+                let p0: Vec<f64> = g.tensors[p].init.as_ref().unwrap().iter().map(|&v| v as f64).collect();
+                let got: Vec<f64> = exec.read(d).unwrap().into_iter().map(|v| v as f64).collect();
+                let what = format!("batch {batch}: {} ∂{}/∂{}", group.name, g.name(objective), g.name(p));
+                check_grad_tol(&what, &mut rng, |v| cpu_objective(&g, x_id, &x, p, v, objective), &p0, &got, GRAPH_FD_TOL);
+            }
+        }
+    }
+}

@@ -1,8 +1,9 @@
 //! The CPU interpreter: runs the same graph with the reference twins in f64. It is the
 //! ground truth for whole-graph tests, including finite differences of objectives.
 
+use super::ops::ConvRole;
 use super::{Graph, LossKind, Op, Section, TensorId};
-use crate::reference::{elementwise, kl, losses, matmul, reduce, reparam};
+use crate::reference::{batch_norm, conv2d, elementwise, kl, losses, matmul, reduce, reparam};
 use crate::types::RngKey;
 use crate::types::Trans;
 
@@ -110,10 +111,47 @@ impl<'g> CpuExecutor<'g> {
                     }
                 }
                 Op::ColumnSum => vec![reduce::column_sum(ins[0], shape(0).rows, shape(0).cols)],
+                Op::Conv2d { geom, act } => vec![conv2d::conv2d_forward(geom, *act, ins[0], ins[1], Some(ins[2]))],
+                Op::ConvTranspose2d { geom, act } => vec![conv2d::conv_transpose2d_forward(geom, *act, ins[0], ins[1], Some(ins[2]))],
+                Op::ConvGemm { geom, role } => vec![match role {
+                    ConvRole::Forward => conv2d::conv2d_forward(geom, crate::types::Act::None, ins[0], ins[1], None),
+                    ConvRole::InputGrad => conv2d::conv2d_backward_input(geom, ins[0], ins[1]),
+                    ConvRole::WeightGrad => conv2d::conv2d_backward_weight(geom, ins[0], ins[1]),
+                }],
+                Op::ChannelSum { channels } => vec![reduce::column_sum(ins[0], ins[0].len() / channels, *channels)],
+                Op::BatchNorm { channels, eps, momentum } => {
+                    // The running statistics are left as they are: the interpreter checks
+                    // gradients, which do not depend on them.
+                    let rows = ins[0].len() / channels;
+                    let (y, mean, invstd, _, _) =
+                        batch_norm::batch_norm_forward(rows, *channels, *eps as f64, *momentum as f64, ins[0], ins[1], ins[2], (ins[3], ins[4]));
+                    vec![y, mean, invstd]
+                }
+                Op::BatchNormEval { channels, eps } => {
+                    vec![batch_norm::batch_norm_forward_eval(*channels, *eps as f64, ins[0], ins[1], ins[2], ins[3], ins[4])]
+                }
+                Op::BatchNormBackward { channels } => {
+                    // The twin recomputes the statistics from x; the ε the forward used is in
+                    // its saved 1/√(var + ε): recover it so that both agree exactly.
+                    let rows = ins[0].len() / channels;
+                    let eps = batch_norm_eps(self.graph, node);
+                    let (dx, dg, db) = batch_norm::batch_norm_backward(rows, *channels, eps, ins[0], ins[1], ins[2]);
+                    vec![dx, dg, db]
+                }
             };
             for (&t, v) in node.outputs.iter().zip(outs) {
                 self.values[t] = Some(v);
             }
         }
+    }
+}
+
+/// The ε of the batch norm whose saved statistics a `BatchNormBackward` node reads.
+fn batch_norm_eps(graph: &Graph, node: &super::Node) -> f64 {
+    let mean = node.inputs[3];
+    let producer = graph.tensors[mean].producer.expect("the batch mean comes from a batch norm");
+    match graph.nodes[producer].op {
+        Op::BatchNorm { eps, .. } => eps as f64,
+        _ => unreachable!("BatchNormBackward reads a BatchNorm's statistics"),
     }
 }

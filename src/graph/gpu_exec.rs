@@ -6,10 +6,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::ops::ConvRole;
 use super::plan::{Placement, Plan};
 use super::{Graph, GraphError, LossKind, Op, Result, TensorId, TensorKind};
 use crate::gpu::{Gpu, GpuBuffer, Launch};
 use crate::kernels::adam;
+use crate::kernels::batch_norm::{self, BatchNormSettings};
+use crate::kernels::conv2d;
 use crate::kernels::matmul::{self, MatmulSpec};
 use crate::kernels::reparam;
 use crate::kernels::{cast, elementwise, kl, losses, reduce};
@@ -21,7 +24,7 @@ pub type NamedTensors = Vec<(String, [usize; 2], Vec<f32>)>;
 pub type ByName<'a> = &'a dyn Fn(&str) -> Option<Vec<f32>>;
 /// One readback: the step and each loss by name.
 pub type Readback = (u64, Vec<(String, f32)>);
-use crate::types::{DType, Precision, Trans};
+use crate::types::{Act, DType, Precision, Trans};
 
 #[derive(Clone, Debug)]
 pub struct ExecOptions {
@@ -374,6 +377,31 @@ impl<'g> GpuExecutor<'g> {
             Op::ColumnSum => {
                 let s = shape(node.inputs[0]);
                 launches.push(reduce::column_sum(gpu, &v(0), s.rows, s.cols, &out(0))?);
+            }
+            Op::Conv2d { geom, act } => launches.push(conv2d::conv2d_forward(gpu, geom, *act, &v(0), &v(1), Some(&v(2)), &out(0))?),
+            Op::ConvTranspose2d { geom, act } => launches.push(conv2d::conv_transpose2d_forward(gpu, geom, *act, &v(0), &v(1), Some(&v(2)), &out(0))?),
+            Op::ConvGemm { geom, role } => launches.push(match role {
+                ConvRole::Forward => conv2d::conv2d_forward(gpu, geom, Act::None, &v(0), &v(1), None, &out(0))?,
+                ConvRole::InputGrad => conv2d::conv2d_backward_input(gpu, geom, &v(0), &v(1), &out(0))?,
+                ConvRole::WeightGrad => conv2d::conv2d_backward_weight(gpu, geom, &v(0), &v(1), &out(0))?,
+            }),
+            Op::ChannelSum { channels } => {
+                let n = v(0).len;
+                launches.push(reduce::column_sum(gpu, &v(0), n / channels, *channels, &out(0))?);
+            }
+            Op::BatchNorm { channels, eps, momentum } => {
+                let rows = v(0).len / channels;
+                let s = BatchNormSettings { eps: *eps, momentum: *momentum };
+                launches.extend(batch_norm::batch_norm_forward(gpu, rows, *channels, s, &v(0), &v(1), &v(2), &v(3), &v(4), &out(1), &out(2), &out(0))?);
+            }
+            Op::BatchNormEval { channels, eps } => {
+                let rows = v(0).len / channels;
+                let s = BatchNormSettings { eps: *eps, momentum: 0.0 };
+                launches.push(batch_norm::batch_norm_forward_eval(gpu, rows, *channels, s, &v(0), &v(1), &v(2), &v(3), &v(4), &out(0))?);
+            }
+            Op::BatchNormBackward { channels } => {
+                let rows = v(0).len / channels;
+                launches.extend(batch_norm::batch_norm_backward(gpu, rows, *channels, &v(0), &v(1), &v(2), &v(3), &v(4), &out(0), &out(1), &out(2))?);
             }
         }
         if let Some((n, stream)) = rng {

@@ -21,7 +21,7 @@ pub use cpu_exec::CpuExecutor;
 pub use gpu_exec::{ExecOptions, GpuExecutor};
 pub use ops::{LossKind, Op};
 
-use crate::types::{Act, Trans};
+use crate::types::{Act, ConvGeom, Trans};
 
 pub type TensorId = usize;
 pub type NodeId = usize;
@@ -136,6 +136,28 @@ pub struct LinearParams {
     pub outputs: usize,
 }
 
+/// A convolution's parameters: W (k_h·k_w·in_c × out_c) and b (1 × out_c, or 1 × in_c for a
+/// transposed convolution), with the geometry they were made for.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvParams {
+    pub w: TensorId,
+    pub b: TensorId,
+    pub geom: ConvGeom,
+}
+
+/// A batch norm's learnable γ and β (1 × channels, in the layer's group) and its running
+/// statistics (constants of the graph that the training kernel updates in place).
+#[derive(Clone, Copy, Debug)]
+pub struct BatchNormParams {
+    pub gamma: TensorId,
+    pub beta: TensorId,
+    pub running_mean: TensorId,
+    pub running_var: TensorId,
+    pub channels: usize,
+    pub eps: f32,
+    pub momentum: f32,
+}
+
 impl Graph {
     pub fn new() -> Self {
         Self::default()
@@ -216,6 +238,28 @@ impl Graph {
     /// act(x·W + b), one fused matmul.
     pub fn linear(&mut self, x: TensorId, layer: &LinearParams, act: Act) -> TensorId {
         self.forward(Op::Linear { act }, vec![x, layer.w, layer.b])
+    }
+
+    /// act(conv(x, W) + b) over NHWC images stored batch × (h·w·c).
+    pub fn conv2d(&mut self, x: TensorId, layer: &ConvParams, act: Act) -> TensorId {
+        self.forward(Op::Conv2d { geom: layer.geom, act }, vec![x, layer.w, layer.b])
+    }
+
+    /// act(convᵀ(x, W) + b): the adjoint of `layer.geom` (its output side to its input side).
+    pub fn conv_transpose2d(&mut self, x: TensorId, layer: &ConvParams, act: Act) -> TensorId {
+        self.forward(Op::ConvTranspose2d { geom: layer.geom, act }, vec![x, layer.w, layer.b])
+    }
+
+    /// Batch norm in training: normalised with the batch's statistics (the running ones
+    /// updated as a side effect on the GPU).
+    pub fn batch_norm(&mut self, x: TensorId, bn: &BatchNormParams) -> TensorId {
+        let op = Op::BatchNorm { channels: bn.channels, eps: bn.eps, momentum: bn.momentum };
+        self.push(op, vec![x, bn.gamma, bn.beta, bn.running_mean, bn.running_var], Section::Forward)[0]
+    }
+
+    /// Batch norm in evaluation: normalised with the running statistics.
+    pub fn batch_norm_eval(&mut self, x: TensorId, bn: &BatchNormParams) -> TensorId {
+        self.forward(Op::BatchNormEval { channels: bn.channels, eps: bn.eps }, vec![x, bn.gamma, bn.beta, bn.running_mean, bn.running_var])
     }
 
     pub fn matmul(&mut self, a: TensorId, b: TensorId, trans: Trans) -> TensorId {

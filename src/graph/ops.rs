@@ -3,7 +3,7 @@
 //! their own (we never differentiate twice).
 
 use super::{Graph, Section, Shape, TensorId};
-use crate::types::{Act, Trans};
+use crate::types::{Act, ConvGeom, Trans};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LossKind {
@@ -72,6 +72,35 @@ pub enum Op {
     KlBackward,
     /// [prediction, target, dloss] → d prediction (and d target for SqErr).
     LossBackward { kind: LossKind, scale: f32 },
+
+    // ---- convolutions and batch norm: NHWC images stored as batch × (h·w·c) ----
+    /// [x, W, b] → act(conv(x, W) + b): x batch × (in_h·in_w·in_c), W (k_h·k_w·in_c) × out_c,
+    /// b 1 × out_c; y batch × (out_h·out_w·out_c).
+    Conv2d { geom: ConvGeom, act: Act },
+    /// [x, W, b] → act(convᵀ(x, W) + b), the adjoint of `geom`: x batch × (out_h·out_w·out_c),
+    /// W as `geom`'s, b 1 × in_c; y batch × (in_h·in_w·in_c).
+    ConvTranspose2d { geom: ConvGeom, act: Act },
+    /// [x, γ, β, running mean, running var] → [y, batch mean, 1/√(var + ε)] over rows ×
+    /// `channels` (training; the running statistics, constants of the graph, are updated in
+    /// place on the GPU).
+    BatchNorm { channels: usize, eps: f32, momentum: f32 },
+    /// [x, γ, β, running mean, running var] → y with the running statistics (evaluation).
+    BatchNormEval { channels: usize, eps: f32 },
+    /// [a, b] → the conv GEMM of `role` without bias or activation (backward only):
+    /// Forward [x, W] → y; InputGrad [dy, W] → dx; WeightGrad [x, dy] → dW.
+    ConvGemm { geom: ConvGeom, role: ConvRole },
+    /// [t] → 1 × `channels`: Σ over every row and pixel (a conv's bias gradient).
+    ChannelSum { channels: usize },
+    /// [x, dy, γ, mean, invstd] → [dx, dγ, dβ].
+    BatchNormBackward { channels: usize },
+}
+
+/// Which of a convolution's three GEMMs a `ConvGemm` is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvRole {
+    Forward,
+    InputGrad,
+    WeightGrad,
 }
 
 fn expect(cond: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
@@ -105,6 +134,23 @@ impl Op {
             Op::ReparamBackward => "reparam_backward".into(),
             Op::KlBackward => "kl_backward".into(),
             Op::LossBackward { kind, scale } => format!("{}_backward ×{scale}", kind.name()),
+            Op::Conv2d { geom, act } => format!("conv2d+{} {geom}", act.name()),
+            Op::ConvTranspose2d { geom, act } => format!(
+                "conv_transpose2d+{} {}x{}x{}x{} → {}x{}x{}",
+                act.name(),
+                geom.batch,
+                geom.out_h,
+                geom.out_w,
+                geom.out_c,
+                geom.in_h,
+                geom.in_w,
+                geom.in_c
+            ),
+            Op::BatchNorm { channels, .. } => format!("batch_norm {channels} channels"),
+            Op::BatchNormEval { channels, .. } => format!("batch_norm eval {channels} channels"),
+            Op::ConvGemm { geom, role } => format!("conv2d {role:?} {geom}"),
+            Op::ChannelSum { channels } => format!("channel_sum {channels}"),
+            Op::BatchNormBackward { channels } => format!("batch_norm_backward {channels} channels"),
         }
     }
 
@@ -128,6 +174,12 @@ impl Op {
             Op::ActivationBackward { .. } => "dact",
             Op::ColumnSum => "colsum",
             Op::PadRows { .. } => "pad",
+            Op::Conv2d { .. } => "conv",
+            Op::ConvTranspose2d { .. } => "deconv",
+            Op::BatchNorm { .. } | Op::BatchNormEval { .. } => "bn",
+            Op::ConvGemm { .. } => "dconv",
+            Op::ChannelSum { .. } => "chsum",
+            Op::BatchNormBackward { .. } => "dbn",
             Op::ReparamBackward => "dreparam",
             Op::KlBackward => "dkl",
             Op::LossBackward { .. } => "dloss",
@@ -223,11 +275,61 @@ impl Op {
                     vec![s[0]]
                 }
             }
+            Op::Conv2d { geom: g, .. } | Op::ConvTranspose2d { geom: g, .. } => {
+                arity(3)?;
+                let t = matches!(self, Op::ConvTranspose2d { .. });
+                let (x_cols, y_cols, bias) = if t {
+                    (g.out_h * g.out_w * g.out_c, g.in_h * g.in_w * g.in_c, g.in_c)
+                } else {
+                    (g.in_h * g.in_w * g.in_c, g.out_h * g.out_w * g.out_c, g.out_c)
+                };
+                expect(s[0] == Shape { rows: g.batch, cols: x_cols }, || format!("x is {}, {g} needs {}x{x_cols}", s[0], g.batch))?;
+                expect(s[1] == Shape { rows: g.k_h * g.k_w * g.in_c, cols: g.out_c }, || {
+                    format!("W is {}, {g} needs {}x{}", s[1], g.k_h * g.k_w * g.in_c, g.out_c)
+                })?;
+                expect(s[2] == Shape { rows: 1, cols: bias }, || format!("bias is {}, needs 1x{bias}", s[2]))?;
+                vec![Shape { rows: g.batch, cols: y_cols }]
+            }
+            Op::ConvGemm { geom: g, role } => {
+                arity(2)?;
+                let (x, y, w) = (
+                    Shape { rows: g.batch, cols: g.in_h * g.in_w * g.in_c },
+                    Shape { rows: g.batch, cols: g.out_h * g.out_w * g.out_c },
+                    Shape { rows: g.k_h * g.k_w * g.in_c, cols: g.out_c },
+                );
+                let (a, b, out) = match role {
+                    ConvRole::Forward => (x, w, y),
+                    ConvRole::InputGrad => (y, w, x),
+                    ConvRole::WeightGrad => (x, y, w),
+                };
+                expect(s[0] == a && s[1] == b, || format!("{role:?} of {g} takes {a} and {b}, got {} and {}", s[0], s[1]))?;
+                vec![out]
+            }
+            Op::ChannelSum { channels } => {
+                arity(1)?;
+                expect(*channels > 0 && s[0].len().is_multiple_of(*channels), || format!("{} is not a whole number of {channels}-channel pixels", s[0]))?;
+                vec![Shape { rows: 1, cols: *channels }]
+            }
+            Op::BatchNorm { channels, .. } | Op::BatchNormEval { channels, .. } => {
+                arity(5)?;
+                expect(*channels > 0 && s[0].len().is_multiple_of(*channels), || format!("{} is not a whole number of {channels}-channel rows", s[0]))?;
+                let per_channel = Shape { rows: 1, cols: *channels };
+                expect(s[1..].iter().all(|x| *x == per_channel), || format!("γ, β and the running statistics must be 1x{channels}"))?;
+                if matches!(self, Op::BatchNorm { .. }) {
+                    vec![s[0], per_channel, per_channel]
+                } else {
+                    vec![s[0]]
+                }
+            }
+            Op::BatchNormBackward { channels } => {
+                arity(5)?;
+                same(s[0], s[1])?;
+                let per_channel = Shape { rows: 1, cols: *channels };
+                vec![s[0], per_channel, per_channel]
+            }
         })
     }
 
-    /// True for ops that do not depend on their inputs' values for gradients (no inputs,
-    /// or gradient blocked).
     /// Elements of each scratch buffer the op's kernels need beside its inputs and outputs
     /// (partial sums, per-row values), given its input shapes. The planner places them in
     /// slots live for this node alone, so that every buffer a step uses is planned.
@@ -241,6 +343,8 @@ impl Op {
         }
     }
 
+    /// True for ops that do not depend on their inputs' values for gradients (no inputs,
+    /// or gradient blocked).
     pub fn blocks_gradient(&self) -> bool {
         matches!(self, Op::StopGradient | Op::Fill { .. } | Op::Randn { .. })
     }
@@ -343,6 +447,36 @@ pub fn backward(
             if *kind == LossKind::SqErr {
                 grads[1] = Some(d[1]);
             }
+        }
+        Op::Conv2d { geom, act } | Op::ConvTranspose2d { geom, act } => {
+            // y = act(conv(x, W) + b): dpre = dy·act'(·); dx, dW by the GEMMs of the input and
+            // weight gradients; db = Σ dpre per channel. A transposed convolution swaps the
+            // roles: its forward is the input-gradient GEMM, its input gradient the forward.
+            let t = matches!(op, Op::ConvTranspose2d { .. });
+            let (x, w) = (inputs[0], inputs[1]);
+            let dpre = if *act == Act::None { dy } else { emit(g, Op::ActivationBackward { act: *act }, vec![outputs[0], dy])[0] };
+            let geom = *geom;
+            if needs[0] {
+                let role = if t { ConvRole::Forward } else { ConvRole::InputGrad };
+                grads[0] = Some(emit(g, Op::ConvGemm { geom, role }, vec![dpre, w])[0]);
+            }
+            if needs[1] {
+                let ins = if t { vec![dpre, x] } else { vec![x, dpre] };
+                grads[1] = Some(emit(g, Op::ConvGemm { geom, role: ConvRole::WeightGrad }, ins)[0]);
+            }
+            if needs[2] {
+                let channels = if t { geom.in_c } else { geom.out_c };
+                grads[2] = Some(emit(g, Op::ChannelSum { channels }, vec![dpre])[0]);
+            }
+        }
+        Op::BatchNorm { channels, .. } => {
+            // The batch statistics depend on x: the backward folds their gradients in. No
+            // gradient reaches the running statistics.
+            let Some(dy) = douts[0] else { return Ok(grads) };
+            let d = emit(g, Op::BatchNormBackward { channels: *channels }, vec![inputs[0], dy, inputs[1], outputs[1], outputs[2]]);
+            grads[0] = Some(d[0]);
+            grads[1] = Some(d[1]);
+            grads[2] = Some(d[2]);
         }
         other => return Err(format!("{} is backward-only and has no gradient", other.name())),
     }

@@ -2,7 +2,8 @@
 
 use rand::{Rng, SeedableRng};
 
-use crate::graph::{Graph, LinearParams};
+use crate::graph::{BatchNormParams, ConvParams, Graph, LinearParams};
+use crate::types::ConvGeom;
 
 /// A dense layer in/out with PyTorch's default initialisation: W and b uniform in
 /// ±1/√in (Kaiming-uniform with a = √5), drawn from `seed` so that a model is reproducible.
@@ -15,6 +16,39 @@ pub fn linear(g: &mut Graph, group: usize, name: &str, inputs: usize, outputs: u
     let w = g.param(group, &format!("{name}.weight"), [inputs, outputs], w_init);
     let b = g.param(group, &format!("{name}.bias"), [1, outputs], b_init);
     LinearParams { w, b, inputs, outputs }
+}
+
+/// A convolution for `geom` with PyTorch's default initialisation (uniform ±1/√fan_in,
+/// fan_in = k_h·k_w·in_c), W stored k_h·k_w·in_c × out_c.
+pub fn conv2d(g: &mut Graph, group: usize, name: &str, geom: ConvGeom, seed: u64) -> ConvParams {
+    conv_params(g, group, name, geom, geom.k_h * geom.k_w * geom.in_c, geom.out_c, seed)
+}
+
+/// A transposed convolution, the adjoint of `geom`: W as `geom`'s, bias per output channel
+/// (`geom.in_c`); fan_in as PyTorch's ConvTranspose2d computes it (k_h·k_w·out_c of `geom`).
+pub fn conv_transpose2d(g: &mut Graph, group: usize, name: &str, geom: ConvGeom, seed: u64) -> ConvParams {
+    conv_params(g, group, name, geom, geom.k_h * geom.k_w * geom.out_c, geom.in_c, seed)
+}
+
+fn conv_params(g: &mut Graph, group: usize, name: &str, geom: ConvGeom, fan_in: usize, bias: usize, seed: u64) -> ConvParams {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let bound = 1.0 / (fan_in as f32).sqrt();
+    let mut draw = |n: usize| (0..n).map(|_| rng.random_range(-bound..bound)).collect::<Vec<f32>>();
+    let w_init = draw(geom.weight_len());
+    let b_init = draw(bias);
+    let w = g.param(group, &format!("{name}.weight"), [geom.k_h * geom.k_w * geom.in_c, geom.out_c], w_init);
+    let b = g.param(group, &format!("{name}.bias"), [1, bias], b_init);
+    ConvParams { w, b, geom }
+}
+
+/// A batch norm over `channels`: γ = 1, β = 0 (learnable), running mean 0 and variance 1;
+/// ε 1e-5 and momentum 0.1 as PyTorch's BatchNorm2d.
+pub fn batch_norm(g: &mut Graph, group: usize, name: &str, channels: usize) -> BatchNormParams {
+    let gamma = g.param(group, &format!("{name}.weight"), [1, channels], vec![1.0; channels]);
+    let beta = g.param(group, &format!("{name}.bias"), [1, channels], vec![0.0; channels]);
+    let running_mean = g.constant(&format!("{name}.running_mean"), [1, channels], vec![0.0; channels]);
+    let running_var = g.constant(&format!("{name}.running_var"), [1, channels], vec![1.0; channels]);
+    BatchNormParams { gamma, beta, running_mean, running_var, channels, eps: 1e-5, momentum: 0.1 }
 }
 
 /// A stack of dense layers: widths[0] → widths[1] → …, `hidden` after every layer but the
