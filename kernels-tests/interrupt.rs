@@ -414,6 +414,15 @@ fn bench_quick_json_is_well_formed() {
         let speed = row["gflop_s"].as_f64().or(row["gb_s"].as_f64()).unwrap();
         assert!(t.is_finite() && t > 0.0 && speed.is_finite() && speed > 0.0, "{row}");
     }
+    assert!(kernels.iter().any(|r| r["kernel"] == "batch_norm fwd") && kernels.iter().any(|r| r["kernel"] == "batch_norm bwd"));
+    let convs = v["convs"].as_array().unwrap();
+    assert_eq!(convs.len(), 6, "two layers × forward and both gradients");
+    for row in convs {
+        for key in ["microseconds", "gflop_s", "matmul_gflop_s", "of_matmul"] {
+            let x = row[key].as_f64().unwrap_or(f64::NAN);
+            assert!(x.is_finite() && x > 0.0, "{key} in {row}");
+        }
+    }
     let steps = v["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 2);
     for row in steps {

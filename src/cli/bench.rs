@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::DeviceArgs;
 use crate::gpu::{Gpu, GpuBuffer, Launch};
 use crate::kernels::adam;
+use crate::kernels::batch_norm::{self, BatchNormSettings};
 use crate::kernels::matmul::{self, MatmulSpec, Tile};
 use crate::kernels::{elementwise, reduce};
 use crate::types::{Act, AdamParams, ConvGeom, DType, Precision, Trans};
@@ -29,7 +30,8 @@ pub struct BenchArgs {
     #[arg(long)]
     step: bool,
     /// Time the convolutions of Larsen et al.'s 64×64 model (forward, input and weight
-    /// gradients) beside a dense matmul of the same M×N×K, at --conv-batch.
+    /// gradients) beside a dense matmul of the same M×N×K, at --conv-batch (also part of
+    /// --kernels).
     #[arg(long)]
     conv: bool,
     /// Batch of the --conv shapes (default: 16 on a CPU adapter, 64 on a GPU).
@@ -216,7 +218,7 @@ pub fn run(device: &DeviceArgs, args: &BenchArgs) -> anyhow::Result<()> {
             }
         }
     }
-    if all || args.conv {
+    if all || args.conv || args.kernels {
         report.convs = bench_convs(&gpu, args, samples)?;
         if !args.json {
             println!();
@@ -412,6 +414,9 @@ fn bench_kernels(gpu: &Gpu, args: &BenchArgs, tiles: &[Tile], samples: usize, ce
     let partials = gpu.zeros("partial sums", reduce::scratch_len(n), DType::F32)?;
     let params = if args.quick { 100_000 } else { 1_625_425 }; // mnist-mlp's parameter count
     let p: Vec<GpuBuffer> = (0..4).map(|i| gpu.upload_f32(&format!("adam {i}"), &filler(params))).collect::<Result<_, _>>()?;
+    let ch: Vec<GpuBuffer> = (0..8).map(|i| gpu.upload_f32(&format!("bn {i}"), &vec![1.0; 64])).collect::<Result<_, _>>()?;
+    let bn_fwd = batch_norm::batch_norm_forward(gpu, n / 64, 64, BatchNormSettings::default(), &x, &ch[0], &ch[1], &ch[2], &ch[3], &ch[4], &ch[5], &out)?;
+    let bn_bwd = batch_norm::batch_norm_backward(gpu, n / 64, 64, &x, &y, &ch[0], &ch[4], &ch[5], &out, &ch[6], &ch[7])?;
     let memory: Vec<(&str, String, Vec<Launch>, u64)> = vec![
         ("relu_forward", format!("{n}"), vec![elementwise::activation_forward(gpu, Act::Relu, &x, &out)?], 8 * n as u64),
         ("sigmoid_backward", format!("{n}"), vec![elementwise::activation_backward(gpu, Act::Sigmoid, &x, &y, &out)?], 12 * n as u64),
@@ -419,6 +424,11 @@ fn bench_kernels(gpu: &Gpu, args: &BenchArgs, tiles: &[Tile], samples: usize, ce
         ("reduce sum", format!("{n}"), reduce::sum(gpu, &x, &scalar, &partials)?, 4 * n as u64),
         ("column_sum", format!("{}x512", n / 512), vec![reduce::column_sum(gpu, &x, n / 512, 512, &GpuBuffer { len: 512, ..out.clone() })?], 4 * n as u64),
         ("adam", format!("{params}"), vec![adam::adam(gpu, AdamParams::new(1e-4), &p[0], &p[1], &p[2], &p[3])?], 28 * params as u64),
+        // Batch norm over 64 channels (the 64×64 model's widths): the statistics read x
+        // twice, the normalisation reads it once more and writes y; the backward reads x and
+        // dy for the reduction and again with dx written.
+        ("batch_norm fwd", format!("{}x64", n / 64), bn_fwd, 16 * n as u64),
+        ("batch_norm bwd", format!("{}x64", n / 64), bn_bwd, 20 * n as u64),
     ];
     for (kernel, shape, launches, bytes) in memory {
         let secs = time_one(gpu, &launches, samples)?;
