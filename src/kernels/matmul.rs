@@ -243,6 +243,17 @@ pub(crate) struct Gathered {
     pub geom: crate::types::ConvGeom,
 }
 
+impl Gathered {
+    /// The four-at-a-time loader of A, where every quad lies inside one tap's channels.
+    fn quad_loader(&self) -> Option<&'static str> {
+        match self.a {
+            Operand::ConvInput if self.geom.in_c % 4 == 0 => Some("conv_input_quad"),
+            Operand::ConvOutputGrad if self.geom.out_c % 4 == 0 => Some("conv_output_grad_quad"),
+            _ => None,
+        }
+    }
+}
+
 /// Everything that selects a compiled variant.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Variant {
@@ -501,7 +512,15 @@ fn source(v: &Variant) -> Result<String> {
     let scalar = if v.dtype == DType::F16 { "f16" } else { "f32" };
     let elem = |vec: bool| if vec { format!("vec4<{scalar}>") } else { scalar.to_string() };
     let (a_quad, a_one) = match v.gathered {
-        Some(g) if g.a != Operand::Dense => gathered_loaders(g.a.loader(), true),
+        Some(g) if g.a != Operand::Dense => {
+            let (mut quad, one) = gathered_loaders(g.a.loader(), true);
+            // Quads of four channels from one tap: one address computation, where the
+            // channel count allows (k is a multiple of 4 in every quad load).
+            if let Some(f) = g.quad_loader() {
+                quad = format!("return {f}(min(row, rows - 1u), col);");
+            }
+            (quad, one)
+        }
         _ => loaders("a", v.vec_a),
     };
     let (b_quad, b_one) = match v.gathered {
@@ -569,7 +588,8 @@ fn source(v: &Variant) -> Result<String> {
     let text = fill("matmul", &template, &used)?;
     let conv = match v.gathered {
         Some(g) => {
-            let used: Vec<&str> = [g.a, g.b].iter().filter(|o| **o != Operand::Dense).map(|o| o.loader()).collect();
+            let mut used: Vec<&str> = [g.a, g.b].iter().filter(|o| **o != Operand::Dense).map(|o| o.loader()).collect();
+            used.extend(g.quad_loader());
             super::conv2d::loaders_wgsl(&g.geom, &used)?
         }
         None => String::new(),
