@@ -247,8 +247,8 @@ impl Gathered {
     /// The four-at-a-time loader of A, where every quad lies inside one tap's channels.
     fn quad_loader(&self) -> Option<&'static str> {
         match self.a {
-            Operand::ConvInput if self.geom.in_c % 4 == 0 => Some("conv_input_quad"),
-            Operand::ConvOutputGrad if self.geom.out_c % 4 == 0 => Some("conv_output_grad_quad"),
+            Operand::ConvInput if self.geom.in_c.is_multiple_of(4) => Some("conv_input_quad"),
+            Operand::ConvOutputGrad if self.geom.out_c.is_multiple_of(4) => Some("conv_output_grad_quad"),
             _ => None,
         }
     }
