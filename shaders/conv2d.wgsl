@@ -6,7 +6,7 @@
 //   forward         C[b·oh·ow, co] = Σ_(kh,kw,ci) im2col(x)[m, k] · w[k, co]
 //   input gradient  C[b·ih·iw, ci] = Σ_(kh,kw,co) dy gathered[m, k] · wᵀ[k, ci]
 //                   (also the forward of a transposed convolution)
-//   weight gradient C[kh·kw·ci, co] = Σ_(b,oh,ow) im2col(x)ᵀ[m, k] · dy[k, co]
+//   weight gradient C[kh·kw·ci, co] = Σ_(b,oh,ow) im2col(x)ᵀ[m, k] · dy[k, co]  (Aᵀ·B)
 //
 // Every loader returns 0 past K and in the padding; rows past M are clamped by the caller
 // and masked at the store.
@@ -113,10 +113,19 @@ fn conv_weight_t(k: u32, n: u32) -> f32 {
     return f32(b[((k / CV_CO) * CV_CI + min(n, CV_CI - 1u)) * CV_CO + k % CV_CO]);
 }
 
-// im2col(x)ᵀ for the weight gradient: m = (kh, kw, ci), k = (b, oh, ow).
-fn conv_input_t(m: u32, k: u32) -> f32 {
+// im2col(x) as the weight gradient's A, stored K×M (k = (b, oh, ow), m = (kh, kw, ci)) and
+// read transposed, so that quads run along m — four contiguous channels of one tap. Zero
+// past K (rows of the K×M matrix are not clamped: the products there must vanish).
+fn conv_input_k(k: u32, m: u32) -> f32 {
     if (k >= CV_B * CV_OH * CV_OW) {
         return 0.0;
     }
     return conv_input(k, m);
+}
+
+fn conv_input_k_quad(k: u32, m: u32) -> vec4<f32> {
+    if (k >= CV_B * CV_OH * CV_OW) {
+        return vec4<f32>(0.0);
+    }
+    return conv_input_quad(k, m);
 }

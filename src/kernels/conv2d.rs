@@ -6,7 +6,7 @@
 //! |-------------------------------|-------------|-------|-------------|--------------|---------|
 //! | forward (+ bias, activation)  | b·oh·ow     | c_out | kh·kw·c_in  | im2col(x)    | w       |
 //! | input gradient                | b·ih·iw     | c_in  | kh·kw·c_out | dy gathered  | w re-indexed |
-//! | weight gradient               | kh·kw·c_in  | c_out | b·oh·ow     | im2col(x)ᵀ   | dy      |
+//! | weight gradient (Aᵀ·B)        | kh·kw·c_in  | c_out | b·oh·ow     | im2col(x)    | dy      |
 //!
 //! A transposed convolution is the adjoint of a convolution (`ConvGeom::transposed`): its
 //! forward is that convolution's input gradient, its input gradient that convolution's
@@ -26,17 +26,19 @@ const SOURCE: &str = include_str!("../../shaders/conv2d.wgsl");
 /// variant does not declare (a dense operand may be bound as vec4).
 pub(crate) fn loaders_wgsl(g: &ConvGeom, used: &[&str]) -> Result<String> {
     let v = |x: usize| format!("{x}u");
-    // conv_input_t reads through conv_input.
+    // Loaders that read through others.
     let mut names: Vec<&str> = used.to_vec();
-    if names.contains(&"conv_input_t") && !names.contains(&"conv_input") {
-        names.push("conv_input");
+    for (loader, needs) in [("conv_input_k", "conv_input"), ("conv_input_k_quad", "conv_input_quad")] {
+        if names.contains(&loader) && !names.contains(&needs) {
+            names.push(needs);
+        }
     }
     let header_end = SOURCE.find("\n// im2col(x)[m, k]").ok_or_else(|| GpuError::shape("conv2d", "shaders/conv2d.wgsl: the loaders' section is missing"))?;
     let mut text = SOURCE[..header_end].to_string();
     for name in names {
         let at = SOURCE.find(&format!("\nfn {name}(")).ok_or_else(|| GpuError::shape("conv2d", format!("shaders/conv2d.wgsl has no fn {name}")))?;
         // The function with the comment lines above it, up to its closing brace.
-        let start = SOURCE[..at].rfind("\n\n").map_or(0, |i| i + 1);
+        let start = SOURCE[..=at].rfind("\n\n").map_or(0, |i| i + 1);
         let end = SOURCE[at..].find("\n}\n").map(|i| at + i + 3).unwrap_or(SOURCE.len());
         text.push_str(&SOURCE[start..end]);
     }
@@ -110,8 +112,9 @@ pub fn conv2d_backward_weight(gpu: &Gpu, g: &ConvGeom, x: &GpuBuffer, dy: &GpuBu
     check(&name, "x", x, g.input_len())?;
     check(&name, "dy", dy, g.output_len())?;
     check(&name, "dw", dw, g.weight_len())?;
-    let spec = MatmulSpec::new(g.k_h * g.k_w * g.in_c, g.out_c, g.batch * g.out_h * g.out_w, Trans::NN);
-    gemm(gpu, name, &spec, Some(Gathered { a: Operand::ConvInputT, b: Operand::Dense, geom: *g }), x, dy, None, dw)
+    // dW = im2col(x)ᵀ·dy, with im2col(x) read as a K×M matrix through the loaders: Aᵀ·B.
+    let spec = MatmulSpec::new(g.k_h * g.k_w * g.in_c, g.out_c, g.batch * g.out_h * g.out_w, Trans::TN);
+    gemm(gpu, name, &spec, Some(Gathered { a: Operand::ConvInputK, b: Operand::Dense, geom: *g }), x, dy, None, dw)
 }
 
 /// y = act(conv_transpose(x, w) + bias) for the transposed convolution whose adjoint is

@@ -219,8 +219,9 @@ pub(crate) enum Operand {
     ConvOutputGrad,
     /// B = the weights re-indexed for the input gradient.
     ConvWeightT,
-    /// A = im2col(x)ᵀ: the weight gradient's input patches.
-    ConvInputT,
+    /// Aᵀ with A = im2col(x) stored K×M: the weight gradient's input patches (read as TN,
+    /// so that quads run along the contiguous channels).
+    ConvInputK,
 }
 
 impl Operand {
@@ -230,7 +231,7 @@ impl Operand {
             Operand::ConvInput => "conv_input",
             Operand::ConvOutputGrad => "conv_output_grad",
             Operand::ConvWeightT => "conv_weight_t",
-            Operand::ConvInputT => "conv_input_t",
+            Operand::ConvInputK => "conv_input_k",
         }
     }
 }
@@ -249,6 +250,7 @@ impl Gathered {
         match self.a {
             Operand::ConvInput if self.geom.in_c.is_multiple_of(4) => Some("conv_input_quad"),
             Operand::ConvOutputGrad if self.geom.out_c.is_multiple_of(4) => Some("conv_output_grad_quad"),
+            Operand::ConvInputK if self.geom.in_c.is_multiple_of(4) => Some("conv_input_k_quad"),
             _ => None,
         }
     }
@@ -513,11 +515,15 @@ fn source(v: &Variant) -> Result<String> {
     let elem = |vec: bool| if vec { format!("vec4<{scalar}>") } else { scalar.to_string() };
     let (a_quad, a_one) = match v.gathered {
         Some(g) if g.a != Operand::Dense => {
-            let (mut quad, one) = gathered_loaders(g.a.loader(), true);
+            // Rows past M are clamped (masked at the store); a transposed A's rows are K,
+            // where its loader returns zeros instead.
+            let clamp = v.trans == Trans::NN;
+            let (mut quad, one) = gathered_loaders(g.a.loader(), clamp);
             // Quads of four channels from one tap: one address computation, where the
-            // channel count allows (k is a multiple of 4 in every quad load).
+            // channel count allows (quads start at multiples of 4).
             if let Some(f) = g.quad_loader() {
-                quad = format!("return {f}(min(row, rows - 1u), col);");
+                let row = if clamp { "min(row, rows - 1u)" } else { "row" };
+                quad = format!("return {f}({row}, col);");
             }
             (quad, one)
         }
@@ -599,10 +605,10 @@ fn source(v: &Variant) -> Result<String> {
     Ok(format!("{enable}{ACTIVATIONS_WGSL}\n{text}\n{conv}"))
 }
 
-/// WGSL bodies of a_quad/a_one (`is_a`: rows are M, quads run along K) or b_quad/b_one
-/// (rows are K, quads run along N) that call a convolution loader `f(m or k, k or n)`.
-fn gathered_loaders(f: &str, is_a: bool) -> (String, String) {
-    let row = if is_a { "min(row, rows - 1u)" } else { "row" };
+/// WGSL bodies of a_quad/a_one or b_quad/b_one that call a convolution loader
+/// `f(row, col)`; `clamp_row`: rows past the end are clamped (an NN A's rows are M).
+fn gathered_loaders(f: &str, clamp_row: bool) -> (String, String) {
+    let row = if clamp_row { "min(row, rows - 1u)" } else { "row" };
     (format!("let r = {row}; return vec4<f32>({f}(r, col), {f}(r, col + 1u), {f}(r, col + 2u), {f}(r, col + 3u));"), format!("return {f}({row}, col);"))
 }
 
@@ -631,8 +637,12 @@ pub(crate) fn gemm(
     let (ar, ac) = spec.stored_a();
     let (br, bc) = spec.stored_b();
     let (a_dense, b_dense) = gathered.map_or((true, true), |g| (g.a == Operand::Dense, g.b == Operand::Dense));
-    if gathered.is_some() && spec.trans != Trans::NN {
-        return Err(GpuError::shape(&name, "gathered operands are read as NN"));
+    // Gathered operands are read as NN, except the weight gradient's A (TN).
+    if let Some(g) = gathered {
+        let want = if g.a == Operand::ConvInputK { Trans::TN } else { Trans::NN };
+        if spec.trans != want {
+            return Err(GpuError::shape(&name, format!("gathered operands {:?}/{:?} are read as {}", g.a, g.b, want.name())));
+        }
     }
     if a_dense {
         super::expect_len(&name, &format!("A ({ar}x{ac})"), a, ar * ac)?;
