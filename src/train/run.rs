@@ -95,6 +95,18 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
     move |err| TrainError::Io { path: path.display().to_string(), err }
 }
 
+/// How an interrupted run stands, for the caller to print.
+fn interrupted(trainer: &Trainer, checkpoint: PathBuf, epoch: usize, during_evaluation: bool) -> Outcome {
+    Outcome::Interrupted {
+        checkpoint,
+        step: trainer.exec.step,
+        epoch,
+        step_in_epoch: trainer.position.step_in_epoch,
+        steps: trainer.steps_per_epoch,
+        during_evaluation,
+    }
+}
+
 fn cell(v: Option<f64>, decimals: usize) -> String {
     v.map(|x| format!("{x:.decimals$}")).unwrap_or_default()
 }
@@ -172,14 +184,7 @@ pub fn run_epochs<'g>(trainer: &mut Trainer<'g>, plan: &RunPlan, stop: &AtomicBo
         on_event(Event::CheckpointWritten { epoch, path: &path });
         save_losses(trainer, &mut history)?;
         if !finished {
-            return Ok(Outcome::Interrupted {
-                checkpoint: path,
-                step: trainer.exec.step,
-                epoch,
-                step_in_epoch: trainer.position.step_in_epoch,
-                steps: trainer.steps_per_epoch,
-                during_evaluation: false,
-            });
+            return Ok(interrupted(trainer, path, epoch, false));
         }
         let seconds = t0.elapsed().as_secs_f64();
         let samples_per_s = (trainer.exec.step - first_step) as f64 * trainer.batch as f64 / seconds;
@@ -222,14 +227,7 @@ pub fn run_epochs<'g>(trainer: &mut Trainer<'g>, plan: &RunPlan, stop: &AtomicBo
         let skipped = config.optim.balance.then_some(trainer.skipped);
         on_event(Event::EpochDone(EpochSummary { epoch, epochs: plan.epochs, seconds, samples_per_s, train_means: &train_means, test: &test, skipped }));
         if stop.load(Ordering::SeqCst) && trainer.completed_epochs() < plan.epochs {
-            return Ok(Outcome::Interrupted {
-                checkpoint: path,
-                step: trainer.exec.step,
-                epoch,
-                step_in_epoch: trainer.position.step_in_epoch,
-                steps: trainer.steps_per_epoch,
-                during_evaluation: true,
-            });
+            return Ok(interrupted(trainer, path, epoch, true));
         }
     }
     let curves = plan.out.join("loss_curves.png");
