@@ -257,15 +257,16 @@ impl Printer {
                 }
             }
             Event::Step { step_in_epoch, steps, samples_per_s, losses } => {
-                let losses = losses.map(|v| v.iter().map(|(n, x)| format!("{n} {x:.3}")).collect::<Vec<_>>().join(" ")).unwrap_or_default();
+                // Formatted only when shown: this runs after every step.
+                let text = || losses.map(|v| v.iter().map(|(n, x)| format!("{n} {x:.3}")).collect::<Vec<_>>().join(" ")).unwrap_or_default();
                 if let Some(bar) = &self.bar {
                     bar.set_position(step_in_epoch as u64);
                     if step_in_epoch % 10 == 0 {
-                        bar.set_message(format!("{samples_per_s:.0} samples/s | {losses}"));
+                        bar.set_message(format!("{samples_per_s:.0} samples/s | {}", text()));
                     }
                 } else if step_in_epoch * 10 / steps.max(1) > self.last_tenth && step_in_epoch < steps {
                     self.last_tenth = step_in_epoch * 10 / steps.max(1);
-                    eprintln!("epoch {}/{}: step {step_in_epoch} of {steps}, {samples_per_s:.0} samples/s | {losses}", self.epoch, self.epochs);
+                    eprintln!("epoch {}/{}: step {step_in_epoch} of {steps}, {samples_per_s:.0} samples/s | {}", self.epoch, self.epochs, text());
                 }
             }
             Event::CheckpointWriting { epoch } => {
