@@ -23,10 +23,11 @@ const CV_KW: u32 = $CV_KW;
 const CV_S: u32 = $CV_S;
 const CV_P: u32 = $CV_P;
 
-// im2col(x)[m, k]: m = (b, oh, ow), k = (kh, kw, ci); zero in the padding.
-fn conv_input(m: u32, k: u32) -> f32 {
+// Where im2col(x)[m, k] lives in x, or −1 in the padding and past K: m = (b, oh, ow),
+// k = (kh, kw, ci).
+fn conv_input_at(m: u32, k: u32) -> i32 {
     if (k >= CV_KH * CV_KW * CV_CI) {
-        return 0.0;
+        return -1;
     }
     let bi = m / (CV_OH * CV_OW);
     let r = m % (CV_OH * CV_OW);
@@ -35,35 +36,36 @@ fn conv_input(m: u32, k: u32) -> f32 {
     let ih = i32((r / CV_OW) * CV_S + kh) - i32(CV_P);
     let iw = i32((r % CV_OW) * CV_S + t / CV_CI) - i32(CV_P);
     if (ih < 0 || iw < 0 || ih >= i32(CV_IH) || iw >= i32(CV_IW)) {
+        return -1;
+    }
+    return i32(((bi * CV_IH + u32(ih)) * CV_IW + u32(iw)) * CV_CI + t % CV_CI);
+}
+
+// im2col(x)[m, k]; zero in the padding.
+fn conv_input(m: u32, k: u32) -> f32 {
+    let i = conv_input_at(m, k);
+    if (i < 0) {
         return 0.0;
     }
-    return f32(a[((bi * CV_IH + u32(ih)) * CV_IW + u32(iw)) * CV_CI + t % CV_CI]);
+    return f32(a[i]);
 }
 
 // Four consecutive k of im2col(x) from one tap (k a multiple of 4 and c_in too): one
 // address computation for four contiguous channels.
 fn conv_input_quad(m: u32, k: u32) -> vec4<f32> {
-    if (k >= CV_KH * CV_KW * CV_CI) {
+    let i = conv_input_at(m, k);
+    if (i < 0) {
         return vec4<f32>(0.0);
     }
-    let bi = m / (CV_OH * CV_OW);
-    let r = m % (CV_OH * CV_OW);
-    let kh = k / (CV_KW * CV_CI);
-    let t = k % (CV_KW * CV_CI);
-    let ih = i32((r / CV_OW) * CV_S + kh) - i32(CV_P);
-    let iw = i32((r % CV_OW) * CV_S + t / CV_CI) - i32(CV_P);
-    if (ih < 0 || iw < 0 || ih >= i32(CV_IH) || iw >= i32(CV_IW)) {
-        return vec4<f32>(0.0);
-    }
-    let i = ((bi * CV_IH + u32(ih)) * CV_IW + u32(iw)) * CV_CI + t % CV_CI;
-    return vec4<f32>(f32(a[i]), f32(a[i + 1u]), f32(a[i + 2u]), f32(a[i + 3u]));
+    return vec4<f32>(f32(a[i]), f32(a[i + 1]), f32(a[i + 2]), f32(a[i + 3]));
 }
 
-// dy gathered for the input gradient: m = (b, ih, iw), k = (kh, kw, co). Only taps where
-// (ih + pad − kh) is a multiple of the stride reach an output.
-fn conv_output_grad(m: u32, k: u32) -> f32 {
+// Where the gathered dy for the input gradient lives, or −1: m = (b, ih, iw),
+// k = (kh, kw, co). Only taps where (ih + pad − kh) is a multiple of the stride reach an
+// output.
+fn conv_output_grad_at(m: u32, k: u32) -> i32 {
     if (k >= CV_KH * CV_KW * CV_CO) {
-        return 0.0;
+        return -1;
     }
     let bi = m / (CV_IH * CV_IW);
     let r = m % (CV_IH * CV_IW);
@@ -72,37 +74,32 @@ fn conv_output_grad(m: u32, k: u32) -> f32 {
     let y = i32(r / CV_IW + CV_P) - i32(kh);
     let x = i32(r % CV_IW + CV_P) - i32(t / CV_CO);
     if (y < 0 || x < 0 || u32(y) % CV_S != 0u || u32(x) % CV_S != 0u) {
-        return 0.0;
+        return -1;
     }
     let oh = u32(y) / CV_S;
     let ow = u32(x) / CV_S;
     if (oh >= CV_OH || ow >= CV_OW) {
+        return -1;
+    }
+    return i32(((bi * CV_OH + oh) * CV_OW + ow) * CV_CO + t % CV_CO);
+}
+
+// dy gathered for the input gradient; zero where no output is reached.
+fn conv_output_grad(m: u32, k: u32) -> f32 {
+    let i = conv_output_grad_at(m, k);
+    if (i < 0) {
         return 0.0;
     }
-    return f32(a[((bi * CV_OH + oh) * CV_OW + ow) * CV_CO + t % CV_CO]);
+    return f32(a[i]);
 }
 
 // Four consecutive k of the gathered dy from one tap (c_out a multiple of 4).
 fn conv_output_grad_quad(m: u32, k: u32) -> vec4<f32> {
-    if (k >= CV_KH * CV_KW * CV_CO) {
+    let i = conv_output_grad_at(m, k);
+    if (i < 0) {
         return vec4<f32>(0.0);
     }
-    let bi = m / (CV_IH * CV_IW);
-    let r = m % (CV_IH * CV_IW);
-    let kh = k / (CV_KW * CV_CO);
-    let t = k % (CV_KW * CV_CO);
-    let y = i32(r / CV_IW + CV_P) - i32(kh);
-    let x = i32(r % CV_IW + CV_P) - i32(t / CV_CO);
-    if (y < 0 || x < 0 || u32(y) % CV_S != 0u || u32(x) % CV_S != 0u) {
-        return vec4<f32>(0.0);
-    }
-    let oh = u32(y) / CV_S;
-    let ow = u32(x) / CV_S;
-    if (oh >= CV_OH || ow >= CV_OW) {
-        return vec4<f32>(0.0);
-    }
-    let i = ((bi * CV_OH + oh) * CV_OW + ow) * CV_CO + t % CV_CO;
-    return vec4<f32>(f32(a[i]), f32(a[i + 1u]), f32(a[i + 2u]), f32(a[i + 3u]));
+    return vec4<f32>(f32(a[i]), f32(a[i + 1]), f32(a[i + 2]), f32(a[i + 3]));
 }
 
 // w re-indexed for the input gradient: k = (kh, kw, co), n = ci (clamped: masked at store).

@@ -26,14 +26,24 @@ const SOURCE: &str = include_str!("../../shaders/conv2d.wgsl");
 /// variant does not declare (a dense operand may be bound as vec4).
 pub(crate) fn loaders_wgsl(g: &ConvGeom, used: &[&str]) -> Result<String> {
     let v = |x: usize| format!("{x}u");
-    // Loaders that read through others.
-    let mut names: Vec<&str> = used.to_vec();
-    for (loader, needs) in [("conv_input_k", "conv_input"), ("conv_input_k_quad", "conv_input_quad")] {
-        if names.contains(&loader) && !names.contains(&needs) {
-            names.push(needs);
+    // Loaders that read through others (address helpers, scalar loaders), once each.
+    let needs = |name: &str| -> &'static [&'static str] {
+        match name {
+            "conv_input" | "conv_input_quad" => &["conv_input_at"],
+            "conv_output_grad" | "conv_output_grad_quad" => &["conv_output_grad_at"],
+            "conv_input_k" => &["conv_input", "conv_input_at"],
+            "conv_input_k_quad" => &["conv_input_quad", "conv_input_at"],
+            _ => &[],
+        }
+    };
+    let mut names: Vec<&str> = vec![];
+    for &name in used.iter().flat_map(|n| std::iter::once(n).chain(needs(n))) {
+        if !names.contains(&name) {
+            names.push(name);
         }
     }
-    let header_end = SOURCE.find("\n// im2col(x)[m, k]").ok_or_else(|| GpuError::shape("conv2d", "shaders/conv2d.wgsl: the loaders' section is missing"))?;
+    let header_end =
+        SOURCE.find("\n// Where im2col(x)[m, k] lives").ok_or_else(|| GpuError::shape("conv2d", "shaders/conv2d.wgsl: the loaders' section is missing"))?;
     let mut text = SOURCE[..header_end].to_string();
     for name in names {
         let at = SOURCE.find(&format!("\nfn {name}(")).ok_or_else(|| GpuError::shape("conv2d", format!("shaders/conv2d.wgsl has no fn {name}")))?;
