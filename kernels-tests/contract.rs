@@ -29,6 +29,7 @@ fn shader_files_hold_only_known_markers() {
         "B_ELEM",
         "BIAS_DECL",
         "BIAS_ADD",
+        "C_ROW",
         "A_QUAD",
         "B_QUAD",
         "A_ONE",

@@ -61,7 +61,8 @@ fn conv2d_backwards_match_twin_and_finite_differences() {
         let (x, w, dy) = (as_f32(&randn(&mut rng, g.input_len())), as_f32(&randn(&mut rng, g.weight_len())), as_f32(&randn(&mut rng, g.output_len())));
         let (dx, dw) = (poisoned(g.input_len()), poisoned(g.weight_len()));
         let (xb, wb, dyb) = (upload(&x), upload(&w), upload(&dy));
-        let launches = [conv2d::conv2d_backward_input(gpu(), &g, &dyb, &wb, &dx).unwrap(), conv2d::conv2d_backward_weight(gpu(), &g, &xb, &dyb, &dw).unwrap()];
+        let mut launches = conv2d::conv2d_backward_input(gpu(), &g, &dyb, &wb, &dx).unwrap();
+        launches.push(conv2d::conv2d_backward_weight(gpu(), &g, &xb, &dyb, &dw).unwrap());
         gpu().run(&launches).unwrap();
         let (want_dx, want_dw) = (reference::conv2d::conv2d_backward_input(&g, &dy, &w), reference::conv2d::conv2d_backward_weight(&g, &x, &dy));
         let mag_dx = reference::conv2d::conv2d_backward_input(&g, &abs(&dy), &abs(&w));
@@ -99,11 +100,9 @@ fn conv_transpose2d_matches_twin_and_finite_differences() {
         );
         let (y, dx, dw) = (poisoned(g.input_len()), poisoned(g.output_len()), poisoned(g.weight_len()));
         let (xb, wb, dyb) = (upload(&x), upload(&w), upload(&dy));
-        let launches = [
-            conv2d::conv_transpose2d_forward(gpu(), &g, Act::Relu, &xb, &wb, Some(&upload(&bias)), &y).unwrap(),
-            conv2d::conv_transpose2d_backward_input(gpu(), &g, &dyb, &wb, &dx).unwrap(),
-            conv2d::conv_transpose2d_backward_weight(gpu(), &g, &xb, &dyb, &dw).unwrap(),
-        ];
+        let mut launches = conv2d::conv_transpose2d_forward(gpu(), &g, Act::Relu, &xb, &wb, Some(&upload(&bias)), &y).unwrap();
+        launches.push(conv2d::conv_transpose2d_backward_input(gpu(), &g, &dyb, &wb, &dx).unwrap());
+        launches.push(conv2d::conv_transpose2d_backward_weight(gpu(), &g, &xb, &dyb, &dw).unwrap());
         gpu().run(&launches).unwrap();
         let what = format!("conv_transpose2d {g}");
         let want_y = reference::conv2d::conv_transpose2d_forward(&g, Act::Relu, &x, &w, Some(&bias));

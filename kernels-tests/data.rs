@@ -1,10 +1,11 @@
-//! Data readers on good and bad files, and the GPU gather kernel against its twin.
+//! Data readers on good and bad files (IDX, PNG and JPEG folders, the decoded-image
+//! cache), and the GPU gather kernel against its twin.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use vaegan::data::gpu::GpuDataset;
-use vaegan::data::{idx, images, Dataset};
+use vaegan::data::{idx, CacheStatus, Crop, Dataset, ImageOptions, LoadOptions, Loaded, Split};
 use vaegan::reference;
 use vaegan::types::Scaling;
 
@@ -56,9 +57,19 @@ fn mnist_copies_are_checksummed() {
     assert!(err.contains("SHA-256") && err.contains("damaged"), "{err}");
 }
 
+/// Loads a data folder with `image` options and its cache in `cache`.
+pub fn load(path: &Path, image: ImageOptions, cache: &Path) -> Result<Loaded, vaegan::data::DataError> {
+    vaegan::data::load(path, &LoadOptions { image, seed: 1, cache_dir: Some(cache.to_path_buf()), progress: &|_, _| {} })
+}
+
+pub fn load_mnist() -> Split {
+    let dir = tempfile::tempdir().unwrap();
+    load(&shipped_mnist(), ImageOptions::grey(28), dir.path()).unwrap().split
+}
+
 #[test]
 fn shipped_mnist_loads_with_its_checksums() {
-    let split = vaegan::data::load(&shipped_mnist(), 28, 0).unwrap();
+    let split = load_mnist();
     assert_eq!((split.train.count, split.test.count, split.train.height, split.train.width), (60_000, 10_000, 28, 28));
     assert_eq!(split.train.labels.as_ref().unwrap().len(), 60_000);
     // The first training label of MNIST is a 5.
@@ -77,18 +88,22 @@ pub fn write_png(path: &Path, w: u32, h: u32, color: png::ColorType, data: &[u8]
     e.write_header().unwrap().write_image_data(data).unwrap();
 }
 
+pub fn write_jpeg(path: &Path, w: u16, h: u16, rgb: &[u8]) {
+    jpeg_encoder::Encoder::new_file(path, 95).unwrap().encode(rgb, w, h, jpeg_encoder::ColorType::Rgb).unwrap();
+}
+
 #[test]
 fn png_folders_load_by_the_stated_rule() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     // 56×60 grey images: centre-cropped to 56×56, then each 2×2 block averaged.
     for i in 0..10u32 {
         let (w, h) = (56, 60);
         let px: Vec<u8> = (0..w * h).map(|k| if (k / w) % 2 == 0 { 200 } else { 100 + i as u8 }).collect();
         write_png(&dir.path().join(format!("{i:02}.png")), w, h, png::ColorType::Grayscale, &px);
     }
-    let split = images::load_folder(dir.path(), 28, 1).unwrap();
+    let split = load(dir.path(), ImageOptions::grey(28), cache.path()).unwrap().split;
     assert_eq!((split.train.count, split.test.count), (9, 1));
-    assert_eq!((split.train.height, split.train.width), (28, 28));
+    assert_eq!(split.train.shape(), [28, 28, 1]);
     // Rows 2..58 of the source are kept; each output pixel averages one 200-row and one 10x-row.
     for set in [&split.train, &split.test] {
         for i in 0..set.count {
@@ -101,8 +116,109 @@ fn png_folders_load_by_the_stated_rule() {
     for i in 0..2 {
         write_png(&rgb.path().join(format!("{i}.png")), 28, 28, png::ColorType::Rgb, &[255, 0, 0].repeat(28 * 28));
     }
-    let split = images::load_folder(rgb.path(), 28, 1).unwrap();
+    let split = load(rgb.path(), ImageOptions::grey(28), cache.path()).unwrap().split;
     assert!(split.train.images.iter().all(|&p| p == 76), "0.299·255 = 76");
+}
+
+/// RGB, grey and RGBA PNGs and JPEGs of mixed sizes in nested folders, read as RGB and as
+/// grey; the order is the paths' order; Larsen's crop keeps CelebA's face box.
+#[test]
+fn colour_folders_of_png_and_jpeg_load() {
+    let (dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::create_dir_all(dir.path().join("b/deeper")).unwrap();
+    std::fs::create_dir_all(dir.path().join(".hidden")).unwrap();
+    // a.png: RGB red 40×30; b/c.png: grey 90 at 64×64; b/deeper/d.png: RGBA green 17×23 with
+    // alpha 0; e.jpg: blue 100×80; f.jpeg: a 178×218 "CelebA" image, white in Larsen's box.
+    write_png(&dir.path().join("a.png"), 40, 30, png::ColorType::Rgb, &[255, 0, 0].repeat(40 * 30));
+    write_png(&dir.path().join("b/c.png"), 64, 64, png::ColorType::Grayscale, &[90; 64 * 64]);
+    write_png(&dir.path().join("b/deeper/d.png"), 17, 23, png::ColorType::Rgba, &[0, 255, 0, 0].repeat(17 * 23));
+    write_jpeg(&dir.path().join("e.jpg"), 100, 80, &[0, 0, 255].repeat(100 * 80));
+    let celeba: Vec<u8> = (0..218 * 178)
+        .flat_map(|i| {
+            let (y, x) = (i / 178, i % 178);
+            if (40..188).contains(&y) && (15..163).contains(&x) {
+                [255, 255, 255]
+            } else {
+                [0, 0, 0]
+            }
+        })
+        .collect();
+    write_jpeg(&dir.path().join("f.jpeg"), 178, 218, &celeba);
+    write_png(&dir.path().join(".hidden/x.png"), 2, 2, png::ColorType::Grayscale, &[0; 4]);
+    std::fs::write(dir.path().join("notes.txt"), "not an image").unwrap();
+
+    let files = vaegan::data::images::list_images(dir.path()).unwrap();
+    let names: Vec<String> = files.iter().map(|f| f.strip_prefix(dir.path()).unwrap().display().to_string()).collect();
+    assert_eq!(names, ["a.png", "b/c.png", "b/deeper/d.png", "e.jpg", "f.jpeg"], "recursive, path order, hidden skipped");
+
+    let rgb = ImageOptions { height: 16, width: 16, channels: 3, crop: Crop::Centre };
+    let all = vaegan::data::images::decode_all(&files, &rgb, &|_| {}).unwrap();
+    let px = |i: usize| &all[i * 768..i * 768 + 3];
+    assert_eq!(px(0), [255, 0, 0]);
+    assert_eq!(px(1), [90, 90, 90], "grey copied to three channels");
+    assert_eq!(px(2), [0, 255, 0], "alpha dropped");
+    let blue = px(3);
+    assert!(blue[0] < 8 && blue[1] < 8 && blue[2] > 247, "JPEG blue within its loss: {blue:?}");
+    // The centre crop of f.jpeg is its middle 178×178 (rows 20..198): the top output row
+    // averages rows 20..31, partly black above the box.
+    let grey = ImageOptions { channels: 1, ..rgb };
+    let g = vaegan::data::images::decode_all(&files, &grey, &|_| {}).unwrap();
+    assert_eq!(g[0], 76, "red by luma");
+    assert!((27..=31).contains(&g[3 * 256]), "blue by luma: 0.114·255 = 29, got {}", g[3 * 256]);
+    let larsen = ImageOptions { crop: Crop::Larsen, ..grey };
+    let face = vaegan::data::images::decode_all(&files[4..], &larsen, &|_| {}).unwrap();
+    assert!(face.iter().all(|&v| v > 240), "the larsen crop is the white box alone: {:?}", &face[..8]);
+    let centre = vaegan::data::images::decode_all(&files[4..], &grey, &|_| {}).unwrap();
+    assert!(centre[0] < 200, "the centre crop reaches outside the box: {}", centre[0]);
+    let err = vaegan::data::images::decode_all(&files[..1], &larsen, &|_| {}).unwrap_err().to_string();
+    assert!(err.contains("a.png") && err.contains("178x218"), "{err}");
+
+    // Through `load`: a split of 4 + 1 at the asked shape.
+    let split = load(dir.path(), rgb, cache.path()).unwrap().split;
+    assert_eq!((split.train.count, split.test.count, split.train.shape()), (4, 1, [16, 16, 3]));
+}
+
+/// The cache: read back on the second load, rebuilt when a source file changes or the
+/// preprocessing differs, never reused when its header or length is wrong.
+#[test]
+fn the_image_cache_is_keyed_by_files_and_preprocessing() {
+    let (dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for i in 0..3u8 {
+        write_png(&dir.path().join(format!("{i}.png")), 8, 8, png::ColorType::Grayscale, &[10 * i; 64]);
+    }
+    let o = ImageOptions::grey(8);
+    let first = load(dir.path(), o, cache.path()).unwrap();
+    let Some(CacheStatus::Built(file)) = first.cache else { panic!("first load builds: {:?}", first.cache) };
+    assert!(file.starts_with(cache.path()));
+    let second = load(dir.path(), o, cache.path()).unwrap();
+    assert_eq!(second.cache, Some(CacheStatus::Hit(file.clone())));
+    let values = |l: &Loaded| {
+        let mut v: Vec<u8> = l.split.train.images.iter().chain(l.split.test.images.iter()).copied().collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    assert_eq!(values(&second), [0, 10, 20]);
+
+    // A file rewritten (same name and size, new content and time): a new key, new pixels.
+    write_png(&dir.path().join("1.png"), 8, 8, png::ColorType::Grayscale, &[99; 64]);
+    let f = std::fs::File::options().write(true).open(dir.path().join("1.png")).unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5)).unwrap();
+    let third = load(dir.path(), o, cache.path()).unwrap();
+    assert!(matches!(&third.cache, Some(CacheStatus::Built(p)) if *p != file), "{:?}", third.cache);
+    assert_eq!(values(&third), [0, 20, 99]);
+
+    // Other preprocessing: another cache.
+    let rgb = load(dir.path(), ImageOptions { channels: 3, ..o }, cache.path()).unwrap();
+    assert!(matches!(rgb.cache, Some(CacheStatus::Built(_))), "{:?}", rgb.cache);
+
+    // A damaged cache file (cut short) is rebuilt, not read.
+    let Some(CacheStatus::Built(latest)) = third.cache else { unreachable!() };
+    let bytes = std::fs::read(&latest).unwrap();
+    std::fs::write(&latest, &bytes[..bytes.len() - 10]).unwrap();
+    let again = load(dir.path(), o, cache.path()).unwrap();
+    assert_eq!(again.cache, Some(CacheStatus::Built(latest)));
+    assert_eq!(values(&again), [0, 20, 99]);
 }
 
 #[test]
@@ -111,7 +227,7 @@ fn gather_matches_twin() {
     let (count, dim) = (37, 13);
     let pixels: Vec<u8> = uniform(&mut rng, count * dim, 0.0, 256.0).iter().map(|&v| v as u8).collect();
     let labels: Vec<u8> = (0..count).map(|i| (i * 7 % 10) as u8).collect();
-    let set = Dataset { images: pixels.clone(), labels: Some(labels.clone()), count, height: 1, width: dim, source: "test".into() };
+    let set = Dataset { images: pixels.clone().into(), labels: Some(labels.clone()), count, height: 1, width: dim, channels: 1, source: "test".into() };
     let gd = GpuDataset::upload(gpu(), &set).unwrap();
     let perm: Vec<u32> = vaegan::train::permutation(3, 0, count);
     let pb = gd.permutation_buffer(gpu()).unwrap();

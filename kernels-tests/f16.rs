@@ -148,8 +148,8 @@ fn mixed_precision_step_tracks_f32() {
         let x: Vec<f32> = as_f32(&uniform(&mut rng, batch * 784, 0.0, 1.0)).iter().map(|&v| v as f32).collect();
         let run = |precision: Precision, adam: bool| {
             let groups = step.graph.groups.len();
-            let adam = adam.then(|| vec![AdamParams::new(1e-3); groups]);
-            let mut exec = GpuExecutor::new(g, step.graph.clone(), ExecOptions { seed: 9, reuse: true, adam, precision }).unwrap();
+            let update = adam.then(|| vec![AdamParams::new(1e-3).into(); groups]);
+            let mut exec = GpuExecutor::new(g, step.graph.clone(), ExecOptions { seed: 9, reuse: true, update, precision }).unwrap();
             exec.wait_for_readback = true;
             exec.set_input(step.x, &x).unwrap();
             exec

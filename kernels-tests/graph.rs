@@ -32,7 +32,7 @@ fn tiny(mode: Mode) -> ModelConfig {
 
 /// Runs one GPU step (gradients only) and returns the executor.
 fn gpu_step<'g>(step: &StepGraph, x: &[f64], reuse: bool) -> GpuExecutor<'g> {
-    let mut exec = GpuExecutor::new(gpu(), step.graph.clone(), ExecOptions { seed: SEED, reuse, adam: None, ..Default::default() }).unwrap();
+    let mut exec = GpuExecutor::new(gpu(), step.graph.clone(), ExecOptions { seed: SEED, reuse, update: None, ..Default::default() }).unwrap();
     exec.set_input(step.x, &x.iter().map(|&v| v as f32).collect::<Vec<_>>()).unwrap();
     exec.step_with(true, None).unwrap();
     gpu().wait().unwrap();
@@ -131,7 +131,8 @@ fn stop_gradient_blocks_and_unreached_params_stay_unchanged() {
     g.objective(grp, "only", loss).unwrap();
     let grads = g.groups[grp].grads.clone();
     let before_w = g.tensors[blocked.w].init.clone().unwrap();
-    let mut exec = GpuExecutor::new(gpu(), g, ExecOptions { seed: 1, reuse: true, adam: Some(vec![AdamParams::new(0.1)]), ..Default::default() }).unwrap();
+    let mut exec =
+        GpuExecutor::new(gpu(), g, ExecOptions { seed: 1, reuse: true, update: Some(vec![AdamParams::new(0.1).into()]), ..Default::default() }).unwrap();
     exec.set_input(x, &[0.5, -1.0, 2.0, 0.1, 0.3, 0.3, -0.7, 1.1, 0.0, 0.9, -0.2, 0.4]).unwrap();
     exec.step().unwrap();
     assert!(exec.read(grads[0]).unwrap().iter().all(|&v| v == 0.0), "gradient through stop_gradient");
@@ -218,7 +219,8 @@ fn the_executor_allocates_exactly_the_planned_memory() {
         g.run([]).unwrap();
         let (buffers_before, bytes_before) = g.buffer_stats();
         let exec =
-            GpuExecutor::new(&g, step.graph.clone(), ExecOptions { seed: 1, reuse: true, adam: Some(vec![AdamParams::new(1e-3); 3]), precision }).unwrap();
+            GpuExecutor::new(&g, step.graph.clone(), ExecOptions { seed: 1, reuse: true, update: Some(vec![AdamParams::new(1e-3).into(); 3]), precision })
+                .unwrap();
         // A submission flushes the queue's pending writes, whose staging buffers wgpu frees then.
         g.run([]).unwrap();
         let (buffers_after, bytes_after) = g.buffer_stats();
@@ -252,7 +254,7 @@ fn losses_are_read_back_asynchronously() {
     let hp = AdamParams::new(1e-3);
     for wait in [false, true] {
         let mut exec =
-            GpuExecutor::new(gpu(), step.graph.clone(), ExecOptions { seed: 1, reuse: true, adam: Some(vec![hp; 3]), ..Default::default() }).unwrap();
+            GpuExecutor::new(gpu(), step.graph.clone(), ExecOptions { seed: 1, reuse: true, update: Some(vec![hp.into(); 3]), ..Default::default() }).unwrap();
         exec.wait_for_readback = wait;
         exec.set_input(step.x, &[0.5; 24]).unwrap();
         let mut got = vec![];
@@ -360,7 +362,7 @@ fn conv_vaegan_gradients_match_finite_differences() {
     for batch in [1, 2] {
         let (g, x_id) = tiny_conv_vaegan(batch);
         let x = as_f32(&uniform(&mut rng, batch * 36, 0.0, 1.0));
-        let mut exec = GpuExecutor::new(gpu(), g.clone(), ExecOptions { seed: SEED, reuse: true, adam: None, ..Default::default() }).unwrap();
+        let mut exec = GpuExecutor::new(gpu(), g.clone(), ExecOptions { seed: SEED, reuse: true, update: None, ..Default::default() }).unwrap();
         exec.set_input(x_id, &x.iter().map(|&v| v as f32).collect::<Vec<_>>()).unwrap();
         exec.step_with(true, None).unwrap();
         gpu().wait().unwrap();

@@ -66,12 +66,11 @@ fn idx_refuses_broken_files_clearly() {
 }
 
 #[test]
-fn png_folders_refuse_bad_images_clearly() {
-    let mixed = tempfile::tempdir().unwrap();
-    write_png(&mixed.path().join("a.png"), 28, 28, png::ColorType::Grayscale, &[0; 784]);
-    write_png(&mixed.path().join("b.png"), 30, 28, png::ColorType::Grayscale, &[0; 840]);
-    let err = images::load_folder(mixed.path(), 28, 1).err().unwrap().to_string();
-    assert!(err.contains("b.png") && err.contains("must share one size"), "{err}");
+fn image_folders_refuse_bad_images_clearly() {
+    use crate::data::{load, write_jpeg};
+    use vaegan::data::ImageOptions;
+    let cache = tempfile::tempdir().unwrap();
+    let o = ImageOptions::grey(28);
 
     let corrupt = tempfile::tempdir().unwrap();
     write_png(&corrupt.path().join("a.png"), 28, 28, png::ColorType::Grayscale, &[0; 784]);
@@ -79,8 +78,28 @@ fn png_folders_refuse_bad_images_clearly() {
     let n = bytes.len();
     bytes.truncate(n - 20);
     std::fs::write(corrupt.path().join("b.png"), &bytes).unwrap();
-    let err = images::load_folder(corrupt.path(), 28, 1).err().unwrap().to_string();
+    let err = load(corrupt.path(), o, cache.path()).err().unwrap().to_string();
     assert!(err.contains("b.png") && (err.contains("corrupt") || err.contains("not a readable PNG")), "{err}");
+
+    // A JPEG cut in half, and one whose entropy-coded data is garbage.
+    let jpegs = tempfile::tempdir().unwrap();
+    write_jpeg(&jpegs.path().join("a.jpg"), 32, 32, &[128; 32 * 32 * 3]);
+    let good = std::fs::read(jpegs.path().join("a.jpg")).unwrap();
+    std::fs::write(jpegs.path().join("b.jpg"), &good[..good.len() / 2]).unwrap();
+    let err = load(jpegs.path(), o, cache.path()).err().unwrap().to_string();
+    assert!(err.contains("b.jpg") && err.contains("JPEG"), "{err}");
+    std::fs::remove_file(jpegs.path().join("b.jpg")).unwrap();
+    let mut garbled = good.clone();
+    garbled.truncate(40);
+    garbled.extend(std::iter::repeat_n(0xAB, 200));
+    std::fs::write(jpegs.path().join("c.jpeg"), &garbled).unwrap();
+    let err = load(jpegs.path(), o, cache.path()).err().unwrap().to_string();
+    assert!(err.contains("c.jpeg") && err.contains("JPEG"), "{err}");
+    // A file named .png holding neither format.
+    std::fs::remove_file(jpegs.path().join("c.jpeg")).unwrap();
+    std::fs::write(jpegs.path().join("d.png"), b"hello, not a picture").unwrap();
+    let err = load(jpegs.path(), o, cache.path()).err().unwrap().to_string();
+    assert!(err.contains("d.png") && err.contains("neither a PNG nor a JPEG"), "{err}");
 
     // A header declaring 100000×100000 pixels.
     let huge = tempfile::tempdir().unwrap();
@@ -89,7 +108,7 @@ fn png_folders_refuse_bad_images_clearly() {
     bytes[16..20].copy_from_slice(&100_000u32.to_be_bytes());
     bytes[20..24].copy_from_slice(&100_000u32.to_be_bytes());
     std::fs::write(huge.path().join("b.png"), &bytes).unwrap();
-    let err = images::read_png_grey(&huge.path().join("b.png")).err().unwrap().to_string();
+    let err = images::decode(&huge.path().join("b.png")).err().unwrap().to_string();
     assert!(err.contains("b.png"), "{err}");
 
     // A header declaring a 0×5 image.
@@ -98,12 +117,12 @@ fn png_folders_refuse_bad_images_clearly() {
     let mut bytes = std::fs::read(zero.path().join("a.png")).unwrap();
     bytes[16..20].copy_from_slice(&0u32.to_be_bytes());
     std::fs::write(zero.path().join("z.png"), &bytes).unwrap();
-    let err = images::read_png_grey(&zero.path().join("z.png")).err().unwrap().to_string();
+    let err = images::decode(&zero.path().join("z.png")).err().unwrap().to_string();
     assert!(err.contains("z.png") && (err.contains("zero-sized") || err.contains("not a readable PNG")), "{err}");
 
     let empty = tempfile::tempdir().unwrap();
-    let err = vaegan::data::load(empty.path(), 28, 1).err().unwrap().to_string();
-    assert!(err.contains("0 PNG images"), "{err}");
+    let err = load(empty.path(), o, cache.path()).err().unwrap().to_string();
+    assert!(err.contains("0 PNG or JPEG images"), "{err}");
 }
 
 #[test]
@@ -142,7 +161,9 @@ pub fn tiny_checkpoint() -> Checkpoint {
         data: "somewhere".into(),
         limit: None,
         test_limit: Some(32),
+        crop: vaegan::data::Crop::Centre,
         params: tensors.clone(),
+        state: vec![],
         adam_m: tensors.clone(),
         adam_v: tensors,
     }

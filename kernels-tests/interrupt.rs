@@ -28,7 +28,7 @@ discriminator = [16]
 pub fn small_idx_dataset(dir: &Path) -> PathBuf {
     let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let split = vaegan::data::load(&crate::data::shipped_mnist(), 28, 0).unwrap();
+    let split = crate::data::load_mnist();
     for (name, set, n) in [("train-images-idx3-ubyte", &split.train, 256), ("t10k-images-idx3-ubyte", &split.test, 64)] {
         let bytes = crate::data::idx_bytes(&[n as u32, 28, 28], &set.images[..n * 784]);
         std::fs::write(data.join(name), bytes).unwrap();
@@ -344,7 +344,7 @@ fn resident_bytes() -> u64 {
 fn memory_stays_flat_over_a_long_run() {
     use std::sync::atomic::AtomicBool;
     let config = vaegan::model::RunConfig::from_toml(TINY_TOML, "tiny.toml").unwrap();
-    let split = vaegan::data::load(&crate::data::shipped_mnist(), 28, 0).unwrap();
+    let split = crate::data::load_mnist();
     let split = vaegan::train::limited(split, Some(256), Some(64));
     let g = fresh_gpu(false);
     let mut t = vaegan::train::Trainer::new(&g, config.clone(), 16, 1, &split.train, None).unwrap();

@@ -23,4 +23,5 @@ mod quality;
 mod reduce;
 mod reparam;
 mod resume;
+mod rmsprop;
 mod train;

@@ -14,7 +14,7 @@ use crate::common::*;
 fn mnist() -> &'static Split {
     static SPLIT: OnceLock<Split> = OnceLock::new();
     SPLIT.get_or_init(|| {
-        let s = vaegan::data::load(&crate::data::shipped_mnist(), 28, 0).unwrap();
+        let s = crate::data::load_mnist();
         vaegan::train::limited(s, Some(512), Some(256))
     })
 }

@@ -8,6 +8,12 @@
 //                   (also the forward of a transposed convolution)
 //   weight gradient C[kh·kw·ci, co] = Σ_(b,oh,ow) im2col(x)ᵀ[m, k] · dy[k, co]  (Aᵀ·B)
 //
+// With a stride S > 1 only taps with (ih + pad − kh) a multiple of S reach an output, so
+// the input gradient is split into S² stride phases (ih mod S, iw mod S) = (PH, PW): each a
+// GEMM over that phase's pixels (M = b·MH·MW) and only its taps (kh = KH0 + S·th, th < TH;
+// K = TH·TW·co), stored to every S-th row. The same nonzero products in the same order as
+// the full gather, at 1/S² of its work.
+//
 // Every loader returns 0 past K and in the padding; rows past M are clamped by the caller
 // and masked at the store.
 
@@ -22,6 +28,14 @@ const CV_KH: u32 = $CV_KH;
 const CV_KW: u32 = $CV_KW;
 const CV_S: u32 = $CV_S;
 const CV_P: u32 = $CV_P;
+const CV_PH: u32 = $CV_PH;
+const CV_PW: u32 = $CV_PW;
+const CV_KH0: u32 = $CV_KH0;
+const CV_KW0: u32 = $CV_KW0;
+const CV_TH: u32 = $CV_TH;
+const CV_TW: u32 = $CV_TW;
+const CV_MH: u32 = $CV_MH;
+const CV_MW: u32 = $CV_MW;
 
 // Where im2col(x)[m, k] lives in x, or −1 in the padding and past K: m = (b, oh, ow),
 // k = (kh, kw, ci).
@@ -100,6 +114,65 @@ fn conv_output_grad_quad(m: u32, k: u32) -> vec4<f32> {
         return vec4<f32>(0.0);
     }
     return vec4<f32>(f32(a[i]), f32(a[i + 1]), f32(a[i + 2]), f32(a[i + 3]));
+}
+
+// Where the gathered dy of stride phase (PH, PW) lives, or −1: m = (b, i, j) over the
+// phase's MH×MW pixels (ih = PH + S·i, iw = PW + S·j), k = (th, tw, co) over its taps.
+fn conv_output_grad_phase_at(m: u32, k: u32) -> i32 {
+    if (k >= CV_TH * CV_TW * CV_CO) {
+        return -1;
+    }
+    let bi = m / (CV_MH * CV_MW);
+    let r = m % (CV_MH * CV_MW);
+    let th = k / (CV_TW * CV_CO);
+    let t = k % (CV_TW * CV_CO);
+    // Multiples of S by the choice of KH0 and KW0.
+    let y = i32(CV_PH + CV_S * (r / CV_MW) + CV_P) - i32(CV_KH0 + CV_S * th);
+    let x = i32(CV_PW + CV_S * (r % CV_MW) + CV_P) - i32(CV_KW0 + CV_S * (t / CV_CO));
+    if (y < 0 || x < 0) {
+        return -1;
+    }
+    let oh = u32(y) / CV_S;
+    let ow = u32(x) / CV_S;
+    if (oh >= CV_OH || ow >= CV_OW) {
+        return -1;
+    }
+    return i32(((bi * CV_OH + oh) * CV_OW + ow) * CV_CO + t % CV_CO);
+}
+
+fn conv_output_grad_phase(m: u32, k: u32) -> f32 {
+    let i = conv_output_grad_phase_at(m, k);
+    if (i < 0) {
+        return 0.0;
+    }
+    return f32(a[i]);
+}
+
+fn conv_output_grad_phase_quad(m: u32, k: u32) -> vec4<f32> {
+    let i = conv_output_grad_phase_at(m, k);
+    if (i < 0) {
+        return vec4<f32>(0.0);
+    }
+    return vec4<f32>(f32(a[i]), f32(a[i + 1]), f32(a[i + 2]), f32(a[i + 3]));
+}
+
+// The phase's taps of w: k = (th, tw, co), n = ci (clamped: masked at store).
+fn conv_weight_t_phase(k: u32, n: u32) -> f32 {
+    if (k >= CV_TH * CV_TW * CV_CO) {
+        return 0.0;
+    }
+    let th = k / (CV_TW * CV_CO);
+    let t = k % (CV_TW * CV_CO);
+    let kh = CV_KH0 + CV_S * th;
+    let kw = CV_KW0 + CV_S * (t / CV_CO);
+    return f32(b[((kh * CV_KW + kw) * CV_CI + min(n, CV_CI - 1u)) * CV_CO + t % CV_CO]);
+}
+
+// The row of dx that row m of phase (PH, PW) is.
+fn conv_phase_row(m: u32) -> u32 {
+    let bi = m / (CV_MH * CV_MW);
+    let r = m % (CV_MH * CV_MW);
+    return (bi * CV_IH + CV_PH + CV_S * (r / CV_MW)) * CV_IW + CV_PW + CV_S * (r % CV_MW);
 }
 
 // w re-indexed for the input gradient: k = (kh, kw, co), n = ci (clamped: masked at store).

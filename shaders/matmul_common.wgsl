@@ -40,6 +40,8 @@ fn activate(x: f32) -> f32 {
     $ACT
 }
 
+// Row `row` of C is stored at row $C_ROW of c: itself, except for a stride phase of a
+// convolution's input gradient, whose rows are every stride-th pixel.
 fn store(row: u32, col: u32, v: vec4<f32>) {
     if (row >= p.m) {
         return;
@@ -47,7 +49,7 @@ fn store(row: u32, col: u32, v: vec4<f32>) {
     for (var j = 0u; j < 4u; j++) {
         let cj = col + j;
         if (cj < p.n) {
-            c[row * p.n + cj] = activate(v[j]$BIAS_ADD);
+            c[$C_ROW * p.n + cj] = activate(v[j]$BIAS_ADD);
         }
     }
 }

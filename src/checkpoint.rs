@@ -50,7 +50,11 @@ pub struct Checkpoint {
     pub limit: Option<usize>,
     /// How many test images were evaluated (--test-limit), kept for the same reason.
     pub test_limit: Option<usize>,
+    /// The crop of folder images (absent in older checkpoints: centre).
+    pub crop: crate::data::Crop,
     pub params: Tensors,
+    /// Batch norm's running statistics (under their names, as PyTorch's buffers).
+    pub state: Tensors,
     pub adam_m: Tensors,
     pub adam_v: Tensors,
 }
@@ -67,6 +71,13 @@ impl Checkpoint {
 
     pub fn param(&self, name: &str) -> Option<Vec<f32>> {
         Self::find(&self.params, name)
+    }
+    pub fn state(&self, name: &str) -> Option<Vec<f32>> {
+        Self::find(&self.state, name)
+    }
+    /// A parameter or a state tensor by name (what an evaluation graph loads).
+    pub fn tensor(&self, name: &str) -> Option<Vec<f32>> {
+        self.param(name).or_else(|| self.state(name))
     }
     pub fn moment_m(&self, name: &str) -> Option<Vec<f32>> {
         Self::find(&self.adam_m, name)
@@ -89,8 +100,9 @@ impl Checkpoint {
         metadata.insert("data".to_string(), self.data.clone());
         metadata.insert("limit".to_string(), self.limit.map(|l| l.to_string()).unwrap_or_default());
         metadata.insert("test_limit".to_string(), self.test_limit.map(|l| l.to_string()).unwrap_or_default());
+        metadata.insert("crop".to_string(), self.crop.to_string());
         let mut entries: Vec<(String, [usize; 2], Vec<u8>)> = vec![];
-        for (prefix, list) in [("", &self.params), ("adam.m.", &self.adam_m), ("adam.v.", &self.adam_v)] {
+        for (prefix, list) in [("", &self.params), ("", &self.state), ("adam.m.", &self.adam_m), ("adam.v.", &self.adam_v)] {
             for (name, shape, values) in list {
                 entries.push((format!("{prefix}{name}"), *shape, bytemuck::cast_slice(values).to_vec()));
             }
@@ -157,7 +169,9 @@ impl Checkpoint {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|_| err(path, "metadata \"updates\" is not a list of numbers"))?
         };
+        let expected_state = crate::model::state_shapes(&config.model).map_err(|e| err(path, format!("config: {e}")))?;
         let mut params = vec![];
+        let mut state = vec![];
         let mut adam_m = vec![];
         let mut adam_v = vec![];
         let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
@@ -179,6 +193,8 @@ impl Checkpoint {
                 adam_m.push((p.to_string(), shape, values));
             } else if let Some(p) = name.strip_prefix("adam.v.") {
                 adam_v.push((p.to_string(), shape, values));
+            } else if expected_state.iter().any(|(n, _)| *n == name) {
+                state.push((name, shape, values));
             } else {
                 params.push((name, shape, values));
             }
@@ -186,8 +202,10 @@ impl Checkpoint {
         // The tensors must be exactly the model's: every parameter with its shape, and
         // Adam's two moments for each.
         let expected = crate::model::param_shapes(&config.model).map_err(|e| err(path, format!("config: {e}")))?;
-        for (list, what) in [(&params, "weights"), (&adam_m, "Adam m"), (&adam_v, "Adam v")] {
-            for (name, shape) in &expected {
+        for (list, what, expected) in
+            [(&params, "weights", &expected), (&state, "running statistics", &expected_state), (&adam_m, "Adam m", &expected), (&adam_v, "Adam v", &expected)]
+        {
+            for (name, shape) in expected {
                 match list.iter().find(|(n, _, _)| n == name) {
                     None => return Err(err(path, format!("{what} of {name} are missing (the config's model has it)"))),
                     Some((_, s, _)) if s != shape => {
@@ -216,7 +234,12 @@ impl Checkpoint {
             limit: optional_number("limit")?,
             // Absent from checkpoints written before it was recorded.
             test_limit: optional_number("test_limit")?,
+            crop: match meta.get("crop") {
+                None => crate::data::Crop::Centre,
+                Some(c) => c.parse().map_err(|e: String| err(path, format!("metadata \"crop\": {e}")))?,
+            },
             params,
+            state,
             adam_m,
             adam_v,
         })

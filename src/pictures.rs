@@ -77,33 +77,38 @@ fn write_png(path: &Path, width: usize, height: usize, color: png::ColorType, da
     std::fs::rename(tmp, path)
 }
 
-/// A grid of grey images (values in [0, 1], n × h × w) with `cols` per row, 2-pixel gaps.
-pub fn grid_png(path: &Path, images: &[f32], n: usize, h: usize, w: usize, cols: usize) -> std::io::Result<()> {
+/// A grid of images (values in [0, 1], n × h × w × c with c = 1 grey or 3 RGB, channels
+/// interleaved) with `cols` per row, 2-pixel gaps.
+pub fn grid_png(path: &Path, images: &[f32], n: usize, [h, w, c]: [usize; 3], cols: usize) -> std::io::Result<()> {
     let cols = cols.clamp(1, n.max(1));
     let rows = n.div_ceil(cols);
     let gap = 2;
     let (width, height) = (cols * (w + gap) + gap, rows * (h + gap) + gap);
-    let mut px = vec![40u8; width * height];
+    let mut px = vec![40u8; width * height * c];
     for i in 0..n {
-        let (r, c) = (i / cols, i % cols);
+        let (r, col) = (i / cols, i % cols);
         for y in 0..h {
             for x in 0..w {
-                let v = images[i * h * w + y * w + x];
-                px[(gap + r * (h + gap) + y) * width + gap + c * (w + gap) + x] = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+                for ch in 0..c {
+                    let v = images[((i * h + y) * w + x) * c + ch];
+                    px[((gap + r * (h + gap) + y) * width + gap + col * (w + gap) + x) * c + ch] = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+                }
             }
         }
     }
-    write_png(path, width, height, png::ColorType::Grayscale, &px)
+    let colour = if c == 3 { png::ColorType::Rgb } else { png::ColorType::Grayscale };
+    write_png(path, width, height, colour, &px)
 }
 
 /// Originals beside their reconstructions: pairs (original, reconstruction), `per_row` pairs a row.
-pub fn pairs_png(path: &Path, originals: &[f32], recons: &[f32], n: usize, h: usize, w: usize, per_row: usize) -> std::io::Result<()> {
-    let mut interleaved = Vec::with_capacity(2 * n * h * w);
+pub fn pairs_png(path: &Path, originals: &[f32], recons: &[f32], n: usize, shape: [usize; 3], per_row: usize) -> std::io::Result<()> {
+    let dim = shape.iter().product::<usize>();
+    let mut interleaved = Vec::with_capacity(2 * n * dim);
     for i in 0..n {
-        interleaved.extend_from_slice(&originals[i * h * w..(i + 1) * h * w]);
-        interleaved.extend_from_slice(&recons[i * h * w..(i + 1) * h * w]);
+        interleaved.extend_from_slice(&originals[i * dim..(i + 1) * dim]);
+        interleaved.extend_from_slice(&recons[i * dim..(i + 1) * dim]);
     }
-    grid_png(path, &interleaved, 2 * n, h, w, 2 * per_row)
+    grid_png(path, &interleaved, 2 * n, shape, 2 * per_row)
 }
 
 const COLOURS: [[u8; 3]; 8] = [[31, 119, 180], [214, 39, 40], [44, 160, 44], [255, 127, 14], [148, 103, 189], [140, 86, 75], [227, 119, 194], [23, 190, 207]];

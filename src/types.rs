@@ -191,6 +191,62 @@ impl AdamParams {
     }
 }
 
+/// RMSProp's hyper-parameters (no step count: it has no bias correction).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RmsPropParams {
+    pub lr: f32,
+    /// Decay of the running mean square.
+    pub rho: f32,
+    pub eps: f32,
+    /// L2 weight decay, added to the gradient.
+    pub weight_decay: f32,
+    /// Multiplies each gradient before use: 1/S undoes a loss scale S (the f16 step).
+    pub grad_scale: f32,
+}
+
+impl RmsPropParams {
+    /// ρ = 0.9 (deeppy's, which Larsen et al. used; PyTorch's default is 0.99), ε = 1e-8.
+    pub fn new(lr: f32) -> Self {
+        RmsPropParams { lr, rho: 0.9, eps: 1e-8, weight_decay: 0.0, grad_scale: 1.0 }
+    }
+}
+
+/// How one parameter group is updated from its gradient.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UpdateRule {
+    Adam(AdamParams),
+    RmsProp(RmsPropParams),
+}
+
+impl From<AdamParams> for UpdateRule {
+    fn from(p: AdamParams) -> Self {
+        UpdateRule::Adam(p)
+    }
+}
+
+impl UpdateRule {
+    pub fn lr(&self) -> f32 {
+        match self {
+            UpdateRule::Adam(p) => p.lr,
+            UpdateRule::RmsProp(p) => p.lr,
+        }
+    }
+
+    pub fn with_lr(self, lr: f32) -> Self {
+        match self {
+            UpdateRule::Adam(p) => UpdateRule::Adam(AdamParams { lr, ..p }),
+            UpdateRule::RmsProp(p) => UpdateRule::RmsProp(RmsPropParams { lr, ..p }),
+        }
+    }
+
+    pub fn with_grad_scale(self, grad_scale: f32) -> Self {
+        match self {
+            UpdateRule::Adam(p) => UpdateRule::Adam(AdamParams { grad_scale, ..p }),
+            UpdateRule::RmsProp(p) => UpdateRule::RmsProp(RmsPropParams { grad_scale, ..p }),
+        }
+    }
+}
+
 /// The key of one draw: the run's seed, the training step and a stream number that tells
 /// apart the tensors drawn in one step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

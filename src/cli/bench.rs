@@ -63,10 +63,13 @@ pub struct BenchArgs {
     /// where the adapter has SHADER_F16.
     #[arg(long)]
     f16: bool,
-    /// Time every dispatch of one mnist-mlp vae-gan step alone (at the first of --batches,
-    /// default 256) and print where the step's time goes, by kernel.
+    /// Time every dispatch of one training step of --preset alone (at the first of
+    /// --batches, default 256) and print where the step's time goes, by kernel.
     #[arg(long)]
     profile: bool,
+    /// The model --profile times.
+    #[arg(long, default_value = "mnist-mlp")]
+    preset: String,
 }
 
 #[derive(Serialize, Default)]
@@ -311,12 +314,13 @@ fn bench_convs(gpu: &Gpu, args: &BenchArgs, samples: usize) -> anyhow::Result<Ve
         let (m_in, m_out, k_in, k_out) = (g.batch * g.in_h * g.in_w, g.batch * g.out_h * g.out_w, g.k_h * g.k_w * g.in_c, g.k_h * g.k_w * g.out_c);
         // (kernel, launch, M, N, K): for a transposed layer its forward is the adjoint's input
         // gradient and its input gradient the adjoint's forward.
-        let fwd = ("forward", conv2d::conv2d_forward(gpu, &g, Act::None, &x, &w, None, &y)?, m_out, g.out_c, k_in);
+        // (Stride-2 input gradients are one launch per stride phase.)
+        let fwd = ("forward", vec![conv2d::conv2d_forward(gpu, &g, Act::None, &x, &w, None, &y)?], m_out, g.out_c, k_in);
         let dx = ("input grad", conv2d::conv2d_backward_input(gpu, &g, &y, &w, &x)?, m_in, g.in_c, k_out);
-        let dw = ("weight grad", conv2d::conv2d_backward_weight(gpu, &g, &x, &y, &w)?, k_in, g.out_c, m_out);
+        let dw = ("weight grad", vec![conv2d::conv2d_backward_weight(gpu, &g, &x, &y, &w)?], k_in, g.out_c, m_out);
         let kernels = if transposed { [("forward", dx.1, dx.2, dx.3, dx.4), ("input grad", fwd.1, fwd.2, fwd.3, fwd.4), dw] } else { [fwd, dx, dw] };
-        for (kernel, launch, m, n, k) in kernels {
-            let secs = gpu.median_time(&[&launch], samples)?;
+        for (kernel, launches, m, n, k) in kernels {
+            let secs = gpu.median_time(&launches.iter().collect::<Vec<_>>(), samples)?;
             let spec = MatmulSpec::new(m, n, k, Trans::NN);
             let gflop_s = spec.flops() / secs / 1e9;
             // The dense comparison materialises A (M×K) and C (M×N), which the implicit GEMM
@@ -450,7 +454,7 @@ fn bench_kernels(gpu: &Gpu, args: &BenchArgs, tiles: &[Tile], samples: usize, ce
 /// Training steps: samples/s, ms/step, dispatches/step and the host's share of a step.
 fn bench_steps(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<Vec<StepRow>> {
     use crate::graph::{ExecOptions, GpuExecutor};
-    use crate::model::{build_step, Mode, ModelConfig};
+    use crate::model::{build_step, Mode, ModelConfig, RunConfig};
     let batches = args.batches.clone().unwrap_or_else(|| if args.quick { vec![16] } else { vec![64, 256, 1024] });
     let steps = if args.quick { 3 } else { args.steps.max(1) };
     let mut precisions = vec![Precision::F32];
@@ -458,13 +462,34 @@ fn bench_steps(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<Vec<StepRow>> {
         precisions.push(Precision::F16);
     }
     let mut rows = vec![];
-    let models = [("mnist-mlp vae-gan", ModelConfig::mnist_mlp()), ("mnist-mlp vae", ModelConfig { mode: Mode::Vae, ..ModelConfig::mnist_mlp() })];
-    for ((label, config), precision) in models.iter().flat_map(|m| precisions.iter().map(move |p| (m, *p))) {
-        for &batch in &batches {
+    // The conv models cost 10–100× the dense one per sample: on a CPU adapter they run at
+    // batches 8 and 64 (8 alone with --quick, where celeba64 is left out).
+    let cpu = gpu.info.device_type == wgpu::DeviceType::Cpu;
+    let conv_batches = args.batches.clone().unwrap_or_else(|| {
+        if args.quick {
+            vec![8]
+        } else if cpu {
+            vec![8, 64]
+        } else {
+            vec![64]
+        }
+    });
+    let mut models = vec![
+        ("mnist-mlp vae-gan", RunConfig::preset("mnist-mlp").map_err(anyhow::Error::msg)?, batches.clone()),
+        ("mnist-mlp vae", RunConfig::preset("pytorch-vae").map_err(anyhow::Error::msg)?, batches.clone()),
+        ("mnist-conv", RunConfig::preset("mnist-conv").map_err(anyhow::Error::msg)?, conv_batches.clone()),
+    ];
+    models[1].1.model = ModelConfig { mode: Mode::Vae, ..ModelConfig::mnist_mlp() };
+    if !args.quick {
+        models.push(("celeba64", RunConfig::preset("celeba64").map_err(anyhow::Error::msg)?, conv_batches));
+    }
+    for ((label, run_config, model_batches), precision) in models.iter().flat_map(|m| precisions.iter().map(move |p| (m, *p))) {
+        let config = &run_config.model;
+        for &batch in model_batches {
             let step = build_step(config, batch, 1)?;
-            let groups = step.graph.groups.len();
-            let adam = Some(vec![AdamParams::new(1e-4); groups]);
-            let mut exec = GpuExecutor::new(gpu, step.graph, ExecOptions { seed: 1, reuse: true, adam, precision })?;
+            let names: Vec<String> = step.graph.groups.iter().map(|g| g.name.clone()).collect();
+            let update = Some(names.iter().map(|n| run_config.optim.rule(n, 0)).collect());
+            let mut exec = GpuExecutor::new(gpu, step.graph, ExecOptions { seed: 1, reuse: true, update, precision })?;
             let data: Vec<f32> = (0..batch * config.input).map(|i| ((i * 37) % 256) as f32 / 255.0).collect();
             exec.set_input(step.x, &data)?;
             for _ in 0..3 {
@@ -492,7 +517,7 @@ fn bench_steps(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<Vec<StepRow>> {
                 record_ms: record * 1e3,
                 record_share: record / secs,
                 submit_share: (host - record).max(0.0) / secs,
-                gflop_s: config.flops_per_sample() * batch as f64 / secs / 1e9,
+                gflop_s: crate::model::step_flops_per_sample(config, batch)? * batch as f64 / secs / 1e9,
             });
         }
     }
@@ -503,12 +528,13 @@ fn bench_steps(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<Vec<StepRow>> {
 /// first space or digit), largest first.
 fn profile_step(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<()> {
     use crate::graph::{ExecOptions, GpuExecutor};
-    use crate::model::{build_step, ModelConfig};
+    use crate::model::{build_step, RunConfig};
     let batch = args.batches.as_ref().and_then(|b| b.first().copied()).unwrap_or(256);
-    let config = ModelConfig::mnist_mlp();
-    let step = build_step(&config, batch, 1)?;
-    let groups = step.graph.groups.len();
-    let exec = GpuExecutor::new(gpu, step.graph, ExecOptions { seed: 1, reuse: true, adam: Some(vec![AdamParams::new(1e-4); groups]), ..Default::default() })?;
+    let run_config = RunConfig::preset(&args.preset).map_err(anyhow::Error::msg)?;
+    let config = &run_config.model;
+    let step = build_step(config, batch, 1)?;
+    let update = Some(step.graph.groups.iter().map(|g| run_config.optim.rule(&g.name, 0)).collect());
+    let exec = GpuExecutor::new(gpu, step.graph, ExecOptions { seed: 1, reuse: true, update, ..Default::default() })?;
     let launches = exec.step_launches();
     let mut by_kernel: Vec<(String, f64, usize)> = vec![];
     let mut total = 0.0;
@@ -516,7 +542,11 @@ fn profile_step(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<()> {
         let t = gpu.median_time(&[l], if args.quick { 1 } else { 3 })?;
         total += t;
         // "matmul nt 256x784x512 …" → "matmul nt"; "relu_backward n=…" → "relu_backward".
-        let kernel = l.name.split(' ').take_while(|t| !t.contains('=') && !t.contains(|c: char| c.is_ascii_digit())).collect::<Vec<_>>().join(" ");
+        let mut kernel = l.name.split(' ').take_while(|t| !t.contains('=') && !t.contains(|c: char| c.is_ascii_digit())).collect::<Vec<_>>().join(" ");
+        if kernel.is_empty() {
+            // Convolutions are named by their geometry: keep the role and the shape.
+            kernel = l.name.clone();
+        }
         match by_kernel.iter_mut().find(|(k, _, _)| *k == kernel) {
             Some(e) => {
                 e.1 += t;
@@ -527,7 +557,14 @@ fn profile_step(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<()> {
     }
     by_kernel.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
     println!("adapter: {}", gpu.describe());
-    println!("mnist-mlp vae-gan step at batch {batch}: {} dispatches, each timed alone ({}): {:.1} ms in all", launches.len(), gpu.clock().name(), total * 1e3);
+    println!(
+        "{} {:?} step at batch {batch}: {} dispatches, each timed alone ({}): {:.1} ms in all",
+        args.preset,
+        config.mode,
+        launches.len(),
+        gpu.clock().name(),
+        total * 1e3
+    );
     println!("{:<28} {:>10} {:>8} {:>7}", "kernel", "ms", "share", "count");
     for (k, t, n) in by_kernel {
         println!("{k:<28} {:>10.2} {:>7.1}% {n:>7}", t * 1e3, 100.0 * t / total);

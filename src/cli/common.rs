@@ -1,5 +1,6 @@
 //! What several subcommands share: argument checks, loading data and checkpoints.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::bail;
@@ -28,10 +29,60 @@ pub fn at_least_one(name: &str, v: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A data set at the model's image side, limited to the first images when asked.
-pub fn load_data(path: &Path, size: usize, seed: u64, limit: Option<usize>, test_limit: Option<usize>) -> anyhow::Result<Split> {
-    let split = data::load(path, size, seed)?;
-    let mut split = limited(split, limit, test_limit);
+/// How a data folder is read: the flags train, eval and reconstruct share.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DataArgs {
+    /// Channels of folder images: 1 (grey) or 3 (RGB). Default: the model's.
+    #[arg(long)]
+    pub channels: Option<usize>,
+    /// Crop of folder images before resampling: centre (the largest centred region of the
+    /// model's aspect ratio) or larsen (Larsen et al.'s 148×148 face crop of CelebA's
+    /// aligned 178×218 images).
+    #[arg(long)]
+    pub crop: Option<data::Crop>,
+    /// Where decoded folders are cached (default: VAEGAN_CACHE_DIR, else ~/.cache/vaegan).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The image options for a model of shape [h, w, c], with `--channels` and `--crop` applied.
+pub fn image_options(shape: [usize; 3], args: &DataArgs, crop: data::Crop) -> anyhow::Result<data::ImageOptions> {
+    let channels = args.channels.unwrap_or(shape[2]);
+    if channels != 1 && channels != 3 {
+        bail!("--channels {channels}: expected 1 (grey) or 3 (RGB)");
+    }
+    Ok(data::ImageOptions { height: shape[0], width: shape[1], channels, crop: args.crop.unwrap_or(crop) })
+}
+
+/// A data set (IDX, or a folder decoded through the cache with progress on stderr),
+/// limited to the first images when asked.
+pub fn load_data(path: &Path, image: data::ImageOptions, seed: u64, limit: Option<usize>, test_limit: Option<usize>, args: &DataArgs) -> anyhow::Result<Split> {
+    let bar = indicatif::ProgressBar::hidden();
+    let last_line = std::sync::Mutex::new(0usize);
+    let progress = |done: usize, total: usize| {
+        if bar.is_hidden() && std::io::stderr().is_terminal() {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            bar.set_style(indicatif::ProgressStyle::with_template("decoding images into the cache {wide_bar} {pos}/{len} {eta}").unwrap());
+        }
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        // Without a terminal, a line per tenth.
+        let tenth = done * 10 / total.max(1);
+        let mut last = last_line.lock().unwrap();
+        if !std::io::stderr().is_terminal() && tenth > *last {
+            *last = tenth;
+            eprintln!("decoding images into the cache: {done}/{total}");
+        }
+    };
+    let options = data::LoadOptions { image, seed, cache_dir: args.cache_dir.clone(), progress: &progress };
+    let loaded = data::load(path, &options)?;
+    bar.finish_and_clear();
+    match &loaded.cache {
+        Some(data::CacheStatus::Built(p)) => eprintln!("decoded images cached in {}", p.display()),
+        Some(data::CacheStatus::Unwritable(p, why)) => eprintln!("warning: cannot write the image cache {} ({why}); the next run decodes again", p.display()),
+        _ => {}
+    }
+    let mut split = limited(loaded.split, limit, test_limit);
     split.train.source = path.display().to_string();
     Ok(split)
 }
@@ -48,15 +99,6 @@ pub fn load_checkpoint(path: &Path) -> anyhow::Result<Checkpoint> {
     Ok(Checkpoint::load(&file)?)
 }
 
-/// Side of the model's square images.
-pub fn image_side(c: &crate::model::ModelConfig) -> anyhow::Result<usize> {
-    let side = (c.input as f64).sqrt().round() as usize;
-    if side * side != c.input {
-        bail!("the model's {} pixels are not a square image", c.input);
-    }
-    Ok(side)
-}
-
 /// A checkpoint's test data (from --data or where it was trained) and an evaluator with
 /// its weights, at `batch` (capped by the test set).
 pub fn checkpoint_evaluator<'g>(
@@ -66,10 +108,10 @@ pub fn checkpoint_evaluator<'g>(
     batch: usize,
     test_limit: Option<usize>,
 ) -> anyhow::Result<(Split, PathBuf, Evaluator<'g>)> {
-    let side = image_side(&ck.config.model)?;
     let path = data.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(&ck.data));
-    let split = load_data(&path, side, ck.seed, None, test_limit)?;
+    let image = image_options(ck.config.model.image, &DataArgs::default(), ck.crop)?;
+    let split = load_data(&path, image, ck.seed, None, test_limit, &DataArgs::default())?;
     let ev = Evaluator::new(gpu, &ck.config.model, batch.min(split.test.count), ck.seed)?;
-    ev.load(&|name| ck.param(name))?;
+    ev.load(&|name| ck.tensor(name))?;
     Ok((split, path, ev))
 }

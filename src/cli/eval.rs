@@ -80,7 +80,7 @@ fn quality(gpu: &crate::gpu::Gpu, ck: &Checkpoint, split: &Split, args: &EvalArg
     let c = &ck.config.model;
     let batch = 500.min(args.n);
     let mut decoder = Decoder::new(gpu, c, batch)?;
-    decoder.load(&|name| ck.param(name))?;
+    decoder.load(&|name| ck.tensor(name))?;
     let z = fixed_normals(args.n.div_ceil(batch) * batch, c.latent, args.seed);
     let mut samples = Vec::with_capacity(args.n * c.input);
     for chunk in z.chunks(batch * c.latent) {

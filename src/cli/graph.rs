@@ -68,6 +68,6 @@ pub fn run(args: &GraphArgs) -> anyhow::Result<()> {
         mib(memory.readback)
     );
     println!("  plus one uniform block of 16 to 48 bytes per dispatch (per-launch parameters)");
-    println!("work: {:.1} MFLOP per sample per step", config.flops_per_sample() / 1e6);
+    println!("work: {:.1} MFLOP per sample per step", crate::model::step_flops_per_sample(&config, args.batch)? / 1e6);
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Args;
 
-use super::common::{checkpoint_evaluator, image_side, load_checkpoint, CheckpointArgs};
+use super::common::{checkpoint_evaluator, load_checkpoint, CheckpointArgs};
 use super::DeviceArgs;
 use crate::pictures;
 
@@ -28,12 +28,11 @@ pub fn run(device: &DeviceArgs, args: &ReconstructArgs) -> anyhow::Result<()> {
         bail!("-n must be at least 1");
     }
     let ck = load_checkpoint(&args.ck.checkpoint)?;
-    let side = image_side(&ck.config.model)?;
     let gpu = device.open()?;
     let (split, _, mut ev) = checkpoint_evaluator(&gpu, &ck, args.data.as_deref(), args.n, None)?;
     let (orig, rec) = ev.reconstruct(&split.test, args.n)?;
-    let n = orig.len() / (side * side);
-    pictures::pairs_png(&args.out, &orig, &rec, n, side, side, 8)?;
+    let n = orig.len() / ck.config.model.input;
+    pictures::pairs_png(&args.out, &orig, &rec, n, ck.config.model.image, 8)?;
     eprintln!("wrote {}: {n} test images, each beside its reconstruction Dec(μ)", args.out.display());
     Ok(())
 }

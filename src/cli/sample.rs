@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Args;
 
-use super::common::{image_side, load_checkpoint, CheckpointArgs};
+use super::common::{load_checkpoint, CheckpointArgs};
 use super::DeviceArgs;
 use crate::pictures;
 use crate::train::eval::{fixed_normals, Decoder};
@@ -32,7 +32,6 @@ pub fn run(device: &DeviceArgs, args: &SampleArgs) -> anyhow::Result<()> {
     }
     let ck = load_checkpoint(&args.ck.checkpoint)?;
     let c = &ck.config.model;
-    let side = image_side(c)?;
     let gpu = device.open()?;
     let (z, n, cols) = if args.walk {
         // Rows of 10 steps from a to b: z = (1 − t)·a + t·b.
@@ -51,9 +50,9 @@ pub fn run(device: &DeviceArgs, args: &SampleArgs) -> anyhow::Result<()> {
         (fixed_normals(args.n, c.latent, args.seed), args.n, (args.n as f64).sqrt().ceil() as usize)
     };
     let mut decoder = Decoder::new(&gpu, c, n)?;
-    decoder.load(&|name| ck.param(name))?;
+    decoder.load(&|name| ck.tensor(name))?;
     let images = decoder.decode(&z)?;
-    pictures::grid_png(&args.out, &images, n, side, side, cols)?;
+    pictures::grid_png(&args.out, &images, n, c.image, cols)?;
     eprintln!("wrote {} ({n} {})", args.out.display(), if args.walk { "images: latent walks" } else { "samples" });
     Ok(())
 }

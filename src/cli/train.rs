@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use super::common::{at_least_one, load_data, positive};
+use super::common::{at_least_one, image_options, load_data, positive, DataArgs};
 use super::DeviceArgs;
 use crate::checkpoint::{self, Checkpoint};
 use crate::data;
@@ -21,11 +21,16 @@ use crate::train::Trainer;
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// A folder of IDX files (MNIST, Fashion-MNIST, KMNIST naming) or of PNG images.
-    /// Default: the MNIST shipped in datasets/mnist.
+    /// A folder of IDX files (MNIST, Fashion-MNIST, KMNIST naming) or of PNG and JPEG
+    /// images (searched recursively, resampled to the model's size). Default: the MNIST
+    /// shipped in datasets/mnist.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Model preset: mnist-mlp (VAE-GAN) or pytorch-vae (the classic PyTorch VAE).
+    #[command(flatten)]
+    data_args: DataArgs,
+    /// Model preset: mnist-mlp (dense VAE-GAN), mnist-conv (convolutional VAE-GAN, 28×28),
+    /// celeba64 (Larsen et al.'s 64×64 colour model), seed (the seed document's model,
+    /// fixed) or pytorch-vae (the classic PyTorch VAE).
     #[arg(long, default_value = "mnist-mlp")]
     preset: String,
     /// A TOML config (`preset = "…"`, then [model] and [optim] overrides); replaces --preset.
@@ -76,6 +81,10 @@ pub struct TrainArgs {
     /// Test images per evaluation batch.
     #[arg(long, default_value_t = 250)]
     eval_batch: usize,
+    /// Keep the training set on the GPU only when it takes at most this many MiB (default:
+    /// the adapter's storage binding limit); a larger set streams batch by batch.
+    #[arg(long)]
+    gpu_data_mib: Option<u64>,
 }
 
 /// The output folder, created and checked to be writable.
@@ -152,10 +161,16 @@ pub fn run(device: &DeviceArgs, args: &TrainArgs) -> anyhow::Result<()> {
     if let Some(p) = args.precision {
         config.optim.precision = p;
     }
-    let side = (config.model.input as f64).sqrt().round() as usize;
-    let split = load_data(&data_path, side.max(1), seed, limit, test_limit)?;
+    if args.gpu_data_mib == Some(0) {
+        bail!("--gpu-data-mib 0: must be at least 1 (a smaller budget streams every batch anyway)");
+    }
+    let crop = resume.as_ref().map(|ck| ck.crop).unwrap_or(data::Crop::Centre);
+    let data_args = if resume.is_some() { DataArgs { channels: None, crop: None, ..args.data_args.clone() } } else { args.data_args.clone() };
+    let image = image_options(config.model.image, &data_args, crop)?;
+    let split = load_data(&data_path, image, seed, limit, test_limit, &data_args)?;
     if resume.is_none() {
-        config.model.input = split.train.dim();
+        // Folders are resampled to the preset's size; IDX sets bring their own.
+        config.model.set_image(split.train.height, split.train.width, split.train.channels);
     }
     config.validate().map_err(|e| anyhow::anyhow!("config: {e}"))?;
     if batch > split.train.count {
@@ -167,16 +182,28 @@ pub fn run(device: &DeviceArgs, args: &TrainArgs) -> anyhow::Result<()> {
     let gpu = device.open()?;
     eprintln!("adapter: {}", gpu.describe());
     eprintln!(
-        "data: {} — {} training and {} test images of {}x{}",
+        "data: {} — {} training and {} test images of {}x{}x{}",
         data_path.display(),
         split.train.count,
         split.test.count,
         split.train.height,
-        split.train.width
+        split.train.width,
+        split.train.channels
     );
-    let mut trainer = Trainer::new(&gpu, config, batch, seed, &split.train, resume.as_ref())?;
+    let binding = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
+    let budget = args.gpu_data_mib.map(|m| m.saturating_mul(1 << 20)).unwrap_or(binding).min(binding);
+    let mut trainer = Trainer::with_budget(&gpu, config, batch, seed, &split.train, resume.as_ref(), budget)?;
     trainer.data_limit = limit;
     trainer.test_limit = test_limit;
+    trainer.crop = image.crop;
+    if trainer.streams() {
+        eprintln!(
+            "data: {:.0} MiB of training images exceed the GPU data budget of {:.0} MiB: streaming {} batches ahead from host memory",
+            crate::train::feed::resident_bytes(&split.train) as f64 / 1048576.0,
+            budget as f64 / 1048576.0,
+            crate::train::feed::RING
+        );
+    }
 
     // Ctrl-C (or SIGTERM): finish the step, checkpoint, exit 130. A second one exits at
     // once; checkpoints are written atomically, so nothing on disk is corrupted.

@@ -38,12 +38,14 @@ pub struct GatherParams {
     pub _pad: [u32; 2],
 }
 
+/// Packs bytes four to a u32 word (little-endian), as the gather kernel reads them.
+pub fn pack(bytes: &[u8]) -> Vec<u32> {
+    bytes.chunks(4).map(|c| c.iter().enumerate().fold(0u32, |w, (k, &b)| w | (b as u32) << (8 * k))).collect()
+}
+
 impl GpuDataset {
     pub fn upload(gpu: &Gpu, set: &Dataset) -> Result<GpuDataset> {
-        let mut words = vec![0u32; set.images.len().div_ceil(4)];
-        for (i, &b) in set.images.iter().enumerate() {
-            words[i / 4] |= (b as u32) << (8 * (i % 4));
-        }
+        let words = pack(&set.images);
         let data = gpu.upload_u32(&format!("data set {}", set.source), &words).map_err(|e| match e {
             GpuError::OutOfMemory { kernel, detail } => GpuError::OutOfMemory {
                 kernel,

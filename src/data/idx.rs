@@ -159,5 +159,5 @@ pub fn load_images(images: &Path, labels: Option<&Path>) -> Result<Dataset> {
             Some(l.data)
         }
     };
-    Ok(Dataset { images: idx.data, labels, count, height, width, source: images.display().to_string() })
+    Ok(Dataset { images: idx.data.into(), labels, count, height, width, channels: 1, source: images.display().to_string() })
 }

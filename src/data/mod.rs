@@ -1,11 +1,17 @@
-//! Data: IDX files (MNIST, Fashion-MNIST, KMNIST, …), folders of PNG images, and the data
-//! set on the GPU (u8, gathered into batches by a kernel).
+//! Data: IDX files (MNIST, Fashion-MNIST, KMNIST, …), folders of PNG and JPEG images (grey
+//! or RGB, decoded once into a cache), and the data set on the GPU (u8, gathered into
+//! batches by a kernel).
 
+pub mod cache;
 pub mod gpu;
 pub mod idx;
 pub mod images;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use cache::CacheStatus;
+pub use images::{Crop, ImageOptions};
 
 /// Why a data file was refused: which file, and what was expected and found.
 #[derive(Debug, thiserror::Error)]
@@ -23,21 +29,42 @@ impl DataError {
 
 pub type Result<T, E = DataError> = std::result::Result<T, E>;
 
-/// Images as u8 grey levels, row-major, one after another.
+/// Images as u8 samples, row-major with channels interleaved (NHWC), one after another;
+/// shared, so that a background feeder reads them without a copy.
 #[derive(Clone, Debug)]
 pub struct Dataset {
-    pub images: Vec<u8>,
+    pub images: Arc<Vec<u8>>,
     pub labels: Option<Vec<u8>>,
     pub count: usize,
     pub height: usize,
     pub width: usize,
+    /// 1 (grey) or 3 (RGB).
+    pub channels: usize,
     /// Where it came from, for messages and checkpoints.
     pub source: String,
 }
 
 impl Dataset {
     pub fn dim(&self) -> usize {
-        self.height * self.width
+        self.height * self.width * self.channels
+    }
+
+    /// [height, width, channels].
+    pub fn shape(&self) -> [usize; 3] {
+        [self.height, self.width, self.channels]
+    }
+
+    /// The images with `channels` channels (grey copied to RGB, RGB to grey by luma).
+    pub fn with_channels(self, channels: usize) -> Self {
+        if channels == self.channels {
+            return self;
+        }
+        let images: Vec<u8> = match (self.channels, channels) {
+            (1, 3) => self.images.iter().flat_map(|&v| [v, v, v]).collect(),
+            (3, 1) => self.images.chunks(3).map(|c| (0.299 * c[0] as f32 + 0.587 * c[1] as f32 + 0.114 * c[2] as f32).round() as u8).collect(),
+            (a, b) => panic!("{a} → {b} channels"),
+        };
+        Dataset { images: images.into(), channels, ..self }
     }
 
     pub fn image(&self, i: usize) -> &[u8] {
@@ -47,7 +74,8 @@ impl Dataset {
     /// The first `n` images (all when n ≥ count).
     pub fn truncate(mut self, n: usize) -> Self {
         let n = n.min(self.count);
-        self.images.truncate(n * self.dim());
+        let keep = n * self.dim();
+        Arc::make_mut(&mut self.images).truncate(keep);
         if let Some(l) = &mut self.labels {
             l.truncate(n);
         }
@@ -66,12 +94,29 @@ fn find(dir: &Path, names: &[&str]) -> Option<PathBuf> {
     names.iter().flat_map(|n| [dir.join(n), dir.join(format!("{n}.gz"))]).find(|p| p.is_file())
 }
 
+/// How to load a data set: the images' target shape (folders are resampled to it; IDX sets
+/// keep their own size but take its channels), the test split's seed, and where the
+/// decoded-image cache lives.
+pub struct LoadOptions<'a> {
+    pub image: ImageOptions,
+    pub seed: u64,
+    /// None: `cache::default_dir`.
+    pub cache_dir: Option<PathBuf>,
+    /// Called with (decoded, total) while a cache is built.
+    pub progress: &'a (dyn Fn(usize, usize) + Sync),
+}
+
+/// A loaded data set, and what happened to its cache (folders only).
+pub struct Loaded {
+    pub split: Split,
+    pub cache: Option<CacheStatus>,
+}
+
 /// Loads a data set from a path: a folder of IDX files (MNIST naming, with `.` or `-`
-/// before `idx`, gzip or raw) or a folder of PNG images (resized to `size`×`size`, 10 %
-/// held out as the test set, chosen by `seed`).
-pub fn load(path: &Path, size: usize, seed: u64) -> Result<Split> {
+/// before `idx`, gzip or raw) or a folder of PNG and JPEG images (see `images`).
+pub fn load(path: &Path, o: &LoadOptions) -> Result<Loaded> {
     if !path.is_dir() {
-        return Err(DataError::new(path, "not a folder: expected one with IDX files (train-images-idx3-ubyte[.gz], …) or PNG images"));
+        return Err(DataError::new(path, "not a folder: expected one with IDX files (train-images-idx3-ubyte[.gz], …) or PNG/JPEG images"));
     }
     let train_images = find(path, &["train-images.idx3-ubyte", "train-images-idx3-ubyte"]);
     if let Some(train_images) = train_images {
@@ -87,9 +132,12 @@ pub fn load(path: &Path, size: usize, seed: u64) -> Result<Split> {
                 format!("images are {}x{} but the training images are {}x{}", test.height, test.width, train.height, train.width),
             ));
         }
-        return Ok(Split { train, test });
+        let c = o.image.channels;
+        return Ok(Loaded { split: Split { train: train.with_channels(c), test: test.with_channels(c) }, cache: None });
     }
-    images::load_folder(path, size, seed)
+    let cache_dir = o.cache_dir.clone().unwrap_or_else(|| cache::default_dir(path));
+    let (count, images, status) = cache::load(path, &o.image, &cache_dir, o.progress)?;
+    Ok(Loaded { split: images::split(&images, count, &o.image, o.seed, &path.display().to_string()), cache: Some(status) })
 }
 
 /// The MNIST shipped with vaegan: `datasets/mnist` under the current directory, else

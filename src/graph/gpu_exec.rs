@@ -10,13 +10,13 @@ use super::ops::ConvRole;
 use super::plan::{Placement, Plan};
 use super::{Graph, GraphError, LossKind, Op, Result, TensorId, TensorKind};
 use crate::gpu::{Gpu, GpuBuffer, Launch};
-use crate::kernels::adam;
 use crate::kernels::batch_norm::{self, BatchNormSettings};
 use crate::kernels::conv2d;
 use crate::kernels::matmul::{self, MatmulSpec};
 use crate::kernels::reparam;
+use crate::kernels::{adam, rmsprop};
 use crate::kernels::{cast, elementwise, kl, losses, reduce};
-use crate::types::{AdamParams, RngKey};
+use crate::types::{AdamParams, RngKey, UpdateRule};
 
 /// Tensors by name with their [rows, cols] shape and values (a checkpoint's layout).
 pub type NamedTensors = Vec<(String, [usize; 2], Vec<f32>)>;
@@ -32,15 +32,15 @@ pub struct ExecOptions {
     pub seed: u64,
     /// Reuse buffers by liveness (false: one buffer per tensor, for checking).
     pub reuse: bool,
-    /// Adam hyper-parameters per group (by group index); `None`: compute gradients only.
-    pub adam: Option<Vec<AdamParams>>,
+    /// The update rule per group (by group index); `None`: compute gradients only.
+    pub update: Option<Vec<UpdateRule>>,
     /// Storage of the matmuls' operands.
     pub precision: Precision,
 }
 
 impl Default for ExecOptions {
     fn default() -> Self {
-        ExecOptions { seed: 0, reuse: true, adam: None, precision: Precision::F32 }
+        ExecOptions { seed: 0, reuse: true, update: None, precision: Precision::F32 }
     }
 }
 
@@ -101,7 +101,8 @@ pub struct GpuExecutor<'g> {
     launches: Vec<Launch>,
     /// (launch index, elements, stream) of every random draw.
     rng: Vec<(usize, usize, u32)>,
-    adam: Vec<(Launch, usize, AdamParams)>,
+    /// Each group's update launch, its length and its rule.
+    optimizer: Vec<(Launch, usize, UpdateRule)>,
     /// Updates applied per group (Adam's t).
     pub updates: Vec<u32>,
     /// Steps run (the RNG's step number).
@@ -128,9 +129,9 @@ impl<'g> GpuExecutor<'g> {
         let elem_bytes = if options.precision == Precision::F16 { 2 } else { 4 };
         let align = (gpu.limits.min_storage_buffer_offset_alignment as usize / elem_bytes).max(16 / elem_bytes);
         let plan = Plan::new(&graph, align, options.reuse, options.precision);
-        if let Some(adam) = &options.adam {
-            if adam.len() != graph.groups.len() {
-                return Err(GraphError::Invalid(format!("{} Adam settings for {} parameter groups", adam.len(), graph.groups.len())));
+        if let Some(rules) = &options.update {
+            if rules.len() != graph.groups.len() {
+                return Err(GraphError::Invalid(format!("{} update rules for {} parameter groups", rules.len(), graph.groups.len())));
             }
             if let Some(g) = graph.groups.iter().find(|g| g.grads.len() != g.params.len()) {
                 return Err(GraphError::Invalid(format!("group {} has no objective: call Graph::objective first", g.name)));
@@ -196,7 +197,7 @@ impl<'g> GpuExecutor<'g> {
             param_casts: vec![],
             launches: vec![],
             rng: vec![],
-            adam: vec![],
+            optimizer: vec![],
             updates: vec![0; graph.groups.len()],
             step: 0,
             staging: vec![],
@@ -214,12 +215,17 @@ impl<'g> GpuExecutor<'g> {
                 exec.param_casts.push(cast::to_f16(gpu, &b.params, half)?);
             }
         }
-        if let Some(settings) = exec.options.adam.clone() {
-            for (gi, hp) in settings.into_iter().enumerate() {
+        if let Some(rules) = exec.options.update.clone() {
+            for (gi, rule) in rules.into_iter().enumerate() {
                 let b = &exec.groups[gi];
-                let hp = AdamParams { grad_scale: 1.0 / exec.loss_scale(), ..hp };
-                let launch = adam::adam(gpu, hp, &b.grads, &b.params, &b.m, &b.v)?;
-                exec.adam.push((launch, b.params.len, hp));
+                let rule = rule.with_grad_scale(1.0 / exec.loss_scale());
+                // RMSProp keeps its mean square in the group's second buffer (`v`); its `m`
+                // stays zero.
+                let launch = match rule {
+                    UpdateRule::Adam(hp) => adam::adam(gpu, hp, &b.grads, &b.params, &b.m, &b.v)?,
+                    UpdateRule::RmsProp(hp) => rmsprop::rmsprop(gpu, hp, &b.grads, &b.params, &b.v)?,
+                };
+                exec.optimizer.push((launch, b.params.len, rule));
             }
         }
         let out_bytes = (exec.graph.outputs.len().max(1) * 4) as u64;
@@ -266,7 +272,7 @@ impl<'g> GpuExecutor<'g> {
     }
 
     fn uniforms(&self) -> impl Iterator<Item = &wgpu::Buffer> {
-        let all = self.prelude.iter().chain(&self.param_casts).chain(&self.launches).chain(self.adam.iter().map(|(l, _, _)| l));
+        let all = self.prelude.iter().chain(&self.param_casts).chain(&self.launches).chain(self.optimizer.iter().map(|(l, _, _)| l));
         all.filter_map(|l| l.params.as_ref())
     }
 
@@ -379,12 +385,12 @@ impl<'g> GpuExecutor<'g> {
                 launches.push(reduce::column_sum(gpu, &v(0), s.rows, s.cols, &out(0))?);
             }
             Op::Conv2d { geom, act } => launches.push(conv2d::conv2d_forward(gpu, geom, *act, &v(0), &v(1), Some(&v(2)), &out(0))?),
-            Op::ConvTranspose2d { geom, act } => launches.push(conv2d::conv_transpose2d_forward(gpu, geom, *act, &v(0), &v(1), Some(&v(2)), &out(0))?),
-            Op::ConvGemm { geom, role } => launches.push(match role {
-                ConvRole::Forward => conv2d::conv2d_forward(gpu, geom, Act::None, &v(0), &v(1), None, &out(0))?,
-                ConvRole::InputGrad => conv2d::conv2d_backward_input(gpu, geom, &v(0), &v(1), &out(0))?,
-                ConvRole::WeightGrad => conv2d::conv2d_backward_weight(gpu, geom, &v(0), &v(1), &out(0))?,
-            }),
+            Op::ConvTranspose2d { geom, act } => launches.extend(conv2d::conv_transpose2d_forward(gpu, geom, *act, &v(0), &v(1), Some(&v(2)), &out(0))?),
+            Op::ConvGemm { geom, role } => match role {
+                ConvRole::Forward => launches.push(conv2d::conv2d_forward(gpu, geom, Act::None, &v(0), &v(1), None, &out(0))?),
+                ConvRole::InputGrad => launches.extend(conv2d::conv2d_backward_input(gpu, geom, &v(0), &v(1), &out(0))?),
+                ConvRole::WeightGrad => launches.push(conv2d::conv2d_backward_weight(gpu, geom, &v(0), &v(1), &out(0))?),
+            },
             Op::ChannelSum { channels } => {
                 let n = v(0).len;
                 launches.push(reduce::column_sum(gpu, &v(0), n / channels, *channels, &out(0))?);
@@ -413,12 +419,12 @@ impl<'g> GpuExecutor<'g> {
 
     /// Dispatches one step records (prelude, graph kernels, one Adam per group when training).
     pub fn dispatches_per_step(&self) -> usize {
-        self.prelude.len() + self.param_casts.len() + self.launches.len() + self.adam.len()
+        self.prelude.len() + self.param_casts.len() + self.launches.len() + self.optimizer.len()
     }
 
     /// Every launch of a step in order (prelude, graph, Adam), for profiling.
     pub fn step_launches(&self) -> Vec<&Launch> {
-        self.prelude.iter().chain(&self.param_casts).chain(&self.launches).chain(self.adam.iter().map(|(l, _, _)| l)).collect()
+        self.prelude.iter().chain(&self.param_casts).chain(&self.launches).chain(self.optimizer.iter().map(|(l, _, _)| l)).collect()
     }
 
     /// Adds a launch recorded at the start of every step, before the graph's kernels.
@@ -543,19 +549,21 @@ impl<'g> GpuExecutor<'g> {
             let key = RngKey { seed: self.options.seed, step: self.step, stream };
             reparam::set_key(self.gpu, &self.launches[launch], n, key);
         }
-        let mut adam: Vec<&Launch> = vec![];
-        for (gi, (launch, n, hp)) in self.adam.iter().enumerate() {
+        let mut optimizer: Vec<&Launch> = vec![];
+        for (gi, (launch, n, rule)) in self.optimizer.iter().enumerate() {
             if update.is_some_and(|u| !u.get(gi).copied().unwrap_or(true)) {
                 continue;
             }
             self.updates[gi] += 1;
-            adam::set_params(self.gpu, launch, *n, AdamParams { step: self.updates[gi], ..*hp });
-            adam.push(launch);
+            if let UpdateRule::Adam(hp) = rule {
+                adam::set_params(self.gpu, launch, *n, AdamParams { step: self.updates[gi], ..*hp });
+            }
+            optimizer.push(launch);
         }
         let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
-            for l in self.prelude.iter().chain(&self.param_casts).chain(&self.launches).chain(adam) {
+            for l in self.prelude.iter().chain(&self.param_casts).chain(&self.launches).chain(optimizer) {
                 l.record(&mut pass);
             }
         }
@@ -604,6 +612,42 @@ impl<'g> GpuExecutor<'g> {
     pub fn wait_outputs(&mut self) -> Result<Vec<Readback>> {
         self.gpu.wait()?;
         self.poll_outputs()
+    }
+
+    /// Sets group `group`'s learning rate (the per-epoch decay); takes effect at the next step.
+    pub fn set_lr(&mut self, group: usize, lr: f32) {
+        let (launch, n, rule) = &mut self.optimizer[group];
+        *rule = rule.with_lr(lr);
+        match *rule {
+            // Adam's uniform is rewritten before every update (its step count).
+            UpdateRule::Adam(_) => {}
+            UpdateRule::RmsProp(hp) => rmsprop::set_params(self.gpu, launch, *n, hp),
+        }
+    }
+
+    /// The model's state constants (batch norm's running statistics) by name.
+    pub fn read_state(&self) -> Result<NamedTensors> {
+        let mut out = vec![];
+        for &t in &self.graph.state {
+            let s = self.graph.shape(t);
+            out.push((self.graph.name(t).to_string(), [s.rows, s.cols], self.read(t)?));
+        }
+        Ok(out)
+    }
+
+    /// Sets every state constant from `values` (by name); a missing name or a wrong length
+    /// is an error naming it.
+    pub fn load_state(&self, values: ByName) -> Result<()> {
+        for &t in &self.graph.state {
+            let name = self.graph.name(t);
+            let v = values(name).ok_or_else(|| GraphError::Invalid(format!("state {name} missing")))?;
+            let want = self.graph.shape(t).len();
+            if v.len() != want {
+                return Err(GraphError::Invalid(format!("state {name}: {} values, expected {want}", v.len())));
+            }
+            self.gpu.write_f32(self.view(t), &v)?;
+        }
+        Ok(())
     }
 
     /// The group's flat parameter buffer (for checkpoints and tests).

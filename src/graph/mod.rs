@@ -125,6 +125,9 @@ pub struct Graph {
     /// Each objective's seed gradient d(objective)/d(objective) = 1: the mixed-precision
     /// executor sets it to the loss scale instead.
     pub seeds: Vec<TensorId>,
+    /// Constants that are model state kernels update in place (batch norm's running
+    /// statistics): saved in checkpoints with the parameters, loaded by name.
+    pub state: Vec<TensorId>,
 }
 
 /// A dense layer's parameters: W (in×out) and b (1×out).
@@ -323,6 +326,33 @@ impl Graph {
     /// scale · Σ loss terms of (prediction, target).
     pub fn loss(&mut self, kind: LossKind, prediction: TensorId, target: TensorId, scale: f32) -> TensorId {
         self.forward(Op::Loss { kind, scale }, vec![prediction, target])
+    }
+
+    /// Marks a constant as model state (see `Graph::state`).
+    pub fn state(&mut self, t: TensorId) {
+        assert_eq!(self.tensors[t].kind, TensorKind::Const, "state {} must be a constant", self.name(t));
+        self.state.push(t);
+    }
+
+    /// FLOPs of every matmul and convolution in the graph (2 per multiply-add).
+    pub fn flops(&self) -> f64 {
+        self.nodes
+            .iter()
+            .map(|n| {
+                let s = |i: usize| self.shape(n.inputs[i]);
+                match &n.op {
+                    Op::Linear { .. } => 2.0 * (s(0).rows * s(0).cols * s(1).cols) as f64,
+                    Op::Matmul { trans } => {
+                        let (ta, _) = trans.flags();
+                        let out = self.shape(n.outputs[0]);
+                        let k = if ta { s(0).rows } else { s(0).cols };
+                        2.0 * (out.rows * out.cols * k) as f64
+                    }
+                    Op::Conv2d { geom, .. } | Op::ConvTranspose2d { geom, .. } | Op::ConvGemm { geom, .. } => geom.flops(),
+                    _ => 0.0,
+                }
+            })
+            .sum()
     }
 
     /// Declares a scalar to read back after each step.

@@ -24,13 +24,16 @@ const SOURCE: &str = include_str!("../../shaders/conv2d.wgsl");
 /// The WGSL of the loaders a variant calls (`used`), with the geometry filled in, to
 /// append to a matmul variant. Only those: the others read the operands as the types this
 /// variant does not declare (a dense operand may be bound as vec4).
-pub(crate) fn loaders_wgsl(g: &ConvGeom, used: &[&str]) -> Result<String> {
+pub(crate) fn loaders_wgsl(g: &ConvGeom, phase: Option<Phase>, used: &[&str]) -> Result<String> {
     let v = |x: usize| format!("{x}u");
+    // Unphased GEMMs carry the trivial phase (the constants are declared either way).
+    let ph = phase.unwrap_or(Phase { ph: 0, pw: 0, kh0: 0, kw0: 0, th: g.k_h, tw: g.k_w, mh: g.in_h, mw: g.in_w });
     // Loaders that read through others (address helpers, scalar loaders), once each.
     let needs = |name: &str| -> &'static [&'static str] {
         match name {
             "conv_input" | "conv_input_quad" => &["conv_input_at"],
             "conv_output_grad" | "conv_output_grad_quad" => &["conv_output_grad_at"],
+            "conv_output_grad_phase" | "conv_output_grad_phase_quad" => &["conv_output_grad_phase_at", "conv_phase_row"],
             "conv_input_k" => &["conv_input", "conv_input_at"],
             "conv_input_k_quad" => &["conv_input_quad", "conv_input_at"],
             _ => &[],
@@ -67,8 +70,47 @@ pub(crate) fn loaders_wgsl(g: &ConvGeom, used: &[&str]) -> Result<String> {
             ("CV_KW", v(g.k_w)),
             ("CV_S", v(g.stride)),
             ("CV_P", v(g.pad)),
+            ("CV_PH", v(ph.ph)),
+            ("CV_PW", v(ph.pw)),
+            ("CV_KH0", v(ph.kh0)),
+            ("CV_KW0", v(ph.kw0)),
+            ("CV_TH", v(ph.th)),
+            ("CV_TW", v(ph.tw)),
+            ("CV_MH", v(ph.mh)),
+            ("CV_MW", v(ph.mw)),
         ],
     )
+}
+
+/// One stride phase of an input gradient (see `shaders/conv2d.wgsl`): the pixels
+/// (PH + S·i, PW + S·j), MH×MW of them, and the taps kh = KH0 + S·th (TH of them), kw alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Phase {
+    pub ph: usize,
+    pub pw: usize,
+    pub kh0: usize,
+    pub kw0: usize,
+    pub th: usize,
+    pub tw: usize,
+    pub mh: usize,
+    pub mw: usize,
+}
+
+impl Phase {
+    /// The S² phases of `g`'s input gradient, with their pixels and taps.
+    pub fn all(g: &ConvGeom) -> Vec<Phase> {
+        let s = g.stride;
+        let taps = |k0: usize, k: usize| if k0 >= k { 0 } else { (k - k0).div_ceil(s) };
+        let mut out = vec![];
+        for ph in 0..s {
+            for pw in 0..s {
+                let (kh0, kw0) = ((ph + g.pad) % s, (pw + g.pad) % s);
+                let (mh, mw) = (g.in_h.saturating_sub(ph).div_ceil(s), g.in_w.saturating_sub(pw).div_ceil(s));
+                out.push(Phase { ph, pw, kh0, kw0, th: taps(kh0, g.k_h), tw: taps(kw0, g.k_w), mh, mw });
+            }
+        }
+        out
+    }
 }
 
 fn check(name: &str, what: &str, buf: &GpuBuffer, want: usize) -> Result<()> {
@@ -102,18 +144,36 @@ fn forward(gpu: &Gpu, g: &ConvGeom, act: Act, x: &GpuBuffer, w: &GpuBuffer, bias
     check(&name, "y", y, g.output_len())?;
     let mut spec = MatmulSpec::new(g.batch * g.out_h * g.out_w, g.out_c, g.k_h * g.k_w * g.in_c, Trans::NN).act(act);
     spec.tile = tile;
-    gemm(gpu, name, &spec, Some(Gathered { a: Operand::ConvInput, b: Operand::Dense, geom: *g }), x, w, bias, y)
+    gemm(gpu, name, &spec, Some(Gathered { a: Operand::ConvInput, b: Operand::Dense, geom: *g, phase: None }), x, w, bias, y)
 }
 
 /// dx = the gradient of Σ dy·conv(x, w) with respect to x (b×ih×iw×c_in), from dy
-/// (b×oh×ow×c_out, already through the activation's backward) and w.
-pub fn conv2d_backward_input(gpu: &Gpu, g: &ConvGeom, dy: &GpuBuffer, w: &GpuBuffer, dx: &GpuBuffer) -> Result<Launch> {
+/// (b×oh×ow×c_out, already through the activation's backward) and w. With a stride > 1
+/// (and a kernel at least as large), one launch per stride phase.
+pub fn conv2d_backward_input(gpu: &Gpu, g: &ConvGeom, dy: &GpuBuffer, w: &GpuBuffer, dx: &GpuBuffer) -> Result<Vec<Launch>> {
     let name = format!("conv2d input gradient {g}");
     check(&name, "dy", dy, g.output_len())?;
     check(&name, "w", w, g.weight_len())?;
     check(&name, "dx", dx, g.input_len())?;
-    let spec = MatmulSpec::new(g.batch * g.in_h * g.in_w, g.in_c, g.k_h * g.k_w * g.out_c, Trans::NN);
-    gemm(gpu, name, &spec, Some(Gathered { a: Operand::ConvOutputGrad, b: Operand::ConvWeightT, geom: *g }), dy, w, None, dx)
+    input_gemms(gpu, &name, g, Act::None, dy, w, None, dx)
+}
+
+/// The input-gradient GEMMs (also a transposed convolution's forward): one over every
+/// pixel and tap, or one per stride phase over its pixels and taps.
+fn input_gemms(gpu: &Gpu, name: &str, g: &ConvGeom, act: Act, dy: &GpuBuffer, w: &GpuBuffer, bias: Option<&GpuBuffer>, dx: &GpuBuffer) -> Result<Vec<Launch>> {
+    // A kernel smaller than the stride leaves phases without taps; those take the full gather.
+    if g.stride == 1 || g.k_h < g.stride || g.k_w < g.stride {
+        let spec = MatmulSpec::new(g.batch * g.in_h * g.in_w, g.in_c, g.k_h * g.k_w * g.out_c, Trans::NN).act(act);
+        let gathered = Gathered { a: Operand::ConvOutputGrad, b: Operand::ConvWeightT, geom: *g, phase: None };
+        return Ok(vec![gemm(gpu, name.to_string(), &spec, Some(gathered), dy, w, bias, dx)?]);
+    }
+    let mut launches = vec![];
+    for ph in Phase::all(g).into_iter().filter(|p| p.mh > 0 && p.mw > 0) {
+        let spec = MatmulSpec::new(g.batch * ph.mh * ph.mw, g.in_c, ph.th * ph.tw * g.out_c, Trans::NN).act(act);
+        let gathered = Gathered { a: Operand::ConvOutputGradPhase, b: Operand::ConvWeightTPhase, geom: *g, phase: Some(ph) };
+        launches.push(gemm(gpu, format!("{name} phase {},{}", ph.ph, ph.pw), &spec, Some(gathered), dy, w, bias, dx)?);
+    }
+    Ok(launches)
 }
 
 /// dw = the gradient with respect to w (kh×kw×c_in×c_out), from x and dy.
@@ -124,13 +184,21 @@ pub fn conv2d_backward_weight(gpu: &Gpu, g: &ConvGeom, x: &GpuBuffer, dy: &GpuBu
     check(&name, "dw", dw, g.weight_len())?;
     // dW = im2col(x)ᵀ·dy, with im2col(x) read as a K×M matrix through the loaders: Aᵀ·B.
     let spec = MatmulSpec::new(g.k_h * g.k_w * g.in_c, g.out_c, g.batch * g.out_h * g.out_w, Trans::TN);
-    gemm(gpu, name, &spec, Some(Gathered { a: Operand::ConvInputK, b: Operand::Dense, geom: *g }), x, dy, None, dw)
+    gemm(gpu, name, &spec, Some(Gathered { a: Operand::ConvInputK, b: Operand::Dense, geom: *g, phase: None }), x, dy, None, dw)
 }
 
 /// y = act(conv_transpose(x, w) + bias) for the transposed convolution whose adjoint is
 /// `g` (`ConvGeom::transposed`): x is b×g.out_h×g.out_w×g.out_c, y b×g.in_h×g.in_w×g.in_c,
 /// w kh×kw×g.in_c×g.out_c (the adjoint convolution's weights), bias g.in_c.
-pub fn conv_transpose2d_forward(gpu: &Gpu, g: &ConvGeom, act: Act, x: &GpuBuffer, w: &GpuBuffer, bias: Option<&GpuBuffer>, y: &GpuBuffer) -> Result<Launch> {
+pub fn conv_transpose2d_forward(
+    gpu: &Gpu,
+    g: &ConvGeom,
+    act: Act,
+    x: &GpuBuffer,
+    w: &GpuBuffer,
+    bias: Option<&GpuBuffer>,
+    y: &GpuBuffer,
+) -> Result<Vec<Launch>> {
     let name = format!("conv_transpose2d {g}{} {}", if bias.is_some() { " +bias" } else { "" }, act.name());
     check(&name, "x", x, g.output_len())?;
     check(&name, "w", w, g.weight_len())?;
@@ -138,8 +206,7 @@ pub fn conv_transpose2d_forward(gpu: &Gpu, g: &ConvGeom, act: Act, x: &GpuBuffer
     if let Some(b) = bias {
         check(&name, "bias", b, g.in_c)?;
     }
-    let spec = MatmulSpec::new(g.batch * g.in_h * g.in_w, g.in_c, g.k_h * g.k_w * g.out_c, Trans::NN).act(act);
-    gemm(gpu, name, &spec, Some(Gathered { a: Operand::ConvOutputGrad, b: Operand::ConvWeightT, geom: *g }), x, w, bias, y)
+    input_gemms(gpu, &name, g, act, x, w, bias, y)
 }
 
 /// dx of a transposed convolution: the adjoint convolution's forward of dy.

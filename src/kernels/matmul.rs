@@ -222,6 +222,11 @@ pub(crate) enum Operand {
     /// Aᵀ with A = im2col(x) stored K×M: the weight gradient's input patches (read as TN,
     /// so that quads run along the contiguous channels).
     ConvInputK,
+    /// A = dy gathered for one stride phase of the input gradient (its rows stored to every
+    /// stride-th row of dx).
+    ConvOutputGradPhase,
+    /// B = that phase's taps of the weights.
+    ConvWeightTPhase,
 }
 
 impl Operand {
@@ -232,6 +237,8 @@ impl Operand {
             Operand::ConvOutputGrad => "conv_output_grad",
             Operand::ConvWeightT => "conv_weight_t",
             Operand::ConvInputK => "conv_input_k",
+            Operand::ConvOutputGradPhase => "conv_output_grad_phase",
+            Operand::ConvWeightTPhase => "conv_weight_t_phase",
         }
     }
 }
@@ -242,6 +249,8 @@ pub(crate) struct Gathered {
     pub a: Operand,
     pub b: Operand,
     pub geom: crate::types::ConvGeom,
+    /// The stride phase of an input gradient split by phases.
+    pub phase: Option<super::conv2d::Phase>,
 }
 
 impl Gathered {
@@ -251,6 +260,7 @@ impl Gathered {
             Operand::ConvInput if self.geom.in_c.is_multiple_of(4) => Some("conv_input_quad"),
             Operand::ConvOutputGrad if self.geom.out_c.is_multiple_of(4) => Some("conv_output_grad_quad"),
             Operand::ConvInputK if self.geom.in_c.is_multiple_of(4) => Some("conv_input_k_quad"),
+            Operand::ConvOutputGradPhase if self.geom.out_c.is_multiple_of(4) => Some("conv_output_grad_phase_quad"),
             _ => None,
         }
     }
@@ -275,7 +285,7 @@ impl Variant {
     fn key(&self) -> String {
         let conv = match self.gathered {
             None => String::new(),
-            Some(g) => format!("conv/{}/{}/{}/", g.a.loader(), g.b.loader(), g.geom),
+            Some(g) => format!("conv/{}/{}/{}/{:?}/", g.a.loader(), g.b.loader(), g.geom, g.phase),
         };
         format!(
             "matmul/{conv}{}/{}/{:?}/va{}/vb{}/bias{}/{}",
@@ -563,6 +573,7 @@ fn source(v: &Variant) -> Result<String> {
         ("B_ELEM", elem(v.vec_b)),
         ("BIAS_DECL", if v.bias { "@group(0) @binding(4) var<storage, read> bias: array<f32>;".into() } else { String::new() }),
         ("BIAS_ADD", if v.bias { " + bias[cj]".into() } else { String::new() }),
+        ("C_ROW", if v.gathered.is_some_and(|g| g.a == Operand::ConvOutputGradPhase) { "conv_phase_row(row)".into() } else { "row".into() }),
         ("A_QUAD", a_quad),
         ("B_QUAD", b_quad),
         ("A_ONE", a_one),
@@ -596,7 +607,7 @@ fn source(v: &Variant) -> Result<String> {
         Some(g) => {
             let mut used: Vec<&str> = [g.a, g.b].iter().filter(|o| **o != Operand::Dense).map(|o| o.loader()).collect();
             used.extend(g.quad_loader());
-            super::conv2d::loaders_wgsl(&g.geom, &used)?
+            super::conv2d::loaders_wgsl(&g.geom, g.phase, &used)?
         }
         None => String::new(),
     };
@@ -650,7 +661,11 @@ pub(crate) fn gemm(
     if b_dense {
         super::expect_len(&name, &format!("B ({br}x{bc})"), b, br * bc)?;
     }
-    super::expect_len(&name, &format!("C ({}x{})", spec.m, spec.n), c, spec.m * spec.n)?;
+    // A stride phase writes its rows into the whole input gradient.
+    match gathered.filter(|g| g.phase.is_some()) {
+        Some(g) => super::expect_len(&name, "C (the whole input gradient)", c, g.geom.input_len())?,
+        None => super::expect_len(&name, &format!("C ({}x{})", spec.m, spec.n), c, spec.m * spec.n)?,
+    }
     super::expect_f32(&name, "C", c)?;
     if let Some(bias) = bias {
         super::expect_len(&name, "bias", bias, spec.n)?;

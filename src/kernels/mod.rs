@@ -13,6 +13,7 @@ pub mod losses;
 pub mod matmul;
 pub mod reduce;
 pub mod reparam;
+pub mod rmsprop;
 
 use crate::gpu::{GpuBuffer, GpuError, Result};
 

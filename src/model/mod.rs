@@ -1,8 +1,10 @@
-//! Models as graphs: the VAE-GAN of Larsen et al. (2016) and the plain VAE, their
-//! configuration (presets `mnist-mlp` and `pytorch-vae`, TOML files).
+//! Models as graphs: the VAE-GAN of Larsen et al. (2016) and the plain VAE, as dense
+//! networks or as the authors' convolutional ones (`conv.rs`), and their configuration
+//! (presets `mnist-mlp`, `mnist-conv`, `celeba64`, `seed`, `pytorch-vae`; TOML files).
 
 pub mod config;
+pub mod conv;
 pub mod vaegan;
 
-pub use config::{Mode, ModelConfig, OptimConfig, RunConfig};
-pub use vaegan::{build_decode, build_eval, build_step, param_shapes, DecodeGraph, EvalGraph, StepGraph};
+pub use config::{Arch, Mode, ModelConfig, OptimConfig, Optimizer, RunConfig};
+pub use vaegan::{build_decode, build_eval, build_step, param_shapes, state_shapes, step_flops_per_sample, DecodeGraph, EvalGraph, StepGraph};

@@ -17,68 +17,110 @@ use crate::graph::{Graph, LinearParams, LossKind, Result, TensorId};
 use crate::nn::{linear, Mlp};
 use crate::types::Act;
 
+use super::config::Arch;
 pub use super::config::{Mode, ModelConfig};
+use super::conv::{self, Phase};
+
+/// The encoder's layers before its heads, by architecture.
+enum EncoderTrunk {
+    Mlp(Mlp),
+    Conv(conv::EncoderTrunk),
+}
 
 /// Enc: hidden layers, then μ and logσ² heads from the last one.
 pub struct Encoder {
-    trunk: Mlp,
+    trunk: EncoderTrunk,
     mu: LinearParams,
     logvar: LinearParams,
 }
 
 impl Encoder {
     pub fn new(g: &mut Graph, group: usize, c: &ModelConfig, seed: u64) -> Self {
-        let widths: Vec<usize> = [vec![c.input], c.encoder.clone()].concat();
-        let last = *widths.last().unwrap();
+        let trunk = match c.arch {
+            Arch::Mlp => EncoderTrunk::Mlp(Mlp::new(g, group, "encoder", &[vec![c.input], c.encoder.clone()].concat(), seed)),
+            Arch::Conv => EncoderTrunk::Conv(conv::EncoderTrunk::new(g, group, c, seed)),
+        };
+        let last = c.encoder_output();
         Encoder {
-            trunk: Mlp::new(g, group, "encoder", &widths, seed),
+            trunk,
             mu: linear(g, group, "encoder.mu", last, c.latent, seed ^ 0x6d75),
             logvar: linear(g, group, "encoder.logvar", last, c.latent, seed ^ 0x6c76),
         }
     }
 
     /// (μ, logσ²).
-    pub fn forward(&self, g: &mut Graph, x: TensorId, c: &ModelConfig) -> (TensorId, TensorId) {
-        let h = *self.trunk.forward(g, x, c.hidden_act, c.hidden_act).last().unwrap_or(&x);
+    pub fn forward(&self, g: &mut Graph, x: TensorId, c: &ModelConfig, phase: Phase) -> (TensorId, TensorId) {
+        let h = match &self.trunk {
+            EncoderTrunk::Mlp(m) => *m.forward(g, x, c.hidden_act, c.hidden_act).last().unwrap_or(&x),
+            EncoderTrunk::Conv(t) => t.forward(g, x, c, phase),
+        };
         let mu = g.linear(h, &self.mu, Act::None);
         let logvar = g.linear(h, &self.logvar, Act::None);
         (g.named(mu, "mu"), g.named(logvar, "logvar"))
     }
 }
 
-pub struct Decoder {
-    mlp: Mlp,
+pub enum Decoder {
+    Mlp(Mlp),
+    Conv(conv::Decoder),
 }
 
 impl Decoder {
     pub fn new(g: &mut Graph, group: usize, c: &ModelConfig, seed: u64) -> Self {
-        let widths: Vec<usize> = [vec![c.latent], c.decoder.clone(), vec![c.input]].concat();
-        Decoder { mlp: Mlp::new(g, group, "decoder", &widths, seed.wrapping_add(1)) }
+        match c.arch {
+            Arch::Mlp => {
+                let widths: Vec<usize> = [vec![c.latent], c.decoder.clone(), vec![c.input]].concat();
+                Decoder::Mlp(Mlp::new(g, group, "decoder", &widths, seed.wrapping_add(1)))
+            }
+            Arch::Conv => Decoder::Conv(conv::Decoder::new(g, group, c, seed.wrapping_add(1))),
+        }
     }
 
-    pub fn forward(&self, g: &mut Graph, z: TensorId, c: &ModelConfig) -> TensorId {
-        *self.mlp.forward(g, z, c.hidden_act, c.output_act).last().unwrap()
+    pub fn forward(&self, g: &mut Graph, z: TensorId, c: &ModelConfig, phase: Phase) -> TensorId {
+        match self {
+            Decoder::Mlp(m) => *m.forward(g, z, c.hidden_act, c.output_act).last().unwrap(),
+            Decoder::Conv(d) => d.forward(g, z, c, phase),
+        }
     }
 }
 
+enum DiscriminatorTrunk {
+    Mlp(Mlp),
+    Conv(conv::DiscriminatorTrunk),
+}
+
 pub struct Discriminator {
-    trunk: Mlp,
+    trunk: DiscriminatorTrunk,
     head: LinearParams,
 }
 
 impl Discriminator {
     pub fn new(g: &mut Graph, group: usize, c: &ModelConfig, seed: u64) -> Self {
-        let widths: Vec<usize> = [vec![c.input], c.discriminator.clone()].concat();
-        Discriminator {
-            trunk: Mlp::new(g, group, "discriminator", &widths, seed.wrapping_add(2)),
-            head: linear(g, group, "discriminator.out", *widths.last().unwrap(), 1, seed ^ 0x6f75),
-        }
+        let (trunk, width) = match c.arch {
+            Arch::Mlp => {
+                let widths: Vec<usize> = [vec![c.input], c.discriminator.clone()].concat();
+                (DiscriminatorTrunk::Mlp(Mlp::new(g, group, "discriminator", &widths, seed.wrapping_add(2))), *widths.last().unwrap())
+            }
+            Arch::Conv => {
+                let t = conv::DiscriminatorTrunk::new(g, group, c, seed.wrapping_add(2));
+                let w = t.width;
+                (DiscriminatorTrunk::Conv(t), w)
+            }
+        };
+        Discriminator { trunk, head: linear(g, group, "discriminator.out", width, 1, seed ^ 0x6f75) }
     }
 
-    /// (features f, logits).
-    pub fn forward(&self, g: &mut Graph, x: TensorId, c: &ModelConfig) -> (TensorId, TensorId) {
-        let f = *self.trunk.forward(g, x, c.dis_act, c.dis_act).last().unwrap_or(&x);
-        let logits = g.linear(f, &self.head, Act::None);
+    /// (features f, logits): f is the last hidden layer (MLP) or the last convolution's
+    /// raw output (conv).
+    pub fn forward(&self, g: &mut Graph, x: TensorId, c: &ModelConfig, phase: Phase) -> (TensorId, TensorId) {
+        let (f, h) = match &self.trunk {
+            DiscriminatorTrunk::Mlp(m) => {
+                let f = *m.forward(g, x, c.dis_act, c.dis_act).last().unwrap_or(&x);
+                (f, f)
+            }
+            DiscriminatorTrunk::Conv(t) => t.forward(g, x, c, phase),
+        };
+        let logits = g.linear(h, &self.head, Act::None);
         (g.named(f, "features"), g.named(logits, "logits"))
     }
 }
@@ -110,7 +152,7 @@ pub fn build_step(c: &ModelConfig, batch: usize, seed: u64) -> Result<StepGraph>
     let dec = g.group("decoder");
     let encoder = Encoder::new(&mut g, enc, c, seed);
     let decoder = Decoder::new(&mut g, dec, c, seed);
-    let (mu, logvar) = encoder.forward(&mut g, x, c);
+    let (mu, logvar) = encoder.forward(&mut g, x, c, Phase::Train);
     let (z, _eps) = g.reparam(mu, logvar, 0);
     let z = g.named(z, "z");
     let l_prior = g.kl_mean(mu, logvar);
@@ -119,7 +161,7 @@ pub fn build_step(c: &ModelConfig, batch: usize, seed: u64) -> Result<StepGraph>
 
     let (reconstruction, discriminator) = match c.mode {
         Mode::Vae => {
-            let x_rec = decoder.forward(&mut g, z, c);
+            let x_rec = decoder.forward(&mut g, z, c, Phase::Train);
             let x_rec = g.named(x_rec, "x_rec");
             let l_pixel = g.loss(LossKind::BceProb, x_rec, x, 1.0 / b);
             let l_pixel = g.named(l_pixel, "L_pixel");
@@ -141,13 +183,31 @@ pub fn build_step(c: &ModelConfig, batch: usize, seed: u64) -> Result<StepGraph>
             // x̃ and x_p), instead of all rows with zero gradients in the rest.
             let z_p = g.randn([batch, c.latent], 1);
             let z_p = g.named(z_p, "z_p");
-            let x_rec = decoder.forward(&mut g, z, c);
+            let (x_rec, x_p, f_real, f_rec, logit_real, logit_rec, logit_p) = if c.arch == Arch::Mlp {
+                let x_rec = decoder.forward(&mut g, z, c, Phase::Train);
+                let x_p = decoder.forward(&mut g, z_p, c, Phase::Train);
+                let (f_real, logit_real) = discriminator.forward(&mut g, x, c, Phase::Train);
+                let (f_rec, logit_rec) = discriminator.forward(&mut g, x_rec, c, Phase::Train);
+                let (_, logit_p) = discriminator.forward(&mut g, x_p, c, Phase::Train);
+                (x_rec, x_p, f_real, f_rec, logit_real, logit_rec, logit_p)
+            } else {
+                // With batch norm the batches a network sees together matter: as the
+                // authors' code, the decoder runs once on [z; z_p] and the discriminator
+                // once on [x; x̃; x_p], so that their statistics cover real and generated
+                // images alike (one pass each, one running-statistics update per step).
+                let zz = g.concat_rows(&[z, z_p]);
+                let xx = decoder.forward(&mut g, zz, c, Phase::Train);
+                let x_rec = g.slice_rows(xx, 0, batch);
+                let x_p = g.slice_rows(xx, batch, batch);
+                let all = g.concat_rows(&[x, xx]);
+                let (f, logits) = discriminator.forward(&mut g, all, c, Phase::Train);
+                let rows = |g: &mut Graph, t: TensorId, i: usize| g.slice_rows(t, i * batch, batch);
+                let (f_real, f_rec) = (rows(&mut g, f, 0), rows(&mut g, f, 1));
+                let (logit_real, logit_rec, logit_p) = (rows(&mut g, logits, 0), rows(&mut g, logits, 1), rows(&mut g, logits, 2));
+                (x_rec, x_p, f_real, f_rec, logit_real, logit_rec, logit_p)
+            };
             let x_rec = g.named(x_rec, "x_rec");
-            let x_p = decoder.forward(&mut g, z_p, c);
-            let x_p = g.named(x_p, "x_p");
-            let (f_real, logit_real) = discriminator.forward(&mut g, x, c);
-            let (f_rec, logit_rec) = discriminator.forward(&mut g, x_rec, c);
-            let (_, logit_p) = discriminator.forward(&mut g, x_p, c);
+            g.named(x_p, "x_p");
 
             // f(x) is a target for L_llike: the encoder and decoder can only move f(x̃), and
             // the discriminator does not learn from L_llike, so no gradient flows to f(x).
@@ -228,11 +288,11 @@ pub fn build_eval(c: &ModelConfig, batch: usize) -> Result<EvalGraph> {
     let dec = g.group("decoder");
     let encoder = Encoder::new(&mut g, enc, c, 0);
     let decoder = Decoder::new(&mut g, dec, c, 0);
-    let (mu, logvar) = encoder.forward(&mut g, x, c);
+    let (mu, logvar) = encoder.forward(&mut g, x, c, Phase::Eval);
     let (z, _) = g.reparam(mu, logvar, 0);
     let z_p = g.randn([batch, c.latent], 1);
     let zz = g.concat_rows(&[z, mu, z_p]);
-    let xx = decoder.forward(&mut g, zz, c);
+    let xx = decoder.forward(&mut g, zz, c, Phase::Eval);
     let x_sampled = g.slice_rows(xx, 0, batch);
     let reconstruction = g.slice_rows(xx, batch, batch);
     let generated = g.slice_rows(xx, 2 * batch, batch);
@@ -249,7 +309,7 @@ pub fn build_eval(c: &ModelConfig, batch: usize) -> Result<EvalGraph> {
             let dis = g.group("discriminator");
             let d = Discriminator::new(&mut g, dis, c, 0);
             let both = g.concat_rows(&[x, generated]);
-            let logits = d.forward(&mut g, both, c).1;
+            let logits = d.forward(&mut g, both, c, Phase::Eval).1;
             g.keep(logits);
             Some(logits)
         }
@@ -269,7 +329,7 @@ pub fn build_decode(c: &ModelConfig, batch: usize) -> Result<DecodeGraph> {
     let z = g.input("z", [batch, c.latent]);
     let dec = g.group("decoder");
     let decoder = Decoder::new(&mut g, dec, c, 0);
-    let images = decoder.forward(&mut g, z, c);
+    let images = decoder.forward(&mut g, z, c, Phase::Eval);
     g.keep(images);
     Ok(DecodeGraph { graph: g, z, images })
 }
@@ -280,4 +340,18 @@ pub fn param_shapes(c: &ModelConfig) -> Result<Vec<(String, [usize; 2])>> {
     let step = build_step(c, 1, 0)?;
     let g = &step.graph;
     Ok(g.params().map(|p| (g.name(p).to_string(), [g.shape(p).rows, g.shape(p).cols])).collect())
+}
+
+/// The model's state that is not trained by gradients (batch norm's running statistics):
+/// (name, [rows, cols]), also part of a checkpoint.
+pub fn state_shapes(c: &ModelConfig) -> Result<Vec<(String, [usize; 2])>> {
+    let step = build_step(c, 1, 0)?;
+    let g = &step.graph;
+    Ok(g.state.iter().map(|&t| (g.name(t).to_string(), [g.shape(t).rows, g.shape(t).cols])).collect())
+}
+
+/// FLOPs of one training step per sample: every matmul and convolution of the step graph,
+/// forward and backward (elementwise work left out).
+pub fn step_flops_per_sample(c: &ModelConfig, batch: usize) -> Result<f64> {
+    Ok(build_step(c, batch, 0)?.graph.flops() / batch as f64)
 }

@@ -48,6 +48,8 @@ pub fn batch_norm(g: &mut Graph, group: usize, name: &str, channels: usize) -> B
     let beta = g.param(group, &format!("{name}.bias"), [1, channels], vec![0.0; channels]);
     let running_mean = g.constant(&format!("{name}.running_mean"), [1, channels], vec![0.0; channels]);
     let running_var = g.constant(&format!("{name}.running_var"), [1, channels], vec![1.0; channels]);
+    g.state(running_mean);
+    g.state(running_var);
     BatchNormParams { gamma, beta, running_mean, running_var, channels, eps: 1e-5, momentum: 0.1 }
 }
 

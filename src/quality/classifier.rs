@@ -129,7 +129,8 @@ pub fn train(
         return Err(TrainError::Invalid(format!("the classifier takes 28x28 images, {} has {}x{}", train.source, train.height, train.width)));
     }
     let cg = build(batch, true, seed)?;
-    let mut exec = GpuExecutor::new(gpu, cg.graph.clone(), ExecOptions { seed, reuse: true, adam: Some(vec![AdamParams::new(lr)]), ..Default::default() })?;
+    let mut exec =
+        GpuExecutor::new(gpu, cg.graph.clone(), ExecOptions { seed, reuse: true, update: Some(vec![AdamParams::new(lr).into()]), ..Default::default() })?;
     let data = GpuDataset::upload(gpu, train)?;
     let perm = data.permutation_buffer(gpu)?;
     let images = exec.push_prelude(data.gather(gpu, &perm, batch, 0, Scaling::UNIT, exec.view(cg.x))?);

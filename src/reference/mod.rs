@@ -13,5 +13,6 @@ pub mod losses;
 pub mod matmul;
 pub mod reduce;
 pub mod reparam;
+pub mod rmsprop;
 
 pub use crate::types::{Act, Trans};

@@ -44,7 +44,7 @@ pub fn scale_images(set: &Dataset, range: std::ops::Range<usize>, s: Scaling) ->
 impl<'g> Evaluator<'g> {
     pub fn new(gpu: &'g Gpu, config: &ModelConfig, batch: usize, seed: u64) -> Result<Self> {
         let graph = build_eval(config, batch)?;
-        let exec = GpuExecutor::new(gpu, graph.graph.clone(), ExecOptions { seed, reuse: true, adam: None, ..Default::default() })?;
+        let exec = GpuExecutor::new(gpu, graph.graph.clone(), ExecOptions { seed, reuse: true, update: None, ..Default::default() })?;
         Ok(Evaluator { gpu, config: config.clone(), graph, exec, scaling: super::scaling_for(config.output_act) })
     }
 
@@ -52,10 +52,11 @@ impl<'g> Evaluator<'g> {
         self.graph.batch
     }
 
-    /// Loads every weight by name (a checkpoint's, or a trainer's).
+    /// Loads every weight and running statistic by name (a checkpoint's, or a trainer's).
     pub fn load(&self, values: &dyn Fn(&str) -> Option<Vec<f32>>) -> Result<()> {
         let groups: Vec<usize> = (0..self.exec.graph.groups.len()).collect();
         self.exec.load_params(&groups, values, None)?;
+        self.exec.load_state(values)?;
         Ok(())
     }
 
@@ -130,6 +131,7 @@ impl<'g> Decoder<'g> {
 
     pub fn load(&self, values: &dyn Fn(&str) -> Option<Vec<f32>>) -> Result<()> {
         self.exec.load_params(&[0], values, None)?;
+        self.exec.load_state(values)?;
         Ok(())
     }
 

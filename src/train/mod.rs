@@ -2,6 +2,7 @@
 //! permuted batches, balancing, evaluation, pictures, metrics and checkpoints.
 
 pub mod eval;
+pub mod feed;
 pub mod logs;
 pub mod run;
 
@@ -14,11 +15,11 @@ use rand::SeedableRng;
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::gpu::GpuDataset;
 use crate::data::{Dataset, Split};
-use crate::gpu::{Gpu, GpuBuffer};
+use crate::gpu::Gpu;
 use crate::graph::{ExecOptions, GpuExecutor};
 use crate::model::{build_step, Mode, RunConfig, StepGraph};
 use crate::types::Act;
-use crate::types::{AdamParams, Scaling};
+use crate::types::Scaling;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -71,10 +72,14 @@ pub struct Trainer<'g> {
     pub data_source: String,
     pub data_limit: Option<usize>,
     pub test_limit: Option<usize>,
+    /// The crop the folder images were read with (kept in checkpoints for resume).
+    pub crop: crate::data::Crop,
     pub step_graph: StepGraph,
     pub exec: GpuExecutor<'g>,
-    data: GpuDataset,
-    perm: GpuBuffer,
+    feed: feed::Feed,
+    /// Training images and values per image.
+    count: usize,
+    dim: usize,
     gather: usize,
     scaling: Scaling,
     pub steps_per_epoch: usize,
@@ -91,17 +96,29 @@ pub struct Trainer<'g> {
 
 impl<'g> Trainer<'g> {
     /// A trainer on `train`; with `resume`, weights, Adam state, position and config come
-    /// from the checkpoint.
+    /// from the checkpoint. The set stays on the GPU when it fits one storage binding.
     pub fn new(gpu: &'g Gpu, config: RunConfig, batch: usize, seed: u64, train: &Dataset, resume: Option<&Checkpoint>) -> Result<Self> {
+        let binding = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
+        Self::with_budget(gpu, config, batch, seed, train, resume, binding)
+    }
+
+    /// As `new`, streaming the set (`feed`) when it takes more than `data_budget` bytes on
+    /// the GPU.
+    pub fn with_budget(
+        gpu: &'g Gpu,
+        config: RunConfig,
+        batch: usize,
+        seed: u64,
+        train: &Dataset,
+        resume: Option<&Checkpoint>,
+        data_budget: u64,
+    ) -> Result<Self> {
         config.validate().map_err(TrainError::Invalid)?;
-        if config.model.input != train.dim() {
+        if config.model.image != train.shape() {
+            let [h, w, c] = config.model.image;
             return Err(TrainError::Invalid(format!(
-                "the model takes {} pixels but the images of {} have {} ({}x{})",
-                config.model.input,
-                train.source,
-                train.dim(),
-                train.height,
-                train.width
+                "the model takes {h}x{w} images with {c} channel(s) but the images of {} are {}x{} with {}",
+                train.source, train.height, train.width, train.channels
             )));
         }
         if batch == 0 || batch > train.count {
@@ -117,17 +134,11 @@ impl<'g> Trainer<'g> {
                 "batch {batch} needs a {largest}-byte tensor, over the adapter's storage binding limit of {limit} bytes; a batch of {fits} or less fits"
             )));
         }
-        let o = &config.optim;
-        let hp = |lr: f32| AdamParams { step: 1, lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weight_decay: o.weight_decay, grad_scale: 1.0 };
-        let mut adam = vec![hp(o.lr_encoder), hp(o.lr_decoder)];
-        if step_graph.discriminator.is_some() {
-            adam.push(hp(o.lr_discriminator));
-        }
-        let mut exec = GpuExecutor::new(gpu, step_graph.graph.clone(), ExecOptions { seed, reuse: true, adam: Some(adam), precision: config.optim.precision })?;
-        let data = GpuDataset::upload(gpu, train)?;
-        let perm = data.permutation_buffer(gpu)?;
-        let scaling = scaling_for(config.model.output_act);
-        let gather = exec.push_prelude(data.gather(gpu, &perm, batch, 0, scaling, exec.view(step_graph.x))?);
+        let names: Vec<String> = step_graph.graph.groups.iter().map(|g| g.name.clone()).collect();
+        let epoch = resume.map(|ck| ck.epoch).unwrap_or(0);
+        let rules = names.iter().map(|n| config.optim.rule(n, epoch)).collect();
+        let mut exec =
+            GpuExecutor::new(gpu, step_graph.graph.clone(), ExecOptions { seed, reuse: true, update: Some(rules), precision: config.optim.precision })?;
         let mut position = Position::default();
         if let Some(ck) = resume {
             if ck.batch != batch {
@@ -135,6 +146,7 @@ impl<'g> Trainer<'g> {
             }
             let groups: Vec<usize> = (0..exec.graph.groups.len()).collect();
             exec.load_params(&groups, &|n| ck.param(n), Some((&|n| ck.moment_m(n), &|n| ck.moment_v(n))))?;
+            exec.load_state(&|n| ck.state(n))?;
             if ck.updates.len() != exec.updates.len() {
                 return Err(TrainError::Invalid(format!("the checkpoint has Adam state for {} groups, the model {}", ck.updates.len(), exec.updates.len())));
             }
@@ -142,6 +154,12 @@ impl<'g> Trainer<'g> {
             exec.step = ck.step;
             position = Position { epoch: ck.epoch, step_in_epoch: ck.step_in_epoch };
         }
+        let feed = feed::Feed::new(gpu, train, batch, seed, data_budget, &position)?;
+        let scaling = scaling_for(config.model.output_act);
+        let gather = {
+            let (data, perm) = feed.gather_inputs(gpu)?;
+            exec.push_prelude(data.gather(gpu, &perm, batch, 0, scaling, exec.view(step_graph.x))?)
+        };
         let steps_per_epoch = train.count / batch;
         let groups = exec.graph.groups.len();
         let balance = config.optim.balance && config.model.mode == Mode::VaeGan;
@@ -152,10 +170,12 @@ impl<'g> Trainer<'g> {
             data_source: train.source.clone(),
             data_limit: None,
             test_limit: None,
+            crop: resume.map(|ck| ck.crop).unwrap_or(crate::data::Crop::Centre),
             step_graph,
             exec,
-            data,
-            perm,
+            feed,
+            count: train.count,
+            dim: train.dim(),
             gather,
             scaling,
             steps_per_epoch,
@@ -171,9 +191,12 @@ impl<'g> Trainer<'g> {
     }
 
     fn start_epoch(&mut self) -> Result<()> {
-        let order = permutation(self.seed, self.position.epoch, self.data.count);
-        self.gpu.write_u32(&self.perm, &order)?;
-        Ok(())
+        // The learning rates of this epoch (the per-epoch decay).
+        for gi in 0..self.exec.graph.groups.len() {
+            let name = self.exec.graph.groups[gi].name.clone();
+            self.exec.set_lr(gi, self.config.optim.lr_of(&name, self.position.epoch));
+        }
+        self.feed.start_epoch(self.gpu, self.seed, self.position.epoch)
     }
 
     /// Which groups to update this step. Larsen et al.'s balancing, from the most recent
@@ -208,8 +231,8 @@ impl<'g> Trainer<'g> {
     /// One training step (no waiting for the GPU).
     pub fn step(&mut self) -> Result<()> {
         self.advance_if_done()?;
-        let start = self.position.step_in_epoch * self.batch;
-        self.exec.prelude(self.gather).write_params(self.gpu, &GpuDataset::params(self.batch, self.data.dim, start, self.scaling));
+        let start = self.feed.before_step(self.gpu, &self.position, self.batch)?;
+        self.exec.prelude(self.gather).write_params(self.gpu, &GpuDataset::params(self.batch, self.dim, start, self.scaling));
         let update = self.updates();
         // Every `readback_every` steps, and at the last step of an epoch so that every
         // epoch has losses to average however few steps it has.
@@ -232,6 +255,16 @@ impl<'g> Trainer<'g> {
             self.history.push((step, values));
         }
         Ok(())
+    }
+
+    /// True when batches stream from the host (the set exceeds the GPU data budget).
+    pub fn streams(&self) -> bool {
+        self.feed.is_streamed()
+    }
+
+    /// Training images.
+    pub fn train_count(&self) -> usize {
+        self.count
     }
 
     /// True when the current epoch's steps are all taken.
@@ -272,6 +305,7 @@ impl<'g> Trainer<'g> {
         self.gpu.wait()?;
         let params = self.exec.read_params()?;
         let (m, v) = self.exec.read_moments()?;
+        let state = self.exec.read_state()?;
         // An epoch whose steps are all taken counts as completed.
         let (epoch, step_in_epoch) = if self.epoch_done() { (self.position.epoch + 1, 0) } else { (self.position.epoch, self.position.step_in_epoch) };
         Ok(Checkpoint {
@@ -285,7 +319,9 @@ impl<'g> Trainer<'g> {
             data: self.data_source.clone(),
             limit: self.data_limit,
             test_limit: self.test_limit,
+            crop: self.crop,
             params,
+            state,
             adam_m: m,
             adam_v: v,
         })

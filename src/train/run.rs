@@ -149,7 +149,8 @@ pub fn run_epochs<'g>(trainer: &mut Trainer<'g>, plan: &RunPlan, stop: &AtomicBo
     let mut evaluator = Evaluator::new(gpu, &config.model, eval_batch, trainer.seed)?;
     let mut decoder = Decoder::new(gpu, &config.model, plan.samples)?;
     let z_fixed = fixed_normals(plan.samples, config.model.latent, trainer.seed ^ 0x5a5a);
-    let (h, w) = (plan.test.height, plan.test.width);
+    let shape = plan.test.shape();
+    let dim = plan.test.dim();
 
     while trainer.completed_epochs() < plan.epochs {
         trainer.advance_if_done()?;
@@ -201,17 +202,18 @@ pub fn run_epochs<'g>(trainer: &mut Trainer<'g>, plan: &RunPlan, stop: &AtomicBo
 
         // Evaluation and pictures with the epoch's weights.
         on_event(Event::Evaluating { epoch });
-        let params = trainer.exec.read_params()?;
+        let mut params = trainer.exec.read_params()?;
+        params.extend(trainer.exec.read_state()?);
         let lookup = |n: &str| params.iter().find(|(k, _, _)| k == n).map(|(_, _, v)| v.clone());
         evaluator.load(&lookup)?;
         decoder.load(&lookup)?;
         let test = evaluator.evaluate(plan.test)?;
         let samples = decoder.decode(&z_fixed)?;
         let grid = plan.out.join(format!("samples_epoch_{epoch:03}.png"));
-        pictures::grid_png(&grid, &samples, plan.samples, h, w, 8).map_err(io(&grid))?;
+        pictures::grid_png(&grid, &samples, plan.samples, shape, 8).map_err(io(&grid))?;
         let (orig, rec) = evaluator.reconstruct(plan.test, 32.min(eval_batch))?;
         let pairs = plan.out.join(format!("reconstructions_epoch_{epoch:03}.png"));
-        pictures::pairs_png(&pairs, &orig, &rec, orig.len() / (h * w), h, w, 8).map_err(io(&pairs))?;
+        pictures::pairs_png(&pairs, &orig, &rec, orig.len() / dim, shape, 8).map_err(io(&pairs))?;
 
         let row = format!(
             "{epoch},{},{seconds:.2},{samples_per_s:.1},{},{},{},{:.4},{:.6},{}",
