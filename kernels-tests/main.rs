@@ -19,6 +19,7 @@ mod interrupt;
 mod kl;
 mod losses;
 mod matmul;
+mod presets;
 mod quality;
 mod reduce;
 mod reparam;

@@ -65,7 +65,7 @@ impl Canvas {
     }
 }
 
-fn write_png(path: &Path, width: usize, height: usize, color: png::ColorType, data: &[u8]) -> std::io::Result<()> {
+pub fn write_png(path: &Path, width: usize, height: usize, color: png::ColorType, data: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("png.tmp");
     let file = std::fs::File::create(&tmp)?;
     let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width as u32, height as u32);

@@ -6,6 +6,7 @@ mod common;
 mod devices;
 mod eval;
 mod graph;
+mod make_dataset;
 mod reconstruct;
 mod sample;
 mod train;
@@ -61,7 +62,7 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Build a model's step graph and show its ops, buffers and memory plan.
     Graph(graph::GraphArgs),
-    /// Train a VAE-GAN (or VAE) on MNIST, any IDX data set or a folder of PNG images.
+    /// Train a VAE-GAN (or VAE) on MNIST, any IDX data set or a folder of PNG and JPEG images.
     Train(train::TrainArgs),
     /// Decode samples (or latent walks) from a checkpoint into a PNG grid.
     Sample(sample::SampleArgs),
@@ -72,6 +73,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Train the MNIST classifier used by `eval --quality`.
     Classifier(classifier::ClassifierArgs),
+    /// Write a data set vaegan makes itself: `make-dataset shapes --out DIR -n N`.
+    MakeDataset(make_dataset::MakeDatasetArgs),
 }
 
 pub fn main() -> anyhow::Result<()> {
@@ -88,5 +91,6 @@ pub fn main() -> anyhow::Result<()> {
         Command::Reconstruct(args) => reconstruct::run(&cli.device, &args),
         Command::Eval(args) => eval::run(&cli.device, &args),
         Command::Classifier(args) => classifier::run(&cli.device, &args),
+        Command::MakeDataset(args) => make_dataset::run(&args),
     }
 }

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod gpu;
 pub mod idx;
 pub mod images;
+pub mod shapes;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -625,6 +625,11 @@ impl<'g> GpuExecutor<'g> {
         }
     }
 
+    /// Group `group`'s learning rate now.
+    pub fn lr(&self, group: usize) -> f32 {
+        self.optimizer[group].2.lr()
+    }
+
     /// The model's state constants (batch norm's running statistics) by name.
     pub fn read_state(&self) -> Result<NamedTensors> {
         let mut out = vec![];

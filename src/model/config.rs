@@ -559,6 +559,7 @@ impl RunConfig {
         // `optimizer = "…"` is shorthand for the three groups' keys.
         if let Some(optim) = &mut parsed.optim {
             if let Some(v) = optim.remove("optimizer") {
+                Optimizer::deserialize(v.clone()).map_err(|e| format!("{file}: optim.optimizer: {}", e.message()))?;
                 for k in ["optimizer_encoder", "optimizer_decoder", "optimizer_discriminator"] {
                     optim.entry(k.to_string()).or_insert_with(|| v.clone());
                 }
