@@ -294,6 +294,14 @@ fn hostile_command_lines_are_refused_clearly() {
         (vec!["--adapter", "no-such-gpu", "train", "--data", data, "--out", out], "no adapter matches --adapter \"no-such-gpu\""),
         (vec!["eval", "--checkpoint", "/nonexistent/run"], "/nonexistent/run: cannot read"),
         (vec!["sample", "--checkpoint", file.to_str().unwrap()], "not a readable safetensors file"),
+        (vec!["train", "--data", data, "--channels", "2", "--out", out], "--channels 2: expected 1 (grey) or 3 (RGB)"),
+        (vec!["train", "--data", data, "--crop", "square", "--out", out], "unknown crop \"square\""),
+        (vec!["train", "--data", data, "--gpu-data-mib", "0", "--out", out], "--gpu-data-mib 0"),
+        // The 28×28 set does not fit Larsen's 64×64 model (IDX sets keep their size).
+        (vec!["train", "--preset", "celeba64", "--data", data, "--out", out], "64x64 images"),
+        (vec!["make-dataset", "faces", "--out", out], "unknown data set \"faces\""),
+        (vec!["make-dataset", "shapes", "--out", dir.path().to_str().unwrap(), "-n", "4"], "not empty"),
+        (vec!["make-dataset", "shapes", "--out", out, "-n", "0"], "need at least 1 image"),
     ];
     for (args, expect) in cases {
         let (code, stderr) = vaegan_cli(&args);

@@ -169,7 +169,18 @@ pub fn run(device: &DeviceArgs, args: &TrainArgs) -> anyhow::Result<()> {
     let image = image_options(config.model.image, &data_args, crop)?;
     let split = load_data(&data_path, image, seed, limit, test_limit, &data_args)?;
     if resume.is_none() {
-        // Folders are resampled to the preset's size; IDX sets bring their own.
+        // Folders are resampled to the preset's size; IDX sets bring their own, which a
+        // dense model adopts and a convolutional one (its strides fixed) must match.
+        let [h, w, _] = config.model.image;
+        if config.model.arch == crate::model::Arch::Conv && (split.train.height, split.train.width) != (h, w) {
+            bail!(
+                "the {} model takes {h}x{w} images; {} holds {}x{} (IDX sets keep their size, image folders are resampled to the model's)",
+                args.config.as_ref().map_or(args.preset.clone(), |c| c.display().to_string()),
+                data_path.display(),
+                split.train.height,
+                split.train.width
+            );
+        }
         config.model.set_image(split.train.height, split.train.width, split.train.channels);
     }
     config.validate().map_err(|e| anyhow::anyhow!("config: {e}"))?;
