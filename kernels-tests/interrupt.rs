@@ -424,13 +424,20 @@ fn bench_quick_json_is_well_formed() {
         }
     }
     let steps = v["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 2);
+    let models: Vec<&str> = steps.iter().map(|r| r["model"].as_str().unwrap()).collect();
+    assert_eq!(models, ["mnist-mlp vae-gan", "mnist-mlp vae", "mnist-conv"]);
     for row in steps {
         for key in ["samples_per_s", "ms_per_step", "gflop_s"] {
             let x = row[key].as_f64().unwrap();
             assert!(x.is_finite() && x > 0.0, "{key} in {row}");
         }
         assert!(row["dispatches"].as_u64().unwrap() > 10);
+    }
+    let feeds = v["feeds"].as_array().unwrap();
+    assert_eq!(feeds.len(), 1, "mnist-conv resident and streamed");
+    for key in ["resident_ms", "streamed_ms"] {
+        let x = feeds[0][key].as_f64().unwrap();
+        assert!(x.is_finite() && x > 0.0, "{key} in {}", feeds[0]);
     }
     assert!(v["clock"].as_str().unwrap().contains("timestamp") || v["clock"].as_str().unwrap().contains("host"));
 }

@@ -26,9 +26,13 @@ pub struct BenchArgs {
     /// Time the kernels.
     #[arg(long)]
     kernels: bool,
-    /// Time whole training steps of mnist-mlp (vae-gan and vae).
+    /// Time whole training steps of mnist-mlp (vae-gan and vae), mnist-conv and celeba64.
     #[arg(long)]
     step: bool,
+    /// Time whole trainer steps with the data set resident on the GPU and streamed from the
+    /// host (mnist-conv, celeba64).
+    #[arg(long)]
+    feed: bool,
     /// Time the convolutions of Larsen et al.'s 64×64 model (forward, input and weight
     /// gradients) beside a dense matmul of the same M×N×K, at --conv-batch (also part of
     /// --kernels).
@@ -83,6 +87,20 @@ struct Report {
     kernels: Vec<KernelRow>,
     convs: Vec<ConvRow>,
     steps: Vec<StepRow>,
+    feeds: Vec<FeedRow>,
+}
+
+/// A training step with the data set resident on the GPU against the same step fed by the
+/// background thread (the set over the GPU data budget).
+#[derive(Serialize)]
+struct FeedRow {
+    model: String,
+    batch: usize,
+    steps: usize,
+    resident_ms: f64,
+    streamed_ms: f64,
+    /// streamed / resident − 1.
+    overhead: f64,
 }
 
 /// One convolution kernel of the 64×64 model, and a dense matmul of its M×N×K.
@@ -161,7 +179,7 @@ pub fn run(device: &DeviceArgs, args: &BenchArgs) -> anyhow::Result<()> {
     if args.profile {
         return profile_step(&gpu, args);
     }
-    let all = !args.ceiling && !args.kernels && !args.step && !args.conv;
+    let all = !args.ceiling && !args.kernels && !args.step && !args.conv && !args.feed;
     let mut report = Report {
         adapter: gpu.info.name.clone(),
         backend: format!("{:?}", gpu.info.backend),
@@ -268,6 +286,17 @@ pub fn run(device: &DeviceArgs, args: &BenchArgs) -> anyhow::Result<()> {
                     100.0 * r.submit_share,
                     r.gflop_s
                 );
+            }
+        }
+    }
+    if all || args.feed {
+        report.feeds = bench_feed(&gpu, args)?;
+        if !args.json {
+            println!();
+            println!("data feed: trainer steps with the set resident on the GPU, and streamed by the background thread (wall clock, mean per step)");
+            println!("{:<12} {:>6} {:>6} {:>13} {:>13} {:>9}", "model", "batch", "steps", "resident ms", "streamed ms", "overhead");
+            for r in &report.feeds {
+                println!("{:<12} {:>6} {:>6} {:>13.1} {:>13.1} {:>8.1}%", r.model, r.batch, r.steps, r.resident_ms, r.streamed_ms, 100.0 * r.overhead);
             }
         }
     }
@@ -526,6 +555,59 @@ fn bench_steps(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<Vec<StepRow>> {
 
 /// Each dispatch of a VAE-GAN step timed alone, summed by kernel (the launch name up to the
 /// first space or digit), largest first.
+/// Resident against streamed trainer steps on a synthetic set of 8 batches.
+fn bench_feed(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<Vec<FeedRow>> {
+    use crate::data::Dataset;
+    use crate::model::RunConfig;
+    use crate::train::Trainer;
+    let cpu = gpu.info.device_type == wgpu::DeviceType::Cpu;
+    let mut cases = vec![("mnist-conv", if args.quick { 8 } else { 64 })];
+    if !args.quick {
+        cases.push(("celeba64", if cpu { 8 } else { 64 }));
+    }
+    let mut rows = vec![];
+    for (preset, batch) in cases {
+        let batch = args.batches.as_ref().and_then(|b| b.first().copied()).unwrap_or(batch);
+        let config = RunConfig::preset(preset).map_err(anyhow::Error::msg)?;
+        let [h, w, c] = config.model.image;
+        let count = 8 * batch;
+        let images: Vec<u8> = (0..count * h * w * c).map(|i| ((i * 7919) % 251) as u8).collect();
+        let set = Dataset { images: images.into(), labels: None, count, height: h, width: w, channels: c, source: "synthetic".into() };
+        // A few steps of the 64×64 model take a minute on a CPU adapter.
+        let steps = if args.quick {
+            3
+        } else if cpu && preset == "celeba64" {
+            args.steps.min(6)
+        } else {
+            args.steps.max(2)
+        };
+        let time = |budget: u64| -> anyhow::Result<f64> {
+            let mut t = Trainer::with_budget(gpu, config.clone(), batch, 1, &set, None, budget)?;
+            for _ in 0..2 {
+                t.step()?;
+            }
+            gpu.wait()?;
+            let t0 = Instant::now();
+            for _ in 0..steps {
+                t.step()?;
+            }
+            gpu.wait()?;
+            Ok(t0.elapsed().as_secs_f64() / steps as f64)
+        };
+        let resident = time(u64::MAX)?;
+        let streamed = time(1)?;
+        rows.push(FeedRow {
+            model: preset.into(),
+            batch,
+            steps,
+            resident_ms: resident * 1e3,
+            streamed_ms: streamed * 1e3,
+            overhead: streamed / resident - 1.0,
+        });
+    }
+    Ok(rows)
+}
+
 fn profile_step(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<()> {
     use crate::graph::{ExecOptions, GpuExecutor};
     use crate::model::{build_step, RunConfig};
