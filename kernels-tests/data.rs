@@ -245,3 +245,37 @@ fn gather_matches_twin() {
         assert_close(&format!("gather_labels batch {batch} at {start}"), &download(&onehot), &want, 0.0);
     }
 }
+
+/// `make-dataset shapes`: the same images for the same seed, other images for another, the
+/// factors recorded, and a folder that loads as a 64×64 colour set; an occupied folder is
+/// refused rather than overwritten.
+#[test]
+fn the_shapes_set_is_deterministic_and_loads() {
+    use vaegan::data::shapes;
+    let (a, b, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for (dir, seed) in [(a.path(), 7), (b.path(), 7), (c.path(), 8)] {
+        assert_eq!(shapes::write(&dir.join("set"), 12, 64, seed).unwrap(), 12);
+    }
+    let read = |d: &Path, f: &str| std::fs::read(d.join("set").join(f)).unwrap();
+    for i in 0..12 {
+        let f = format!("shape_{i:05}.png");
+        assert_eq!(read(a.path(), &f), read(b.path(), &f), "{f}: same seed, same bytes");
+    }
+    assert_eq!(read(a.path(), "factors.csv"), read(b.path(), "factors.csv"));
+    assert_ne!(read(a.path(), "factors.csv"), read(c.path(), "factors.csv"), "another seed, other factors");
+    let csv = String::from_utf8(read(a.path(), "factors.csv")).unwrap();
+    assert_eq!(csv.lines().next(), Some("file,shape,colour,background,x,y,size,angle"));
+    assert_eq!(csv.lines().count(), 13);
+    // Each image holds its background colour in a corner and its shape colour at the centre
+    // of a large enough shape.
+    let cache = tempfile::tempdir().unwrap();
+    let rgb = ImageOptions { height: 64, width: 64, channels: 3, crop: Crop::Centre };
+    let split = load(&a.path().join("set"), rgb, cache.path()).unwrap().split;
+    assert_eq!((split.train.count + split.test.count, split.train.shape()), (12, [64, 64, 3]));
+    let f0 = shapes::factors(7, 0);
+    let img = shapes::render(&f0, 64);
+    let (cx, cy) = ((f0.x * 64.0) as usize, (f0.y * 64.0) as usize);
+    assert_eq!(&img[(cy * 64 + cx) * 3..][..3], &shapes::COLOURS[f0.colour].1);
+    let err = shapes::write(&a.path().join("set"), 3, 64, 1).unwrap_err().to_string();
+    assert!(err.contains("not empty"), "{err}");
+}
