@@ -27,7 +27,7 @@ fn frechet_distance_of_known_gaussians() {
 
 fn mnist() -> &'static Split {
     static S: OnceLock<Split> = OnceLock::new();
-    S.get_or_init(|| crate::data::load_mnist())
+    S.get_or_init(crate::data::load_mnist)
 }
 
 fn shipped() -> ClassifierWeights {

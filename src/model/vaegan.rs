@@ -62,7 +62,7 @@ impl Encoder {
 
 pub enum Decoder {
     Mlp(Mlp),
-    Conv(conv::Decoder),
+    Conv(Box<conv::Decoder>),
 }
 
 impl Decoder {
@@ -72,7 +72,7 @@ impl Decoder {
                 let widths: Vec<usize> = [vec![c.latent], c.decoder.clone(), vec![c.input]].concat();
                 Decoder::Mlp(Mlp::new(g, group, "decoder", &widths, seed.wrapping_add(1)))
             }
-            Arch::Conv => Decoder::Conv(conv::Decoder::new(g, group, c, seed.wrapping_add(1))),
+            Arch::Conv => Decoder::Conv(Box::new(conv::Decoder::new(g, group, c, seed.wrapping_add(1)))),
         }
     }
 
