@@ -379,3 +379,28 @@ fn conv_vaegan_gradients_match_finite_differences() {
         }
     }
 }
+
+/// The convolutional presets' step as `model::build_step` makes it — batch norm, the
+/// decoder on [z; z_p] and the discriminator on [x; x̃; x_p] at once, their slices — every
+/// group's gradient against finite differences, on a model small enough for the CPU
+/// interpreter.
+#[test]
+fn conv_preset_step_gradients_match_finite_differences() {
+    let mut rng = rng("conv_preset_step_gradients_match_finite_differences");
+    let mut c = vaegan::model::ModelConfig::mnist_conv();
+    c.set_image(8, 8, 1);
+    c.kernel = 3;
+    c.encoder = vec![2];
+    c.encoder_dense = vec![];
+    c.latent = 2;
+    c.decoder = vec![3];
+    c.discriminator = vec![2, 3];
+    c.discriminator_dense = vec![4];
+    c.hidden_act = vaegan::types::Act::Tanh;
+    c.dis_act = vaegan::types::Act::Tanh;
+    for joint in [true, false] {
+        c.joint_batches = joint;
+        let step = build_step(&c, 3, 5).unwrap();
+        check_all_groups(&step, &mut rng);
+    }
+}

@@ -110,6 +110,12 @@ pub struct ModelConfig {
     /// ending, cheaper at full resolution).
     #[serde(default = "yes")]
     pub decoder_final_conv: bool,
+    /// The decoder runs once on [z; z_p] and the discriminator once on [x; x̃; x_p], so that
+    /// batch norm's statistics cover all of them (the authors' code; conv arch). False: a
+    /// pass per batch, each normalised by its own statistics (DCGAN's advice: real and
+    /// generated images in separate batches).
+    #[serde(default = "yes")]
+    pub joint_batches: bool,
     pub hidden_act: Act,
     pub dis_act: Act,
     /// Sigmoid for data in [0, 1], tanh for [−1, 1].
@@ -182,6 +188,7 @@ impl ModelConfig {
             discriminator_dense: vec![],
             dis_first_stride: 1,
             decoder_final_conv: true,
+            joint_batches: true,
             hidden_act: Act::Relu,
             dis_act: Act::LeakyRelu(0.2),
             output_act: Act::Sigmoid,
@@ -241,6 +248,7 @@ impl ModelConfig {
             discriminator_dense: vec![512],
             dis_first_stride: 1,
             decoder_final_conv: true,
+            joint_batches: true,
             hidden_act: Act::Relu,
             dis_act: Act::Relu,
             output_act: Act::Tanh,

@@ -15,11 +15,11 @@
 //!   similarity f (the code's `recon_depth = 9`: the fourth conv, before its batch norm);
 //!   flatten, [dense → batch norm → act] per `discriminator_dense` width (the logit follows).
 //!
-//! Images are NHWC, stored batch × (h·w·c), so flattening is free. Convolutions keep a
-//! bias even before a batch norm (which cancels it; its gradient is then zero).
+//! Images are NHWC, stored batch × (h·w·c), so flattening is free. Layers followed by batch
+//! norm have no bias (as the authors' `bias=None`): batch norm would cancel it.
 
 use crate::graph::{BatchNormParams, ConvParams, Graph, LinearParams, TensorId};
-use crate::nn::{batch_norm, conv2d, conv_transpose2d, linear};
+use crate::nn::{batch_norm, conv2d, conv2d_unbiased, conv_transpose2d, linear_unbiased};
 use crate::types::{Act, ConvGeom};
 
 use super::config::ModelConfig;
@@ -74,7 +74,7 @@ struct Dense {
 
 impl Dense {
     fn new(g: &mut Graph, group: usize, name: &str, inputs: usize, outputs: usize, seed: u64) -> Self {
-        Dense { layer: linear(g, group, name, inputs, outputs, seed), bn: batch_norm(g, group, &format!("{name}.bn"), outputs) }
+        Dense { layer: linear_unbiased(g, group, name, inputs, outputs, seed), bn: batch_norm(g, group, &format!("{name}.bn"), outputs) }
     }
 
     fn forward(&self, g: &mut Graph, x: TensorId, act: Act, phase: Phase) -> TensorId {
@@ -109,8 +109,11 @@ fn conv_stack(
     let mut blocks = vec![];
     for (i, &out_c) in channels.iter().enumerate() {
         let geom = ConvGeom::conv(1, side, out_c, (c.kernel, c.kernel), strides(i), pad(c)).expect("validated geometry");
-        let conv = conv2d(g, group, &format!("{name}.conv{i}"), geom, layer_seed(seed, i));
-        let bn = (i >= plain).then(|| batch_norm(g, group, &format!("{name}.conv{i}.bn"), out_c));
+        let name = format!("{name}.conv{i}");
+        // A convolution followed by batch norm has no bias (batch norm would cancel it).
+        let conv =
+            if i >= plain { conv2d_unbiased(g, group, &name, geom, false, layer_seed(seed, i)) } else { conv2d(g, group, &name, geom, layer_seed(seed, i)) };
+        let bn = (i >= plain).then(|| batch_norm(g, group, &format!("{name}.bn"), out_c));
         blocks.push(Block { conv, transposed: false, bn });
         side = (geom.out_h, geom.out_w, out_c);
     }
@@ -173,8 +176,13 @@ impl Decoder {
             };
             // Output padding 1: an odd kernel with "same" padding then doubles the side exactly.
             let geom = ConvGeom::transposed(1, side, out_c, (c.kernel, c.kernel), 2, pad(c), 1).expect("validated geometry");
-            let conv = conv_transpose2d(g, group, &format!("decoder.deconv{i}"), geom, layer_seed(seed, i));
-            let bn = (!last_to_image).then(|| batch_norm(g, group, &format!("decoder.deconv{i}.bn"), out_c));
+            let name = format!("decoder.deconv{i}");
+            let conv = if last_to_image {
+                conv_transpose2d(g, group, &name, geom, layer_seed(seed, i))
+            } else {
+                conv2d_unbiased(g, group, &name, geom, true, layer_seed(seed, i))
+            };
+            let bn = (!last_to_image).then(|| batch_norm(g, group, &format!("{name}.bn"), out_c));
             deconvs.push(Block { conv, transposed: true, bn });
             side = (geom.in_h, geom.in_w, out_c);
         }

@@ -183,7 +183,7 @@ pub fn build_step(c: &ModelConfig, batch: usize, seed: u64) -> Result<StepGraph>
             // x̃ and x_p), instead of all rows with zero gradients in the rest.
             let z_p = g.randn([batch, c.latent], 1);
             let z_p = g.named(z_p, "z_p");
-            let (x_rec, x_p, f_real, f_rec, logit_real, logit_rec, logit_p) = if c.arch == Arch::Mlp {
+            let (x_rec, x_p, f_real, f_rec, logit_real, logit_rec, logit_p) = if c.arch == Arch::Mlp || !c.joint_batches {
                 let x_rec = decoder.forward(&mut g, z, c, Phase::Train);
                 let x_p = decoder.forward(&mut g, z_p, c, Phase::Train);
                 let (f_real, logit_real) = discriminator.forward(&mut g, x, c, Phase::Train);

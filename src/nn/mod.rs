@@ -18,6 +18,34 @@ pub fn linear(g: &mut Graph, group: usize, name: &str, inputs: usize, outputs: u
     LinearParams { w, b, inputs, outputs }
 }
 
+/// A dense layer without a bias (its b a zero constant, not trained): for layers followed
+/// by batch norm, which would cancel a bias.
+pub fn linear_unbiased(g: &mut Graph, group: usize, name: &str, inputs: usize, outputs: usize, seed: u64) -> LinearParams {
+    let p = linear(g, group, name, inputs, outputs, seed);
+    unbias(g, group, &p.b);
+    p
+}
+
+/// A convolution without a bias (see `linear_unbiased`); `transposed` as `conv_transpose2d`.
+pub fn conv2d_unbiased(g: &mut Graph, group: usize, name: &str, geom: ConvGeom, transposed: bool, seed: u64) -> ConvParams {
+    let p = if transposed { conv_transpose2d(g, group, name, geom, seed) } else { conv2d(g, group, name, geom, seed) };
+    unbias(g, group, &p.b);
+    p
+}
+
+/// Turns a just-made bias parameter into a zero constant (out of its group, so neither
+/// trained nor saved).
+fn unbias(g: &mut Graph, group: usize, b: &usize) {
+    let b = *b;
+    let params = &mut g.groups[group].params;
+    assert_eq!(params.last(), Some(&b), "the bias is the group's last parameter");
+    params.pop();
+    let t = &mut g.tensors[b];
+    t.kind = crate::graph::TensorKind::Const;
+    t.init = Some(vec![0.0; t.shape.len()]);
+    t.name = format!("{} (none)", t.name);
+}
+
 /// A convolution for `geom` with PyTorch's default initialisation (uniform ±1/√fan_in,
 /// fan_in = k_h·k_w·in_c), W stored k_h·k_w·in_c × out_c.
 pub fn conv2d(g: &mut Graph, group: usize, name: &str, geom: ConvGeom, seed: u64) -> ConvParams {
