@@ -42,8 +42,18 @@ pub fn scale_images(set: &Dataset, range: std::ops::Range<usize>, s: Scaling) ->
 }
 
 impl<'g> Evaluator<'g> {
+    /// An evaluator at `batch`, or at the largest batch whose tensors fit one storage
+    /// binding when `batch` does not (`batch()` says which).
     pub fn new(gpu: &'g Gpu, config: &ModelConfig, batch: usize, seed: u64) -> Result<Self> {
-        let graph = build_eval(config, batch)?;
+        let mut graph = build_eval(config, batch)?;
+        let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
+        let largest = graph.graph.tensors.iter().map(|t| t.shape.len() as u64 * 4).max().unwrap_or(0);
+        if largest > limit {
+            // Every tensor grows with the batch: the largest batch that fits, by proportion.
+            let fits = ((batch as u64 * limit) / largest).max(1) as usize;
+            log::info!("evaluation batch {batch} needs a {largest}-byte tensor, over the binding limit of {limit}: evaluating in batches of {fits}");
+            graph = build_eval(config, fits)?;
+        }
         let exec = GpuExecutor::new(gpu, graph.graph.clone(), ExecOptions { seed, reuse: true, update: None, ..Default::default() })?;
         Ok(Evaluator { gpu, config: config.clone(), graph, exec, scaling: super::scaling_for(config.output_act) })
     }

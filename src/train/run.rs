@@ -211,7 +211,7 @@ pub fn run_epochs<'g>(trainer: &mut Trainer<'g>, plan: &RunPlan, stop: &AtomicBo
         let samples = decoder.decode(&z_fixed)?;
         let grid = plan.out.join(format!("samples_epoch_{epoch:03}.png"));
         pictures::grid_png(&grid, &samples, plan.samples, shape, 8).map_err(io(&grid))?;
-        let (orig, rec) = evaluator.reconstruct(plan.test, 32.min(eval_batch))?;
+        let (orig, rec) = evaluator.reconstruct(plan.test, 32.min(evaluator.batch()))?;
         let pairs = plan.out.join(format!("reconstructions_epoch_{epoch:03}.png"));
         pictures::pairs_png(&pairs, &orig, &rec, orig.len() / dim, shape, 8).map_err(io(&pairs))?;
 
