@@ -89,6 +89,7 @@ fn module_dependencies_run_one_way() {
         ("model", 5),
         ("checkpoint", 6),
         ("train", 7),
+        ("export", 7),
         ("quality", 8),
         ("cli", 9),
     ];

@@ -11,6 +11,7 @@ mod conv2d;
 mod data;
 mod device;
 mod elementwise;
+mod export;
 mod f16;
 mod fuzz;
 mod graph;

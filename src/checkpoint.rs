@@ -148,6 +148,9 @@ impl Checkpoint {
         let meta = header.metadata().clone().unwrap_or_default();
         let get = |key: &str| meta.get(key).cloned().ok_or_else(|| err(path, format!("metadata key {key:?} is missing: not a vaegan checkpoint?")));
         let format = get("format")?;
+        if format.starts_with("vaegan-torch") {
+            return Err(err(path, "a PyTorch export (`vaegan export --format torch`), not a vaegan checkpoint: load it with docs/vaegan_torch.py"));
+        }
         if format != FORMAT {
             return Err(err(path, format!("format {format:?}, expected {FORMAT:?}")));
         }

@@ -77,6 +77,13 @@ pub fn write_png(path: &Path, width: usize, height: usize, color: png::ColorType
     std::fs::rename(tmp, path)
 }
 
+/// (width, height, channels) of PNG bytes (channels 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA).
+pub fn png_size(bytes: &[u8]) -> std::io::Result<(u32, u32, u32)> {
+    let reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().map_err(std::io::Error::other)?;
+    let info = reader.info();
+    Ok((info.width, info.height, info.color_type.samples() as u32))
+}
+
 /// A grid of images (values in [0, 1], n × h × w × c with c = 1 grey or 3 RGB, channels
 /// interleaved) with `cols` per row, 2-pixel gaps.
 pub fn grid_png(path: &Path, images: &[f32], n: usize, [h, w, c]: [usize; 3], cols: usize) -> std::io::Result<()> {

@@ -5,6 +5,7 @@ mod classifier;
 mod common;
 mod devices;
 mod eval;
+mod export;
 mod graph;
 mod make_dataset;
 mod reconstruct;
@@ -73,6 +74,9 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Train the MNIST classifier used by `eval --quality`.
     Classifier(classifier::ClassifierArgs),
+    /// A checkpoint's encoder, decoder or discriminator as an ONNX model, or as a PyTorch
+    /// state dict (`--format torch`) for docs/vaegan_torch.py.
+    Export(export::ExportArgs),
     /// Write a data set vaegan makes itself: `make-dataset shapes --out DIR -n N`.
     MakeDataset(make_dataset::MakeDatasetArgs),
 }
@@ -91,6 +95,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Reconstruct(args) => reconstruct::run(&cli.device, &args),
         Command::Eval(args) => eval::run(&cli.device, &args),
         Command::Classifier(args) => classifier::run(&cli.device, &args),
+        Command::Export(args) => export::run(&args),
         Command::MakeDataset(args) => make_dataset::run(&args),
     }
 }

@@ -24,6 +24,11 @@ pub struct SampleArgs {
     seed: u64,
     #[arg(long, default_value = "samples.png")]
     out: PathBuf,
+    /// Also write the latent codes and the decoder's raw output as safetensors: "z"
+    /// [n, latent] and "images" [n, channels, height, width] in the output activation's
+    /// range (the layout of an exported decoder's output, to compare with it).
+    #[arg(long)]
+    raw: Option<PathBuf>,
 }
 
 pub fn run(device: &DeviceArgs, args: &SampleArgs) -> anyhow::Result<()> {
@@ -51,8 +56,23 @@ pub fn run(device: &DeviceArgs, args: &SampleArgs) -> anyhow::Result<()> {
     };
     let mut decoder = Decoder::new(&gpu, c, n)?;
     decoder.load(&|name| ck.tensor(name))?;
-    let images = decoder.decode(&z)?;
+    let raw = decoder.decode_raw(&z)?;
+    let images = decoder.scale_to_unit(&raw);
     pictures::grid_png(&args.out, &images, n, c.image, cols)?;
+    if let Some(path) = &args.raw {
+        let [h, w, ch] = c.image;
+        let nchw = crate::export::nhwc_to_nchw(&raw, n, ch, h, w);
+        let entries = [("z", vec![n, c.latent], &z), ("images", vec![n, ch, h, w], &nchw)];
+        let views = entries
+            .iter()
+            .map(|(name, dims, v)| {
+                Ok((name.to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, dims.clone(), bytemuck::cast_slice(v))?))
+            })
+            .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
+        let bytes = safetensors::tensor::serialize(views, None)?;
+        super::export::write_atomically(path, &bytes)?;
+        eprintln!("wrote {} (z and the raw images)", path.display());
+    }
     eprintln!("wrote {} ({n} {})", args.out.display(), if args.walk { "images: latent walks" } else { "samples" });
     Ok(())
 }

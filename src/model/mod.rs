@@ -7,4 +7,7 @@ pub mod conv;
 pub mod vaegan;
 
 pub use config::{Arch, Mode, ModelConfig, OptimConfig, Optimizer, RunConfig};
-pub use vaegan::{build_decode, build_eval, build_step, param_shapes, state_shapes, step_flops_per_sample, DecodeGraph, EvalGraph, StepGraph};
+pub use vaegan::{
+    build_decode, build_discriminate, build_encode, build_eval, build_step, param_shapes, state_shapes, step_flops_per_sample, DecodeGraph, DiscriminateGraph,
+    EncodeGraph, EvalGraph, StepGraph,
+};

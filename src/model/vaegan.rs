@@ -334,6 +334,48 @@ pub fn build_decode(c: &ModelConfig, batch: usize) -> Result<DecodeGraph> {
     Ok(DecodeGraph { graph: g, z, images })
 }
 
+/// The encoder alone: images (batch × input) → (μ, logσ²), batch norm in eval mode.
+pub struct EncodeGraph {
+    pub graph: Graph,
+    pub x: TensorId,
+    pub mu: TensorId,
+    pub logvar: TensorId,
+}
+
+pub fn build_encode(c: &ModelConfig, batch: usize) -> Result<EncodeGraph> {
+    let mut g = Graph::new();
+    let x = g.input("x", [batch, c.input]);
+    let enc = g.group("encoder");
+    let encoder = Encoder::new(&mut g, enc, c, 0);
+    let (mu, logvar) = encoder.forward(&mut g, x, c, Phase::Eval);
+    g.keep(mu);
+    g.keep(logvar);
+    Ok(EncodeGraph { graph: g, x, mu, logvar })
+}
+
+/// The discriminator alone: images → (features f, logits), batch norm in eval mode.
+/// `None` for a model without one (mode `vae`).
+pub struct DiscriminateGraph {
+    pub graph: Graph,
+    pub x: TensorId,
+    pub features: TensorId,
+    pub logits: TensorId,
+}
+
+pub fn build_discriminate(c: &ModelConfig, batch: usize) -> Result<Option<DiscriminateGraph>> {
+    if c.mode != Mode::VaeGan {
+        return Ok(None);
+    }
+    let mut g = Graph::new();
+    let x = g.input("x", [batch, c.input]);
+    let dis = g.group("discriminator");
+    let d = Discriminator::new(&mut g, dis, c, 0);
+    let (features, logits) = d.forward(&mut g, x, c, Phase::Eval);
+    g.keep(features);
+    g.keep(logits);
+    Ok(Some(DiscriminateGraph { graph: g, x, features, logits }))
+}
+
 /// The parameters a config's model has: (name, [rows, cols]) in group order, as the step
 /// graph names them (what a checkpoint must hold).
 pub fn param_shapes(c: &ModelConfig) -> Result<Vec<(String, [usize; 2])>> {

@@ -147,11 +147,22 @@ impl<'g> Decoder<'g> {
 
     /// Images in [0, 1] for latent codes z (batch × latent).
     pub fn decode(&mut self, z: &[f32]) -> Result<Vec<f32>> {
+        let out = self.decode_raw(z)?;
+        Ok(self.scale_to_unit(&out))
+    }
+
+    /// The decoder's raw output mapped to [0, 1] (for pictures).
+    pub fn scale_to_unit(&self, raw: &[f32]) -> Vec<f32> {
+        raw.iter().map(|&p| (p - self.scaling.offset) / (255.0 * self.scaling.scale)).collect()
+    }
+
+    /// The decoder's own output for z (batch × h·w·c, NHWC, in the output activation's
+    /// range): what an exported decoder must reproduce.
+    pub fn decode_raw(&mut self, z: &[f32]) -> Result<Vec<f32>> {
         self.exec.set_input(self.graph.z, z)?;
         self.exec.step()?;
         self.gpu.wait()?;
-        let out = self.exec.read(self.graph.images)?;
-        Ok(out.iter().map(|&p| (p - self.scaling.offset) / (255.0 * self.scaling.scale)).collect())
+        Ok(self.exec.read(self.graph.images)?)
     }
 }
 

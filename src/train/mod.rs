@@ -5,6 +5,7 @@ pub mod eval;
 pub mod feed;
 pub mod logs;
 pub mod run;
+pub mod tensorboard;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,7 +2,7 @@
 //! its steps, writes the checkpoint, appends the read-back losses to `losses.csv`,
 //! evaluates on the test set with the epoch's weights, draws the sample and
 //! reconstruction grids and appends a row to `metrics.csv`; the run ends with the loss
-//! curves. An interrupt (the `stop` flag) ends the current step, writes a checkpoint and
+//! curves. The same numbers and pictures go to TensorBoard (`tensorboard.rs`). An interrupt (the `stop` flag) ends the current step, writes a checkpoint and
 //! returns. The caller hears about every phase through [`Event`]s and prints them.
 
 use std::path::{Path, PathBuf};
@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use super::eval::{fixed_normals, Decoder, EvalResult, Evaluator};
 use super::logs::{CsvLog, Repair, Row};
+use super::tensorboard::{self, EventWriter};
 use super::{Result, TrainError, Trainer};
 use crate::data::Dataset;
 use crate::pictures;
@@ -140,6 +141,18 @@ pub fn run_epochs<'g>(trainer: &mut Trainer<'g>, plan: &RunPlan, stop: &AtomicBo
         metrics.create().map_err(io(&metrics.path))?;
         vec![]
     };
+    // TensorBoard's copy: the losses as they are read back, the rest at each epoch's end.
+    let mut board = EventWriter::open(plan.out, plan.resumed.then_some(trainer.exec.step)).map_err(io(&plan.out.join(tensorboard::FILE_NAME)))?;
+    if board.kept == 0 {
+        board.send(tensorboard::text(trainer.exec.step, "config", &format!("```toml\n{}\n```", config.to_toml())));
+    }
+    let loss_tags: Vec<String> = names.iter().map(|n| format!("loss/{n}")).collect();
+    let board_losses = |board: &EventWriter, rows: &[(u64, Vec<(String, f32)>)]| {
+        for (step, values) in rows {
+            let tagged: Vec<(String, f32)> = loss_tags.iter().cloned().zip(values.iter().map(|(_, v)| *v)).collect();
+            board.send(tensorboard::scalars(*step, &tagged));
+        }
+    };
     if trainer.completed_epochs() >= plan.epochs {
         on_event(Event::AlreadyDone { done: trainer.completed_epochs(), asked: plan.epochs });
         return Ok(Outcome::AlreadyDone);
@@ -159,13 +172,17 @@ pub fn run_epochs<'g>(trainer: &mut Trainer<'g>, plan: &RunPlan, stop: &AtomicBo
         let first_step = trainer.exec.step;
         let t0 = Instant::now();
         on_event(Event::EpochStarted { epoch, epochs: plan.epochs, step_in_epoch: trainer.position.step_in_epoch, steps: trainer.steps_per_epoch });
+        let mut sent = 0;
         let finished = trainer.run_epoch(stop, |t| {
+            board_losses(&board, &t.history[sent..]);
+            sent = t.history.len();
             let rate = (t.exec.step - first_step) as f64 * t.batch as f64 / t0.elapsed().as_secs_f64();
             let losses = t.history.last().map(|(_, v)| v.as_slice());
             on_event(Event::Step { step_in_epoch: t.position.step_in_epoch, steps: t.steps_per_epoch, samples_per_s: rate, losses });
         });
         // The losses read back so far go to disk whatever happened (a diverged run's too).
         let save_losses = |trainer: &mut Trainer, history: &mut Vec<Row>| -> Result<()> {
+            board_losses(&board, &trainer.history[sent.min(trainer.history.len())..]);
             for (step, values) in trainer.history.drain(..) {
                 let row: Row = (step, values.iter().map(|(_, v)| Some(*v as f64)).collect());
                 losses.append(&format!("{step},{}", values.iter().map(|(_, v)| v.to_string()).collect::<Vec<_>>().join(","))).map_err(io(&losses.path))?;
@@ -226,6 +243,19 @@ pub fn run_epochs<'g>(trainer: &mut Trainer<'g>, plan: &RunPlan, stop: &AtomicBo
             cell(test.d_accuracy, 4)
         );
         metrics.append(&row).map_err(io(&metrics.path))?;
+        let step = trainer.exec.step;
+        let mut epoch_scalars = vec![("epoch/seconds".to_string(), seconds as f32), ("epoch/samples_per_s".to_string(), samples_per_s as f32)];
+        for (name, v) in [("nelbo", test.nelbo), ("bce", test.bce), ("kl", Some(test.kl)), ("mse", Some(test.mse)), ("d_accuracy", test.d_accuracy)] {
+            if let Some(v) = v {
+                epoch_scalars.push((format!("test/{name}"), v as f32));
+            }
+        }
+        board.send(tensorboard::scalars(step, &epoch_scalars));
+        for (tag, path) in [("samples", &grid), ("reconstructions", &pairs)] {
+            let png = std::fs::read(path).map_err(io(path))?;
+            let size = pictures::png_size(&png).map_err(io(path))?;
+            board.send(tensorboard::image(step, tag, png, size));
+        }
         let skipped = config.optim.balance.then_some(trainer.skipped);
         on_event(Event::EpochDone(EpochSummary { epoch, epochs: plan.epochs, seconds, samples_per_s, train_means: &train_means, test: &test, skipped }));
         if stop.load(Ordering::SeqCst) && trainer.completed_epochs() < plan.epochs {
@@ -236,5 +266,6 @@ pub fn run_epochs<'g>(trainer: &mut Trainer<'g>, plan: &RunPlan, stop: &AtomicBo
     let series: Vec<(String, Vec<(f64, f64)>)> =
         names.iter().enumerate().map(|(i, n)| (n.clone(), history.iter().filter_map(|(s, v)| v[i].map(|x| (*s as f64, x))).collect())).collect();
     pictures::curves_png(&curves, &series).map_err(io(&curves))?;
+    board.close().map_err(io(&board.path))?;
     Ok(Outcome::Finished { curves })
 }
