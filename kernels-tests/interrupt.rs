@@ -91,15 +91,15 @@ pub fn finish(child: Child) -> (i32, String) {
 
 /// A running `vaegan train` whose stderr lines arrive with the moment they were read, so
 /// that a test can wait for what the run says it is doing instead of sleeping.
-struct Watched {
-    child: Child,
+pub struct Watched {
+    pub child: Child,
     lines: mpsc::Receiver<(Instant, String)>,
     seen: Vec<(Instant, String)>,
     spawned: Instant,
 }
 
 impl Watched {
-    fn spawn(mut cmd: Command) -> Watched {
+    pub fn spawn(mut cmd: Command) -> Watched {
         let spawned = Instant::now();
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
@@ -117,7 +117,7 @@ impl Watched {
 
     /// Waits for a line containing `needle`: the moment it was read. Fails, with what the
     /// run printed, when the run ends first or `PATIENCE` passes.
-    fn wait_for(&mut self, needle: &str) -> Instant {
+    pub fn wait_for(&mut self, needle: &str) -> Instant {
         self.wait_for_line(needle, |l| l.contains(needle))
     }
 
@@ -150,7 +150,7 @@ impl Watched {
         }
     }
 
-    fn text(&self) -> String {
+    pub fn text(&self) -> String {
         self.seen.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("\n")
     }
 
@@ -161,7 +161,7 @@ impl Watched {
     }
 
     /// Waits for the process to end: its exit code (-1 for a signal) and all it printed.
-    fn finish(mut self) -> (i32, String) {
+    pub fn finish(mut self) -> (i32, String) {
         let status = self.child.wait().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while let Ok((t, line)) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {

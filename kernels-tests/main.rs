@@ -20,6 +20,7 @@ mod interrupt;
 mod kl;
 mod losses;
 mod matmul;
+mod parallel;
 mod presets;
 mod quality;
 mod reduce;

@@ -144,3 +144,20 @@ fn randn_draws_the_same_normals_as_reparam() {
         assert_close(&format!("randn n={n} vs twin"), &download(&out), &reference::reparam::normals(n, key), TOL);
     }
 }
+
+/// A replica that holds rows r·n … of a batch split over processes draws exactly those
+/// rows' numbers: the draws from block k on are the single draw's elements 4k … .
+#[test]
+fn draws_from_a_later_block_are_the_tail_of_one_draw() {
+    let key = RngKey { seed: 31, step: 9, stream: 1 };
+    let whole = reference::reparam::normals(4 * 37, key);
+    for (first_block, n) in [(0u32, 20usize), (5, 60), (12, 7), (36, 4)] {
+        let out = poisoned(n);
+        let l = reparam::randn(gpu(), key, &out).unwrap();
+        reparam::set_key_from(gpu(), &l, n, key, first_block);
+        gpu().run([&l]).unwrap();
+        let at = 4 * first_block as usize;
+        assert_close(&format!("randn from block {first_block}"), &download(&out), &whole[at..at + n], TOL);
+        assert_close(&format!("twin from block {first_block}"), &reference::reparam::normals_from(n, key, first_block), &whole[at..at + n], 0.0);
+    }
+}

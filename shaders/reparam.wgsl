@@ -4,7 +4,8 @@
 // words for counter (i, stream, step_lo, step_hi) under key (seed_lo, seed_hi) are a pure
 // function of those numbers, so a run is reproducible and no generator state is stored.
 // Each invocation turns one Philox block into four normals by Box–Muller and writes
-// elements 4i … 4i+3.
+// elements 4i … 4i+3. `first_block` shifts the counter: a replica that holds rows r·n …
+// of a batch split over several processes draws exactly those rows' numbers.
 
 struct Params {
     n: u32,
@@ -13,7 +14,7 @@ struct Params {
     stream: u32,
     step_lo: u32,
     step_hi: u32,
-    _pad0: u32,
+    first_block: u32,
     _pad1: u32,
 }
 
@@ -64,7 +65,7 @@ fn box_muller(x: u32, y: u32) -> vec2<f32> {
 }
 
 fn normals(block: u32) -> vec4<f32> {
-    let bits = philox4x32_10(vec4<u32>(block, p.stream, p.step_lo, p.step_hi), vec2<u32>(p.seed_lo, p.seed_hi));
+    let bits = philox4x32_10(vec4<u32>(block + p.first_block, p.stream, p.step_lo, p.step_hi), vec2<u32>(p.seed_lo, p.seed_hi));
     return vec4<f32>(box_muller(bits.x, bits.y), box_muller(bits.z, bits.w));
 }
 

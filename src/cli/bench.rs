@@ -41,6 +41,13 @@ pub struct BenchArgs {
     /// Batch of the --conv shapes (default: 16 on a CPU adapter, 64 on a GPU).
     #[arg(long)]
     conv_batch: Option<usize>,
+    /// Data-parallel steps (run it under `mpirun -np N`, with the `mpi` feature): each
+    /// group's gradient all-reduced across the ranks, for mnist-mlp and celeba64 at
+    /// --batches per rank; per step, the wall time, the host's time in the all-reduce
+    /// (waiting for the other ranks included) and the gradient bytes. Alone, it measures
+    /// the reduced step's own overhead (read back, write back) with one process.
+    #[arg(long)]
+    allreduce: bool,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
@@ -175,6 +182,14 @@ fn time_one(gpu: &Gpu, launches: &[Launch], samples: usize) -> anyhow::Result<f6
 }
 
 pub fn run(device: &DeviceArgs, args: &BenchArgs) -> anyhow::Result<()> {
+    let collective = super::common::processes()?;
+    if collective.size() > 1 && !args.allreduce {
+        anyhow::bail!("under mpirun, bench measures data-parallel steps only: add --allreduce");
+    }
+    if args.allreduce {
+        let gpu = if collective.size() > 1 { device.open_for_rank(crate::train::parallel::local_rank())? } else { device.open()? };
+        return bench_allreduce(&gpu, args, &*collective);
+    }
     let gpu = device.open()?;
     if args.profile {
         return profile_step(&gpu, args);
@@ -302,6 +317,64 @@ pub fn run(device: &DeviceArgs, args: &BenchArgs) -> anyhow::Result<()> {
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
+}
+
+/// Data-parallel steps: the reduced step on every rank, the gradients averaged by the
+/// collective; rank 0 prints.
+fn bench_allreduce(gpu: &Gpu, args: &BenchArgs, collective: &dyn crate::train::parallel::Collective) -> anyhow::Result<()> {
+    use crate::graph::{ExecOptions, GpuExecutor};
+    use crate::model::{build_step, RunConfig};
+    let ranks = collective.size();
+    let leader = collective.rank() == 0;
+    let cpu = gpu.info.device_type == wgpu::DeviceType::Cpu;
+    let steps = if args.quick { 3 } else { args.steps.max(1).min(if cpu { 10 } else { 50 }) };
+    let models = [("mnist-mlp", vec![64, 256]), ("celeba64", if cpu { vec![4] } else { vec![16, 64] })];
+    if leader {
+        println!("adapter (rank 0): {}; {ranks} rank(s)", gpu.describe());
+        println!("data-parallel steps, mean of {steps}: wall ms per step, of which the host waited in the all-reduce (the other ranks included)");
+        println!("{:<10} {:>11} {:>12} {:>9} {:>14} {:>12} {:>12}", "model", "batch/rank", "grad MB", "ms/step", "all-reduce ms", "compute ms", "samples/s");
+    }
+    for (name, batches) in models {
+        let run_config = RunConfig::preset(name).map_err(anyhow::Error::msg)?;
+        let config = &run_config.model;
+        for batch in args.batches.clone().unwrap_or(batches) {
+            let step = build_step(config, batch, 1)?;
+            let names: Vec<String> = step.graph.groups.iter().map(|g| g.name.clone()).collect();
+            let update = Some(names.iter().map(|n| run_config.optim.rule(n, 0)).collect());
+            let grad_bytes: usize = step.graph.groups.iter().flat_map(|g| &g.params).map(|&p| step.graph.shape(p).len() * 4).sum();
+            let mut exec = GpuExecutor::new(gpu, step.graph, ExecOptions { seed: 1, reuse: true, update, precision: run_config.optim.precision })?;
+            exec.set_replica(collective.rank(), ranks)?;
+            let data: Vec<f32> = (0..batch * config.input).map(|i| ((i * 37 + collective.rank()) % 256) as f32 / 255.0).collect();
+            exec.set_input(step.x, &data)?;
+            let mut reduce = |_: usize, g: &mut [f32]| -> crate::graph::Result<()> {
+                collective.mean(g);
+                Ok(())
+            };
+            exec.step_reduced(false, None, &mut reduce)?;
+            gpu.wait()?;
+            collective.barrier();
+            let mut reducing = 0.0;
+            let t0 = Instant::now();
+            for _ in 0..steps {
+                exec.step_reduced(false, None, &mut reduce)?;
+                reducing += exec.last_reduce.as_secs_f64();
+            }
+            gpu.wait()?;
+            let secs = t0.elapsed().as_secs_f64() / steps as f64;
+            let reducing = reducing / steps as f64;
+            if leader {
+                println!(
+                    "{name:<10} {batch:>11} {:>12.1} {:>9.1} {:>14.1} {:>12.1} {:>12.0}",
+                    grad_bytes as f64 / 1e6,
+                    secs * 1e3,
+                    reducing * 1e3,
+                    (secs - reducing) * 1e3,
+                    (batch * ranks) as f64 / secs
+                );
+            }
+        }
     }
     Ok(())
 }

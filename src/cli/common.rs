@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use anyhow::bail;
 use clap::Args;
@@ -10,6 +11,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::data::{self, Split};
 use crate::train::eval::Evaluator;
 use crate::train::limited;
+use crate::train::parallel::{self, Collective};
 
 /// Rejects a flag's value that is not a positive finite number, naming the flag.
 pub fn positive(name: &str, v: Option<f32>) -> anyhow::Result<()> {
@@ -114,4 +116,22 @@ pub fn checkpoint_evaluator<'g>(
     let ev = Evaluator::new(gpu, &ck.config.model, batch.min(split.test.count), ck.seed)?;
     ev.load(&|name| ck.tensor(name))?;
     Ok((split, path, ev))
+}
+
+/// The processes of this run: one, or those `mpirun` started (the `mpi` feature).
+pub fn processes() -> anyhow::Result<Rc<dyn Collective>> {
+    let Some((_, size)) = parallel::launched_by_mpirun() else { return Ok(Rc::new(parallel::Single)) };
+    #[cfg(feature = "mpi")]
+    {
+        let _ = size;
+        let mpi = parallel::Mpi::init().ok_or_else(|| anyhow::anyhow!("started by mpirun, but MPI could not be initialised"))?;
+        Ok(Rc::new(mpi))
+    }
+    #[cfg(not(feature = "mpi"))]
+    {
+        if size > 1 {
+            bail!("started by mpirun as one of {size} processes, but this vaegan was built without MPI: build it with `cargo build --release --features mpi`");
+        }
+        Ok(Rc::new(parallel::Single))
+    }
 }

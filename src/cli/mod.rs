@@ -42,6 +42,18 @@ pub struct DeviceArgs {
 }
 
 impl DeviceArgs {
+    /// The adapter of the `local_rank`-th process on this machine: `--adapter` when given
+    /// (the same for all), else adapter `local_rank` modulo the adapters there are, so
+    /// that processes spread over a machine's GPUs.
+    pub fn open_for_rank(&self, local_rank: usize) -> anyhow::Result<Gpu> {
+        if self.adapter.is_some() || std::env::var_os("WGPU_ADAPTER_NAME").is_some() {
+            return self.open();
+        }
+        let backends = crate::gpu::select::backends_from(self.backend.as_deref())?;
+        let count = crate::gpu::select::list_adapters(&crate::gpu::select::make_instance(backends), backends).len().max(1);
+        DeviceArgs { adapter: Some((local_rank % count).to_string()), ..self.clone() }.open()
+    }
+
     pub fn open(&self) -> anyhow::Result<Gpu> {
         let gpu = Gpu::new(&GpuOptions {
             backend: self.backend.clone(),

@@ -4,18 +4,20 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Args;
 
-use super::common::{at_least_one, image_options, load_data, positive, DataArgs};
+use super::common::{at_least_one, image_options, load_data, positive, processes, DataArgs};
 use super::DeviceArgs;
 use crate::checkpoint::{self, Checkpoint};
 use crate::data;
 use crate::model::{Mode, RunConfig};
 use crate::train::eval::EvalResult;
+use crate::train::parallel::{self, Collective};
 use crate::train::run::{run_epochs, Event, Outcome, RunPlan};
 use crate::train::Trainer;
 
@@ -96,7 +98,45 @@ fn prepare_out(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How a run ended, for the exit code.
+enum Ended {
+    Done,
+    Interrupted,
+}
+
 pub fn run(device: &DeviceArgs, args: &TrainArgs) -> anyhow::Result<()> {
+    let collective = processes()?;
+    let ended = run_as(device, args, collective.clone());
+    let several = collective.size() > 1;
+    match ended {
+        Ok(Ended::Done) => {
+            collective.barrier();
+            Ok(())
+        }
+        Ok(Ended::Interrupted) => {
+            collective.barrier();
+            // MPI is finalised when the last handle goes.
+            drop(collective);
+            std::process::exit(130)
+        }
+        // A failing rank ends them all: the others would wait for it forever. The last
+        // checkpoint is whole (written to a temporary file, then renamed).
+        Err(e) if several => {
+            eprintln!(
+                "error (rank {} of {}): {e:#}
+stopping every rank; the last checkpoint on disk is whole",
+                collective.rank(),
+                collective.size()
+            );
+            collective.abort(1)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn run_as(device: &DeviceArgs, args: &TrainArgs, collective: Rc<dyn Collective>) -> anyhow::Result<Ended> {
+    let (rank, ranks) = (collective.rank(), collective.size());
+    let leader = rank == 0;
     positive("lr", args.lr)?;
     positive("lr-discriminator", args.lr_discriminator)?;
     if let Some(g) = args.gamma {
@@ -187,27 +227,38 @@ pub fn run(device: &DeviceArgs, args: &TrainArgs) -> anyhow::Result<()> {
     if batch > split.train.count {
         bail!("--batch {batch} is larger than the {} training images", split.train.count);
     }
-    prepare_out(&out)?;
-    std::fs::write(out.join("config.toml"), config.to_toml()).with_context(|| format!("{}: cannot write", out.join("config.toml").display()))?;
+    if !batch.is_multiple_of(ranks) {
+        bail!("--batch {batch} (the global batch) does not split evenly over {ranks} processes: use a multiple of {ranks}");
+    }
+    if leader {
+        prepare_out(&out)?;
+        std::fs::write(out.join("config.toml"), config.to_toml()).with_context(|| format!("{}: cannot write", out.join("config.toml").display()))?;
+    }
 
-    let gpu = device.open()?;
-    eprintln!("adapter: {}", gpu.describe());
-    eprintln!(
-        "data: {} — {} training and {} test images of {}x{}x{}",
-        data_path.display(),
-        split.train.count,
-        split.test.count,
-        split.train.height,
-        split.train.width,
-        split.train.channels
-    );
+    let gpu = if ranks > 1 { device.open_for_rank(parallel::local_rank())? } else { device.open()? };
+    if ranks > 1 {
+        eprintln!("rank {rank} of {ranks} (pid {}): adapter {}, {} of each batch of {batch}", std::process::id(), gpu.describe(), batch / ranks);
+    } else {
+        eprintln!("adapter: {}", gpu.describe());
+    }
+    if leader {
+        eprintln!(
+            "data: {} — {} training and {} test images of {}x{}x{}",
+            data_path.display(),
+            split.train.count,
+            split.test.count,
+            split.train.height,
+            split.train.width,
+            split.train.channels
+        );
+    }
     let binding = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
     let budget = args.gpu_data_mib.map(|m| m.saturating_mul(1 << 20)).unwrap_or(binding).min(binding);
-    let mut trainer = Trainer::with_budget(&gpu, config, batch, seed, &split.train, resume.as_ref(), budget)?;
+    let mut trainer = Trainer::replica(&gpu, config, batch, seed, &split.train, resume.as_ref(), budget, collective)?;
     trainer.data_limit = limit;
     trainer.test_limit = test_limit;
     trainer.crop = image.crop;
-    if trainer.streams() {
+    if trainer.streams() && leader {
         eprintln!(
             "data: {:.0} MiB of training images exceed the GPU data budget of {:.0} MiB: streaming {} batches ahead from host memory",
             crate::train::feed::resident_bytes(&split.train) as f64 / 1048576.0,
@@ -234,12 +285,14 @@ pub fn run(device: &DeviceArgs, args: &TrainArgs) -> anyhow::Result<()> {
     let mut printer = Printer::new();
     let outcome = run_epochs(&mut trainer, &plan, &stop, |e| printer.event(e))?;
     printer.clear();
+    drop(trainer);
     match outcome {
+        _ if !leader => Ok(if matches!(outcome, Outcome::Interrupted { .. }) { Ended::Interrupted } else { Ended::Done }),
         Outcome::Finished { curves } => {
             eprintln!("wrote {} and the per-epoch grids, metrics.csv and checkpoint in {}", curves.display(), out.display());
-            Ok(())
+            Ok(Ended::Done)
         }
-        Outcome::AlreadyDone => Ok(()),
+        Outcome::AlreadyDone => Ok(Ended::Done),
         Outcome::Interrupted { checkpoint, step, epoch, step_in_epoch, steps, during_evaluation } => {
             if during_evaluation {
                 eprintln!("interrupted during the epoch's evaluation; checkpoint: {}", checkpoint.display());
@@ -247,7 +300,7 @@ pub fn run(device: &DeviceArgs, args: &TrainArgs) -> anyhow::Result<()> {
                 eprintln!("stopped at step {step} (epoch {epoch}, step {step_in_epoch} of {steps}); checkpoint: {}", checkpoint.display());
             }
             eprintln!("continue with: vaegan train --resume {}", out.display());
-            std::process::exit(130);
+            Ok(Ended::Interrupted)
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::ops::ConvRole;
 use super::plan::{Placement, Plan};
-use super::{Graph, GraphError, LossKind, Op, Result, TensorId, TensorKind};
+use super::{Graph, GraphError, LossKind, Op, Result, Section, TensorId, TensorKind};
 use crate::gpu::{Gpu, GpuBuffer, Launch};
 use crate::kernels::batch_norm::{self, BatchNormSettings};
 use crate::kernels::conv2d;
@@ -114,6 +114,16 @@ pub struct GpuExecutor<'g> {
     pub wait_for_readback: bool,
     /// Readbacks mapped and copied out, not yet handed to the caller.
     collected: Vec<(u64, Vec<(String, f32)>)>,
+    /// Per group: the number of launches after which its gradient is final (the end of its
+    /// objective's backward), for steps that reduce gradients across replicas.
+    grad_ready: Vec<usize>,
+    /// Per group: a host-readable copy of its gradient (made on first use).
+    grad_staging: Vec<Option<wgpu::Buffer>>,
+    /// Which rows of a batch split over `replicas` processes this one holds: its random
+    /// draws are those rows' numbers of the whole batch's.
+    replica: (usize, usize),
+    /// Host time spent reducing gradients in the last `step_reduced`.
+    pub last_reduce: Duration,
 }
 
 impl<'g> GpuExecutor<'g> {
@@ -204,12 +214,24 @@ impl<'g> GpuExecutor<'g> {
             last_timing: StepTiming::default(),
             wait_for_readback: false,
             collected: vec![],
+            grad_ready: vec![],
+            grad_staging: vec![],
+            replica: (0, 1),
+            last_reduce: Duration::ZERO,
             graph,
             options,
         };
+        let mut section_end: std::collections::HashMap<String, usize> = Default::default();
         for id in 0..exec.graph.nodes.len() {
             exec.prepare_node(id)?;
+            if let Section::Backward(name) = &exec.graph.nodes[id].section {
+                section_end.insert(name.clone(), exec.launches.len());
+            }
         }
+        // A group's gradient is final where its objective's backward ends (every launch, for
+        // a group whose objective has no section of its own).
+        exec.grad_ready = exec.graph.groups.iter().map(|g| section_end.get(&g.name).copied().unwrap_or(exec.launches.len())).collect();
+        exec.grad_staging = exec.graph.groups.iter().map(|_| None).collect();
         for b in &exec.groups {
             if let Some(half) = &b.half {
                 exec.param_casts.push(cast::to_f16(gpu, &b.params, half)?);
@@ -528,6 +550,17 @@ impl<'g> GpuExecutor<'g> {
         Ok(())
     }
 
+    /// Starts mapping staging buffer `k`, which this step's outputs were copied into.
+    fn map_staging(&mut self, k: usize) {
+        let staging = &mut self.staging[k];
+        staging.step = self.step;
+        *staging.state.lock().unwrap() = MapState::Pending;
+        let state = staging.state.clone();
+        staging.buffer.map_async(wgpu::MapMode::Read, .., move |r| {
+            *state.lock().unwrap() = if r.is_ok() { MapState::Ready } else { MapState::Idle };
+        });
+    }
+
     fn idle_staging(&self) -> Option<usize> {
         self.staging.iter().position(|s| *s.state.lock().unwrap() == MapState::Idle)
     }
@@ -545,10 +578,7 @@ impl<'g> GpuExecutor<'g> {
         }
         let t0 = Instant::now();
         self.step += 1;
-        for &(launch, n, stream) in &self.rng {
-            let key = RngKey { seed: self.options.seed, step: self.step, stream };
-            reparam::set_key(self.gpu, &self.launches[launch], n, key);
-        }
+        self.set_rng_keys();
         let mut optimizer: Vec<&Launch> = vec![];
         for (gi, (launch, n, rule)) in self.optimizer.iter().enumerate() {
             if update.is_some_and(|u| !u.get(gi).copied().unwrap_or(true)) {
@@ -582,15 +612,147 @@ impl<'g> GpuExecutor<'g> {
         let what = format!("step {}", self.step);
         self.gpu.scoped(&what, || self.gpu.queue.submit([commands]))?;
         if let Some(k) = mapped {
-            let staging = &mut self.staging[k];
-            staging.step = self.step;
-            *staging.state.lock().unwrap() = MapState::Pending;
-            let state = staging.state.clone();
-            staging.buffer.map_async(wgpu::MapMode::Read, .., move |r| {
-                *state.lock().unwrap() = if r.is_ok() { MapState::Ready } else { MapState::Idle };
-            });
+            self.map_staging(k);
         }
         self.last_timing = StepTiming { host: t0.elapsed(), record };
+        Ok(())
+    }
+
+    /// This step's key on every random draw, from this replica's rows on.
+    fn set_rng_keys(&self) {
+        for &(launch, n, stream) in &self.rng {
+            let key = RngKey { seed: self.options.seed, step: self.step, stream };
+            reparam::set_key_from(self.gpu, &self.launches[launch], n, key, (self.replica.0 * n / 4) as u32);
+        }
+    }
+
+    /// Makes this executor replica `index` of `replicas` that each hold an equal share of a
+    /// batch's rows (data-parallel training): its random draws become its rows' numbers of
+    /// the whole batch's, so the replicas together draw what one process would.
+    pub fn set_replica(&mut self, index: usize, replicas: usize) -> Result<()> {
+        if replicas > 1 {
+            if let Some(&(_, n, _)) = self.rng.iter().find(|(_, n, _)| n % 4 != 0) {
+                return Err(GraphError::Invalid(format!(
+                    "a random draw of {n} numbers per replica is not a whole number of Philox blocks (4): make batch/ranks × latent a multiple of 4"
+                )));
+            }
+        }
+        self.replica = (index, replicas);
+        Ok(())
+    }
+
+    /// A data-parallel step: as `step_with`, but each group's gradient is read back as soon
+    /// as its objective's backward is done, handed to `reduce` (an all-reduce across
+    /// replicas) and written back before the updates run. Each group's backward is its own
+    /// submission, queued up front, so the GPU computes the next group's gradient while the
+    /// host reduces this one's. `last_reduce` says how long the host spent in `reduce`.
+    pub fn step_reduced(&mut self, readback: bool, update: Option<&[bool]>, reduce: &mut dyn FnMut(usize, &mut [f32]) -> Result<()>) -> Result<()> {
+        if readback {
+            self.harvest()?;
+            while self.wait_for_readback && self.idle_staging().is_none() {
+                self.gpu.wait()?;
+                self.harvest()?;
+            }
+        }
+        let t0 = Instant::now();
+        self.step += 1;
+        self.set_rng_keys();
+        let groups = self.groups.len();
+        let updated: Vec<bool> = (0..groups).map(|g| update.is_none_or(|u| u.get(g).copied().unwrap_or(true))).collect();
+        for ((staging, b), &up) in self.grad_staging.iter_mut().zip(&self.groups).zip(&updated) {
+            if up && staging.is_none() {
+                *staging = Some(self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("gradient readback"),
+                    size: b.grads.len as u64 * 4,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }));
+            }
+        }
+        let mut order: Vec<usize> = (0..groups).collect();
+        order.sort_by_key(|&g| self.grad_ready[g]);
+        let mut mapped = None;
+        let mut submissions = vec![];
+        let mut from = 0;
+        for (k, &g) in order.iter().enumerate() {
+            let to = if k + 1 == order.len() { self.launches.len() } else { self.grad_ready[g].max(from) };
+            let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step part") });
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step part"), timestamp_writes: None });
+                let head: Vec<&Launch> = if k == 0 { self.prelude.iter().chain(&self.param_casts).collect() } else { vec![] };
+                for l in head.into_iter().chain(&self.launches[from..to]) {
+                    l.record(&mut pass);
+                }
+            }
+            // The losses come from the forward pass, which the first part holds.
+            if k == 0 && readback && !self.graph.outputs.is_empty() {
+                if let Some(s) = self.idle_staging() {
+                    for (i, &(_, t)) in self.graph.outputs.iter().enumerate() {
+                        let v = self.view(t);
+                        enc.copy_buffer_to_buffer(&v.buffer, v.offset, &self.staging[s].buffer, i as u64 * 4, 4);
+                    }
+                    mapped = Some(s);
+                }
+            }
+            if updated[g] {
+                let grads = &self.groups[g].grads;
+                enc.copy_buffer_to_buffer(&grads.buffer, grads.offset, self.grad_staging[g].as_ref().unwrap(), 0, grads.len as u64 * 4);
+            }
+            let commands = enc.finish();
+            let index = self.gpu.scoped(&format!("step {} (part {k})", self.step), || self.gpu.queue.submit([commands]))?;
+            submissions.push((g, index));
+            from = to;
+        }
+        if let Some(s) = mapped {
+            self.map_staging(s);
+        }
+        // In the order the gradients become final: wait for one, reduce it while the GPU
+        // goes on with the next, write it back (ordered before the updates' submission).
+        let mut reducing = Duration::ZERO;
+        for (g, index) in submissions {
+            if !updated[g] {
+                continue;
+            }
+            let buffer = self.grad_staging[g].as_ref().unwrap();
+            buffer.map_async(wgpu::MapMode::Read, .., |_| {});
+            self.gpu
+                .device
+                .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
+                .map_err(|e| GraphError::Invalid(format!("waiting for the gradients of group {}: {e}", self.graph.groups[g].name)))?;
+            let mut values: Vec<f32> = {
+                let view = buffer.get_mapped_range(..).map_err(|e| GraphError::Invalid(e.to_string()))?;
+                bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+            };
+            buffer.unmap();
+            let t = Instant::now();
+            reduce(g, &mut values)?;
+            reducing += t.elapsed();
+            self.gpu.write_f32(&self.groups[g].grads, &values)?;
+        }
+        let mut optimizer: Vec<&Launch> = vec![];
+        for (gi, (launch, n, rule)) in self.optimizer.iter().enumerate() {
+            if !updated[gi] {
+                continue;
+            }
+            self.updates[gi] += 1;
+            if let UpdateRule::Adam(hp) = rule {
+                adam::set_params(self.gpu, launch, *n, AdamParams { step: self.updates[gi], ..*hp });
+            }
+            optimizer.push(launch);
+        }
+        if !optimizer.is_empty() {
+            let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("updates") });
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("updates"), timestamp_writes: None });
+                for l in optimizer {
+                    l.record(&mut pass);
+                }
+            }
+            let commands = enc.finish();
+            self.gpu.scoped(&format!("step {} (updates)", self.step), || self.gpu.queue.submit([commands]))?;
+        }
+        self.last_reduce = reducing;
+        self.last_timing = StepTiming { host: t0.elapsed(), record: t0.elapsed() };
         Ok(())
     }
 

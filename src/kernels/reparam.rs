@@ -24,12 +24,18 @@ pub struct Params {
     stream: u32,
     step_lo: u32,
     step_hi: u32,
-    _pad0: u32,
+    first_block: u32,
     _pad1: u32,
 }
 
 impl Params {
     pub fn new(n: usize, key: RngKey) -> Self {
+        Self::from_block(n, key, 0)
+    }
+
+    /// Drawing from Philox block `first_block` on: the numbers of elements 4·first_block …
+    /// of the sequence for `key`.
+    pub fn from_block(n: usize, key: RngKey, first_block: u32) -> Self {
         Params {
             n: n as u32,
             seed_lo: key.seed as u32,
@@ -37,7 +43,7 @@ impl Params {
             stream: key.stream,
             step_lo: key.step as u32,
             step_hi: (key.step >> 32) as u32,
-            _pad0: 0,
+            first_block,
             _pad1: 0,
         }
     }
@@ -77,7 +83,13 @@ pub fn randn(gpu: &Gpu, key: RngKey, out: &GpuBuffer) -> Result<Launch> {
 /// Rewrites the RNG key of a prepared `reparam_forward` or `randn` launch (e.g. for the
 /// next step).
 pub fn set_key(gpu: &Gpu, launch: &Launch, n: usize, key: RngKey) {
-    launch.write_params(gpu, &Params::new(n, key));
+    set_key_from(gpu, launch, n, key, 0);
+}
+
+/// As `set_key`, drawing from Philox block `first_block` on (elements 4·first_block … of
+/// the key's sequence): how a data-parallel replica draws its own rows of a batch.
+pub fn set_key_from(gpu: &Gpu, launch: &Launch, n: usize, key: RngKey, first_block: u32) {
+    launch.write_params(gpu, &Params::from_block(n, key, first_block));
 }
 
 /// dμ = dz; dlogσ² = dz·ε·½·exp(½·logσ²).

@@ -33,9 +33,14 @@ pub fn box_muller(x: u32, y: u32) -> (f64, f64) {
 
 /// The n standard normals the GPU draws for `key`.
 pub fn normals(n: usize, key: RngKey) -> Vec<f64> {
+    normals_from(n, key, 0)
+}
+
+/// The n standard normals the GPU draws for `key` from Philox block `first_block` on.
+pub fn normals_from(n: usize, key: RngKey, first_block: u32) -> Vec<f64> {
     let mut out = Vec::with_capacity(n + 3);
-    for block in 0..n.div_ceil(4) {
-        let counter = [block as u32, key.stream, key.step as u32, (key.step >> 32) as u32];
+    for block in first_block..first_block + n.div_ceil(4) as u32 {
+        let counter = [block, key.stream, key.step as u32, (key.step >> 32) as u32];
         let bits = philox4x32_10(counter, [key.seed as u32, (key.seed >> 32) as u32]);
         let (a, b) = box_muller(bits[0], bits[1]);
         let (c, d) = box_muller(bits[2], bits[3]);

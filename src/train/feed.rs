@@ -33,6 +33,29 @@ pub fn resident_bytes(set: &Dataset) -> u64 {
     set.images.len().div_ceil(4) as u64 * 4
 }
 
+/// Which rows of every global batch this process trains on: under data-parallel training
+/// each of `count` replicas takes an equal, contiguous share of each batch of the same
+/// (seed, epoch) permutation, so that together they cover every sample of an epoch once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+
+    /// Rows of a global batch of `batch` that this shard holds.
+    pub fn rows(&self, batch: usize) -> usize {
+        batch / self.count
+    }
+
+    /// This shard's first row within a global batch.
+    pub fn first(&self, batch: usize) -> usize {
+        self.index * self.rows(batch)
+    }
+}
+
 /// One prepared batch: where it belongs and its packed bytes.
 struct Batch {
     position: (usize, usize),
@@ -47,7 +70,7 @@ pub struct Stream {
 
 impl Stream {
     /// Starts preparing batches from `start` on.
-    fn spawn(set: &Dataset, batch: usize, seed: u64, start: Position) -> Stream {
+    fn spawn(set: &Dataset, batch: usize, shard: Shard, seed: u64, start: Position) -> Stream {
         let (tx, rx) = sync_channel::<Batch>(RING);
         let stop = Arc::new(AtomicBool::new(false));
         let (images, count, dim) = (set.images.clone(), set.count, set.dim());
@@ -56,7 +79,8 @@ impl Stream {
         let thread = std::thread::Builder::new()
             .name("vaegan-feed".into())
             .spawn(move || {
-                let mut bytes = vec![0u8; batch * dim];
+                let (rows, first_row) = (shard.rows(batch), shard.first(batch));
+                let mut bytes = vec![0u8; rows * dim];
                 let (mut epoch, mut first) = (start.epoch, start.step_in_epoch);
                 loop {
                     let perm = permutation(seed, epoch, count);
@@ -64,8 +88,8 @@ impl Stream {
                         if stop2.load(Ordering::Relaxed) {
                             return;
                         }
-                        for b in 0..batch {
-                            let i = perm[step * batch + b] as usize;
+                        for b in 0..rows {
+                            let i = perm[step * batch + first_row + b] as usize;
                             bytes[b * dim..(b + 1) * dim].copy_from_slice(&images[i * dim..(i + 1) * dim]);
                         }
                         if tx.send(Batch { position: (epoch, step), words: pack(&bytes) }).is_err() {
@@ -100,15 +124,17 @@ pub enum Feed {
 impl Feed {
     /// The resident feed when `set` fits `budget` bytes, else the streamed one starting at
     /// `start`. Returns the feed and the permutation buffer its gather reads.
-    pub fn new(gpu: &Gpu, set: &Dataset, batch: usize, seed: u64, budget: u64, start: &Position) -> Result<Feed> {
+    /// `batch` is the global batch; this process feeds its `shard` of it.
+    pub fn new(gpu: &Gpu, set: &Dataset, batch: usize, shard: Shard, seed: u64, budget: u64, start: &Position) -> Result<Feed> {
         if resident_bytes(set) <= budget {
             let data = GpuDataset::upload(gpu, set)?;
             let perm = data.permutation_buffer(gpu)?;
             return Ok(Feed::Resident { data, perm });
         }
-        let words = (batch * set.dim()).div_ceil(4);
-        let batch_data = GpuDataset { data: gpu.zeros("streamed batch", words, DType::U32)?, labels: None, count: batch, dim: set.dim() };
-        Ok(Feed::Streamed { batch_data, stream: Stream::spawn(set, batch, seed, start.clone()) })
+        let rows = shard.rows(batch);
+        let words = (rows * set.dim()).div_ceil(4);
+        let batch_data = GpuDataset { data: gpu.zeros("streamed batch", words, DType::U32)?, labels: None, count: rows, dim: set.dim() };
+        Ok(Feed::Streamed { batch_data, stream: Stream::spawn(set, batch, shard, seed, start.clone()) })
     }
 
     pub fn is_streamed(&self) -> bool {
@@ -133,10 +159,10 @@ impl Feed {
     }
 
     /// Before step `step_in_epoch` of `epoch`: the streamed feed uploads its batch.
-    /// Returns the gather's start row in the permutation.
-    pub fn before_step(&self, gpu: &Gpu, at: &Position, batch: usize) -> Result<usize> {
+    /// Returns the gather's start row in the permutation (of this shard's rows).
+    pub fn before_step(&self, gpu: &Gpu, at: &Position, batch: usize, shard: Shard) -> Result<usize> {
         match self {
-            Feed::Resident { .. } => Ok(at.step_in_epoch * batch),
+            Feed::Resident { .. } => Ok(at.step_in_epoch * batch + shard.first(batch)),
             Feed::Streamed { batch_data, stream } => {
                 let rx = stream.rx.as_ref().expect("the receiver lives as long as the stream");
                 let b = rx.recv().map_err(|_| TrainError::Invalid("the data feeder thread stopped".into()))?;

@@ -4,10 +4,12 @@
 pub mod eval;
 pub mod feed;
 pub mod logs;
+pub mod parallel;
 pub mod run;
 pub mod tensorboard;
 
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rand::seq::SliceRandom;
@@ -21,6 +23,9 @@ use crate::graph::{ExecOptions, GpuExecutor};
 use crate::model::{build_step, Mode, RunConfig, StepGraph};
 use crate::types::Act;
 use crate::types::Scaling;
+
+use feed::Shard;
+use parallel::Collective;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -93,6 +98,10 @@ pub struct Trainer<'g> {
     pub last_update: Vec<bool>,
     /// Steps whose discriminator / decoder update the balancing skipped.
     pub skipped: [u64; 2],
+    /// This replica's rows of each global batch (all of them in a single process).
+    pub shard: Shard,
+    /// The processes of the run (`parallel::Single` for one).
+    pub collective: Rc<dyn Collective>,
 }
 
 impl<'g> Trainer<'g> {
@@ -114,6 +123,22 @@ impl<'g> Trainer<'g> {
         resume: Option<&Checkpoint>,
         data_budget: u64,
     ) -> Result<Self> {
+        Self::replica(gpu, config, batch, seed, train, resume, data_budget, Rc::new(parallel::Single))
+    }
+
+    /// As `with_budget`, as one of `collective.size()` data-parallel replicas: `batch` is the
+    /// global batch, of which this replica takes its share (`feed::Shard`); the gradients
+    /// are averaged over the replicas before every update.
+    pub fn replica(
+        gpu: &'g Gpu,
+        config: RunConfig,
+        batch: usize,
+        seed: u64,
+        train: &Dataset,
+        resume: Option<&Checkpoint>,
+        data_budget: u64,
+        collective: Rc<dyn Collective>,
+    ) -> Result<Self> {
         config.validate().map_err(TrainError::Invalid)?;
         if config.model.image != train.shape() {
             let [h, w, c] = config.model.image;
@@ -125,14 +150,22 @@ impl<'g> Trainer<'g> {
         if batch == 0 || batch > train.count {
             return Err(TrainError::Invalid(format!("batch size {batch} must be between 1 and the {} training images", train.count)));
         }
-        let step_graph = build_step(&config.model, batch, seed)?;
+        let shard = Shard { index: collective.rank(), count: collective.size() };
+        if !batch.is_multiple_of(shard.count) {
+            return Err(TrainError::Invalid(format!(
+                "the global batch {batch} does not split evenly over {} processes: use a multiple of {}",
+                shard.count, shard.count
+            )));
+        }
+        let local = shard.rows(batch);
+        let step_graph = build_step(&config.model, local, seed)?;
         // The largest tensor must fit one storage binding: say which batch would.
         let largest = step_graph.graph.tensors.iter().map(|t| t.shape.len() as u64 * 4).max().unwrap_or(0);
         let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
         if largest > limit {
             let fits = (batch as u64 * limit / largest).max(1);
             return Err(TrainError::Invalid(format!(
-                "batch {batch} needs a {largest}-byte tensor, over the adapter's storage binding limit of {limit} bytes; a batch of {fits} or less fits"
+                "batch {local} (per process) needs a {largest}-byte tensor, over the adapter's storage binding limit of {limit} bytes; a batch of {fits} or less fits"
             )));
         }
         let names: Vec<String> = step_graph.graph.groups.iter().map(|g| g.name.clone()).collect();
@@ -155,11 +188,12 @@ impl<'g> Trainer<'g> {
             exec.step = ck.step;
             position = Position { epoch: ck.epoch, step_in_epoch: ck.step_in_epoch };
         }
-        let feed = feed::Feed::new(gpu, train, batch, seed, data_budget, &position)?;
+        exec.set_replica(shard.index, shard.count)?;
+        let feed = feed::Feed::new(gpu, train, batch, shard, seed, data_budget, &position)?;
         let scaling = scaling_for(config.model.output_act);
         let gather = {
             let (data, perm) = feed.gather_inputs(gpu)?;
-            exec.push_prelude(data.gather(gpu, &perm, batch, 0, scaling, exec.view(step_graph.x))?)
+            exec.push_prelude(data.gather(gpu, &perm, local, 0, scaling, exec.view(step_graph.x))?)
         };
         let steps_per_epoch = train.count / batch;
         let groups = exec.graph.groups.len();
@@ -185,6 +219,8 @@ impl<'g> Trainer<'g> {
             history: vec![],
             last_update: vec![true; groups],
             skipped: [0, 0],
+            shard,
+            collective,
             config,
         };
         trainer.start_epoch()?;
@@ -232,14 +268,25 @@ impl<'g> Trainer<'g> {
     /// One training step (no waiting for the GPU).
     pub fn step(&mut self) -> Result<()> {
         self.advance_if_done()?;
-        let start = self.feed.before_step(self.gpu, &self.position, self.batch)?;
-        self.exec.prelude(self.gather).write_params(self.gpu, &GpuDataset::params(self.batch, self.dim, start, self.scaling));
-        let update = self.updates();
+        let start = self.feed.before_step(self.gpu, &self.position, self.batch, self.shard)?;
+        let rows = self.shard.rows(self.batch);
+        self.exec.prelude(self.gather).write_params(self.gpu, &GpuDataset::params(rows, self.dim, start, self.scaling));
+        let mut update = self.updates();
         // Every `readback_every` steps, and at the last step of an epoch so that every
         // epoch has losses to average however few steps it has.
         let last_of_epoch = self.position.step_in_epoch + 1 == self.steps_per_epoch;
         let readback = last_of_epoch || (self.exec.step + 1).is_multiple_of(self.readback_every as u64);
-        self.exec.step_with(readback, Some(&update))?;
+        if self.shard.count > 1 {
+            // Every replica takes rank 0's choice of updates, and the mean gradient.
+            self.collective.broadcast(&mut update);
+            let collective = self.collective.clone();
+            self.exec.step_reduced(readback, Some(&update), &mut |_, grads| {
+                collective.mean(grads);
+                Ok(())
+            })?;
+        } else {
+            self.exec.step_with(readback, Some(&update))?;
+        }
         self.last_update = update;
         self.position.step_in_epoch += 1;
         self.collect(false)?;
@@ -291,7 +338,8 @@ impl<'g> Trainer<'g> {
     pub fn run_epoch(&mut self, stop: &AtomicBool, mut on_step: impl FnMut(&Self)) -> Result<bool> {
         self.advance_if_done()?;
         while !self.epoch_done() {
-            if stop.load(Ordering::SeqCst) {
+            // Every replica stops at the same step.
+            if self.collective.any(stop.load(Ordering::SeqCst)) {
                 return Ok(false);
             }
             self.step()?;

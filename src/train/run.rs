@@ -108,12 +108,39 @@ fn interrupted(trainer: &Trainer, checkpoint: PathBuf, epoch: usize, during_eval
     }
 }
 
+/// A replica other than rank 0: the same steps, and the same questions to the others at the
+/// same points as `run_epochs` asks them (whether to stop, each step and after each epoch);
+/// no files, no evaluation. Rank 0's evaluation holds the others at their next step.
+fn follow_epochs(trainer: &mut Trainer, plan: &RunPlan, stop: &AtomicBool) -> Result<Outcome> {
+    if trainer.completed_epochs() >= plan.epochs {
+        return Ok(Outcome::AlreadyDone);
+    }
+    let checkpoint = crate::checkpoint::path_in(plan.out);
+    while trainer.completed_epochs() < plan.epochs {
+        trainer.advance_if_done()?;
+        let epoch = trainer.position.epoch + 1;
+        let finished = trainer.run_epoch(stop, |_| {})?;
+        trainer.history.clear();
+        if !finished {
+            return Ok(interrupted(trainer, checkpoint, epoch, false));
+        }
+        if trainer.collective.any(stop.load(Ordering::SeqCst)) && trainer.completed_epochs() < plan.epochs {
+            return Ok(interrupted(trainer, checkpoint, epoch, true));
+        }
+    }
+    Ok(Outcome::Finished { curves: plan.out.join("loss_curves.png") })
+}
+
 fn cell(v: Option<f64>, decimals: usize) -> String {
     v.map(|x| format!("{x:.decimals$}")).unwrap_or_default()
 }
 
-/// Runs `trainer` up to `plan.epochs`, telling `on_event` what happens.
+/// Runs `trainer` up to `plan.epochs`, telling `on_event` what happens. Of data-parallel
+/// replicas, rank 0 does all of this; the others only step (`follow_epochs`).
 pub fn run_epochs<'g>(trainer: &mut Trainer<'g>, plan: &RunPlan, stop: &AtomicBool, mut on_event: impl FnMut(Event)) -> Result<Outcome> {
+    if trainer.collective.rank() != 0 {
+        return follow_epochs(trainer, plan, stop);
+    }
     let gpu = trainer.gpu;
     let config = trainer.config.clone();
     let names: Vec<String> = trainer.step_graph.losses.iter().map(|(n, _)| n.clone()).collect();
@@ -258,7 +285,8 @@ pub fn run_epochs<'g>(trainer: &mut Trainer<'g>, plan: &RunPlan, stop: &AtomicBo
         }
         let skipped = config.optim.balance.then_some(trainer.skipped);
         on_event(Event::EpochDone(EpochSummary { epoch, epochs: plan.epochs, seconds, samples_per_s, train_means: &train_means, test: &test, skipped }));
-        if stop.load(Ordering::SeqCst) && trainer.completed_epochs() < plan.epochs {
+        // Every replica asks at the same point (see `follow_epochs`).
+        if trainer.collective.any(stop.load(Ordering::SeqCst)) && trainer.completed_epochs() < plan.epochs {
             return Ok(interrupted(trainer, path, epoch, true));
         }
     }
