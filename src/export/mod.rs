@@ -289,23 +289,25 @@ pub fn network(c: &ModelConfig, part: Part, tensor: &dyn Fn(&str) -> Option<Vec<
                     Layout::Rows { image: Some((h, w, c)) } => emit(&mut net, NetOp::Unflatten { c, h, w }, vec![x]),
                     Layout::Rows { image: None } => return Err(ExportError::Unsupported(format!("{} on rows that are not an image", n.op.name()))),
                 };
-                let g_ = geom;
+                if geom.k_h != geom.k_w {
+                    return Err(ExportError::Unsupported(format!("{} with a {}x{} kernel (square kernels only)", n.op.name(), geom.k_h, geom.k_w)));
+                }
                 let wv = load(n.inputs[1])?;
-                let (k, ci_n, co_n) = (g_.k_h, g_.in_c, g_.out_c);
+                let (k, ci_n, co_n) = (geom.k_h, geom.in_c, geom.out_c);
                 // (k_h, k_w, in_c) × out_c → [out_c, in_c, k_h, k_w]; for the transposed conv
                 // this is [its input channels, its output channels, k_h, k_w], as PyTorch's.
                 let mut data = Vec::with_capacity(wv.len());
                 for co in 0..co_n {
                     for ci in 0..ci_n {
                         for kh in 0..k {
-                            for kw in 0..g_.k_w {
-                                data.push(wv[((kh * g_.k_w + kw) * ci_n + ci) * co_n + co]);
+                            for kw in 0..geom.k_w {
+                                data.push(wv[((kh * geom.k_w + kw) * ci_n + ci) * co_n + co]);
                             }
                         }
                     }
                 }
                 let wname = torch_name(n.inputs[1]);
-                net.tensors.push(NetTensor { name: wname.clone(), dims: vec![co_n, ci_n, k, g_.k_w], data });
+                net.tensors.push(NetTensor { name: wname.clone(), dims: vec![co_n, ci_n, k, geom.k_w], data });
                 let mut inputs = vec![x, wname];
                 if has_bias(2) {
                     let bname = torch_name(n.inputs[2]);
@@ -314,13 +316,10 @@ pub fn network(c: &ModelConfig, part: Part, tensor: &dyn Fn(&str) -> Option<Vec<
                     inputs.push(bname);
                 }
                 let (op, (h, w, c)) = if transposed {
-                    (NetOp::ConvTranspose { kernel: k, stride: g_.stride, pad: g_.pad, out_pad: out_pad(g_) }, (g_.in_h, g_.in_w, g_.in_c))
+                    (NetOp::ConvTranspose { kernel: k, stride: geom.stride, pad: geom.pad, out_pad: out_pad(geom) }, (geom.in_h, geom.in_w, geom.in_c))
                 } else {
-                    (NetOp::Conv { kernel: k, stride: g_.stride, pad: g_.pad }, (g_.out_h, g_.out_w, g_.out_c))
+                    (NetOp::Conv { kernel: k, stride: geom.stride, pad: geom.pad }, (geom.out_h, geom.out_w, geom.out_c))
                 };
-                if g_.k_h != g_.k_w {
-                    return Err(ExportError::Unsupported(format!("{} with a {}x{} kernel (square kernels only)", n.op.name(), g_.k_h, g_.k_w)));
-                }
                 let mut y = emit(&mut net, op, inputs);
                 if *act != Act::None {
                     y = emit(&mut net, NetOp::Act(*act), vec![y]);
