@@ -210,6 +210,13 @@ impl ModelConfig {
     /// sigmoid) — DCGAN's ending instead of a full-resolution conv; discriminator 5×5 convs
     /// 16, 32 (both stride 2, 28 → 14 → 7; the second's output is the features), dense 128,
     /// one logit. The pixel term stays on, as in `mnist-mlp`.
+    ///
+    /// The decoder and the discriminator run a pass per batch (`joint_batches = false`).
+    /// With one pass over [z; z_p], the decoder's batch norm let the encoder tell posterior
+    /// codes from prior ones by their mean: measured, the posterior means drifted to an
+    /// offset of norm 4.1 from the origin (0.9 with a pass per batch) after 20,000 images,
+    /// prior samples decoded to grey noise that the discriminator rejected 100 % of the
+    /// time, and the Fréchet distance after 5 epochs was 148 (README, mnist-conv).
     pub fn mnist_conv() -> Self {
         ModelConfig {
             arch: Arch::Conv,
@@ -222,6 +229,7 @@ impl ModelConfig {
             discriminator_dense: vec![128],
             dis_first_stride: 2,
             decoder_final_conv: false,
+            joint_batches: false,
             ..Self::mnist_mlp()
         }
     }
