@@ -61,6 +61,12 @@ def _with_bn(layer, bn):
     return layer
 
 
+def _block(layer, x):
+    """A layer, then its batch norm if it has one (before the activation)."""
+    x = layer(x)
+    return layer.bn(x) if hasattr(layer, "bn") else x
+
+
 class Encoder(nn.Module):
     """images (N x C x H x W) -> (mu, logvar), each N x latent."""
 
@@ -99,10 +105,7 @@ class Encoder(nn.Module):
             layer = getattr(self, name)
             if isinstance(layer, nn.Linear):
                 x = x.flatten(1)
-            x = layer(x)
-            if hasattr(layer, "bn"):
-                x = layer.bn(x)
-            x = self.act(x)
+            x = self.act(_block(layer, x))
         x = x.flatten(1)
         return self.mu(x), self.logvar(x)
 
@@ -145,12 +148,9 @@ class Decoder(nn.Module):
         h, w, c = self.config["image"]
         x = z
         if self.conv:
-            x = self.act(self.dense.bn(self.dense(x))).unflatten(1, self.first)
+            x = self.act(_block(self.dense, x)).unflatten(1, self.first)
         for i, name in enumerate(self.layers):
-            layer = getattr(self, name)
-            x = layer(x)
-            if hasattr(layer, "bn"):
-                x = layer.bn(x)
+            x = _block(getattr(self, name), x)
             x = self.out_act(x) if i + 1 == len(self.layers) else self.act(x)
         return x.reshape(x.shape[0], c, h, w)
 
@@ -199,11 +199,7 @@ class Discriminator(nn.Module):
             x = self.act(x)
         x = x.flatten(1)
         for name in self.dense:
-            layer = getattr(self, name)
-            x = layer(x)
-            if hasattr(layer, "bn"):
-                x = layer.bn(x)
-            x = self.act(x)
+            x = self.act(_block(getattr(self, name), x))
         if not self.conv:
             features = x
         return features, self.out(x)

@@ -38,6 +38,12 @@ pub fn small_idx_dataset(dir: &Path) -> PathBuf {
 
 pub fn vaegan() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vaegan"));
+    as_test_run(&mut c);
+    c
+}
+
+/// The environment and pipes of every `vaegan` a test starts (directly or through mpirun).
+pub fn as_test_run(c: &mut Command) {
     c.env("XDG_RUNTIME_DIR", std::env::temp_dir())
         .env("VAEGAN_CACHE_DIR", std::env::temp_dir().join("vaegan-test-cache"))
         // Tests check behaviour, not speed: default tiles, no timing runs at start-up.
@@ -45,7 +51,6 @@ pub fn vaegan() -> Command {
         .env("WGPU_BACKEND", std::env::var("VAEGAN_TEST_BACKEND").unwrap_or_else(|_| "vulkan".into()))
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    c
 }
 
 /// How long a test waits for a run to reach an event before it fails. Generous: a slow

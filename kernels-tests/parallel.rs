@@ -98,12 +98,12 @@ fn the_reduced_step_is_the_step_and_replicas_draw_their_rows() {
 #[cfg(feature = "mpi")]
 mod mpi {
     use std::path::Path;
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     use std::time::{Duration, Instant};
 
     use vaegan::checkpoint::{self, Checkpoint};
 
-    use crate::interrupt::{finish, setup, Run, Watched};
+    use crate::interrupt::{as_test_run, finish, setup, Run, Watched};
 
     /// `mpirun -np N vaegan …` as the tests run it: as root if need be, more processes
     /// than cores allowed, idle ranks yielding the cores to lavapipe instead of spinning.
@@ -111,12 +111,7 @@ mod mpi {
         let mut c = Command::new("mpirun");
         c.args(["--allow-run-as-root", "--oversubscribe", "--mca", "mpi_yield_when_idle", "1", "-np", &n.to_string()]);
         c.arg(env!("CARGO_BIN_EXE_vaegan")).args(vaegan_args);
-        c.env("XDG_RUNTIME_DIR", std::env::temp_dir())
-            .env("VAEGAN_CACHE_DIR", std::env::temp_dir().join("vaegan-test-cache"))
-            .env("VAEGAN_AUTOTUNE", "0")
-            .env("WGPU_BACKEND", std::env::var("VAEGAN_TEST_BACKEND").unwrap_or_else(|_| "vulkan".into()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        as_test_run(&mut c);
         c
     }
 
@@ -202,18 +197,19 @@ mod mpi {
         let run = setup();
         let out = run.dir.path().join("killed");
         let mut w = Watched::spawn(mpirun(2, &train_args(&run, &out, "50")));
+        // Rank 0 has written epoch 1's checkpoint and started epoch 2: rank 1 dies now,
+        // in the middle of the run, whatever the host's speed.
         w.wait_for("epoch 2/50: training from step");
-        // Rank 1 dies in the middle of epoch 2 (or later: it is the next line we see).
         let line = w.text().lines().find(|l| l.starts_with("rank 1 of 2 (pid ")).map(str::to_string).expect("rank 1 said its pid");
         let pid: i32 = line["rank 1 of 2 (pid ".len()..].split(')').next().unwrap().parse().unwrap();
-        std::thread::sleep(Duration::from_millis(300));
         unsafe {
             libc::kill(pid, libc::SIGKILL);
         }
         let t = Instant::now();
         let (code, text) = w.finish();
         assert_ne!(code, 0, "the run went on without rank 1:\n{text}");
-        assert!(t.elapsed() < Duration::from_secs(120), "the run took {:?} to stop", t.elapsed());
+        // The same patience as every wait on a run: a slow host is not a hang.
+        assert!(t.elapsed() < Duration::from_secs(600), "the run took {:?} to stop", t.elapsed());
         let ck = Checkpoint::load(&checkpoint::path_in(&out)).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert!(ck.epoch >= 1, "{text}");
         // It resumes, in one process.

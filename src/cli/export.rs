@@ -70,13 +70,8 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `<out>.tmp`, then renamed over `out`: an interrupted export never leaves half a file.
+/// An output file written atomically (an interrupted export never leaves half a file),
+/// its error naming the file.
 pub fn write_atomically(out: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut tmp = out.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, out)).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow::anyhow!("{}: cannot write: {e}", out.display())
-    })
+    crate::train::logs::write_atomically(out, bytes).map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", out.display()))
 }

@@ -117,8 +117,10 @@ pub struct GpuExecutor<'g> {
     /// Per group: the number of launches after which its gradient is final (the end of its
     /// objective's backward), for steps that reduce gradients across replicas.
     grad_ready: Vec<usize>,
-    /// Per group: a host-readable copy of its gradient (made on first use).
+    /// Per group: a host-readable copy of its gradient (made on first use), and the host
+    /// memory the reduction works in.
     grad_staging: Vec<Option<wgpu::Buffer>>,
+    grad_host: Vec<Vec<f32>>,
     /// Which rows of a batch split over `replicas` processes this one holds: its random
     /// draws are those rows' numbers of the whole batch's.
     replica: (usize, usize),
@@ -216,6 +218,7 @@ impl<'g> GpuExecutor<'g> {
             collected: vec![],
             grad_ready: vec![],
             grad_staging: vec![],
+            grad_host: vec![],
             replica: (0, 1),
             last_reduce: Duration::ZERO,
             graph,
@@ -232,6 +235,7 @@ impl<'g> GpuExecutor<'g> {
         // a group whose objective has no section of its own).
         exec.grad_ready = exec.graph.groups.iter().map(|g| section_end.get(&g.name).copied().unwrap_or(exec.launches.len())).collect();
         exec.grad_staging = exec.graph.groups.iter().map(|_| None).collect();
+        exec.grad_host = exec.graph.groups.iter().map(|_| vec![]).collect();
         for b in &exec.groups {
             if let Some(half) = &b.half {
                 exec.param_casts.push(cast::to_f16(gpu, &b.params, half)?);
@@ -569,27 +573,10 @@ impl<'g> GpuExecutor<'g> {
     /// group in `update` (all when None), recorded into one pass and submitted once. With
     /// `readback`, the graph's outputs are copied for `poll_outputs` to collect later.
     pub fn step_with(&mut self, readback: bool, update: Option<&[bool]>) -> Result<()> {
-        if readback {
-            self.harvest()?;
-            while self.wait_for_readback && self.idle_staging().is_none() {
-                self.gpu.wait()?;
-                self.harvest()?;
-            }
-        }
+        self.await_readback(readback)?;
         let t0 = Instant::now();
-        self.step += 1;
-        self.set_rng_keys();
-        let mut optimizer: Vec<&Launch> = vec![];
-        for (gi, (launch, n, rule)) in self.optimizer.iter().enumerate() {
-            if update.is_some_and(|u| !u.get(gi).copied().unwrap_or(true)) {
-                continue;
-            }
-            self.updates[gi] += 1;
-            if let UpdateRule::Adam(hp) = rule {
-                adam::set_params(self.gpu, launch, *n, AdamParams { step: self.updates[gi], ..*hp });
-            }
-            optimizer.push(launch);
-        }
+        let updated = self.begin_step(update);
+        let optimizer = self.optimizer.iter().zip(&updated).filter(|(_, &u)| u).map(|((l, _, _), _)| l);
         let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
@@ -597,16 +584,7 @@ impl<'g> GpuExecutor<'g> {
                 l.record(&mut pass);
             }
         }
-        let mut mapped = None;
-        if readback && !self.graph.outputs.is_empty() {
-            if let Some(k) = self.idle_staging() {
-                for (i, &(_, t)) in self.graph.outputs.iter().enumerate() {
-                    let v = self.view(t);
-                    enc.copy_buffer_to_buffer(&v.buffer, v.offset, &self.staging[k].buffer, i as u64 * 4, 4);
-                }
-                mapped = Some(k);
-            }
-        }
+        let mapped = if readback { self.copy_outputs(&mut enc) } else { None };
         let commands = enc.finish();
         let record = t0.elapsed();
         let what = format!("step {}", self.step);
@@ -616,6 +594,51 @@ impl<'g> GpuExecutor<'g> {
         }
         self.last_timing = StepTiming { host: t0.elapsed(), record };
         Ok(())
+    }
+
+    /// Before a step that reads its outputs back: collects finished readbacks, and waits
+    /// for a free buffer when every one is in flight and `wait_for_readback` says so.
+    fn await_readback(&mut self, readback: bool) -> Result<()> {
+        if readback {
+            self.harvest()?;
+            while self.wait_for_readback && self.idle_staging().is_none() {
+                self.gpu.wait()?;
+                self.harvest()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What every step does first: advances the step and its random keys, and counts and
+    /// parameterises this step's updates. Returns which groups update.
+    fn begin_step(&mut self, update: Option<&[bool]>) -> Vec<bool> {
+        self.step += 1;
+        self.set_rng_keys();
+        let updated: Vec<bool> = (0..self.groups.len()).map(|g| update.is_none_or(|u| u.get(g).copied().unwrap_or(true))).collect();
+        for (gi, (launch, n, rule)) in self.optimizer.iter().enumerate() {
+            if !updated[gi] {
+                continue;
+            }
+            self.updates[gi] += 1;
+            if let UpdateRule::Adam(hp) = rule {
+                adam::set_params(self.gpu, launch, *n, AdamParams { step: self.updates[gi], ..*hp });
+            }
+        }
+        updated
+    }
+
+    /// Records copies of the graph's outputs into a free readback buffer, if there is one;
+    /// returns it (to map once the commands are submitted).
+    fn copy_outputs(&self, enc: &mut wgpu::CommandEncoder) -> Option<usize> {
+        if self.graph.outputs.is_empty() {
+            return None;
+        }
+        let k = self.idle_staging()?;
+        for (i, &(_, t)) in self.graph.outputs.iter().enumerate() {
+            let v = self.view(t);
+            enc.copy_buffer_to_buffer(&v.buffer, v.offset, &self.staging[k].buffer, i as u64 * 4, 4);
+        }
+        Some(k)
     }
 
     /// This step's key on every random draw, from this replica's rows on.
@@ -647,18 +670,10 @@ impl<'g> GpuExecutor<'g> {
     /// submission, queued up front, so the GPU computes the next group's gradient while the
     /// host reduces this one's. `last_reduce` says how long the host spent in `reduce`.
     pub fn step_reduced(&mut self, readback: bool, update: Option<&[bool]>, reduce: &mut dyn FnMut(usize, &mut [f32]) -> Result<()>) -> Result<()> {
-        if readback {
-            self.harvest()?;
-            while self.wait_for_readback && self.idle_staging().is_none() {
-                self.gpu.wait()?;
-                self.harvest()?;
-            }
-        }
+        self.await_readback(readback)?;
         let t0 = Instant::now();
-        self.step += 1;
-        self.set_rng_keys();
+        let updated = self.begin_step(update);
         let groups = self.groups.len();
-        let updated: Vec<bool> = (0..groups).map(|g| update.is_none_or(|u| u.get(g).copied().unwrap_or(true))).collect();
         for ((staging, b), &up) in self.grad_staging.iter_mut().zip(&self.groups).zip(&updated) {
             if up && staging.is_none() {
                 *staging = Some(self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
@@ -672,37 +687,33 @@ impl<'g> GpuExecutor<'g> {
         let mut order: Vec<usize> = (0..groups).collect();
         order.sort_by_key(|&g| self.grad_ready[g]);
         let mut mapped = None;
-        let mut submissions = vec![];
-        let mut from = 0;
-        for (k, &g) in order.iter().enumerate() {
-            let to = if k + 1 == order.len() { self.launches.len() } else { self.grad_ready[g].max(from) };
-            let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step part") });
-            {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step part"), timestamp_writes: None });
-                let head: Vec<&Launch> = if k == 0 { self.prelude.iter().chain(&self.param_casts).collect() } else { vec![] };
-                for l in head.into_iter().chain(&self.launches[from..to]) {
-                    l.record(&mut pass);
-                }
-            }
-            // The losses come from the forward pass, which the first part holds.
-            if k == 0 && readback && !self.graph.outputs.is_empty() {
-                if let Some(s) = self.idle_staging() {
-                    for (i, &(_, t)) in self.graph.outputs.iter().enumerate() {
-                        let v = self.view(t);
-                        enc.copy_buffer_to_buffer(&v.buffer, v.offset, &self.staging[s].buffer, i as u64 * 4, 4);
+        // One error scope over every part's recording and submission.
+        let submissions = self.gpu.scoped(&format!("step {}", self.step), || {
+            let mut submissions = vec![];
+            let mut from = 0;
+            for (k, &g) in order.iter().enumerate() {
+                let to = if k + 1 == order.len() { self.launches.len() } else { self.grad_ready[g].max(from) };
+                let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step part") });
+                {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step part"), timestamp_writes: None });
+                    let head: &[&[Launch]] = if k == 0 { &[&self.prelude, &self.param_casts] } else { &[] };
+                    for l in head.iter().flat_map(|h| h.iter()).chain(&self.launches[from..to]) {
+                        l.record(&mut pass);
                     }
-                    mapped = Some(s);
                 }
+                // The losses come from the forward pass, which the first part holds.
+                if k == 0 && readback {
+                    mapped = self.copy_outputs(&mut enc);
+                }
+                if updated[g] {
+                    let grads = &self.groups[g].grads;
+                    enc.copy_buffer_to_buffer(&grads.buffer, grads.offset, self.grad_staging[g].as_ref().unwrap(), 0, grads.len as u64 * 4);
+                }
+                submissions.push((g, self.gpu.queue.submit([enc.finish()])));
+                from = to;
             }
-            if updated[g] {
-                let grads = &self.groups[g].grads;
-                enc.copy_buffer_to_buffer(&grads.buffer, grads.offset, self.grad_staging[g].as_ref().unwrap(), 0, grads.len as u64 * 4);
-            }
-            let commands = enc.finish();
-            let index = self.gpu.scoped(&format!("step {} (part {k})", self.step), || self.gpu.queue.submit([commands]))?;
-            submissions.push((g, index));
-            from = to;
-        }
+            submissions
+        })?;
         if let Some(s) = mapped {
             self.map_staging(s);
         }
@@ -719,27 +730,20 @@ impl<'g> GpuExecutor<'g> {
                 .device
                 .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
                 .map_err(|e| GraphError::Invalid(format!("waiting for the gradients of group {}: {e}", self.graph.groups[g].name)))?;
-            let mut values: Vec<f32> = {
+            // One host buffer per group, kept: gradients are megabytes, every step.
+            let values = &mut self.grad_host[g];
+            {
                 let view = buffer.get_mapped_range(..).map_err(|e| GraphError::Invalid(e.to_string()))?;
-                bytemuck::cast_slice::<u8, f32>(&view).to_vec()
-            };
+                values.clear();
+                values.extend_from_slice(bytemuck::cast_slice::<u8, f32>(&view));
+            }
             buffer.unmap();
             let t = Instant::now();
-            reduce(g, &mut values)?;
+            reduce(g, values)?;
             reducing += t.elapsed();
-            self.gpu.write_f32(&self.groups[g].grads, &values)?;
+            self.gpu.write_f32(&self.groups[g].grads, values)?;
         }
-        let mut optimizer: Vec<&Launch> = vec![];
-        for (gi, (launch, n, rule)) in self.optimizer.iter().enumerate() {
-            if !updated[gi] {
-                continue;
-            }
-            self.updates[gi] += 1;
-            if let UpdateRule::Adam(hp) = rule {
-                adam::set_params(self.gpu, launch, *n, AdamParams { step: self.updates[gi], ..*hp });
-            }
-            optimizer.push(launch);
-        }
+        let optimizer: Vec<&Launch> = self.optimizer.iter().zip(&updated).filter(|(_, &u)| u).map(|((l, _, _), _)| l).collect();
         if !optimizer.is_empty() {
             let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("updates") });
             {

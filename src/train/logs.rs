@@ -59,7 +59,7 @@ impl CsvLog {
 
     /// Starts the file anew with its header (a new run).
     pub fn create(&self) -> std::io::Result<()> {
-        write_atomically(&self.path, &format!("{}\n", self.header))
+        write_atomically(&self.path, format!("{}\n", self.header))
     }
 
     /// Opens the file of a resumed run: the well-formed rows whose first column is at most
@@ -142,11 +142,13 @@ fn format_row((first, rest): &Row) -> String {
     s
 }
 
-/// `<path>.tmp`, then renamed over `path`: a kill leaves the old file or the new one.
-pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+/// `<path>.tmp`, then renamed over `path`: a kill leaves the old file or the new one, and
+/// a failed write leaves no temporary file behind.
+pub fn write_atomically(path: &Path, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }

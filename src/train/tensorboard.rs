@@ -202,10 +202,7 @@ impl EventWriter {
                 }
             }
         }
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        std::fs::write(&tmp, &bytes)?;
-        std::fs::rename(&tmp, &path)?;
+        super::logs::write_atomically(&path, &bytes)?;
         let file = std::fs::OpenOptions::new().append(true).open(&path)?;
         let (tx, rx) = mpsc::channel::<Event>();
         let thread = std::thread::Builder::new().name("tensorboard".into()).spawn(move || -> std::io::Result<()> {
