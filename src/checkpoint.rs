@@ -119,10 +119,11 @@ impl Checkpoint {
         let bytes = self.to_bytes().map_err(|e| err(path, format!("cannot serialise: {e}")))?;
         let tmp = path.with_extension("safetensors.tmp");
         let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            drop(f);
+            {
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(&bytes)?;
+                f.sync_all()?;
+            }
             std::fs::rename(&tmp, path)?;
             if let Some(dir) = path.parent() {
                 if let Ok(d) = std::fs::File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }) {

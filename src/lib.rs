@@ -7,8 +7,12 @@
 
 // Kernel wrappers take their operands as separate buffers, named: clearer than a struct.
 #![allow(clippy::too_many_arguments)]
+// In the browser wgpu's handles are neither Send nor Sync (one thread); the Arcs that share
+// them natively are plain reference counts there.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
 pub mod checkpoint;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
 pub mod data;
 pub mod export;
@@ -18,10 +22,13 @@ pub mod kernels;
 pub mod model;
 pub mod nn;
 pub mod pictures;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod quality;
 pub mod reference;
 pub mod train;
 pub mod types;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use gpu::{Gpu, GpuBuffer, GpuError, GpuOptions, Launch};
 pub use types::{Act, DType, Precision, Trans};

@@ -86,7 +86,14 @@ pub fn png_size(bytes: &[u8]) -> std::io::Result<(u32, u32, u32)> {
 
 /// A grid of images (values in [0, 1], n × h × w × c with c = 1 grey or 3 RGB, channels
 /// interleaved) with `cols` per row, 2-pixel gaps.
-pub fn grid_png(path: &Path, images: &[f32], n: usize, [h, w, c]: [usize; 3], cols: usize) -> std::io::Result<()> {
+pub fn grid_png(path: &Path, images: &[f32], n: usize, shape: [usize; 3], cols: usize) -> std::io::Result<()> {
+    let (width, height, px) = grid_pixels(images, n, shape, cols);
+    let colour = if shape[2] == 3 { png::ColorType::Rgb } else { png::ColorType::Grayscale };
+    write_png(path, width, height, colour, &px)
+}
+
+/// The pixels of `grid_png`'s picture: (width, height, bytes with the images' channels).
+pub fn grid_pixels(images: &[f32], n: usize, [h, w, c]: [usize; 3], cols: usize) -> (usize, usize, Vec<u8>) {
     let cols = cols.clamp(1, n.max(1));
     let rows = n.div_ceil(cols);
     let gap = 2;
@@ -103,8 +110,7 @@ pub fn grid_png(path: &Path, images: &[f32], n: usize, [h, w, c]: [usize; 3], co
             }
         }
     }
-    let colour = if c == 3 { png::ColorType::Rgb } else { png::ColorType::Grayscale };
-    write_png(path, width, height, colour, &px)
+    (width, height, px)
 }
 
 /// Originals beside their reconstructions: pairs (original, reconstruction), `per_row` pairs a row.

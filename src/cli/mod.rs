@@ -11,6 +11,7 @@ mod make_dataset;
 mod reconstruct;
 mod sample;
 mod train;
+mod web;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -91,6 +92,9 @@ enum Command {
     Export(export::ExportArgs),
     /// Write a data set vaegan makes itself: `make-dataset shapes --out DIR -n N`.
     MakeDataset(make_dataset::MakeDatasetArgs),
+    /// Serve the browser page that trains in a tab on WebGPU (build it with
+    /// `bash src/web/build.sh`).
+    Web(web::WebArgs),
 }
 
 pub fn main() -> anyhow::Result<()> {
@@ -109,5 +113,6 @@ pub fn main() -> anyhow::Result<()> {
         Command::Classifier(args) => classifier::run(&cli.device, &args),
         Command::Export(args) => export::run(&args),
         Command::MakeDataset(args) => make_dataset::run(&args),
+        Command::Web(args) => web::run(&args),
     }
 }

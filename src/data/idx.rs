@@ -137,7 +137,18 @@ fn verify_mnist(path: &Path, decompressed: &[u8]) -> Result<()> {
 
 /// Images (N×H×W, or N×D read as N×1×D) and optional labels (N) as a data set.
 pub fn load_images(images: &Path, labels: Option<&Path>) -> Result<Dataset> {
-    let idx = read(images)?;
+    let label_bytes = match labels {
+        Some(path) => Some((std::fs::read(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?, path)),
+        None => None,
+    };
+    let image_bytes = std::fs::read(images).map_err(|e| DataError::new(images, format!("cannot read: {e}")))?;
+    images_from_bytes(&image_bytes, images, label_bytes.as_ref().map(|(b, p)| (&b[..], *p)))
+}
+
+/// As `load_images`, from the files' bytes (the browser fetches them): `images` and the
+/// labels' path name them in errors and in MNIST's checksum check.
+pub fn images_from_bytes(bytes: &[u8], images: &Path, labels: Option<(&[u8], &Path)>) -> Result<Dataset> {
+    let idx = from_bytes(bytes, images)?;
     let (count, height, width) = match idx.dims[..] {
         [n, h, w] => (n, h, w),
         [n, d] => (n, 1, d),
@@ -148,8 +159,8 @@ pub fn load_images(images: &Path, labels: Option<&Path>) -> Result<Dataset> {
     }
     let labels = match labels {
         None => None,
-        Some(path) => {
-            let l = read(path)?;
+        Some((bytes, path)) => {
+            let l = from_bytes(bytes, path)?;
             if l.dims.len() != 1 {
                 return Err(DataError::new(path, format!("labels have dimensions {:?}, expected 1", l.dims)));
             }

@@ -123,7 +123,14 @@ impl Gpu {
     }
 
     /// Copies a buffer back to the host and waits for it.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn download_bytes(&self, buf: &GpuBuffer) -> Result<Vec<u8>> {
+        pollster::block_on(self.download_bytes_async(buf))
+    }
+
+    /// Copies a buffer back to the host; resolves once the copy is mapped. In the browser
+    /// this yields to the page's event loop; natively it waits for the queue.
+    pub async fn download_bytes_async(&self, buf: &GpuBuffer) -> Result<Vec<u8>> {
         let size = buf.bytes();
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("download"),
@@ -136,26 +143,39 @@ impl Gpu {
             enc.copy_buffer_to_buffer(&buf.buffer, buf.offset, &staging, 0, size);
             self.queue.submit([enc.finish()]);
         })?;
-        self.read_staging(&staging, "download")
+        self.read_staging_async(&staging, "download").await
     }
 
     /// Maps a MAP_READ buffer whose copy was submitted, waits, and returns its bytes.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_staging(&self, staging: &wgpu::Buffer, what: &str) -> Result<Vec<u8>> {
+        pollster::block_on(self.read_staging_async(staging, what))
+    }
+
+    /// Maps a MAP_READ buffer whose copy was submitted and returns its bytes once mapped.
+    pub async fn read_staging_async(&self, staging: &wgpu::Buffer, what: &str) -> Result<Vec<u8>> {
         let fail = |e: String| GpuError::Device { what: what.into(), detail: e };
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = futures_channel::oneshot::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
         });
+        // Natively the callback runs inside this poll; the browser's device polls itself.
         self.wait()?;
-        rx.recv().map_err(|e| fail(e.to_string()))?.map_err(|e| fail(e.to_string()))?;
+        rx.await.map_err(|e| fail(e.to_string()))?.map_err(|e| fail(e.to_string()))?;
         let data = staging.get_mapped_range(..).map_err(|e| fail(e.to_string()))?.to_vec();
         staging.unmap();
+        self.check_uncaptured(what)?;
         Ok(data)
     }
 
     /// Downloads as f32 (f16 buffers are widened).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn download_f32(&self, buf: &GpuBuffer) -> Result<Vec<f32>> {
-        let bytes = self.download_bytes(buf)?;
+        pollster::block_on(self.download_f32_async(buf))
+    }
+
+    pub async fn download_f32_async(&self, buf: &GpuBuffer) -> Result<Vec<f32>> {
+        let bytes = self.download_bytes_async(buf).await?;
         Ok(match buf.dtype {
             DType::F32 => bytemuck::cast_slice::<u8, f32>(&bytes)[..buf.len].to_vec(),
             DType::U32 => bytemuck::cast_slice::<u8, u32>(&bytes)[..buf.len].iter().map(|&x| x as f32).collect(),
@@ -163,8 +183,13 @@ impl Gpu {
         })
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn download_u32(&self, buf: &GpuBuffer) -> Result<Vec<u32>> {
-        let bytes = self.download_bytes(buf)?;
+        pollster::block_on(self.download_u32_async(buf))
+    }
+
+    pub async fn download_u32_async(&self, buf: &GpuBuffer) -> Result<Vec<u32>> {
+        let bytes = self.download_bytes_async(buf).await?;
         Ok(bytemuck::cast_slice::<u8, u32>(&bytes)[..buf.len].to_vec())
     }
 }

@@ -75,6 +75,7 @@ pub struct Gpu {
 
 impl Gpu {
     /// Opens the adapter chosen by `opts` and a device with the optional features it has.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(opts: &GpuOptions) -> Result<Gpu> {
         let backends = select::backends_from(opts.backend.as_deref())?;
         let instance = select::make_instance(backends);
@@ -83,7 +84,28 @@ impl Gpu {
         Self::from_adapter(adapter, opts)
     }
 
+    /// Opens the browser's WebGPU adapter (the page's `navigator.gpu`).
+    #[cfg(target_arch = "wasm32")]
+    pub async fn request(opts: &GpuOptions) -> Result<Gpu> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = wgpu::Backends::BROWSER_WEBGPU;
+        let instance = wgpu::Instance::new(desc);
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions { power_preference: wgpu::PowerPreference::HighPerformance, ..Default::default() })
+            .await
+            .map_err(|e| GpuError::NoAdapter {
+                backends: "webgpu".into(),
+                hint: format!("{e}: this browser has no WebGPU adapter (Chrome/Edge 113+, Firefox 141+ on Windows, Safari 26; headless Chromium needs --enable-unsafe-webgpu)"),
+            })?;
+        Self::from_adapter_async(adapter, opts).await
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn from_adapter(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Gpu> {
+        pollster::block_on(Self::from_adapter_async(adapter, opts))
+    }
+
+    pub async fn from_adapter_async(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Gpu> {
         let info = adapter.get_info();
         let have = adapter.features();
         let mut wanted = wgpu::Features::empty();
@@ -111,8 +133,7 @@ impl Gpu {
         // Ask for the adapter's own limits: large storage bindings matter for data sets.
         let limits = adapter.limits();
         let desc = wgpu::DeviceDescriptor { label: Some("vaegan"), required_features: wanted, required_limits: limits.clone(), ..Default::default() };
-        let (device, queue) =
-            pollster::block_on(adapter.request_device(&desc)).map_err(|e| GpuError::RequestDevice { adapter: info.name.clone(), detail: e.to_string() })?;
+        let (device, queue) = adapter.request_device(&desc).await.map_err(|e| GpuError::RequestDevice { adapter: info.name.clone(), detail: e.to_string() })?;
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = uncaptured.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -161,15 +182,38 @@ impl Gpu {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let value = f();
-        let v = pollster::block_on(validation.pop());
-        let o = pollster::block_on(oom.pop());
-        if let Some(e) = v.or(o) {
+        // Scopes pop innermost first; both pops are issued here, in order.
+        let (v, o) = (validation.pop(), oom.pop());
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(e) = pollster::block_on(v).or(pollster::block_on(o)) {
             return Err(GpuError::from_wgpu(what, e));
         }
-        if let Some(e) = self.uncaptured.lock().unwrap().pop() {
+        // The browser answers only after we yield to its event loop, and nothing may block
+        // there: the scope's error is kept and reported by the next scope or readback.
+        #[cfg(target_arch = "wasm32")]
+        {
+            let sink = self.uncaptured.clone();
+            let what = what.to_string();
+            wasm_bindgen_futures::spawn_local(async move {
+                let (v, o) = (v.await, o.await);
+                if let Some(e) = v.or(o) {
+                    sink.lock().unwrap().push(format!("{what}: {e}"));
+                }
+            });
+        }
+        self.check_uncaptured(what)?;
+        Ok(value)
+    }
+
+    /// Fails with the oldest error that escaped every scope (or, in the browser, one that a
+    /// scope caught after it returned), if any.
+    pub fn check_uncaptured(&self, what: &str) -> Result<()> {
+        let mut errors = self.uncaptured.lock().unwrap();
+        if !errors.is_empty() {
+            let e = errors.remove(0);
             return Err(GpuError::Device { what: what.to_string(), detail: e });
         }
-        Ok(value)
+        Ok(())
     }
 
     /// Waits until the queue is idle.

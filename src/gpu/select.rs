@@ -51,6 +51,7 @@ pub fn make_instance(backends: wgpu::Backends) -> wgpu::Instance {
 
 /// Every adapter on the given backends, in a stable order: Vulkan, Metal, DX12, GL,
 /// then discrete before integrated before CPU.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters(instance: &wgpu::Instance, backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
     let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
     adapters.sort_by_key(|a| {

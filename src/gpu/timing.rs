@@ -1,9 +1,12 @@
 //! Timing kernels: GPU timestamp queries around a compute pass where the adapter has
 //! TIMESTAMP_QUERY, the host clock around submit + wait elsewhere (and said so).
 
-use std::time::Instant;
+#[cfg(not(target_arch = "wasm32"))]
+use web_time::Instant;
 
-use super::{Gpu, Launch, Result};
+use super::Gpu;
+#[cfg(not(target_arch = "wasm32"))]
+use super::{Launch, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Clock {
@@ -29,7 +32,8 @@ impl Gpu {
         }
     }
 
-    /// Seconds for one pass holding `reps` repetitions of `launches`.
+    /// Seconds for one pass holding `reps` repetitions of `launches` (native: it waits).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn time_pass(&self, launches: &[&Launch], reps: usize) -> Result<f64> {
         let what = "timing";
         if self.clock() == Clock::Host {
@@ -84,6 +88,7 @@ impl Gpu {
 
     /// Median seconds per repetition of `launches` after a warm-up: samples of passes that
     /// each last about 0.1 s (at least one repetition).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn median_time(&self, launches: &[&Launch], samples: usize) -> Result<f64> {
         self.time_pass(launches, 1)?; // warm-up (and compile)
         let once = self.time_pass(launches, 1)?.max(1e-7);

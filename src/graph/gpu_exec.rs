@@ -4,7 +4,8 @@
 //! asynchronously, double-buffered, so a training loop never waits for the GPU.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use web_time::Instant;
 
 use super::ops::ConvRole;
 use super::plan::{Placement, Plan};
@@ -464,19 +465,29 @@ impl<'g> GpuExecutor<'g> {
     }
 
     /// Every parameter by name with its shape and values (one download per group buffer).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_params(&self) -> Result<NamedTensors> {
-        self.read_group_buffers(|b| &b.params)
+        pollster::block_on(self.read_params_async())
+    }
+
+    pub async fn read_params_async(&self) -> Result<NamedTensors> {
+        self.read_group_buffers(|b| &b.params).await
     }
 
     /// Adam's first and second moments by parameter name.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_moments(&self) -> Result<(NamedTensors, NamedTensors)> {
-        Ok((self.read_group_buffers(|b| &b.m)?, self.read_group_buffers(|b| &b.v)?))
+        pollster::block_on(self.read_moments_async())
     }
 
-    fn read_group_buffers(&self, which: impl Fn(&GroupBuffers) -> &GpuBuffer) -> Result<NamedTensors> {
+    pub async fn read_moments_async(&self) -> Result<(NamedTensors, NamedTensors)> {
+        Ok((self.read_group_buffers(|b| &b.m).await?, self.read_group_buffers(|b| &b.v).await?))
+    }
+
+    async fn read_group_buffers(&self, which: impl Fn(&GroupBuffers) -> &GpuBuffer) -> Result<NamedTensors> {
         let mut out = vec![];
         for (gi, group) in self.graph.groups.iter().enumerate() {
-            let flat = self.gpu.download_f32(which(&self.groups[gi]))?;
+            let flat = self.gpu.download_f32_async(which(&self.groups[gi])).await?;
             for &p in &group.params {
                 let Placement::GroupParam { offset, .. } = self.plan.placement[p] else { unreachable!("params live in their group") };
                 let s = self.graph.shape(p);
@@ -531,8 +542,14 @@ impl<'g> GpuExecutor<'g> {
     /// Reads any tensor back (blocking; for tests and checkpoints). With buffer reuse, a
     /// tensor's slot holds its value only until a later tensor overwrites it: read params,
     /// gradients, inputs, outputs, or plan with `reuse: false`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read(&self, t: TensorId) -> Result<Vec<f32>> {
-        Ok(self.gpu.download_f32(self.view(t))?)
+        pollster::block_on(self.read_async(t))
+    }
+
+    /// `read` without blocking: resolves once the copy is mapped (the browser's way).
+    pub async fn read_async(&self, t: TensorId) -> Result<Vec<f32>> {
+        Ok(self.gpu.download_f32_async(self.view(t)).await?)
     }
 
     /// Copies out every mapped staging buffer (non-blocking) and frees it for reuse.
@@ -797,11 +814,16 @@ impl<'g> GpuExecutor<'g> {
     }
 
     /// The model's state constants (batch norm's running statistics) by name.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_state(&self) -> Result<NamedTensors> {
+        pollster::block_on(self.read_state_async())
+    }
+
+    pub async fn read_state_async(&self) -> Result<NamedTensors> {
         let mut out = vec![];
         for &t in &self.graph.state {
             let s = self.graph.shape(t);
-            out.push((self.graph.name(t).to_string(), [s.rows, s.cols], self.read(t)?));
+            out.push((self.graph.name(t).to_string(), [s.rows, s.cols], self.read_async(t).await?));
         }
         Ok(out)
     }

@@ -736,7 +736,18 @@ fn tuned_tile(gpu: &Gpu, spec: &MatmulSpec, dtype: DType) -> Result<Tile> {
     if spec.flops() < 1e6 || tuner.budget_left().is_zero() {
         return Ok(default);
     }
-    let started = std::time::Instant::now();
+    let started = web_time::Instant::now();
+    let best = fastest_tile(gpu, spec, dtype, default)?;
+    log::info!("autotune {key}: {:?}", best.1);
+    let what = format!("{} {}x{}x{} {dtype:?}", spec.trans.name(), spec.m, spec.n, spec.k);
+    tuner.report(&what, &best.1.to_string(), started.elapsed());
+    tuner.record(key, best.1.to_string());
+    Ok(best.1)
+}
+
+/// Times every candidate tile on `spec` and returns (seconds, the fastest).
+#[cfg(not(target_arch = "wasm32"))]
+fn fastest_tile(gpu: &Gpu, spec: &MatmulSpec, dtype: DType, default: Tile) -> Result<(f64, Tile)> {
     let (na, nb) = (spec.m * spec.k, spec.k * spec.n);
     let fill = pattern;
     let (a, b) = match dtype {
@@ -759,9 +770,11 @@ fn tuned_tile(gpu: &Gpu, spec: &MatmulSpec, dtype: DType) -> Result<Tile> {
             best = (t, tile);
         }
     }
-    log::info!("autotune {key}: {:?}", best.1);
-    let what = format!("{} {}x{}x{} {dtype:?}", spec.trans.name(), spec.m, spec.n, spec.k);
-    tuner.report(&what, &best.1.to_string(), started.elapsed());
-    tuner.record(key, best.1.to_string());
-    Ok(best.1)
+    Ok(best)
+}
+
+/// The browser cannot wait for a timing: its adapter keeps the class default.
+#[cfg(target_arch = "wasm32")]
+fn fastest_tile(_: &Gpu, _: &MatmulSpec, _: DType, default: Tile) -> Result<(f64, Tile)> {
+    Ok((f64::NAN, default))
 }

@@ -7,7 +7,6 @@ use crate::data::Dataset;
 use crate::gpu::Gpu;
 use crate::graph::{ExecOptions, GpuExecutor};
 use crate::model::{build_decode, build_eval, DecodeGraph, EvalGraph, ModelConfig};
-use crate::types::Act;
 use crate::types::Scaling;
 
 use super::Result;
@@ -29,10 +28,12 @@ pub struct EvalResult {
 }
 
 pub struct Evaluator<'g> {
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     gpu: &'g Gpu,
     pub config: ModelConfig,
     graph: EvalGraph,
     exec: GpuExecutor<'g>,
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     scaling: Scaling,
 }
 
@@ -71,6 +72,7 @@ impl<'g> Evaluator<'g> {
     }
 
     /// Runs over the test set in whole batches (the remainder of fewer than one batch is left out).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn evaluate(&mut self, test: &Dataset) -> Result<EvalResult> {
         let b = self.graph.batch;
         let batches = test.count / b;
@@ -93,7 +95,7 @@ impl<'g> Evaluator<'g> {
             }
         }
         let n = batches as f64;
-        let bce = (self.config.output_act == Act::Sigmoid).then_some(bce / n);
+        let bce = (self.config.output_act == crate::types::Act::Sigmoid).then_some(bce / n);
         Ok(EvalResult {
             images: batches * b,
             bce,
@@ -105,6 +107,7 @@ impl<'g> Evaluator<'g> {
     }
 
     /// Dec(μ(x)) for the first `n` images of `set` (n ≤ the evaluation batch), in [0, 1].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn reconstruct(&mut self, set: &Dataset, n: usize) -> Result<(Vec<f32>, Vec<f32>)> {
         let b = self.graph.batch;
         let n = n.min(b).min(set.count);
@@ -125,7 +128,6 @@ impl<'g> Evaluator<'g> {
 
 /// The decoder alone, for samples and latent walks.
 pub struct Decoder<'g> {
-    gpu: &'g Gpu,
     graph: DecodeGraph,
     exec: GpuExecutor<'g>,
     scaling: Scaling,
@@ -136,7 +138,7 @@ impl<'g> Decoder<'g> {
     pub fn new(gpu: &'g Gpu, config: &ModelConfig, batch: usize) -> Result<Self> {
         let graph = build_decode(config, batch)?;
         let exec = GpuExecutor::new(gpu, graph.graph.clone(), ExecOptions::default())?;
-        Ok(Decoder { gpu, graph, exec, scaling: super::scaling_for(config.output_act), batch })
+        Ok(Decoder { graph, exec, scaling: super::scaling_for(config.output_act), batch })
     }
 
     pub fn load(&self, values: &dyn Fn(&str) -> Option<Vec<f32>>) -> Result<()> {
@@ -146,8 +148,14 @@ impl<'g> Decoder<'g> {
     }
 
     /// Images in [0, 1] for latent codes z (batch × latent).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn decode(&mut self, z: &[f32]) -> Result<Vec<f32>> {
-        let out = self.decode_raw(z)?;
+        pollster::block_on(self.decode_async(z))
+    }
+
+    /// `decode` without blocking (the browser's way).
+    pub async fn decode_async(&mut self, z: &[f32]) -> Result<Vec<f32>> {
+        let out = self.decode_raw_async(z).await?;
         Ok(self.scale_to_unit(&out))
     }
 
@@ -158,11 +166,15 @@ impl<'g> Decoder<'g> {
 
     /// The decoder's own output for z (batch × h·w·c, NHWC, in the output activation's
     /// range): what an exported decoder must reproduce.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn decode_raw(&mut self, z: &[f32]) -> Result<Vec<f32>> {
+        pollster::block_on(self.decode_raw_async(z))
+    }
+
+    pub async fn decode_raw_async(&mut self, z: &[f32]) -> Result<Vec<f32>> {
         self.exec.set_input(self.graph.z, z)?;
         self.exec.step()?;
-        self.gpu.wait()?;
-        Ok(self.exec.read(self.graph.images)?)
+        Ok(self.exec.read_async(self.graph.images).await?)
     }
 }
 

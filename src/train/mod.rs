@@ -5,17 +5,18 @@ pub mod eval;
 pub mod feed;
 pub mod logs;
 pub mod parallel;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod run;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod tensorboard;
 
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use crate::checkpoint::{self, Checkpoint};
+use crate::checkpoint::Checkpoint;
 use crate::data::gpu::GpuDataset;
 use crate::data::{Dataset, Split};
 use crate::gpu::Gpu;
@@ -350,11 +351,17 @@ impl<'g> Trainer<'g> {
     }
 
     /// The current state as a checkpoint (waits for the GPU).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn checkpoint(&self) -> Result<Checkpoint> {
+        pollster::block_on(self.checkpoint_async())
+    }
+
+    /// The current state as a checkpoint, once the GPU has copied it out.
+    pub async fn checkpoint_async(&self) -> Result<Checkpoint> {
         self.gpu.wait()?;
-        let params = self.exec.read_params()?;
-        let (m, v) = self.exec.read_moments()?;
-        let state = self.exec.read_state()?;
+        let params = self.exec.read_params_async().await?;
+        let (m, v) = self.exec.read_moments_async().await?;
+        let state = self.exec.read_state_async().await?;
         // An epoch whose steps are all taken counts as completed.
         let (epoch, step_in_epoch) = if self.epoch_done() { (self.position.epoch + 1, 0) } else { (self.position.epoch, self.position.step_in_epoch) };
         Ok(Checkpoint {
@@ -376,8 +383,9 @@ impl<'g> Trainer<'g> {
         })
     }
 
-    pub fn save_checkpoint(&self, dir: &std::path::Path) -> Result<PathBuf> {
-        let path = checkpoint::path_in(dir);
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn save_checkpoint(&self, dir: &std::path::Path) -> Result<std::path::PathBuf> {
+        let path = crate::checkpoint::path_in(dir);
         self.checkpoint()?.save(&path)?;
         Ok(path)
     }

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use web_time::Instant;
 
 use super::eval::{fixed_normals, Decoder, EvalResult, Evaluator};
 use super::logs::{CsvLog, Repair, Row};
