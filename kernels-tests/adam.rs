@@ -9,41 +9,43 @@ use crate::common::*;
 /// A handful of f32 updates: relative error ~1e-6 on the parameters and moments.
 const TOL: f64 = 1e-5;
 
-#[test]
-fn adam_steps_match_twin() {
-    let mut rng = rng("adam_steps_match_twin");
-    for n in [1, 1000, 100_003] {
-        // The third case feeds gradients 1024× too large with grad_scale undoing it, as the
-        // f16 step does.
-        for (weight_decay, grad_scale) in [(0.0, 1.0), (0.01, 1.0), (0.01, 1.0 / 1024.0)] {
-            let hp = AdamParams { weight_decay, grad_scale, ..AdamParams::new(1e-2) };
-            let mut p = as_f32(&randn(&mut rng, n));
-            let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
-            let (pb, mb, vb) = (upload(&p), upload(&m), upload(&v));
-            let grad = upload(&vec![0.0; n]);
-            let launch = adam::adam(gpu(), hp, &grad, &pb, &mb, &vb).unwrap();
-            for step in 1..=5 {
-                let g: Vec<f64> = as_f32(&randn(&mut rng, n)).iter().map(|x| x / grad_scale as f64).collect();
-                gpu().write_f32(&grad, &g.iter().map(|&x| x as f32).collect::<Vec<_>>()).unwrap();
-                let hp = AdamParams { step, ..hp };
-                adam::set_params(gpu(), &launch, n, hp);
-                gpu().run([&launch]).unwrap();
-                reference::adam::adam(&hp, &g, &mut p, &mut m, &mut v);
+gpu_test! {
+    async fn adam_steps_match_twin() {
+        let mut rng = rng("adam_steps_match_twin");
+        for n in [1, 1000, 100_003] {
+            // The third case feeds gradients 1024× too large with grad_scale undoing it, as the
+            // f16 step does.
+            for (weight_decay, grad_scale) in [(0.0, 1.0), (0.01, 1.0), (0.01, 1.0 / 1024.0)] {
+                let hp = AdamParams { weight_decay, grad_scale, ..AdamParams::new(1e-2) };
+                let mut p = as_f32(&randn(&mut rng, n));
+                let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
+                let (pb, mb, vb) = (upload(&p), upload(&m), upload(&v));
+                let grad = upload(&vec![0.0; n]);
+                let launch = adam::adam(gpu(), hp, &grad, &pb, &mb, &vb).unwrap();
+                for step in 1..=5 {
+                    let g: Vec<f64> = as_f32(&randn(&mut rng, n)).iter().map(|x| x / grad_scale as f64).collect();
+                    gpu().write_f32(&grad, &g.iter().map(|&x| x as f32).collect::<Vec<_>>()).unwrap();
+                    let hp = AdamParams { step, ..hp };
+                    adam::set_params(gpu(), &launch, n, hp);
+                    gpu().run([&launch]).unwrap();
+                    reference::adam::adam(&hp, &g, &mut p, &mut m, &mut v);
+                }
+                let what = format!("adam n={n} wd={weight_decay} grad_scale={grad_scale}");
+                assert_close(&format!("{what} params"), &download(&pb).await, &p, TOL);
+                assert_close(&format!("{what} m"), &download(&mb).await, &m, TOL);
+                assert_close(&format!("{what} v"), &download(&vb).await, &v, TOL);
             }
-            let what = format!("adam n={n} wd={weight_decay} grad_scale={grad_scale}");
-            assert_close(&format!("{what} params"), &download(&pb), &p, TOL);
-            assert_close(&format!("{what} m"), &download(&mb), &m, TOL);
-            assert_close(&format!("{what} v"), &download(&vb), &v, TOL);
         }
     }
 }
 
-#[test]
-fn adam_rejects_step_zero_and_mismatched_buffers() {
-    let b = upload(&[0.0; 4]);
-    let err = adam::adam(gpu(), AdamParams { step: 0, ..AdamParams::new(1e-3) }, &b, &b, &b, &b).err().expect("step 0");
-    assert!(err.to_string().contains("step counts from 1"), "{err}");
-    let short = upload(&[0.0; 3]);
-    let err = adam::adam(gpu(), AdamParams::new(1e-3), &short, &b, &b, &b).err().expect("grad too short");
-    assert!(err.to_string().contains("grad has 3 elements, expected 4"), "{err}");
+gpu_test! {
+    async fn adam_rejects_step_zero_and_mismatched_buffers() {
+        let b = upload(&[0.0; 4]);
+        let err = adam::adam(gpu(), AdamParams { step: 0, ..AdamParams::new(1e-3) }, &b, &b, &b, &b).err().expect("step 0");
+        assert!(err.to_string().contains("step counts from 1"), "{err}");
+        let short = upload(&[0.0; 3]);
+        let err = adam::adam(gpu(), AdamParams::new(1e-3), &short, &b, &b, &b).err().expect("grad too short");
+        assert!(err.to_string().contains("grad has 3 elements, expected 4"), "{err}");
+    }
 }

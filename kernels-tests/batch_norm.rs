@@ -33,100 +33,104 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-#[test]
-fn batch_norm_forward_and_running_statistics_match_twin() {
-    let mut rng = rng("batch_norm_forward_and_running_statistics_match_twin");
-    let s = BatchNormSettings { eps: 1e-5, momentum: 0.1 };
-    for Case { rows, channels, offset } in cases() {
-        let n = rows * channels;
-        let x: Vec<f64> = as_f32(&randn(&mut rng, n).iter().map(|v| v + offset).collect::<Vec<_>>());
-        let (gamma, beta) = (as_f32(&uniform(&mut rng, channels, 0.5, 1.5)), as_f32(&randn(&mut rng, channels)));
-        let (rm0, rv0) = (as_f32(&randn(&mut rng, channels)), as_f32(&uniform(&mut rng, channels, 0.5, 2.0)));
-        let (xb, gb, bb, rm, rv) = (upload(&x), upload(&gamma), upload(&beta), upload(&rm0), upload(&rv0));
-        let (mean, invstd, y) = (poisoned(channels), poisoned(channels), poisoned(n));
-        let l = batch_norm::batch_norm_forward(gpu(), rows, channels, s, &xb, &gb, &bb, &rm, &rv, &mean, &invstd, &y).unwrap();
-        gpu().run(&l).unwrap();
-        let (wy, wmean, winvstd, wrm, wrv) = reference::batch_norm::batch_norm_forward(rows, channels, 1e-5, 0.1, &x, &gamma, &beta, (&rm0, &rv0));
-        let what = format!("batch_norm {rows}x{channels} offset {offset}");
-        let tol = if offset > 0.0 { 1e-3 } else { TOL };
-        assert_close(&format!("{what} y"), &download(&y), &wy, tol);
-        assert_close(&format!("{what} mean"), &download(&mean), &wmean, TOL);
-        assert_close(&format!("{what} invstd"), &download(&invstd), &winvstd, tol);
-        assert_close(&format!("{what} running mean"), &download(&rm), &wrm, TOL);
-        assert_close(&format!("{what} running var"), &download(&rv), &wrv, tol);
-        if offset > 0.0 {
-            // Normalised despite the offset: per channel, mean ≈ 0 and variance ≈ 1 (γ = 1-ish
-            // aside), where a one-pass E[x²] − E[x]² would leave noise of order 1e4²·2⁻²⁴ ≈ 6.
-            let (m, inv, _) = reference::batch_norm::batch_norm_stats(
-                rows,
-                channels,
-                1e-5,
-                &download(&y).iter().enumerate().map(|(i, v)| (v - beta[i % channels]) / gamma[i % channels]).collect::<Vec<_>>(),
-            );
-            assert!(m.iter().all(|v| v.abs() < 1e-2), "{what}: means {m:?}");
-            assert!(inv.iter().all(|v| (v - 1.0).abs() < 1e-2), "{what}: 1/std {inv:?}");
+gpu_test! {
+    async fn batch_norm_forward_and_running_statistics_match_twin() {
+        let mut rng = rng("batch_norm_forward_and_running_statistics_match_twin");
+        let s = BatchNormSettings { eps: 1e-5, momentum: 0.1 };
+        for Case { rows, channels, offset } in cases() {
+            let n = rows * channels;
+            let x: Vec<f64> = as_f32(&randn(&mut rng, n).iter().map(|v| v + offset).collect::<Vec<_>>());
+            let (gamma, beta) = (as_f32(&uniform(&mut rng, channels, 0.5, 1.5)), as_f32(&randn(&mut rng, channels)));
+            let (rm0, rv0) = (as_f32(&randn(&mut rng, channels)), as_f32(&uniform(&mut rng, channels, 0.5, 2.0)));
+            let (xb, gb, bb, rm, rv) = (upload(&x), upload(&gamma), upload(&beta), upload(&rm0), upload(&rv0));
+            let (mean, invstd, y) = (poisoned(channels), poisoned(channels), poisoned(n));
+            let l = batch_norm::batch_norm_forward(gpu(), rows, channels, s, &xb, &gb, &bb, &rm, &rv, &mean, &invstd, &y).unwrap();
+            gpu().run(&l).unwrap();
+            let (wy, wmean, winvstd, wrm, wrv) = reference::batch_norm::batch_norm_forward(rows, channels, 1e-5, 0.1, &x, &gamma, &beta, (&rm0, &rv0));
+            let what = format!("batch_norm {rows}x{channels} offset {offset}");
+            let tol = if offset > 0.0 { 1e-3 } else { TOL };
+            assert_close(&format!("{what} y"), &download(&y).await, &wy, tol);
+            assert_close(&format!("{what} mean"), &download(&mean).await, &wmean, TOL);
+            assert_close(&format!("{what} invstd"), &download(&invstd).await, &winvstd, tol);
+            assert_close(&format!("{what} running mean"), &download(&rm).await, &wrm, TOL);
+            assert_close(&format!("{what} running var"), &download(&rv).await, &wrv, tol);
+            if offset > 0.0 {
+                // Normalised despite the offset: per channel, mean ≈ 0 and variance ≈ 1 (γ = 1-ish
+                // aside), where a one-pass E[x²] − E[x]² would leave noise of order 1e4²·2⁻²⁴ ≈ 6.
+                let (m, inv, _) = reference::batch_norm::batch_norm_stats(
+                    rows,
+                    channels,
+                    1e-5,
+                    &download(&y).await.iter().enumerate().map(|(i, v)| (v - beta[i % channels]) / gamma[i % channels]).collect::<Vec<_>>(),
+                );
+                assert!(m.iter().all(|v| v.abs() < 1e-2), "{what}: means {m:?}");
+                assert!(inv.iter().all(|v| (v - 1.0).abs() < 1e-2), "{what}: 1/std {inv:?}");
+            }
         }
     }
 }
 
-#[test]
-fn batch_norm_backward_matches_twin_and_finite_differences() {
-    let mut rng = rng("batch_norm_backward_matches_twin_and_finite_differences");
-    let s = BatchNormSettings::default();
-    for Case { rows, channels, offset } in cases().into_iter().filter(|c| c.rows > 1 && c.rows * c.channels <= 20_000) {
-        let n = rows * channels;
-        let x: Vec<f64> = as_f32(&randn(&mut rng, n).iter().map(|v| v + offset).collect::<Vec<_>>());
-        let (gamma, beta, dy) = (as_f32(&uniform(&mut rng, channels, 0.5, 1.5)), as_f32(&randn(&mut rng, channels)), as_f32(&randn(&mut rng, n)));
-        let (xb, gb, bb) = (upload(&x), upload(&gamma), upload(&beta));
-        let (rm, rv) = (upload(&vec![0.0; channels]), upload(&vec![1.0; channels]));
-        let (mean, invstd, y) = (poisoned(channels), poisoned(channels), poisoned(n));
-        let (dx, dgamma, dbeta) = (poisoned(n), poisoned(channels), poisoned(channels));
-        let mut l = batch_norm::batch_norm_forward(gpu(), rows, channels, s, &xb, &gb, &bb, &rm, &rv, &mean, &invstd, &y).unwrap();
-        l.extend(batch_norm::batch_norm_backward(gpu(), rows, channels, &xb, &upload(&dy), &gb, &mean, &invstd, &dx, &dgamma, &dbeta).unwrap());
-        gpu().run(&l).unwrap();
-        let (wdx, wdg, wdb) = reference::batch_norm::batch_norm_backward(rows, channels, 1e-5, &x, &dy, &gamma);
-        let what = format!("batch_norm backward {rows}x{channels} offset {offset}");
-        let tol = if offset > 0.0 { 1e-3 } else { TOL };
-        let (gdx, gdg, gdb) = (download(&dx), download(&dgamma), download(&dbeta));
-        assert_close(&format!("{what} dx"), &gdx, &wdx, tol);
-        assert_close(&format!("{what} dgamma"), &gdg, &wdg, tol);
-        assert_close(&format!("{what} dbeta"), &gdb, &wdb, TOL);
-        if offset == 0.0 {
-            let fwd = |x: &[f64], g: &[f64], b: &[f64]| {
-                reference::batch_norm::batch_norm_forward(rows, channels, 1e-5, 0.1, x, g, b, (&vec![0.0; channels], &vec![1.0; channels])).0
-            };
-            check_grad(&format!("{what} dx"), &mut rng, |x| dot(&dy, &fwd(x, &gamma, &beta)), &x, &gdx);
-            check_grad(&format!("{what} dgamma"), &mut rng, |g| dot(&dy, &fwd(&x, g, &beta)), &gamma, &gdg);
-            check_grad(&format!("{what} dbeta"), &mut rng, |b| dot(&dy, &fwd(&x, &gamma, b)), &beta, &gdb);
+gpu_test! {
+    async fn batch_norm_backward_matches_twin_and_finite_differences() {
+        let mut rng = rng("batch_norm_backward_matches_twin_and_finite_differences");
+        let s = BatchNormSettings::default();
+        for Case { rows, channels, offset } in cases().into_iter().filter(|c| c.rows > 1 && c.rows * c.channels <= 20_000) {
+            let n = rows * channels;
+            let x: Vec<f64> = as_f32(&randn(&mut rng, n).iter().map(|v| v + offset).collect::<Vec<_>>());
+            let (gamma, beta, dy) = (as_f32(&uniform(&mut rng, channels, 0.5, 1.5)), as_f32(&randn(&mut rng, channels)), as_f32(&randn(&mut rng, n)));
+            let (xb, gb, bb) = (upload(&x), upload(&gamma), upload(&beta));
+            let (rm, rv) = (upload(&vec![0.0; channels]), upload(&vec![1.0; channels]));
+            let (mean, invstd, y) = (poisoned(channels), poisoned(channels), poisoned(n));
+            let (dx, dgamma, dbeta) = (poisoned(n), poisoned(channels), poisoned(channels));
+            let mut l = batch_norm::batch_norm_forward(gpu(), rows, channels, s, &xb, &gb, &bb, &rm, &rv, &mean, &invstd, &y).unwrap();
+            l.extend(batch_norm::batch_norm_backward(gpu(), rows, channels, &xb, &upload(&dy), &gb, &mean, &invstd, &dx, &dgamma, &dbeta).unwrap());
+            gpu().run(&l).unwrap();
+            let (wdx, wdg, wdb) = reference::batch_norm::batch_norm_backward(rows, channels, 1e-5, &x, &dy, &gamma);
+            let what = format!("batch_norm backward {rows}x{channels} offset {offset}");
+            let tol = if offset > 0.0 { 1e-3 } else { TOL };
+            let (gdx, gdg, gdb) = (download(&dx).await, download(&dgamma).await, download(&dbeta).await);
+            assert_close(&format!("{what} dx"), &gdx, &wdx, tol);
+            assert_close(&format!("{what} dgamma"), &gdg, &wdg, tol);
+            assert_close(&format!("{what} dbeta"), &gdb, &wdb, TOL);
+            if offset == 0.0 {
+                let fwd = |x: &[f64], g: &[f64], b: &[f64]| {
+                    reference::batch_norm::batch_norm_forward(rows, channels, 1e-5, 0.1, x, g, b, (&vec![0.0; channels], &vec![1.0; channels])).0
+                };
+                check_grad(&format!("{what} dx"), &mut rng, |x| dot(&dy, &fwd(x, &gamma, &beta)), &x, &gdx);
+                check_grad(&format!("{what} dgamma"), &mut rng, |g| dot(&dy, &fwd(&x, g, &beta)), &gamma, &gdg);
+                check_grad(&format!("{what} dbeta"), &mut rng, |b| dot(&dy, &fwd(&x, &gamma, b)), &beta, &gdb);
+            }
         }
     }
 }
 
-#[test]
-fn batch_norm_eval_uses_running_statistics() {
-    let mut rng = rng("batch_norm_eval_uses_running_statistics");
-    let s = BatchNormSettings::default();
-    for (rows, channels) in [(1, 1), (7, 5), (256, 3)] {
-        let n = rows * channels;
-        let x = as_f32(&randn(&mut rng, n));
-        let (gamma, beta) = (as_f32(&uniform(&mut rng, channels, 0.5, 1.5)), as_f32(&randn(&mut rng, channels)));
-        let (rm, rv) = (as_f32(&randn(&mut rng, channels)), as_f32(&uniform(&mut rng, channels, 0.5, 2.0)));
-        let y = poisoned(n);
-        let l = batch_norm::batch_norm_forward_eval(gpu(), rows, channels, s, &upload(&x), &upload(&gamma), &upload(&beta), &upload(&rm), &upload(&rv), &y)
+gpu_test! {
+    async fn batch_norm_eval_uses_running_statistics() {
+        let mut rng = rng("batch_norm_eval_uses_running_statistics");
+        let s = BatchNormSettings::default();
+        for (rows, channels) in [(1, 1), (7, 5), (256, 3)] {
+            let n = rows * channels;
+            let x = as_f32(&randn(&mut rng, n));
+            let (gamma, beta) = (as_f32(&uniform(&mut rng, channels, 0.5, 1.5)), as_f32(&randn(&mut rng, channels)));
+            let (rm, rv) = (as_f32(&randn(&mut rng, channels)), as_f32(&uniform(&mut rng, channels, 0.5, 2.0)));
+            let y = poisoned(n);
+            let l = batch_norm::batch_norm_forward_eval(gpu(), rows, channels, s, &upload(&x), &upload(&gamma), &upload(&beta), &upload(&rm), &upload(&rv), &y)
+                .unwrap();
+            gpu().run([&l]).unwrap();
+            let want = reference::batch_norm::batch_norm_forward_eval(channels, 1e-5, &x, &gamma, &beta, &rm, &rv);
+            assert_close(&format!("batch_norm eval {rows}x{channels}"), &download(&y).await, &want, TOL);
+        }
+    }
+}
+
+gpu_test! {
+    async fn batch_norm_refuses_bad_settings_and_lengths() {
+        let c = poisoned(3);
+        let err = batch_norm::batch_norm_forward_eval(gpu(), 4, 3, BatchNormSettings { eps: 0.0, momentum: 0.1 }, &poisoned(12), &c, &c, &c, &c, &poisoned(12))
+            .err()
             .unwrap();
-        gpu().run([&l]).unwrap();
-        let want = reference::batch_norm::batch_norm_forward_eval(channels, 1e-5, &x, &gamma, &beta, &rm, &rv);
-        assert_close(&format!("batch_norm eval {rows}x{channels}"), &download(&y), &want, TOL);
+        assert!(err.to_string().contains("must be > 0"), "{err}");
+        let err = batch_norm::batch_norm_forward_eval(gpu(), 4, 3, BatchNormSettings::default(), &poisoned(11), &c, &c, &c, &c, &poisoned(12)).err().unwrap();
+        assert!(err.to_string().contains("x has 11 elements, expected 12"), "{err}");
     }
-}
-
-#[test]
-fn batch_norm_refuses_bad_settings_and_lengths() {
-    let c = poisoned(3);
-    let err = batch_norm::batch_norm_forward_eval(gpu(), 4, 3, BatchNormSettings { eps: 0.0, momentum: 0.1 }, &poisoned(12), &c, &c, &c, &c, &poisoned(12))
-        .err()
-        .unwrap();
-    assert!(err.to_string().contains("must be > 0"), "{err}");
-    let err = batch_norm::batch_norm_forward_eval(gpu(), 4, 3, BatchNormSettings::default(), &poisoned(11), &c, &c, &c, &c, &poisoned(12)).err().unwrap();
-    assert!(err.to_string().contains("x has 11 elements, expected 12"), "{err}");
 }

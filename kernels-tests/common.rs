@@ -1,16 +1,71 @@
 //! The harness: one device per test process, fresh random inputs, NaN-poisoned outputs,
 //! normwise comparisons with stated tolerances, and central finite differences in f64.
+//!
+//! The kernel families' tests are shared with the browser harness (`browser.rs`, the same
+//! files compiled to wasm and run in headless Chromium's WebGPU): each is written once,
+//! as an async body in `gpu_test!`, whose one readback, `download(..).await`, blocks
+//! natively and yields to the page's event loop in the browser.
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::sync::OnceLock;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
-use vaegan::{DType, Gpu, GpuBuffer, GpuOptions};
+#[cfg(not(target_arch = "wasm32"))]
+use vaegan::GpuOptions;
+use vaegan::{DType, Gpu, GpuBuffer};
+
+/// A GPU test written once for both harnesses: natively a `#[test]` that blocks on its
+/// body; in the browser a `wasm_bindgen_test` that opens WebGPU first, then awaits it.
+macro_rules! gpu_test {
+    ($(#[$meta:meta])* async fn $name:ident() $body:block) => {
+        #[cfg(not(target_arch = "wasm32"))]
+        #[test]
+        $(#[$meta])*
+        fn $name() {
+            pollster::block_on(async $body)
+        }
+
+        #[cfg(target_arch = "wasm32")]
+        #[wasm_bindgen_test::wasm_bindgen_test]
+        $(#[$meta])*
+        async fn $name() {
+            crate::common::open_gpu().await;
+            $body
+        }
+    };
+}
+
+// The browser's device: its WebGPU adapter, opened once by the first test. With none,
+// every test fails and says so.
+#[cfg(target_arch = "wasm32")]
+thread_local! {
+    static GPU: std::cell::OnceCell<&'static Gpu> = const { std::cell::OnceCell::new() };
+}
+
+#[cfg(target_arch = "wasm32")]
+pub async fn open_gpu() {
+    if GPU.with(|g| g.get().is_some()) {
+        return;
+    }
+    let gpu = Gpu::request(&Default::default()).await.unwrap_or_else(|e| panic!("the browser kernel tests need a WebGPU adapter and found none: {e}"));
+    web_sys::console::log_1(&format!("kernel tests on WebGPU: {:?}, shader-f16 {}", gpu.info.device_type, gpu.features.shader_f16).into());
+    let gpu: &'static Gpu = Box::leak(Box::new(gpu));
+    GPU.with(|g| {
+        let _ = g.set(gpu);
+    });
+}
+
+#[cfg(target_arch = "wasm32")]
+pub fn gpu() -> &'static Gpu {
+    GPU.with(|g| *g.get().expect("open_gpu runs before every browser test"))
+}
 
 /// The device under test: `VAEGAN_TEST_BACKEND` (or `WGPU_BACKEND`), Vulkan by default;
 /// `VAEGAN_TEST_ADAPTER` picks an adapter. With no adapter every test fails and says how
 /// to install one: a kernel test that does not run proves nothing.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
@@ -32,6 +87,7 @@ pub fn gpu() -> &'static Gpu {
 }
 
 /// wgpu's EGL probe complains on stderr when XDG_RUNTIME_DIR is unset (harmless).
+#[cfg(not(target_arch = "wasm32"))]
 fn quiet_gl_probe() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -42,6 +98,7 @@ fn quiet_gl_probe() {
 }
 
 /// A second device on the same adapter as `gpu()`, with its own pipeline cache.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn fresh_gpu(disable_f16: bool) -> Gpu {
     quiet_gl_probe();
     let backend = std::env::var("VAEGAN_TEST_BACKEND").or_else(|_| std::env::var("WGPU_BACKEND")).unwrap_or_else(|_| "vulkan".to_string());
@@ -51,9 +108,19 @@ pub fn fresh_gpu(disable_f16: bool) -> Gpu {
 
 /// A fresh generator per test; the seed is printed so that a failure can be replayed
 /// with VAEGAN_TEST_SEED.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn rng(test: &str) -> StdRng {
     let seed = std::env::var("VAEGAN_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| rand::rng().random::<u64>());
     eprintln!("{test}: VAEGAN_TEST_SEED={seed}");
+    StdRng::seed_from_u64(seed)
+}
+
+/// In the browser the seed comes from `Math.random` (VAEGAN_TEST_SEED at build time
+/// replays one) and is printed on the console, which the runner shows for a failure.
+#[cfg(target_arch = "wasm32")]
+pub fn rng(test: &str) -> StdRng {
+    let seed = option_env!("VAEGAN_TEST_SEED").and_then(|s| s.parse().ok()).unwrap_or_else(|| (js_sys::Math::random() * 2f64.powi(53)) as u64);
+    web_sys::console::log_1(&format!("{test}: VAEGAN_TEST_SEED={seed}").into());
     StdRng::seed_from_u64(seed)
 }
 
@@ -82,8 +149,9 @@ pub fn poisoned(n: usize) -> GpuBuffer {
     buf
 }
 
-pub fn download(buf: &GpuBuffer) -> Vec<f64> {
-    gpu().download_f32(buf).expect("download").into_iter().map(|v| v as f64).collect()
+/// The buffer's values: the tests' one readback (see the module's note).
+pub async fn download(buf: &GpuBuffer) -> Vec<f64> {
+    gpu().download_f32_async(buf).await.expect("download").into_iter().map(|v| v as f64).collect()
 }
 
 /// ‖got − want‖₂ / ‖want‖₂ ≤ tol, and every element finite (NaN never passes).

@@ -92,6 +92,7 @@ fn module_dependencies_run_one_way() {
         ("export", 7),
         ("quality", 8),
         ("cli", 9),
+        ("web", 9),
     ];
     let layer = |m: &str| layers.iter().find(|(n, _)| *n == m).map(|(_, l)| *l);
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");

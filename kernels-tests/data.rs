@@ -1,16 +1,22 @@
 //! Data readers on good and bad files (IDX, PNG and JPEG folders, the decoded-image
-//! cache), and the GPU gather kernel against its twin.
+//! cache), and the GPU gather kernel against its twin. The readers work on files, so
+//! only the gather test also runs in the browser.
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::io::Write;
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::{Path, PathBuf};
 
 use vaegan::data::gpu::GpuDataset;
-use vaegan::data::{idx, CacheStatus, Crop, Dataset, ImageOptions, LoadOptions, Loaded, Split};
+use vaegan::data::Dataset;
+#[cfg(not(target_arch = "wasm32"))]
+use vaegan::data::{idx, CacheStatus, Crop, ImageOptions, LoadOptions, Loaded, Split};
 use vaegan::reference;
 use vaegan::types::Scaling;
 
 use crate::common::*;
 
+#[cfg(not(target_arch = "wasm32"))]
 pub fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
     let mut b = vec![0, 0, 0x08, dims.len() as u8];
     for d in dims {
@@ -20,18 +26,21 @@ pub fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
     b
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub fn gz(bytes: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(vec![], flate2::Compression::fast());
     e.write_all(bytes).unwrap();
     e.finish().unwrap()
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
     p
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 #[test]
 fn idx_reads_raw_and_gzip() {
     let dir = tempfile::tempdir().unwrap();
@@ -49,6 +58,7 @@ fn idx_reads_raw_and_gzip() {
     assert_eq!(set.labels, Some(vec![3, 7]));
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 #[test]
 fn mnist_copies_are_checksummed() {
     let dir = tempfile::tempdir().unwrap();
@@ -57,16 +67,19 @@ fn mnist_copies_are_checksummed() {
     assert!(err.contains("SHA-256") && err.contains("damaged"), "{err}");
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Loads a data folder with `image` options and its cache in `cache`.
 pub fn load(path: &Path, image: ImageOptions, cache: &Path) -> Result<Loaded, vaegan::data::DataError> {
     vaegan::data::load(path, &LoadOptions { image, seed: 1, cache_dir: Some(cache.to_path_buf()), progress: &|_, _| {} })
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub fn load_mnist() -> Split {
     let dir = tempfile::tempdir().unwrap();
     load(&shipped_mnist(), ImageOptions::grey(28), dir.path()).unwrap().split
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 #[test]
 fn shipped_mnist_loads_with_its_checksums() {
     let split = load_mnist();
@@ -76,10 +89,12 @@ fn shipped_mnist_loads_with_its_checksums() {
     assert_eq!(split.train.labels.as_ref().unwrap()[0], 5);
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub fn shipped_mnist() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/mnist")
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub fn write_png(path: &Path, w: u32, h: u32, color: png::ColorType, data: &[u8]) {
     let f = std::fs::File::create(path).unwrap();
     let mut e = png::Encoder::new(std::io::BufWriter::new(f), w, h);
@@ -88,10 +103,12 @@ pub fn write_png(path: &Path, w: u32, h: u32, color: png::ColorType, data: &[u8]
     e.write_header().unwrap().write_image_data(data).unwrap();
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub fn write_jpeg(path: &Path, w: u16, h: u16, rgb: &[u8]) {
     jpeg_encoder::Encoder::new_file(path, 95).unwrap().encode(rgb, w, h, jpeg_encoder::ColorType::Rgb).unwrap();
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 #[test]
 fn png_folders_load_by_the_stated_rule() {
     let (dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -120,6 +137,7 @@ fn png_folders_load_by_the_stated_rule() {
     assert!(split.train.images.iter().all(|&p| p == 76), "0.299·255 = 76");
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// RGB, grey and RGBA PNGs and JPEGs of mixed sizes in nested folders, read as RGB and as
 /// grey; the order is the paths' order; Larsen's crop keeps CelebA's face box.
 #[test]
@@ -178,6 +196,7 @@ fn colour_folders_of_png_and_jpeg_load() {
     assert_eq!((split.train.count, split.test.count, split.train.shape()), (4, 1, [16, 16, 3]));
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// The cache: read back on the second load, rebuilt when a source file changes or the
 /// preprocessing differs, never reused when its header or length is wrong.
 #[test]
@@ -221,31 +240,33 @@ fn the_image_cache_is_keyed_by_files_and_preprocessing() {
     assert_eq!(values(&again), [0, 20, 99]);
 }
 
-#[test]
-fn gather_matches_twin() {
-    let mut rng = rng("gather_matches_twin");
-    let (count, dim) = (37, 13);
-    let pixels: Vec<u8> = uniform(&mut rng, count * dim, 0.0, 256.0).iter().map(|&v| v as u8).collect();
-    let labels: Vec<u8> = (0..count).map(|i| (i * 7 % 10) as u8).collect();
-    let set = Dataset { images: pixels.clone().into(), labels: Some(labels.clone()), count, height: 1, width: dim, channels: 1, source: "test".into() };
-    let gd = GpuDataset::upload(gpu(), &set).unwrap();
-    let perm: Vec<u32> = vaegan::train::permutation(3, 0, count);
-    let pb = gd.permutation_buffer(gpu()).unwrap();
-    gpu().write_u32(&pb, &perm).unwrap();
-    for (batch, start, scaling) in [(1, 0, Scaling::UNIT), (5, 30, Scaling::SYMMETRIC), (8, 7, Scaling { binarize: true, ..Scaling::UNIT })] {
-        let out = poisoned(batch * dim);
-        let l = gd.gather(gpu(), &pb, batch, start, scaling, &out).unwrap();
-        gpu().run([&l]).unwrap();
-        let want = reference::data::gather(&pixels, dim, &perm, batch, start, scaling);
-        assert_close(&format!("gather batch {batch} at {start}"), &download(&out), &want, 1e-6);
-        let onehot = poisoned(batch * 10);
-        let l = gd.gather_labels(gpu(), &pb, batch, start, 10, &onehot).unwrap();
-        gpu().run([&l]).unwrap();
-        let want = reference::data::gather_labels(&labels, &perm, batch, start, 10);
-        assert_close(&format!("gather_labels batch {batch} at {start}"), &download(&onehot), &want, 0.0);
+gpu_test! {
+    async fn gather_matches_twin() {
+        let mut rng = rng("gather_matches_twin");
+        let (count, dim) = (37, 13);
+        let pixels: Vec<u8> = uniform(&mut rng, count * dim, 0.0, 256.0).iter().map(|&v| v as u8).collect();
+        let labels: Vec<u8> = (0..count).map(|i| (i * 7 % 10) as u8).collect();
+        let set = Dataset { images: pixels.clone().into(), labels: Some(labels.clone()), count, height: 1, width: dim, channels: 1, source: "test".into() };
+        let gd = GpuDataset::upload(gpu(), &set).unwrap();
+        let perm: Vec<u32> = vaegan::train::permutation(3, 0, count);
+        let pb = gd.permutation_buffer(gpu()).unwrap();
+        gpu().write_u32(&pb, &perm).unwrap();
+        for (batch, start, scaling) in [(1, 0, Scaling::UNIT), (5, 30, Scaling::SYMMETRIC), (8, 7, Scaling { binarize: true, ..Scaling::UNIT })] {
+            let out = poisoned(batch * dim);
+            let l = gd.gather(gpu(), &pb, batch, start, scaling, &out).unwrap();
+            gpu().run([&l]).unwrap();
+            let want = reference::data::gather(&pixels, dim, &perm, batch, start, scaling);
+            assert_close(&format!("gather batch {batch} at {start}"), &download(&out).await, &want, 1e-6);
+            let onehot = poisoned(batch * 10);
+            let l = gd.gather_labels(gpu(), &pb, batch, start, 10, &onehot).unwrap();
+            gpu().run([&l]).unwrap();
+            let want = reference::data::gather_labels(&labels, &perm, batch, start, 10);
+            assert_close(&format!("gather_labels batch {batch} at {start}"), &download(&onehot).await, &want, 0.0);
+        }
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// `make-dataset shapes`: the same images for the same seed, other images for another, the
 /// factors recorded, and a folder that loads as a 64×64 colour set; an occupied folder is
 /// refused rather than overwritten.

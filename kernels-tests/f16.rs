@@ -13,47 +13,49 @@ fn round_f16(x: &[f64]) -> Vec<f64> {
     x.iter().map(|&v| f16::from_f64(v).to_f64()).collect()
 }
 
-/// Against the exact f16 inputs the only error is f32 accumulation (≤ 1e-5); against the
-/// original f32 inputs f16 rounding (2⁻¹¹ relative per operand) dominates: ≤ 1e-2 of
-/// ‖|A|·|B|‖, the scale of the products before they cancel (a relative bound on the
-/// result itself would fail wherever the sum happens to cancel, e.g. at 1×1×1 with a bias).
-#[test]
-fn f16_matmul_matches_twin() {
-    let g = gpu();
-    if std::env::var("VAEGAN_TEST_REQUIRE_F16").is_ok() {
-        assert!(g.features.shader_f16, "VAEGAN_TEST_REQUIRE_F16 is set but {} has no SHADER_F16", g.describe());
-    }
-    let mut rng = rng("f16_matmul_matches_twin");
-    for &(m, n, k) in &[(1, 1, 1), (7, 13, 29), (127, 255, 63), (64, 512, 784)] {
-        for trans in [Trans::NN, Trans::NT, Trans::TN] {
-            let a = randn(&mut rng, m * k);
-            let b = randn(&mut rng, k * n);
-            let bias = as_f32(&randn(&mut rng, n));
-            let af: Vec<f32> = a.iter().map(|&v| v as f32).collect();
-            let bf: Vec<f32> = b.iter().map(|&v| v as f32).collect();
-            let (ab, bb) = (g.upload_half_or_f32("a", &af).unwrap(), g.upload_half_or_f32("b", &bf).unwrap());
-            let expected = if g.features.shader_f16 { DType::F16 } else { DType::F32 };
-            assert_eq!(ab.dtype, expected, "upload_half_or_f32 must pick f16 exactly when SHADER_F16 is there");
-            let c = poisoned(m * n);
-            let spec = MatmulSpec::new(m, n, k, trans).act(Act::Relu);
-            let l = matmul(g, &spec, &ab, &bb, Some(&upload(&bias)), &c).unwrap();
-            g.run([&l]).unwrap();
-            let got = download(&c);
-            let (ra, rb) = if g.features.shader_f16 { (round_f16(&a), round_f16(&b)) } else { (as_f32(&a), as_f32(&b)) };
-            let exact = reference::matmul::matmul(m, n, k, trans, &ra, &rb, Some(&bias), Act::Relu);
-            assert_close(&format!("{} vs its storage precision", l.name), &got, &exact, 1e-5);
-            let original = reference::matmul::matmul(m, n, k, trans, &a, &b, Some(&bias), Act::Relu);
-            let abs = |x: &[f64]| x.iter().map(|v| v.abs()).collect::<Vec<_>>();
-            let magnitude = reference::matmul::matmul(m, n, k, trans, &abs(&a), &abs(&b), None, Act::None);
-            let norm = magnitude.iter().map(|v| v * v).sum::<f64>().sqrt();
-            let diff = got.iter().zip(&original).map(|(g, w)| (g - w) * (g - w)).sum::<f64>().sqrt();
-            assert!(diff <= 1e-2 * norm, "{} vs f64 inputs: error {diff:.3e} > 1e-2 · {norm:.3e}", l.name);
+gpu_test! {
+    /// Against the exact f16 inputs the only error is f32 accumulation (≤ 1e-5); against the
+    /// original f32 inputs f16 rounding (2⁻¹¹ relative per operand) dominates: ≤ 1e-2 of
+    /// ‖|A|·|B|‖, the scale of the products before they cancel (a relative bound on the
+    /// result itself would fail wherever the sum happens to cancel, e.g. at 1×1×1 with a bias).
+    async fn f16_matmul_matches_twin() {
+        let g = gpu();
+        if std::env::var("VAEGAN_TEST_REQUIRE_F16").is_ok() {
+            assert!(g.features.shader_f16, "VAEGAN_TEST_REQUIRE_F16 is set but {} has no SHADER_F16", g.describe());
+        }
+        let mut rng = rng("f16_matmul_matches_twin");
+        for &(m, n, k) in &[(1, 1, 1), (7, 13, 29), (127, 255, 63), (64, 512, 784)] {
+            for trans in [Trans::NN, Trans::NT, Trans::TN] {
+                let a = randn(&mut rng, m * k);
+                let b = randn(&mut rng, k * n);
+                let bias = as_f32(&randn(&mut rng, n));
+                let af: Vec<f32> = a.iter().map(|&v| v as f32).collect();
+                let bf: Vec<f32> = b.iter().map(|&v| v as f32).collect();
+                let (ab, bb) = (g.upload_half_or_f32("a", &af).unwrap(), g.upload_half_or_f32("b", &bf).unwrap());
+                let expected = if g.features.shader_f16 { DType::F16 } else { DType::F32 };
+                assert_eq!(ab.dtype, expected, "upload_half_or_f32 must pick f16 exactly when SHADER_F16 is there");
+                let c = poisoned(m * n);
+                let spec = MatmulSpec::new(m, n, k, trans).act(Act::Relu);
+                let l = matmul(g, &spec, &ab, &bb, Some(&upload(&bias)), &c).unwrap();
+                g.run([&l]).unwrap();
+                let got = download(&c).await;
+                let (ra, rb) = if g.features.shader_f16 { (round_f16(&a), round_f16(&b)) } else { (as_f32(&a), as_f32(&b)) };
+                let exact = reference::matmul::matmul(m, n, k, trans, &ra, &rb, Some(&bias), Act::Relu);
+                assert_close(&format!("{} vs its storage precision", l.name), &got, &exact, 1e-5);
+                let original = reference::matmul::matmul(m, n, k, trans, &a, &b, Some(&bias), Act::Relu);
+                let abs = |x: &[f64]| x.iter().map(|v| v.abs()).collect::<Vec<_>>();
+                let magnitude = reference::matmul::matmul(m, n, k, trans, &abs(&a), &abs(&b), None, Act::None);
+                let norm = magnitude.iter().map(|v| v * v).sum::<f64>().sqrt();
+                let diff = got.iter().zip(&original).map(|(g, w)| (g - w) * (g - w)).sum::<f64>().sqrt();
+                assert!(diff <= 1e-2 * norm, "{} vs f64 inputs: error {diff:.3e} > 1e-2 · {norm:.3e}", l.name);
+            }
         }
     }
 }
 
 /// The fallback, forced: a device opened without SHADER_F16 stores f32 and still computes
 /// the right product; asking it for f16 explicitly is a clear error.
+#[cfg(not(target_arch = "wasm32"))]
 #[test]
 fn without_shader_f16_half_storage_falls_back_to_f32() {
     let g = fresh_gpu(true);
@@ -71,140 +73,141 @@ fn without_shader_f16_half_storage_falls_back_to_f32() {
     assert!(err.to_string().contains("SHADER_F16"), "{err}");
 }
 
+/// The device, which must have SHADER_F16 — but on GL (llvmpipe) and in the browser
+/// (Chromium's SwiftShader exposes no shader-f16), where the tests check that f16 is refused.
 fn require_f16() -> &'static vaegan::Gpu {
     let g = gpu();
-    assert!(
-        g.features.shader_f16 || std::env::var("VAEGAN_TEST_BACKEND").is_ok_and(|b| b == "gl"),
-        "{} has no SHADER_F16: the mixed-precision tests need it (lavapipe has it)",
-        g.describe()
-    );
+    let exempt = cfg!(target_arch = "wasm32") || std::env::var("VAEGAN_TEST_BACKEND").is_ok_and(|b| b == "gl");
+    assert!(g.features.shader_f16 || exempt, "{} has no SHADER_F16: the mixed-precision tests need it (lavapipe has it)", g.describe());
     g
 }
 
-/// f32 → f16 cast vs its twin: round to nearest even (at most 1 f16 ulp apart, should a
-/// driver round otherwise), overflow to ±inf, subnormals kept, every element written.
-#[test]
-fn to_f16_cast_matches_twin() {
-    let g = require_f16();
-    if !g.features.shader_f16 {
-        let src = g.upload_f32("x", &[1.0]).unwrap();
-        let dst = g.zeros("y", 1, DType::F32).unwrap();
-        assert!(vaegan::kernels::cast::to_f16(g, &src, &dst).is_err(), "an f32 destination is refused");
-        return;
-    }
-    let mut rng = rng("to_f16_cast_matches_twin");
-    for n in [1, 1000, 70_001] {
-        let mut x = as_f32(&randn(&mut rng, n));
-        let specials = [70000.0, -1e6, 65504.0, 3e-6, -6e-8, 1e-9, 0.0, 1.0 / 3.0];
-        for (i, s) in specials.iter().enumerate().take(n) {
-            x[i] = *s;
+gpu_test! {
+    /// f32 → f16 cast vs its twin: round to nearest even (at most 1 f16 ulp apart, should a
+    /// driver round otherwise), overflow to ±inf, subnormals kept, every element written.
+    async fn to_f16_cast_matches_twin() {
+        let g = require_f16();
+        if !g.features.shader_f16 {
+            let src = g.upload_f32("x", &[1.0]).unwrap();
+            let dst = g.zeros("y", 1, DType::F32).unwrap();
+            assert!(vaegan::kernels::cast::to_f16(g, &src, &dst).is_err(), "an f32 destination is refused");
+            return;
         }
-        let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-        let src = g.upload_f32("x", &xf).unwrap();
-        let dst = g.zeros("y", n, DType::F16).unwrap();
-        g.poison(&dst);
-        let l = vaegan::kernels::cast::to_f16(g, &src, &dst).unwrap();
-        g.run([&l]).unwrap();
-        let bytes = g.download_bytes(&dst).unwrap();
-        let got: Vec<f16> = bytes.chunks(2).take(n).map(|b| f16::from_bits(u16::from_le_bytes([b[0], b[1]]))).collect();
-        let want = reference::cast::to_f16(&xf);
-        for i in 0..n {
-            let (gv, wv) = (got[i].to_f32(), want[i]);
-            assert!(!gv.is_nan(), "element {i} of {n} unwritten or NaN (input {})", xf[i]);
-            let ulp = (f16::from_f32(wv).to_bits() as i32 - got[i].to_bits() as i32).abs();
-            assert!(gv == wv || (wv.is_finite() && ulp <= 1), "element {i}: f16({}) = {gv}, twin {wv}", xf[i]);
+        let mut rng = rng("to_f16_cast_matches_twin");
+        for n in [1, 1000, 70_001] {
+            let mut x = as_f32(&randn(&mut rng, n));
+            let specials = [70000.0, -1e6, 65504.0, 3e-6, -6e-8, 1e-9, 0.0, 1.0 / 3.0];
+            for (i, s) in specials.iter().enumerate().take(n) {
+                x[i] = *s;
+            }
+            let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+            let src = g.upload_f32("x", &xf).unwrap();
+            let dst = g.zeros("y", n, DType::F16).unwrap();
+            g.poison(&dst);
+            let l = vaegan::kernels::cast::to_f16(g, &src, &dst).unwrap();
+            g.run([&l]).unwrap();
+            let bytes = g.download_bytes_async(&dst).await.unwrap();
+            let got: Vec<f16> = bytes.chunks(2).take(n).map(|b| f16::from_bits(u16::from_le_bytes([b[0], b[1]]))).collect();
+            let want = reference::cast::to_f16(&xf);
+            for i in 0..n {
+                let (gv, wv) = (got[i].to_f32(), want[i]);
+                assert!(!gv.is_nan(), "element {i} of {n} unwritten or NaN (input {})", xf[i]);
+                let ulp = (f16::from_f32(wv).to_bits() as i32 - got[i].to_bits() as i32).abs();
+                assert!(gv == wv || (wv.is_finite() && ulp <= 1), "element {i}: f16({}) = {gv}, twin {wv}", xf[i]);
+            }
         }
     }
 }
 
-/// The mixed-precision step against the f32 step from the same weights and batch: the
-/// gradients (unscaled by the loss scale) agree to f16's rounding of the operands, the losses
-/// to 1 %, and five Adam steps lower the loss alike (see below). Gradient tolerances are relative to
-/// each tensor's norm: typically 5e-4, but a pre-activation that f16 rounding moves across
-/// ReLU's kink switches a whole path of gradient on or off, and where a gradient is a small
-/// difference of large terms (the discriminator's: real minus generated images) rounding is
-/// amplified; worst cases measured over 30 runs 5.1e-2 (VAE) and 4.4e-2 (VAE-GAN), hence 0.1
-/// and 0.2.
-/// A missing or doubled loss scale is off by 100 % or more either way.
-#[test]
-fn mixed_precision_step_tracks_f32() {
-    use vaegan::graph::gpu_exec::LOSS_SCALE;
-    use vaegan::graph::{ExecOptions, GpuExecutor};
-    use vaegan::model::{build_step, Mode, ModelConfig};
-    use vaegan::types::AdamParams;
-    use vaegan::types::Precision;
-    let g = require_f16();
-    if !g.features.shader_f16 {
-        let step = build_step(&ModelConfig::mnist_mlp(), 2, 1).unwrap();
-        let err = GpuExecutor::new(g, step.graph, ExecOptions { precision: Precision::F16, ..Default::default() }).err().unwrap();
-        assert!(err.to_string().contains("SHADER_F16"), "{err}");
-        return;
-    }
-    let mut rng = rng("mixed_precision_step_tracks_f32");
-    for (mode, tol) in [(Mode::Vae, 0.1), (Mode::VaeGan, 0.2)] {
-        let config = ModelConfig { mode, ..ModelConfig::mnist_mlp() };
-        let batch = 8;
-        let step = build_step(&config, batch, 5).unwrap();
-        let x: Vec<f32> = as_f32(&uniform(&mut rng, batch * 784, 0.0, 1.0)).iter().map(|&v| v as f32).collect();
-        let run = |precision: Precision, adam: bool| {
-            let groups = step.graph.groups.len();
-            let update = adam.then(|| vec![AdamParams::new(1e-3).into(); groups]);
-            let mut exec = GpuExecutor::new(g, step.graph.clone(), ExecOptions { seed: 9, reuse: true, update, precision }).unwrap();
-            exec.wait_for_readback = true;
-            exec.set_input(step.x, &x).unwrap();
-            exec
-        };
-        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
-        let rel = |a: &[f64], b: &[f64]| norm(&a.iter().zip(b).map(|(x, y)| x - y).collect::<Vec<_>>()) / norm(b).max(1e-30);
-        let f64s = |v: &[f32], s: f32| v.iter().map(|&x| x as f64 / s as f64).collect::<Vec<f64>>();
+gpu_test! {
+    /// The mixed-precision step against the f32 step from the same weights and batch: the
+    /// gradients (unscaled by the loss scale) agree to f16's rounding of the operands, the losses
+    /// to 1 %, and five Adam steps lower the loss alike (see below). Gradient tolerances are relative to
+    /// each tensor's norm: typically 5e-4, but a pre-activation that f16 rounding moves across
+    /// ReLU's kink switches a whole path of gradient on or off, and where a gradient is a small
+    /// difference of large terms (the discriminator's: real minus generated images) rounding is
+    /// amplified; worst cases measured over 30 runs 5.1e-2 (VAE) and 4.4e-2 (VAE-GAN), hence 0.1
+    /// and 0.2.
+    /// A missing or doubled loss scale is off by 100 % or more either way.
+    async fn mixed_precision_step_tracks_f32() {
+        use vaegan::graph::gpu_exec::LOSS_SCALE;
+        use vaegan::graph::{ExecOptions, GpuExecutor};
+        use vaegan::model::{build_step, Mode, ModelConfig};
+        use vaegan::types::AdamParams;
+        use vaegan::types::Precision;
+        let g = require_f16();
+        if !g.features.shader_f16 {
+            let step = build_step(&ModelConfig::mnist_mlp(), 2, 1).unwrap();
+            let err = GpuExecutor::new(g, step.graph, ExecOptions { precision: Precision::F16, ..Default::default() }).err().unwrap();
+            assert!(err.to_string().contains("SHADER_F16"), "{err}");
+            return;
+        }
+        let mut rng = rng("mixed_precision_step_tracks_f32");
+        for (mode, tol) in [(Mode::Vae, 0.1), (Mode::VaeGan, 0.2)] {
+            let config = ModelConfig { mode, ..ModelConfig::mnist_mlp() };
+            let batch = 8;
+            let step = build_step(&config, batch, 5).unwrap();
+            let x: Vec<f32> = as_f32(&uniform(&mut rng, batch * 784, 0.0, 1.0)).iter().map(|&v| v as f32).collect();
+            let run = |precision: Precision, adam: bool| {
+                let groups = step.graph.groups.len();
+                let update = adam.then(|| vec![AdamParams::new(1e-3).into(); groups]);
+                let mut exec = GpuExecutor::new(g, step.graph.clone(), ExecOptions { seed: 9, reuse: true, update, precision }).unwrap();
+                exec.wait_for_readback = true;
+                exec.set_input(step.x, &x).unwrap();
+                exec
+            };
+            let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            let rel = |a: &[f64], b: &[f64]| norm(&a.iter().zip(b).map(|(x, y)| x - y).collect::<Vec<_>>()) / norm(b).max(1e-30);
+            let f64s = |v: &[f32], s: f32| v.iter().map(|&x| x as f64 / s as f64).collect::<Vec<f64>>();
 
-        // Gradients of one step.
-        let (mut e32, mut e16) = (run(Precision::F32, false), run(Precision::F16, false));
-        assert_eq!(e16.loss_scale(), LOSS_SCALE);
-        for e in [&mut e32, &mut e16] {
-            e.step_with(true, None).unwrap();
-        }
-        let (o32, o16) = (e32.wait_outputs().unwrap(), e16.wait_outputs().unwrap());
-        for ((name, a), (_, b)) in o32[0].1.iter().zip(&o16[0].1) {
-            assert!(((a - b) / a.abs().max(1e-3)).abs() < 1e-2, "{mode:?} loss {name}: f32 {a}, f16 {b}");
-        }
-        for group in &step.graph.groups {
-            for (&p, &d) in group.params.iter().zip(&group.grads) {
-                let want = f64s(&e32.read(d).unwrap(), 1.0);
-                let got = f64s(&e16.read(d).unwrap(), LOSS_SCALE);
-                assert!(got.iter().all(|v| v.is_finite()), "{}: non-finite gradient", step.graph.name(p));
-                let r = rel(&got, &want);
-                assert!(r < tol, "{mode:?} {} ∂/∂{}: the f16 gradient is off by {r:.2e} of its norm", group.name, step.graph.name(p));
-            }
-        }
-
-        // Five Adam steps on the same batch: the reconstruction loss falls alike (the f16
-        // weight copies follow every update), and Adam's moments are in true units (a
-        // missing 1/S would make them 1024× too large). Weight changes themselves are not
-        // compared: Adam moves every weight by about ±lr whatever its gradient's size, so
-        // weights whose gradient is below f16's rounding move differently in the two runs.
-        let (mut a32, mut a16) = (run(Precision::F32, true), run(Precision::F16, true));
-        for e in [&mut a32, &mut a16] {
-            for _ in 0..6 {
+            // Gradients of one step.
+            let (mut e32, mut e16) = (run(Precision::F32, false), run(Precision::F16, false));
+            assert_eq!(e16.loss_scale(), LOSS_SCALE);
+            for e in [&mut e32, &mut e16] {
                 e.step_with(true, None).unwrap();
             }
-        }
-        let watched = if mode == Mode::Vae { "loss" } else { "bce" };
-        let first = |o: &Vec<(u64, Vec<(String, f32)>)>| {
-            o.iter().map(|(_, v)| v.iter().find(|(n, _)| n == watched).expect("the loss is an output").1 as f64).collect::<Vec<f64>>()
-        };
-        let (l32, l16) = (first(&a32.wait_outputs().unwrap()), first(&a16.wait_outputs().unwrap()));
-        let (drop32, drop16) = (l32[0] - l32[5], l16[0] - l16[5]);
-        assert!(
-            drop32 > 0.0 && (drop16 - drop32).abs() < 0.2 * drop32,
-            "{mode:?}: over five steps the loss fell by {drop32} in f32, {drop16} in f16 ({l32:?} vs {l16:?})"
-        );
-        let ((m32, v32), (m16, v16)) = (a32.read_moments().unwrap(), a16.read_moments().unwrap());
-        // The trajectories part after the first step (the discriminator's chaotically), so
-        // compare sizes: a scale error would be a factor of 1024 or 1024².
-        for (a, b) in m32.iter().zip(&m16).chain(v32.iter().zip(&v16)) {
-            let ratio = norm(&f64s(&b.2, 1.0)) / norm(&f64s(&a.2, 1.0)).max(1e-30);
-            assert!((0.5..2.0).contains(&ratio), "{mode:?} {}: Adam's moments are {ratio:.3e}× those of the f32 run", a.0);
+            let (o32, o16) = (e32.wait_outputs().unwrap(), e16.wait_outputs().unwrap());
+            for ((name, a), (_, b)) in o32[0].1.iter().zip(&o16[0].1) {
+                assert!(((a - b) / a.abs().max(1e-3)).abs() < 1e-2, "{mode:?} loss {name}: f32 {a}, f16 {b}");
+            }
+            for group in &step.graph.groups {
+                for (&p, &d) in group.params.iter().zip(&group.grads) {
+                    let want = f64s(&e32.read_async(d).await.unwrap(), 1.0);
+                    let got = f64s(&e16.read_async(d).await.unwrap(), LOSS_SCALE);
+                    assert!(got.iter().all(|v| v.is_finite()), "{}: non-finite gradient", step.graph.name(p));
+                    let r = rel(&got, &want);
+                    assert!(r < tol, "{mode:?} {} ∂/∂{}: the f16 gradient is off by {r:.2e} of its norm", group.name, step.graph.name(p));
+                }
+            }
+
+            // Five Adam steps on the same batch: the reconstruction loss falls alike (the f16
+            // weight copies follow every update), and Adam's moments are in true units (a
+            // missing 1/S would make them 1024× too large). Weight changes themselves are not
+            // compared: Adam moves every weight by about ±lr whatever its gradient's size, so
+            // weights whose gradient is below f16's rounding move differently in the two runs.
+            let (mut a32, mut a16) = (run(Precision::F32, true), run(Precision::F16, true));
+            for e in [&mut a32, &mut a16] {
+                for _ in 0..6 {
+                    e.step_with(true, None).unwrap();
+                }
+            }
+            let watched = if mode == Mode::Vae { "loss" } else { "bce" };
+            let first = |o: &Vec<(u64, Vec<(String, f32)>)>| {
+                o.iter().map(|(_, v)| v.iter().find(|(n, _)| n == watched).expect("the loss is an output").1 as f64).collect::<Vec<f64>>()
+            };
+            let (l32, l16) = (first(&a32.wait_outputs().unwrap()), first(&a16.wait_outputs().unwrap()));
+            let (drop32, drop16) = (l32[0] - l32[5], l16[0] - l16[5]);
+            assert!(
+                drop32 > 0.0 && (drop16 - drop32).abs() < 0.2 * drop32,
+                "{mode:?}: over five steps the loss fell by {drop32} in f32, {drop16} in f16 ({l32:?} vs {l16:?})"
+            );
+            let ((m32, v32), (m16, v16)) = (a32.read_moments_async().await.unwrap(), a16.read_moments_async().await.unwrap());
+            // The trajectories part after the first step (the discriminator's chaotically), so
+            // compare sizes: a scale error would be a factor of 1024 or 1024².
+            for (a, b) in m32.iter().zip(&m16).chain(v32.iter().zip(&v16)) {
+                let ratio = norm(&f64s(&b.2, 1.0)) / norm(&f64s(&a.2, 1.0)).max(1e-30);
+                assert!((0.5..2.0).contains(&ratio), "{mode:?} {}: Adam's moments are {ratio:.3e}× those of the f32 run", a.0);
+            }
         }
     }
 }

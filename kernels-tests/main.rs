@@ -1,7 +1,10 @@
 //! Kernel tests: every WGSL kernel against its CPU twin (f64) on fresh random inputs with
 //! NaN-poisoned outputs, every backward against central finite differences. They run on a
 //! real driver: lavapipe (Vulkan on the CPU) by default, `VAEGAN_TEST_BACKEND=gl` for GL.
+//! The kernel families also run in a browser (`browser.rs`); the rest is native only.
+#![cfg(not(target_arch = "wasm32"))]
 
+#[macro_use]
 mod common;
 
 mod adam;

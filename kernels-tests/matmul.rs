@@ -41,7 +41,7 @@ fn tiles() -> Vec<Tile> {
     t
 }
 
-fn check(rng: &mut rand::rngs::StdRng, spec: MatmulSpec, with_bias: bool) {
+async fn check(rng: &mut rand::rngs::StdRng, spec: MatmulSpec, with_bias: bool) {
     // A and B hold M·K and K·N elements whatever the layout.
     let (na, nb) = (spec.m * spec.k, spec.k * spec.n);
     let a = as_f32(&randn(rng, na));
@@ -55,96 +55,101 @@ fn check(rng: &mut rand::rngs::StdRng, spec: MatmulSpec, with_bias: bool) {
     // Element-wise the sum may cancel; f32's error is relative to |A|·|B| + |bias|.
     let abs_bias = abs(&bias);
     let magnitude = reference::matmul::matmul(spec.m, spec.n, spec.k, spec.trans, &abs(&a), &abs(&b), with_bias.then_some(&abs_bias[..]), Act::None);
-    assert_close_mag(&format!("{} tile {:?}", launch.name, spec.tile), &download(&c), &want, &magnitude, TOL_F32);
+    assert_close_mag(&format!("{} tile {:?}", launch.name, spec.tile), &download(&c).await, &want, &magnitude, TOL_F32);
 }
 
-#[test]
-fn matmul_all_layouts_and_shapes() {
-    let mut rng = rng("matmul_all_layouts_and_shapes");
-    for &(m, n, k) in &SHAPES {
-        for trans in [Trans::NN, Trans::NT, Trans::TN] {
-            for tile in tiles() {
-                check(&mut rng, MatmulSpec::new(m, n, k, trans).tile(tile), false);
+gpu_test! {
+    async fn matmul_all_layouts_and_shapes() {
+        let mut rng = rng("matmul_all_layouts_and_shapes");
+        for &(m, n, k) in &SHAPES {
+            for trans in [Trans::NN, Trans::NT, Trans::TN] {
+                for tile in tiles() {
+                    check(&mut rng, MatmulSpec::new(m, n, k, trans).tile(tile), false).await;
+                }
             }
         }
     }
 }
 
-#[test]
-fn matmul_fused_epilogues() {
-    let mut rng = rng("matmul_fused_epilogues");
-    let acts = [Act::None, Act::Relu, Act::LeakyRelu(0.2), Act::Tanh, Act::Sigmoid];
-    for &(m, n, k) in &[(1, 1, 1), (7, 13, 29), (64, 512, 784), (33, 10, 20)] {
-        for act in acts {
-            check(&mut rng, MatmulSpec::new(m, n, k, Trans::NN).act(act), true);
-        }
-        check(&mut rng, MatmulSpec::new(m, n, k, Trans::NT).act(Act::Relu), true);
-        check(&mut rng, MatmulSpec::new(m, n, k, Trans::TN).act(Act::Sigmoid), true);
-    }
-}
-
-/// A layer y = act(x·W + b) and L = Σ w⊙y: the GPU backward (activation backward, dX = dY·Wᵀ,
-/// dW = Xᵀ·dY, db = column sums) against central differences of the f64 forward.
-#[test]
-fn linear_layer_backward_matches_finite_differences() {
-    let mut rng = rng("linear_layer_backward_matches_finite_differences");
-    for &(batch, inp, out) in &[(1, 1, 1), (5, 7, 3), (17, 33, 9)] {
-        for act in [Act::None, Act::Relu, Act::LeakyRelu(0.2), Act::Tanh, Act::Sigmoid] {
-            // Draw until no pre-activation lies within 1e-4 of ReLU's kink, so that central
-            // differences (steps of 1e-6) never straddle it.
-            let (x, w, b) = loop {
-                let x = as_f32(&randn(&mut rng, batch * inp));
-                let w = as_f32(&uniform(&mut rng, inp * out, -0.5, 0.5));
-                let b = as_f32(&uniform(&mut rng, out, -0.5, 0.5));
-                let pre = reference::matmul::matmul(batch, out, inp, Trans::NN, &x, &w, Some(&b), Act::None);
-                if pre.iter().all(|v| v.abs() > 1e-4) {
-                    break (x, w, b);
-                }
-            };
-            let upstream = as_f32(&randn(&mut rng, batch * out));
-            let forward = |x: &[f64], w: &[f64], b: &[f64]| {
-                let y = reference::matmul::matmul(batch, out, inp, Trans::NN, x, w, Some(b), act);
-                dot(&y, &upstream)
-            };
-            let g = gpu();
-            let (xb, wb, bb, ub) = (upload(&x), upload(&w), upload(&b), upload(&upstream));
-            let y = poisoned(batch * out);
-            let dpre = poisoned(batch * out);
-            let dx = poisoned(batch * inp);
-            let dw = poisoned(inp * out);
-            let db = poisoned(out);
-            let fwd = matmul(g, &MatmulSpec::new(batch, out, inp, Trans::NN).act(act), &xb, &wb, Some(&bb), &y).unwrap();
-            let pre_buf = poisoned(batch * out);
-            let pre_launch = matmul(g, &MatmulSpec::new(batch, out, inp, Trans::NN), &xb, &wb, Some(&bb), &pre_buf).unwrap();
-            let saved = if act.backward_reads_output() { &y } else { &pre_buf };
-            let act_bwd = elementwise::activation_backward(g, act, saved, &ub, &dpre).unwrap();
-            let dx_l = matmul(g, &MatmulSpec::new(batch, inp, out, Trans::NT), &dpre, &wb, None, &dx).unwrap();
-            let dw_l = matmul(g, &MatmulSpec::new(inp, out, batch, Trans::TN), &xb, &dpre, None, &dw).unwrap();
-            let db_l = reduce::column_sum(g, &dpre, batch, out, &db).unwrap();
-            g.run([&fwd, &pre_launch, &act_bwd, &dx_l, &dw_l, &db_l]).unwrap();
-            let what = format!("layer {batch}x{inp}->{out} {}", act.name());
-            check_grad(&format!("{what} dX"), &mut rng, |x| forward(x, &w, &b), &x, &download(&dx));
-            check_grad(&format!("{what} dW"), &mut rng, |w| forward(&x, w, &b), &w, &download(&dw));
-            check_grad(&format!("{what} db"), &mut rng, |b| forward(&x, &w, b), &b, &download(&db));
+gpu_test! {
+    async fn matmul_fused_epilogues() {
+        let mut rng = rng("matmul_fused_epilogues");
+        let acts = [Act::None, Act::Relu, Act::LeakyRelu(0.2), Act::Tanh, Act::Sigmoid];
+        for &(m, n, k) in &[(1, 1, 1), (7, 13, 29), (64, 512, 784), (33, 10, 20)] {
+            for act in acts {
+                check(&mut rng, MatmulSpec::new(m, n, k, Trans::NN).act(act), true).await;
+            }
+            check(&mut rng, MatmulSpec::new(m, n, k, Trans::NT).act(Act::Relu), true).await;
+            check(&mut rng, MatmulSpec::new(m, n, k, Trans::TN).act(Act::Sigmoid), true).await;
         }
     }
 }
 
-#[test]
-fn matmul_rejects_wrong_shapes() {
-    let g = gpu();
-    let a = upload(&[1.0; 6]);
-    let b = upload(&[1.0; 6]);
-    let c = poisoned(4);
-    let err = matmul(g, &MatmulSpec::new(2, 2, 3, Trans::NN), &a, &b, None, &c);
-    assert!(err.is_ok(), "2x3·3x2 is valid: {:?}", err.err());
-    let err = matmul(g, &MatmulSpec::new(2, 2, 4, Trans::NN), &a, &b, None, &c).err().expect("A is 2x3, not 2x4");
-    let text = err.to_string();
-    assert!(text.contains("matmul nn 2x2x4") && text.contains("A (2x4)"), "unclear error: {text}");
-    let err = matmul(g, &MatmulSpec::new(0, 2, 3, Trans::NN), &a, &b, None, &c).err().expect("M = 0");
-    assert!(err.to_string().contains("at least 1"), "{err}");
+gpu_test! {
+    /// A layer y = act(x·W + b) and L = Σ w⊙y: the GPU backward (activation backward, dX = dY·Wᵀ,
+    /// dW = Xᵀ·dY, db = column sums) against central differences of the f64 forward.
+    async fn linear_layer_backward_matches_finite_differences() {
+        let mut rng = rng("linear_layer_backward_matches_finite_differences");
+        for &(batch, inp, out) in &[(1, 1, 1), (5, 7, 3), (17, 33, 9)] {
+            for act in [Act::None, Act::Relu, Act::LeakyRelu(0.2), Act::Tanh, Act::Sigmoid] {
+                // Draw until no pre-activation lies within 1e-4 of ReLU's kink, so that central
+                // differences (steps of 1e-6) never straddle it.
+                let (x, w, b) = loop {
+                    let x = as_f32(&randn(&mut rng, batch * inp));
+                    let w = as_f32(&uniform(&mut rng, inp * out, -0.5, 0.5));
+                    let b = as_f32(&uniform(&mut rng, out, -0.5, 0.5));
+                    let pre = reference::matmul::matmul(batch, out, inp, Trans::NN, &x, &w, Some(&b), Act::None);
+                    if pre.iter().all(|v| v.abs() > 1e-4) {
+                        break (x, w, b);
+                    }
+                };
+                let upstream = as_f32(&randn(&mut rng, batch * out));
+                let forward = |x: &[f64], w: &[f64], b: &[f64]| {
+                    let y = reference::matmul::matmul(batch, out, inp, Trans::NN, x, w, Some(b), act);
+                    dot(&y, &upstream)
+                };
+                let g = gpu();
+                let (xb, wb, bb, ub) = (upload(&x), upload(&w), upload(&b), upload(&upstream));
+                let y = poisoned(batch * out);
+                let dpre = poisoned(batch * out);
+                let dx = poisoned(batch * inp);
+                let dw = poisoned(inp * out);
+                let db = poisoned(out);
+                let fwd = matmul(g, &MatmulSpec::new(batch, out, inp, Trans::NN).act(act), &xb, &wb, Some(&bb), &y).unwrap();
+                let pre_buf = poisoned(batch * out);
+                let pre_launch = matmul(g, &MatmulSpec::new(batch, out, inp, Trans::NN), &xb, &wb, Some(&bb), &pre_buf).unwrap();
+                let saved = if act.backward_reads_output() { &y } else { &pre_buf };
+                let act_bwd = elementwise::activation_backward(g, act, saved, &ub, &dpre).unwrap();
+                let dx_l = matmul(g, &MatmulSpec::new(batch, inp, out, Trans::NT), &dpre, &wb, None, &dx).unwrap();
+                let dw_l = matmul(g, &MatmulSpec::new(inp, out, batch, Trans::TN), &xb, &dpre, None, &dw).unwrap();
+                let db_l = reduce::column_sum(g, &dpre, batch, out, &db).unwrap();
+                g.run([&fwd, &pre_launch, &act_bwd, &dx_l, &dw_l, &db_l]).unwrap();
+                let what = format!("layer {batch}x{inp}->{out} {}", act.name());
+                check_grad(&format!("{what} dX"), &mut rng, |x| forward(x, &w, &b), &x, &download(&dx).await);
+                check_grad(&format!("{what} dW"), &mut rng, |w| forward(&x, w, &b), &w, &download(&dw).await);
+                check_grad(&format!("{what} db"), &mut rng, |b| forward(&x, &w, b), &b, &download(&db).await);
+            }
+        }
+    }
 }
 
+gpu_test! {
+    async fn matmul_rejects_wrong_shapes() {
+        let g = gpu();
+        let a = upload(&[1.0; 6]);
+        let b = upload(&[1.0; 6]);
+        let c = poisoned(4);
+        let err = matmul(g, &MatmulSpec::new(2, 2, 3, Trans::NN), &a, &b, None, &c);
+        assert!(err.is_ok(), "2x3·3x2 is valid: {:?}", err.err());
+        let err = matmul(g, &MatmulSpec::new(2, 2, 4, Trans::NN), &a, &b, None, &c).err().expect("A is 2x3, not 2x4");
+        let text = err.to_string();
+        assert!(text.contains("matmul nn 2x2x4") && text.contains("A (2x4)"), "unclear error: {text}");
+        let err = matmul(g, &MatmulSpec::new(0, 2, 3, Trans::NN), &a, &b, None, &c).err().expect("M = 0");
+        assert!(err.to_string().contains("at least 1"), "{err}");
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
 #[test]
 fn pipelines_compile_once_per_variant() {
     // A device of its own, so that no concurrent test touches its cache.
@@ -166,28 +171,29 @@ fn pipelines_compile_once_per_variant() {
     assert_eq!(g.download_f32(&c).unwrap(), vec![5.0; 9]);
 }
 
-/// Every tile computes each output with the same FMA chain over k, so tiles change speed,
-/// never bits — which is what makes autotuning safe for reproducible runs.
-#[test]
-fn all_tiles_give_the_same_bits() {
-    let mut rng = rng("all_tiles_give_the_same_bits");
-    for trans in [Trans::NN, Trans::NT, Trans::TN] {
-        let (m, n, k) = (37, 29, 53);
-        let a = upload(&randn(&mut rng, m * k));
-        let b = upload(&randn(&mut rng, k * n));
-        let mut first: Option<Vec<u8>> = None;
-        let classes = [vaegan::gpu::AdapterClass::Cpu, vaegan::gpu::AdapterClass::Gpu];
-        let all = classes.into_iter().flat_map(vaegan::kernels::autotune::class_candidates).chain(tiles());
-        let runnable: Vec<Tile> = all.filter(|t| t.check(gpu()).is_ok()).collect();
-        assert!(runnable.iter().any(|t| t.kind == Kind::Shared) && runnable.iter().any(|t| t.kind == Kind::Register));
-        for tile in runnable {
-            let c = poisoned(m * n);
-            let l = matmul(gpu(), &MatmulSpec::new(m, n, k, trans).act(Act::Tanh).tile(tile), &a, &b, None, &c).unwrap();
-            gpu().run([&l]).unwrap();
-            let bits = gpu().download_bytes(&c).unwrap();
-            match &first {
-                None => first = Some(bits),
-                Some(f) => assert_eq!(f, &bits, "{trans:?} tile {tile:?} differs"),
+gpu_test! {
+    /// Every tile computes each output with the same FMA chain over k, so tiles change speed,
+    /// never bits — which is what makes autotuning safe for reproducible runs.
+    async fn all_tiles_give_the_same_bits() {
+        let mut rng = rng("all_tiles_give_the_same_bits");
+        for trans in [Trans::NN, Trans::NT, Trans::TN] {
+            let (m, n, k) = (37, 29, 53);
+            let a = upload(&randn(&mut rng, m * k));
+            let b = upload(&randn(&mut rng, k * n));
+            let mut first: Option<Vec<u8>> = None;
+            let classes = [vaegan::gpu::AdapterClass::Cpu, vaegan::gpu::AdapterClass::Gpu];
+            let all = classes.into_iter().flat_map(vaegan::kernels::autotune::class_candidates).chain(tiles());
+            let runnable: Vec<Tile> = all.filter(|t| t.check(gpu()).is_ok()).collect();
+            assert!(runnable.iter().any(|t| t.kind == Kind::Shared) && runnable.iter().any(|t| t.kind == Kind::Register));
+            for tile in runnable {
+                let c = poisoned(m * n);
+                let l = matmul(gpu(), &MatmulSpec::new(m, n, k, trans).act(Act::Tanh).tile(tile), &a, &b, None, &c).unwrap();
+                gpu().run([&l]).unwrap();
+                let bits = gpu().download_bytes_async(&c).await.unwrap();
+                match &first {
+                    None => first = Some(bits),
+                    Some(f) => assert_eq!(f, &bits, "{trans:?} tile {tile:?} differs"),
+                }
             }
         }
     }
@@ -195,6 +201,7 @@ fn all_tiles_give_the_same_bits() {
 
 /// With autotuning on, the first matmul of a shape class times the candidates, keeps the
 /// fastest and writes the cache; a new device reads it back without tuning again.
+#[cfg(not(target_arch = "wasm32"))]
 #[test]
 fn autotune_chooses_once_and_caches_on_disk() {
     let dir = tempfile::tempdir().unwrap();
@@ -239,29 +246,30 @@ fn autotune_chooses_once_and_caches_on_disk() {
     assert_eq!(saved.len(), 1);
 }
 
-/// The subgroup kernel runs where subgroups are exactly 8 lanes (lavapipe on AVX2) and is
-/// then the default; elsewhere asking for it is a clear error, not a wrong answer.
-#[test]
-fn subgroup_tile_where_subgroups_are_eight_lanes() {
-    let g = gpu();
-    let a = upload(&[1.0; 12]);
-    let b = upload(&[1.0; 12]);
-    let c = poisoned(9);
-    let spec = MatmulSpec::new(3, 3, 4, Trans::NN).tile(Tile::subgroup(8, 4));
-    if g.features.subgroup_size == 8 {
-        assert_eq!(Tile::default_for(g).kind, if g.class == vaegan::gpu::AdapterClass::Cpu { Kind::Subgroup } else { Kind::Shared });
-        let l = matmul(g, &spec, &a, &b, None, &c).unwrap();
-        g.run([&l]).unwrap();
-        assert_eq!(download(&c), vec![4.0; 9]);
-    } else {
-        let err = matmul(g, &spec, &a, &b, None, &c).err().expect("no 8-lane subgroups: refused");
-        assert!(err.to_string().contains("subgroups of exactly 8 lanes"), "{err}");
+gpu_test! {
+    /// The subgroup kernel runs where subgroups are exactly 8 lanes (lavapipe on AVX2) and is
+    /// then the default; elsewhere asking for it is a clear error, not a wrong answer.
+    async fn subgroup_tile_where_subgroups_are_eight_lanes() {
+        let g = gpu();
+        let a = upload(&[1.0; 12]);
+        let b = upload(&[1.0; 12]);
+        let c = poisoned(9);
+        let spec = MatmulSpec::new(3, 3, 4, Trans::NN).tile(Tile::subgroup(8, 4));
+        if g.features.subgroup_size == 8 {
+            assert_eq!(Tile::default_for(g).kind, if g.class == vaegan::gpu::AdapterClass::Cpu { Kind::Subgroup } else { Kind::Shared });
+            let l = matmul(g, &spec, &a, &b, None, &c).unwrap();
+            g.run([&l]).unwrap();
+            assert_eq!(download(&c).await, vec![4.0; 9]);
+        } else {
+            let err = matmul(g, &spec, &a, &b, None, &c).err().expect("no 8-lane subgroups: refused");
+            assert!(err.to_string().contains("subgroups of exactly 8 lanes"), "{err}");
+        }
+        // Tiles a workgroup cannot hold are refused with the reason.
+        let err = matmul(g, &MatmulSpec::new(3, 3, 4, Trans::NN).tile(Tile::shared(64, 64, 16, 16)), &a, &b, None, &c).err().unwrap();
+        assert!(err.to_string().contains("workgroup memory"), "{err}");
+        for text in ["16x16@8x8", "32x8@8/subgroup", "4x4@16x16/shared"] {
+            assert_eq!(text.parse::<Tile>().unwrap().to_string(), text);
+        }
+        assert!("4x4@16x16/fast".parse::<Tile>().is_err());
     }
-    // Tiles a workgroup cannot hold are refused with the reason.
-    let err = matmul(g, &MatmulSpec::new(3, 3, 4, Trans::NN).tile(Tile::shared(64, 64, 16, 16)), &a, &b, None, &c).err().unwrap();
-    assert!(err.to_string().contains("workgroup memory"), "{err}");
-    for text in ["16x16@8x8", "32x8@8/subgroup", "4x4@16x16/shared"] {
-        assert_eq!(text.parse::<Tile>().unwrap().to_string(), text);
-    }
-    assert!("4x4@16x16/fast".parse::<Tile>().is_err());
 }

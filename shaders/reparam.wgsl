@@ -55,13 +55,15 @@ fn philox4x32_10(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
 }
 
 // Two normals from two words: u1 ∈ (0, 1] (never 0, so the log is finite), u2 ∈ [0, 1),
-// each from the top 24 bits, exact in f32.
+// each from the top 24 bits, exact in f32. The angle 2π·u2 is taken as θ + π with
+// θ ∈ [−π, π): WGSL bounds cos and sin (2^-11 absolute) only on [−π, π], and Chromium's
+// compiler on SwiftShader is measurably looser outside it.
 fn box_muller(x: u32, y: u32) -> vec2<f32> {
     let u1 = (f32(x >> 8u) + 1.0) * (1.0 / 16777216.0);
     let u2 = f32(y >> 8u) * (1.0 / 16777216.0);
     let r = sqrt(-2.0 * log(u1));
-    let theta = 6.283185307179586 * u2;
-    return vec2<f32>(r * cos(theta), r * sin(theta));
+    let theta = 6.283185307179586 * u2 - 3.141592653589793;
+    return vec2<f32>(-r * cos(theta), -r * sin(theta));
 }
 
 fn normals(block: u32) -> vec4<f32> {

@@ -1,3 +1,4 @@
+#[cfg(not(target_arch = "wasm32"))]
 fn main() {
     // Like other Unix tools, end quietly when the reader of our output goes away
     // (`vaegan graph --dump | head`) instead of panicking on the broken pipe.
@@ -16,3 +17,8 @@ fn main() {
         std::process::exit(1);
     }
 }
+
+/// The command line is native; in the browser the library is driven by the page
+/// (`src/web/`), and this binary does nothing.
+#[cfg(target_arch = "wasm32")]
+fn main() {}

@@ -27,8 +27,9 @@ pub fn box_muller(x: u32, y: u32) -> (f64, f64) {
     let u1 = ((x >> 8) as f64 + 1.0) / 16_777_216.0;
     let u2 = (y >> 8) as f64 / 16_777_216.0;
     let r = (-2.0 * u1.ln()).sqrt();
-    let theta = std::f64::consts::TAU * u2;
-    (r * theta.cos(), r * theta.sin())
+    // The kernel's form: 2π·u2 = θ + π, θ ∈ [−π, π).
+    let theta = std::f64::consts::TAU * u2 - std::f64::consts::PI;
+    (-r * theta.cos(), -r * theta.sin())
 }
 
 /// The n standard normals the GPU draws for `key`.
