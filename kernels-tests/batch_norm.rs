@@ -90,7 +90,17 @@ gpu_test! {
             let tol = if offset > 0.0 { 1e-3 } else { TOL };
             let (gdx, gdg, gdb) = (download(&dx).await, download(&dgamma).await, download(&dbeta).await);
             assert_close(&format!("{what} dx"), &gdx, &wdx, tol);
-            assert_close(&format!("{what} dgamma"), &gdg, &wdg, tol);
+            if offset > 0.0 {
+                // x̂ = (x − μ)·invstd with μ ≈ 1e4 held in f32 (its rounding alone is ulp/2 =
+                // 4.9e-4): every x̂ of a channel shifts by δμ·invstd, so dγ = Σ dy·x̂ carries
+                // δμ·Σ dy — relative to |Σ dy| as well as to dγ, which may be smaller
+                // (measured 1.4e-3 of dγ alone on Chromium's SwiftShader).
+                let sum_dy: Vec<f64> = (0..channels).map(|c| (0..rows).map(|r| dy[r * channels + c]).sum::<f64>().abs()).collect();
+                let magnitude: Vec<f64> = wdg.iter().zip(&sum_dy).map(|(g, d)| g.abs() + d).collect();
+                assert_close_mag(&format!("{what} dgamma"), &gdg, &wdg, &magnitude, tol);
+            } else {
+                assert_close(&format!("{what} dgamma"), &gdg, &wdg, tol);
+            }
             assert_close(&format!("{what} dbeta"), &gdb, &wdb, TOL);
             if offset == 0.0 {
                 let fwd = |x: &[f64], g: &[f64], b: &[f64]| {

@@ -269,6 +269,11 @@ fn hostile_command_lines_are_refused_clearly() {
     let under_file: PathBuf = file.join("out");
     let out = dir.path().join("out");
     let out = out.to_str().unwrap();
+    // A stand-in for the page's built WebAssembly (the server checks it exists).
+    let pkg = dir.path().join("pkg");
+    std::fs::create_dir(&pkg).unwrap();
+    write(&pkg, "vaegan.js", b"");
+    write(&pkg, "vaegan_bg.wasm", b"");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["train", "--data", data, "--batch", "0", "--out", out], "--batch 0"),
         (vec!["train", "--data", data, "--batch", "100000", "--out", out], "larger than the 256 training images"),
@@ -302,6 +307,17 @@ fn hostile_command_lines_are_refused_clearly() {
         (vec!["make-dataset", "faces", "--out", out], "unknown data set \"faces\""),
         (vec!["make-dataset", "shapes", "--out", dir.path().to_str().unwrap(), "-n", "4"], "not empty"),
         (vec!["make-dataset", "shapes", "--out", out, "-n", "0"], "need at least 1 image"),
+        // The page's server: no WebAssembly built, no MNIST, a port it cannot have.
+        (
+            vec!["web", "--pkg", "/nonexistent/pkg"],
+            "/nonexistent/pkg: no vaegan.js and vaegan_bg.wasm: build the page's WebAssembly first with `bash src/web/build.sh`",
+        ),
+        (vec!["web", "--pkg", dir.path().to_str().unwrap()], "no vaegan.js"),
+        (
+            vec!["web", "--pkg", pkg.to_str().unwrap(), "--data", data],
+            "no train-images.idx3-ubyte.gz: --data must name a folder with MNIST's gzipped IDX files",
+        ),
+        (vec!["web", "--pkg", pkg.to_str().unwrap(), "--host", "256.0.0.1"], "cannot listen on 256.0.0.1:8080"),
     ];
     for (args, expect) in cases {
         let (code, stderr) = vaegan_cli(&args);

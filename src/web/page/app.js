@@ -206,6 +206,8 @@ $("load").onchange = async () => {
   if (!file) return;
   try {
     await newSession(new Uint8Array(await file.arrayBuffer()));
+    run.step = session.step();
+    $("step").textContent = run.step;
     run.state = "ready";
     status(`Loaded ${file.name} at step ${session.step()}; Start continues it.`);
     await drawGrid();
