@@ -6,9 +6,11 @@ seed on the first 6,400 MNIST images, and checks:
   - the losses fall (the pixel BCE at least 40 % below its first reading);
   - they match the native run of the same seed, batch and images (`vaegan train` on
     Vulkan): the first reading to 2e-3 (same weights, data and noise; only f32 rounding
-    and WGSL's transcendental accuracy differ), and each loss's mean over the last 100
-    steps to 5 % (a GAN amplifies rounding differences step by step, so later steps
-    agree in distribution, not digit by digit);
+    and WGSL's transcendental accuracy differ), every reading of the first 100 steps to
+    3e-2, and each loss's mean over the last 100 steps to within 4 standard errors. A GAN
+    amplifies rounding differences step by step (measured: 3e-4 at step 10, 1e-2 at 100,
+    6e-2 at 240, then the discriminator's outputs part ways), so later steps agree in
+    distribution, not digit by digit;
   - the downloaded checkpoint samples with `vaegan sample --checkpoint` and loads back
     into the page at the same step;
 and saves a screenshot of the page after training.
@@ -33,7 +35,9 @@ SEED = 1
 BATCH = 64
 LIMIT = 6400
 FIRST_TOL = 2e-3
-MEAN_TOL = 0.05
+EARLY_STEPS = 100
+EARLY_TOL = 3e-2
+Z_MAX = 4.0
 FALL = 0.6
 
 
@@ -68,7 +72,7 @@ def browser(download_dir):
     o = webdriver.ChromeOptions()
     o.binary_location = "/usr/bin/chromium"
     for a in ["--headless=new", "--no-sandbox", "--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,700"]:
+              "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,820"]:
         o.add_argument(a)
     o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
@@ -93,6 +97,11 @@ def wait_state(d, states, timeout, what):
 
 def mean(values):
     return sum(values) / len(values)
+
+
+def variance(values):
+    m = mean(values)
+    return sum((x - m) ** 2 for x in values) / (len(values) - 1)
 
 
 def main():
@@ -137,18 +146,31 @@ def main():
             print(f"step {first} {n}: page {w:.6g} native {v:.6g} (relative {err:.1e})")
             if not err <= FIRST_TOL:
                 fail(f"step {first} {n}: page {w} vs native {v}: relative difference {err:.2e} > {FIRST_TOL}")
+        # How far apart the two runs drift, readback by readback.
+        drift = []
+        for st in common:
+            worst = max(names, key=lambda n: abs(web[st][n] - native[st][n]) / max(abs(native[st][n]), 1e-6))
+            drift.append((st, worst, abs(web[st][worst] - native[st][worst]) / max(abs(native[st][worst]), 1e-6)))
+        print("largest relative difference per readback: " + ", ".join(f"{st}: {e:.1e} ({n})" for st, n, e in drift))
         # The losses fall.
         late = [s for s in common if s > STEPS - 100]
         bce_late = mean([web[s]["bce"] for s in late])
         if not bce_late <= FALL * web[first]["bce"]:
             fail(f"the page's pixel BCE did not fall: {web[first]['bce']:.1f} at step {first}, {bce_late:.1f} over the last 100 steps")
-        # The same course.
+        # The same course: digit by digit while rounding differences are small…
+        for st, n, e in drift:
+            if st <= EARLY_STEPS and not e <= EARLY_TOL:
+                fail(f"step {st} {n}: page {web[st][n]} vs native {native[st][n]}: relative difference {e:.2e} > {EARLY_TOL}")
+        # …then in distribution: each loss's mean over the last 100 steps, within Z_MAX
+        # standard errors of the two runs' readbacks.
         for n in names:
-            w, v = mean([web[s][n] for s in late]), mean([native[s][n] for s in late])
-            err = abs(w - v) / max(abs(v), 1e-6)
-            print(f"steps {late[0]}–{late[-1]} mean {n}: page {w:.5g} native {v:.5g} (relative {err:.3f})")
-            if not err <= MEAN_TOL:
-                fail(f"mean {n} over the last 100 steps: page {w} vs native {v}: relative difference {err:.3f} > {MEAN_TOL}")
+            a, b = [web[s][n] for s in late], [native[s][n] for s in late]
+            w, v = mean(a), mean(b)
+            se = (variance(a) / len(a) + variance(b) / len(b)) ** 0.5
+            z = abs(w - v) / max(se, 1e-9 * abs(v), 1e-12)
+            print(f"steps {late[0]}–{late[-1]} mean {n}: page {w:.5g} native {v:.5g} (relative {abs(w - v) / max(abs(v), 1e-6):.3f}, {z:.1f} standard errors)")
+            if not z <= Z_MAX:
+                fail(f"mean {n} over the last 100 steps: page {w} vs native {v}: {z:.1f} standard errors apart > {Z_MAX}")
 
         # The checkpoint: downloaded, sampled by the CLI, loaded back.
         d.find_element(By.ID, "download").click()

@@ -10,7 +10,7 @@
 //! Like the CLI, this layer parses and reports; training is `train::Trainer`'s.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::rc::Rc;
 
@@ -194,7 +194,7 @@ impl Session {
     pub fn losses(&self) -> Result<String, JsError> {
         let mut inner = self.inner()?;
         inner.trainer.collect(false).map_err(js_error)?;
-        let new: Vec<(u64, HashMap<&str, f32>)> =
+        let new: Vec<(u64, BTreeMap<&str, f32>)> =
             inner.trainer.history[inner.reported..].iter().map(|(s, v)| (*s, v.iter().map(|(n, x)| (n.as_str(), *x)).collect())).collect();
         let json = serde_json::to_string(&new).map_err(js_error)?;
         inner.reported = inner.trainer.history.len();
