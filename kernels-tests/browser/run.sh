@@ -28,8 +28,11 @@ export WASM_BINDGEN_TEST_TIMEOUT=1800
 cargo test --target wasm32-unknown-unknown --test browser
 
 echo "== the page, end to end"
-bash src/web/build.sh release
-cargo build --bin vaegan
+# The dev profile reuses the dependencies the browser tests just built (ours at opt-level
+# 1, theirs at 3: the GPU's work dominates); the CLI with the features the native tests
+# were built with (VAEGAN_FEATURES, e.g. mpi), so that nothing is rebuilt.
+bash src/web/build.sh dev
+cargo build --bin vaegan --features "${VAEGAN_FEATURES:-}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 python3 "$here/check_page.py" --vaegan target/debug/vaegan --work "$work" --screenshot "${1:-target/web/page.png}"
