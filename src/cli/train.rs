@@ -252,7 +252,7 @@ fn run_as(device: &DeviceArgs, args: &TrainArgs, collective: Rc<dyn Collective>)
             split.train.channels
         );
     }
-    let binding = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
+    let binding = gpu.binding_limit();
     let budget = args.gpu_data_mib.map(|m| m.saturating_mul(1 << 20)).unwrap_or(binding).min(binding);
     let mut trainer = Trainer::replica(&gpu, config, batch, seed, &split.train, resume.as_ref(), budget, collective)?;
     trainer.data_limit = limit;

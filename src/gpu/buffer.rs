@@ -41,7 +41,7 @@ impl GpuBuffer {
 impl Gpu {
     fn check_size(&self, what: &str, len: usize, dtype: DType) -> Result<()> {
         let bytes = bound_bytes(len, dtype);
-        let max = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
+        let max = self.binding_limit();
         if bytes > max {
             return Err(GpuError::OutOfMemory {
                 kernel: what.to_string(),

@@ -231,6 +231,11 @@ impl Gpu {
         (c.hal.buffers.read() as i64, c.hal.buffer_memory.read() as i64)
     }
 
+    /// The most bytes one tensor may take: what a storage binding and a buffer both allow.
+    pub fn binding_limit(&self) -> u64 {
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+    }
+
     /// The largest workgroup count per dispatch dimension.
     pub fn max_groups(&self) -> u32 {
         self.limits.max_compute_workgroups_per_dimension

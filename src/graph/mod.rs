@@ -162,6 +162,11 @@ pub struct BatchNormParams {
 }
 
 impl Graph {
+    /// Bytes of the largest tensor (f32): what must fit one storage binding.
+    pub fn largest_tensor_bytes(&self) -> u64 {
+        self.tensors.iter().map(|t| t.shape.len() as u64 * 4).max().unwrap_or(0)
+    }
+
     pub fn new() -> Self {
         Self::default()
     }

@@ -47,8 +47,7 @@ impl<'g> Evaluator<'g> {
     /// binding when `batch` does not (`batch()` says which).
     pub fn new(gpu: &'g Gpu, config: &ModelConfig, batch: usize, seed: u64) -> Result<Self> {
         let mut graph = build_eval(config, batch)?;
-        let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
-        let largest = graph.graph.tensors.iter().map(|t| t.shape.len() as u64 * 4).max().unwrap_or(0);
+        let (limit, largest) = (gpu.binding_limit(), graph.graph.largest_tensor_bytes());
         if largest > limit {
             // Every tensor grows with the batch: the largest batch that fits, by proportion.
             let fits = ((batch as u64 * limit) / largest).max(1) as usize;

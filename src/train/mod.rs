@@ -109,8 +109,7 @@ impl<'g> Trainer<'g> {
     /// A trainer on `train`; with `resume`, weights, Adam state, position and config come
     /// from the checkpoint. The set stays on the GPU when it fits one storage binding.
     pub fn new(gpu: &'g Gpu, config: RunConfig, batch: usize, seed: u64, train: &Dataset, resume: Option<&Checkpoint>) -> Result<Self> {
-        let binding = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
-        Self::with_budget(gpu, config, batch, seed, train, resume, binding)
+        Self::with_budget(gpu, config, batch, seed, train, resume, gpu.binding_limit())
     }
 
     /// As `new`, streaming the set (`feed`) when it takes more than `data_budget` bytes on
@@ -161,8 +160,7 @@ impl<'g> Trainer<'g> {
         let local = shard.rows(batch);
         let step_graph = build_step(&config.model, local, seed)?;
         // The largest tensor must fit one storage binding: say which batch would.
-        let largest = step_graph.graph.tensors.iter().map(|t| t.shape.len() as u64 * 4).max().unwrap_or(0);
-        let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
+        let (largest, limit) = (step_graph.graph.largest_tensor_bytes(), gpu.binding_limit());
         if largest > limit {
             let fits = (batch as u64 * limit / largest).max(1);
             return Err(TrainError::Invalid(format!(
