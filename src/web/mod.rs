@@ -134,6 +134,9 @@ impl Session {
             Some(ck) => (ck.config.clone(), ck.batch, ck.seed, ck.limit),
             None => {
                 let mut config = RunConfig::preset(&preset).map_err(js_error)?;
+                if !(lr >= 0.0 && lr.is_finite()) {
+                    return Err(JsError::new(&format!("learning rate {lr}: must be a positive number (leave it empty for the preset's)")));
+                }
                 if lr > 0.0 {
                     config.optim.lr_encoder = lr;
                     config.optim.lr_decoder = lr;

@@ -62,7 +62,8 @@ async function data() {
 async function newSession(checkpoint) {
   const d = await data();
   status(checkpoint ? "Loading the checkpoint…" : "Building the model…");
-  const lr = parseFloat($("lr").value) || 0;
+  // Empty: the preset's rates (0); anything else must be a number, or Rust says why not.
+  const lr = $("lr").value.trim() === "" ? 0 : Number($("lr").value);
   if (session) session.free();
   session = null;
   session = await vaegan.Session.create(
