@@ -81,18 +81,32 @@ def browser(download_dir):
 
 
 def wait_state(d, states, timeout, what):
-    t0 = time.time()
-    last = None
-    while time.time() - t0 < timeout:
-        r = d.execute_script("return window.vaeganRun && {state: vaeganRun.state, step: vaeganRun.step, error: vaeganRun.error}")
-        if r and r["state"] == "error":
-            fail(f"{what}: the page says: {r['error']}")
-        if r and r["state"] in states:
-            return r
-        if r and r != last:
-            last = r
-        time.sleep(2)
-    fail(f"{what}: still {last} after {timeout} s")
+    """Waits for the page to reach one of `states`: the page resolves a promise when it
+    does (`vaeganRun.until`), so nothing here polls; `timeout` only bounds a page that
+    hangs, and is minutes beyond what the slowest host needs."""
+    # Selenium's requests to chromedriver carry no time limit of their own (the socket
+    # default), so the script timeout is the only bound.
+    d.set_script_timeout(timeout)
+    r = d.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "if (!window.vaeganRun) { done({state: 'error', error: 'the page script did not run'}); return; }"
+        "window.vaeganRun.until(arguments[0]).then(done);",
+        states,
+    )
+    if r["state"] == "error":
+        fail(f"{what}: the page says: {r['error']}")
+    return r
+
+
+def wait_for_file(path, timeout):
+    """Chromium writes a download as `<name>.crdownload` and renames it when complete, so
+    the final name appearing is the event; it is looked for until `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def mean(values):
@@ -127,7 +141,7 @@ def main():
         print(f"page: {page}", flush=True)
         t0 = time.time()
         d.get(page)
-        wait_state(d, ["done"], 1500, "training in the page")
+        wait_state(d, ["done"], 3000, "training in the page")
         took = time.time() - t0
         run = d.execute_script("return {history: vaeganRun.history, adapter: vaeganRun.adapter, sps: vaeganRun.samplesPerSecond}")
         d.save_screenshot(screenshot)
@@ -175,20 +189,15 @@ def main():
         # The checkpoint: downloaded, sampled by the CLI, loaded back.
         d.find_element(By.ID, "download").click()
         path = os.path.join(downloads, f"vaegan-mnist-mlp-step{STEPS}.safetensors")
-        for _ in range(60):
-            if os.path.exists(path) and os.path.getsize(path) > 0:
-                break
-            time.sleep(1)
-        else:
+        if not wait_for_file(path, 600):
             fail(f"the page's checkpoint did not arrive in {downloads}: {os.listdir(downloads)}")
-        time.sleep(1)
         sample = os.path.join(work, "samples_from_page_checkpoint.png")
         r = subprocess.run([vaegan, "sample", "--checkpoint", path, "--out", sample], capture_output=True, text=True)
         if r.returncode != 0 or not os.path.exists(sample):
             fail(f"`vaegan sample --checkpoint {path}` failed: {r.stderr}")
         print(f"`vaegan sample` read the page's checkpoint: {sample}")
         d.find_element(By.ID, "load").send_keys(path)
-        wait_state(d, ["ready"], 300, "loading the checkpoint back")
+        wait_state(d, ["ready"], 1200, "loading the checkpoint back")
         step = d.execute_script("return vaeganRun.step")
         if step != STEPS:
             fail(f"the checkpoint loaded back at step {step}, expected {STEPS}")

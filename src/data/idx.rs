@@ -79,8 +79,11 @@ pub fn parse(mut r: impl Read, file: &Path, available: Option<u64>) -> Result<Id
 
 /// Reads an IDX file, gzip-compressed (detected by its magic bytes) or raw.
 pub fn read(path: &Path) -> Result<Idx> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?;
-    from_bytes(&bytes, path)
+    from_bytes(&file_bytes(path)?, path)
+}
+
+fn file_bytes(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))
 }
 
 /// Parses the bytes of an IDX file (gzip or raw); `path` names it in errors and decides
@@ -137,12 +140,8 @@ fn verify_mnist(path: &Path, decompressed: &[u8]) -> Result<()> {
 
 /// Images (N×H×W, or N×D read as N×1×D) and optional labels (N) as a data set.
 pub fn load_images(images: &Path, labels: Option<&Path>) -> Result<Dataset> {
-    let label_bytes = match labels {
-        Some(path) => Some((std::fs::read(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?, path)),
-        None => None,
-    };
-    let image_bytes = std::fs::read(images).map_err(|e| DataError::new(images, format!("cannot read: {e}")))?;
-    images_from_bytes(&image_bytes, images, label_bytes.as_ref().map(|(b, p)| (&b[..], *p)))
+    let label_bytes = labels.map(|path| file_bytes(path).map(|b| (b, path))).transpose()?;
+    images_from_bytes(&file_bytes(images)?, images, label_bytes.as_ref().map(|(b, p)| (&b[..], *p)))
 }
 
 /// As `load_images`, from the files' bytes (the browser fetches them): `images` and the

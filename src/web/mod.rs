@@ -176,10 +176,10 @@ impl Session {
     }
 
     /// Resolves when the GPU has finished what was submitted: the page awaits it between
-    /// batches of steps, so that work does not pile up and readbacks complete.
+    /// batches of steps, so that work does not pile up and readbacks complete (`losses`
+    /// then collects them).
     pub fn settle(&self) -> js_sys::Promise {
         let gpu = self.gpu;
-        let inner = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let (tx, rx) = futures_channel::oneshot::channel();
             gpu.queue.on_submitted_work_done(move || {
@@ -187,8 +187,6 @@ impl Session {
             });
             rx.await.map_err(|e| JsValue::from(js_error(e)))?;
             gpu.check_uncaptured("training").map_err(|e| JsValue::from(js_error(e)))?;
-            // Readbacks that completed while we waited.
-            inner.try_borrow_mut().map_err(|_| JsValue::from_str("busy"))?.trainer.collect(false).map_err(|e| JsValue::from(js_error(e)))?;
             Ok(JsValue::UNDEFINED)
         })
     }

@@ -13,6 +13,23 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const run = (window.vaeganRun = { state: "loading", step: 0, history: [], adapter: null, samplesPerSecond: null, error: null });
 
+// A driver waits for a state without polling: `await vaeganRun.until(["done"])` resolves
+// with {state, step, error} once the page reaches one of the states (or "error").
+const waiters = [];
+function setState(state) {
+  run.state = state;
+  waiters.splice(0).filter((w) => !w(state)).forEach((w) => waiters.push(w));
+}
+run.until = (states) =>
+  new Promise((resolve) => {
+    const reached = (state) => {
+      if (!states.includes(state) && state !== "error") return false;
+      resolve({ state, step: run.step, error: run.error });
+      return true;
+    };
+    if (!reached(run.state)) waiters.push(reached);
+  });
+
 let session = null;
 let running = false;
 let stopAt = Number(params.get("steps") || 0); // 0: train until paused
@@ -26,8 +43,8 @@ function status(text, isError = false) {
 
 function fail(e) {
   running = false;
-  run.state = "error";
   run.error = String(e && e.message ? e.message : e);
+  setState("error");
   status(run.error, true);
   console.error(e);
   buttons();
@@ -164,7 +181,7 @@ async function loop() {
     drawCurves();
     await drawGrid();
     running = false;
-    run.state = "done";
+    setState("done");
     status(`Done: ${session.step()} steps.`);
   }
   buttons();
@@ -174,7 +191,7 @@ async function start() {
   try {
     if (!session) await newSession(null);
     running = true;
-    run.state = "running";
+    setState("running");
     status("Training…");
     buttons();
     await loop();
@@ -186,7 +203,7 @@ async function start() {
 $("start").onclick = start;
 $("pause").onclick = () => {
   running = false;
-  run.state = "paused";
+  setState("paused");
   status(`Paused at step ${session.step()}.`);
 };
 $("download").onclick = async () => {
@@ -209,7 +226,7 @@ $("load").onchange = async () => {
     await newSession(new Uint8Array(await file.arrayBuffer()));
     run.step = session.step();
     $("step").textContent = run.step;
-    run.state = "ready";
+    setState("ready");
     status(`Loaded ${file.name} at step ${session.step()}; Start continues it.`);
     await drawGrid();
   } catch (e) {
@@ -234,7 +251,7 @@ async function main() {
     const named = info ? [info.vendor, info.architecture, info.device, info.description].filter((x) => x).join(" ") : "";
     run.adapter = `${named || "WebGPU adapter"} — ${await vaegan.adapter()}`;
     $("adapter").textContent = run.adapter;
-    run.state = "ready";
+    setState("ready");
     status("Ready: Start trains on the shipped MNIST.");
     buttons();
     if (params.get("autostart") === "1") await start();
