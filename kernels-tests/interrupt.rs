@@ -394,7 +394,15 @@ fn eval_quality_runs_on_a_checkpoint() {
         vaegan().args(["eval", "--checkpoint", run.out.to_str().unwrap(), "--quality", "-n", "200", "--batch", "32"]).stdout(Stdio::piped()).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    for needle in ["test negative ELBO", "Fréchet distance, 200 samples", "(the floor)", "predicted classes 0-9", "class entropy", "confidence >= 0.9"] {
+    for needle in [
+        "test negative ELBO",
+        "Fréchet distance, 200 samples",
+        "reconstructions Dec(μ)",
+        "(the floor)",
+        "predicted classes 0-9",
+        "class entropy",
+        "confidence >= 0.9",
+    ] {
         assert!(stdout.contains(needle), "{needle:?} missing from {stdout}");
     }
     let fd: f64 = stdout.split("test images: ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();

@@ -106,3 +106,23 @@ fn the_classifier_trains_with_vaegans_kernels() {
     assert_eq!(seen.len(), 2);
     assert!(w.test_accuracy > 0.85, "after 2 epochs on 3000 images: {}", w.test_accuracy);
 }
+
+/// `Evaluator::reconstruct_all` (the reconstructions `vaegan eval --quality` measures)
+/// returns every image, a short last batch included, each as `reconstruct` gives it batch by
+/// batch.
+#[test]
+fn reconstruct_all_covers_every_image() {
+    use std::sync::Arc;
+    let small = vaegan::train::limited(Split { train: mnist().train.clone(), test: mnist().test.clone() }, Some(64), Some(70));
+    let mut ev = vaegan::train::eval::Evaluator::new(gpu(), &vaegan::model::ModelConfig::mnist_conv(), 32, 1).unwrap();
+    let all = ev.reconstruct_all(&small.test).unwrap();
+    assert_eq!(all.len(), 70 * 784);
+    assert!(all.iter().all(|p| p.is_finite() && (0.0..=1.0).contains(p)), "reconstructions leave [0, 1]");
+    for start in [0, 32, 64] {
+        let n = (70 - start).min(32);
+        let part = vaegan::data::Dataset { images: Arc::new(small.test.images[start * 784..(start + n) * 784].to_vec()), count: n, ..small.test.clone() };
+        let (_, want) = ev.reconstruct(&part, n).unwrap();
+        let got: Vec<f64> = all[start * 784..(start + n) * 784].iter().map(|&v| v as f64).collect();
+        assert_close(&format!("images {start}..{}", start + n), &got, &want.iter().map(|&v| v as f64).collect::<Vec<_>>(), 1e-6);
+    }
+}

@@ -10,7 +10,7 @@ use super::common::{checkpoint_evaluator, load_checkpoint, CheckpointArgs};
 use super::DeviceArgs;
 use crate::checkpoint::Checkpoint;
 use crate::data::Split;
-use crate::train::eval::{fixed_normals, Decoder};
+use crate::train::eval::Evaluator;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -57,50 +57,23 @@ pub fn run(device: &DeviceArgs, args: &EvalArgs) -> anyhow::Result<()> {
     }
     println!("images evaluated: {}", r.images);
     if args.quality {
-        quality(&gpu, &ck, &split, args)?;
+        quality(&gpu, &ck, &mut ev, &split, args)?;
     }
     Ok(())
 }
 
-/// Generates `args.n` samples and compares them with the test set in the classifier's eyes.
-fn quality(gpu: &crate::gpu::Gpu, ck: &Checkpoint, split: &Split, args: &EvalArgs) -> anyhow::Result<()> {
-    use crate::quality::classifier::{coverage, Classifier, ClassifierWeights};
-    use crate::quality::{frechet_distance, FeatureStats};
-    if args.n < 2 {
-        bail!("-n must be at least 2 for a covariance");
-    }
+/// Sample quality: what `quality::measure` finds, printed.
+fn quality(gpu: &crate::gpu::Gpu, ck: &Checkpoint, ev: &mut Evaluator, split: &Split, args: &EvalArgs) -> anyhow::Result<()> {
+    use crate::quality::ClassifierWeights;
     let path = args.classifier.clone().unwrap_or_else(crate::quality::classifier::default_path);
     let weights = ClassifierWeights::load(&path).map_err(anyhow::Error::msg)?;
-    if split.test.dim() != 784 {
-        bail!("--quality uses the MNIST classifier (28x28 images); this model's images are {}x{}", split.test.height, split.test.width);
-    }
-    let mut clf = Classifier::new(gpu, 500, 0)?;
-    clf.load(&weights)?;
-    let dim = clf.feature_dim();
-    let c = &ck.config.model;
-    let batch = 500.min(args.n);
-    let mut decoder = Decoder::new(gpu, c, batch)?;
-    decoder.load(&|name| ck.tensor(name))?;
-    let z = fixed_normals(args.n.div_ceil(batch) * batch, c.latent, args.seed);
-    let mut samples = Vec::with_capacity(args.n * c.input);
-    for chunk in z.chunks(batch * c.latent) {
-        samples.extend(decoder.decode(chunk)?);
-    }
-    samples.truncate(args.n * c.input);
-    let generated = clf.read(&samples)?;
-    let test_images = crate::train::eval::scale_images(&split.test, 0..split.test.count, crate::types::Scaling::UNIT);
-    let test = clf.read(&test_images)?;
-    let n_train = split.train.count.min(split.test.count);
-    let train_images = crate::train::eval::scale_images(&split.train, 0..n_train, crate::types::Scaling::UNIT);
-    let train = clf.read(&train_images)?;
-    let (g_stats, t_stats, tr_stats) =
-        (FeatureStats::from_rows(&generated.features, dim), FeatureStats::from_rows(&test.features, dim), FeatureStats::from_rows(&train.features, dim));
-    let cov = coverage(&generated.probs);
+    let q = crate::quality::measure(gpu, ck, ev, split, args.n, args.seed, &weights)?;
     println!("sample quality (classifier {}, test accuracy {:.2}%):", path.display(), 100.0 * weights.test_accuracy);
-    println!("  Fréchet distance, {} samples vs {} test images: {:.3}", args.n, split.test.count, frechet_distance(&g_stats, &t_stats));
-    println!("  Fréchet distance, {n_train} training vs test images (the floor): {:.3}", frechet_distance(&tr_stats, &t_stats));
-    println!("  predicted classes 0-9: {:?}", cov.histogram);
-    println!("  class entropy: {:.3} nats (uniform: {:.3})", cov.entropy, (10f64).ln());
-    println!("  samples classified with confidence >= 0.9: {:.1}%", 100.0 * cov.confident);
+    println!("  Fréchet distance, {} samples vs {} test images: {:.3}", q.samples, q.test_images, q.frechet_samples);
+    println!("  Fréchet distance, reconstructions Dec(μ) of the test images vs the test images: {:.3}", q.frechet_reconstructions);
+    println!("  Fréchet distance, {} training vs test images (the floor): {:.3}", q.train_images, q.frechet_floor);
+    println!("  predicted classes 0-9: {:?}", q.coverage.histogram);
+    println!("  class entropy: {:.3} nats (uniform: {:.3})", q.coverage.entropy, (10f64).ln());
+    println!("  samples classified with confidence >= 0.9: {:.1}%", 100.0 * q.coverage.confident);
     Ok(())
 }

@@ -4,6 +4,8 @@
 
 pub mod classifier;
 pub mod frechet;
+pub mod measure;
 
 pub use classifier::{Classifier, ClassifierWeights};
 pub use frechet::{frechet_distance, FeatureStats};
+pub use measure::{measure, Quality};

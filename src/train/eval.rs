@@ -108,10 +108,29 @@ impl<'g> Evaluator<'g> {
     /// Dec(μ(x)) for the first `n` images of `set` (n ≤ the evaluation batch), in [0, 1].
     #[cfg(not(target_arch = "wasm32"))]
     pub fn reconstruct(&mut self, set: &Dataset, n: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        let n = n.min(self.graph.batch).min(set.count);
+        let rec = self.reconstruct_range(set, 0..n)?;
+        Ok((self.to_unit(&scale_images(set, 0..n, self.scaling)), rec))
+    }
+
+    /// Dec(μ(x)) for every image of `set`, in [0, 1], a batch at a time.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn reconstruct_all(&mut self, set: &Dataset) -> Result<Vec<f32>> {
         let b = self.graph.batch;
-        let n = n.min(b).min(set.count);
-        let mut x = scale_images(set, 0..n, self.scaling);
-        let first = x.clone();
+        let mut out = Vec::with_capacity(set.count * set.dim());
+        for start in (0..set.count).step_by(b) {
+            out.extend(self.reconstruct_range(set, start..(start + b).min(set.count))?);
+        }
+        Ok(out)
+    }
+
+    /// Dec(μ(x)) for the images in `range` (at most one batch; a short one is padded by
+    /// repeating its images, whose reconstructions are dropped), in [0, 1].
+    #[cfg(not(target_arch = "wasm32"))]
+    fn reconstruct_range(&mut self, set: &Dataset, range: std::ops::Range<usize>) -> Result<Vec<f32>> {
+        let (b, n) = (self.graph.batch, range.len());
+        let first = scale_images(set, range, self.scaling);
+        let mut x = first.clone();
         while x.len() < b * set.dim() {
             let take = (b * set.dim() - x.len()).min(first.len());
             x.extend_from_slice(&first[..take]);
@@ -120,8 +139,12 @@ impl<'g> Evaluator<'g> {
         self.exec.step()?;
         self.gpu.wait()?;
         let rec = self.exec.read(self.graph.reconstruction)?;
-        let unit = |v: &[f32]| v.iter().map(|&p| (p - self.scaling.offset) / (255.0 * self.scaling.scale)).collect::<Vec<f32>>();
-        Ok((unit(&first[..n * set.dim()]), unit(&rec[..n * set.dim()])))
+        Ok(self.to_unit(&rec[..n * set.dim()]))
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn to_unit(&self, v: &[f32]) -> Vec<f32> {
+        v.iter().map(|&p| (p - self.scaling.offset) / (255.0 * self.scaling.scale)).collect()
     }
 }
 
