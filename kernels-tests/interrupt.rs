@@ -454,3 +454,42 @@ fn bench_quick_json_is_well_formed() {
     }
     assert!(v["clock"].as_str().unwrap().contains("timestamp") || v["clock"].as_str().unwrap().contains("host"));
 }
+
+/// `vaegan prior` on a freshly trained checkpoint, then sampling and `eval --quality` from
+/// it; a prior of another step, or none, is refused with the command that makes one.
+#[test]
+fn a_fitted_prior_samples_and_is_checked_against_its_checkpoint() {
+    let run = setup();
+    let (code, stderr) = finish(run.train(1, &[]).spawn().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    let ck = run.out.to_str().unwrap();
+    let png = run.dir.path().join("prior-samples.png");
+    let missing = vaegan().args(["sample", "--checkpoint", ck, "--prior", "--out", png.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success() && err.contains("prior.safetensors: no such prior") && err.contains("vaegan prior --checkpoint"), "{err}");
+
+    let out = vaegan().args(["prior", "--checkpoint", ck, "-k", "3", "--iterations", "20"]).stdout(Stdio::piped()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("codes: 256") && stdout.contains("3 components"), "{stdout}");
+    let prior = run.out.join("prior.safetensors");
+    assert!(prior.is_file());
+
+    let out = vaegan().args(["sample", "--checkpoint", ck, "--prior", "-n", "16", "--out", png.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success() && png.is_file(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("z from the fitted prior"));
+    let out = vaegan().args(["eval", "--checkpoint", ck, "--quality", "-n", "200", "--batch", "32", "--prior"]).stdout(Stdio::piped()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("200 samples (z from the fitted prior)"), "{stdout}");
+
+    // A prior of another step: refused, naming both steps.
+    let mut gm = vaegan::model::GaussianMixture::load(&prior).unwrap();
+    gm.step += 1;
+    gm.save(&prior).unwrap();
+    let out = vaegan().args(["sample", "--checkpoint", ck, "--prior", prior.to_str().unwrap(), "--out", png.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(&format!("fitted to the checkpoint at step {}", gm.step)) && err.contains("again"), "{err}");
+    let out = vaegan().args(["eval", "--checkpoint", ck, "--prior"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("add --quality"));
+}

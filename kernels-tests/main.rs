@@ -25,6 +25,7 @@ mod losses;
 mod matmul;
 mod parallel;
 mod presets;
+mod prior;
 mod quality;
 mod reduce;
 mod reparam;

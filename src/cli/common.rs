@@ -135,3 +135,39 @@ pub fn processes() -> anyhow::Result<Rc<dyn Collective>> {
         Ok(Rc::new(parallel::Single))
     }
 }
+
+/// Where `vaegan prior` writes a checkpoint's prior unless told: prior.safetensors in a run
+/// folder, or <name>.prior.safetensors beside a checkpoint file.
+pub fn default_prior_path(checkpoint: &Path) -> PathBuf {
+    if checkpoint.is_dir() {
+        checkpoint.join("prior.safetensors")
+    } else {
+        let stem = checkpoint.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "checkpoint".into());
+        checkpoint.with_file_name(format!("{stem}.prior.safetensors"))
+    }
+}
+
+/// The prior `--prior [FILE]` asks for (None: N(0, I)), checked against the checkpoint: the
+/// same latent size, and fitted to this very step (a prior of an earlier encoder describes
+/// codes the decoder has moved on from).
+pub fn load_prior(arg: &Option<Option<PathBuf>>, checkpoint_arg: &Path, ck: &Checkpoint) -> anyhow::Result<Option<crate::model::GaussianMixture>> {
+    let Some(file) = arg else { return Ok(None) };
+    let path = file.clone().unwrap_or_else(|| default_prior_path(checkpoint_arg));
+    if !path.is_file() {
+        bail!("{}: no such prior; `vaegan prior --checkpoint {}` fits and writes one", path.display(), checkpoint_arg.display());
+    }
+    let prior = crate::model::GaussianMixture::load(&path).map_err(anyhow::Error::msg)?;
+    if prior.latent != ck.config.model.latent {
+        bail!("{}: a prior of {} latent dimensions, but the checkpoint's model has {}", path.display(), prior.latent, ck.config.model.latent);
+    }
+    if prior.step != ck.step {
+        bail!(
+            "{}: fitted to the checkpoint at step {}, but this checkpoint is at step {}: run `vaegan prior --checkpoint {}` again",
+            path.display(),
+            prior.step,
+            ck.step,
+            checkpoint_arg.display()
+        );
+    }
+    Ok(Some(prior))
+}

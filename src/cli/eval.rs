@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Args;
 
-use super::common::{checkpoint_evaluator, load_checkpoint, CheckpointArgs};
+use super::common::{checkpoint_evaluator, load_checkpoint, load_prior, CheckpointArgs};
 use super::DeviceArgs;
 use crate::checkpoint::Checkpoint;
 use crate::data::Split;
+use crate::model::GaussianMixture;
 use crate::train::eval::Evaluator;
 
 #[derive(Args, Debug)]
@@ -36,6 +37,10 @@ pub struct EvalArgs {
     /// Seed of the generated samples' latent codes.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// For --quality: draw z from the Gaussian mixture `vaegan prior` fitted (its default
+    /// file, or FILE) instead of N(0, I).
+    #[arg(long, num_args = 0..=1, value_name = "FILE")]
+    prior: Option<Option<PathBuf>>,
 }
 
 pub fn run(device: &DeviceArgs, args: &EvalArgs) -> anyhow::Result<()> {
@@ -44,6 +49,10 @@ pub fn run(device: &DeviceArgs, args: &EvalArgs) -> anyhow::Result<()> {
     }
     let ck = load_checkpoint(&args.ck.checkpoint)?;
     let c = &ck.config.model;
+    if args.prior.is_some() && !args.quality {
+        bail!("--prior chooses where --quality's samples come from: add --quality");
+    }
+    let prior = load_prior(&args.prior, &args.ck.checkpoint, &ck)?;
     let gpu = device.open()?;
     let (split, path, mut ev) = checkpoint_evaluator(&gpu, &ck, args.data.as_deref(), args.batch, args.test_limit)?;
     let r = ev.evaluate(&split.test)?;
@@ -57,19 +66,20 @@ pub fn run(device: &DeviceArgs, args: &EvalArgs) -> anyhow::Result<()> {
     }
     println!("images evaluated: {}", r.images);
     if args.quality {
-        quality(&gpu, &ck, &mut ev, &split, args)?;
+        quality(&gpu, &ck, &mut ev, &split, prior.as_ref(), args)?;
     }
     Ok(())
 }
 
 /// Sample quality: what `quality::measure` finds, printed.
-fn quality(gpu: &crate::gpu::Gpu, ck: &Checkpoint, ev: &mut Evaluator, split: &Split, args: &EvalArgs) -> anyhow::Result<()> {
+fn quality(gpu: &crate::gpu::Gpu, ck: &Checkpoint, ev: &mut Evaluator, split: &Split, prior: Option<&GaussianMixture>, args: &EvalArgs) -> anyhow::Result<()> {
     use crate::quality::ClassifierWeights;
     let path = args.classifier.clone().unwrap_or_else(crate::quality::classifier::default_path);
     let weights = ClassifierWeights::load(&path).map_err(anyhow::Error::msg)?;
-    let q = crate::quality::measure(gpu, ck, ev, split, args.n, args.seed, &weights)?;
+    let q = crate::quality::measure(gpu, ck, ev, split, args.n, args.seed, prior, &weights)?;
     println!("sample quality (classifier {}, test accuracy {:.2}%):", path.display(), 100.0 * weights.test_accuracy);
-    println!("  Fréchet distance, {} samples vs {} test images: {:.3}", q.samples, q.test_images, q.frechet_samples);
+    let from = if prior.is_some() { "z from the fitted prior" } else { "z ~ N(0, I)" };
+    println!("  Fréchet distance, {} samples ({from}) vs {} test images: {:.3}", q.samples, q.test_images, q.frechet_samples);
     println!("  Fréchet distance, reconstructions Dec(μ) of the test images vs the test images: {:.3}", q.frechet_reconstructions);
     println!("  Fréchet distance, {} training vs test images (the floor): {:.3}", q.train_images, q.frechet_floor);
     println!("  predicted classes 0-9: {:?}", q.coverage.histogram);

@@ -8,6 +8,7 @@ mod eval;
 mod export;
 mod graph;
 mod make_dataset;
+mod prior;
 mod reconstruct;
 mod sample;
 mod train;
@@ -80,6 +81,9 @@ enum Command {
     Train(train::TrainArgs),
     /// Decode samples (or latent walks) from a checkpoint into a PNG grid.
     Sample(sample::SampleArgs),
+    /// Fit a Gaussian-mixture prior to the codes a checkpoint's encoder gives the training
+    /// images, to sample from instead of N(0, I) (`sample --prior`, `eval --quality --prior`).
+    Prior(prior::PriorArgs),
     /// Test images beside their reconstructions, as a PNG grid.
     Reconstruct(reconstruct::ReconstructArgs),
     /// Test-set negative ELBO, reconstruction error and discriminator accuracy; with
@@ -108,6 +112,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Graph(args) => graph::run(&args),
         Command::Train(args) => train::run(&cli.device, &args),
         Command::Sample(args) => sample::run(&cli.device, &args),
+        Command::Prior(args) => prior::run(&cli.device, &args),
         Command::Reconstruct(args) => reconstruct::run(&cli.device, &args),
         Command::Eval(args) => eval::run(&cli.device, &args),
         Command::Classifier(args) => classifier::run(&cli.device, &args),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Args;
 
-use super::common::{load_checkpoint, CheckpointArgs};
+use super::common::{load_checkpoint, load_prior, CheckpointArgs};
 use super::DeviceArgs;
 use crate::pictures;
 use crate::train::eval::{fixed_normals, Decoder};
@@ -22,6 +22,10 @@ pub struct SampleArgs {
     walk: bool,
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Draw z from the Gaussian mixture `vaegan prior` fitted (its default file, or FILE)
+    /// instead of N(0, I).
+    #[arg(long, num_args = 0..=1, value_name = "FILE")]
+    prior: Option<Option<PathBuf>>,
     #[arg(long, default_value = "samples.png")]
     out: PathBuf,
     /// Also write the latent codes and the decoder's raw output as safetensors: "z"
@@ -37,11 +41,16 @@ pub fn run(device: &DeviceArgs, args: &SampleArgs) -> anyhow::Result<()> {
     }
     let ck = load_checkpoint(&args.ck.checkpoint)?;
     let c = &ck.config.model;
+    let prior = load_prior(&args.prior, &args.ck.checkpoint, &ck)?;
     let gpu = device.open()?;
+    let draw = |n: usize, seed: u64| match &prior {
+        Some(p) => p.sample(n, seed),
+        None => fixed_normals(n, c.latent, seed),
+    };
     let (z, n, cols) = if args.walk {
         // Rows of 10 steps from a to b: z = (1 − t)·a + t·b.
         let rows = args.n.div_ceil(10).max(1);
-        let ends = fixed_normals(2 * rows, c.latent, args.seed);
+        let ends = draw(2 * rows, args.seed);
         let mut z = vec![];
         for r in 0..rows {
             let (a, b) = (&ends[2 * r * c.latent..(2 * r + 1) * c.latent], &ends[(2 * r + 1) * c.latent..(2 * r + 2) * c.latent]);
@@ -52,7 +61,7 @@ pub fn run(device: &DeviceArgs, args: &SampleArgs) -> anyhow::Result<()> {
         }
         (z, rows * 10, 10)
     } else {
-        (fixed_normals(args.n, c.latent, args.seed), args.n, (args.n as f64).sqrt().ceil() as usize)
+        (draw(args.n, args.seed), args.n, (args.n as f64).sqrt().ceil() as usize)
     };
     let mut decoder = Decoder::new(&gpu, c, n)?;
     decoder.load(&|name| ck.tensor(name))?;
@@ -73,6 +82,7 @@ pub fn run(device: &DeviceArgs, args: &SampleArgs) -> anyhow::Result<()> {
         super::export::write_atomically(path, &bytes)?;
         eprintln!("wrote {} (z and the raw images)", path.display());
     }
-    eprintln!("wrote {} ({n} {})", args.out.display(), if args.walk { "images: latent walks" } else { "samples" });
+    let from = if prior.is_some() { "the fitted prior" } else { "N(0, I)" };
+    eprintln!("wrote {} ({n} {}, z from {from})", args.out.display(), if args.walk { "images: latent walks" } else { "samples" });
     Ok(())
 }

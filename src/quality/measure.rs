@@ -13,6 +13,7 @@ use super::frechet::{frechet_distance, FeatureStats};
 use crate::checkpoint::Checkpoint;
 use crate::data::Split;
 use crate::gpu::Gpu;
+use crate::model::GaussianMixture;
 use crate::train::eval::{fixed_normals, scale_images, Decoder, Evaluator};
 use crate::train::{Result, TrainError};
 use crate::types::Scaling;
@@ -33,9 +34,20 @@ pub struct Quality {
     pub coverage: Coverage,
 }
 
-/// Decodes `n` samples from fixed normals of `seed`, reconstructs the test set through
-/// `evaluator` (a checkpoint's, loaded), and compares both with the test images.
-pub fn measure(gpu: &Gpu, ck: &Checkpoint, evaluator: &mut Evaluator, split: &Split, n: usize, seed: u64, weights: &ClassifierWeights) -> Result<Quality> {
+/// Decodes `n` samples whose codes `seed` draws (from `prior`, or N(0, I) without one),
+/// reconstructs the test set through `evaluator` (a checkpoint's, loaded), and compares
+/// both with the test images.
+#[allow(clippy::too_many_arguments)]
+pub fn measure(
+    gpu: &Gpu,
+    ck: &Checkpoint,
+    evaluator: &mut Evaluator,
+    split: &Split,
+    n: usize,
+    seed: u64,
+    prior: Option<&GaussianMixture>,
+    weights: &ClassifierWeights,
+) -> Result<Quality> {
     if n < 2 {
         return Err(TrainError::Invalid("sample quality needs at least 2 samples for a covariance".into()));
     }
@@ -56,7 +68,11 @@ pub fn measure(gpu: &Gpu, ck: &Checkpoint, evaluator: &mut Evaluator, split: &Sp
     let batch = 500.min(n);
     let mut decoder = Decoder::new(gpu, c, batch)?;
     decoder.load(&|name| ck.tensor(name))?;
-    let z = fixed_normals(n.div_ceil(batch) * batch, c.latent, seed);
+    let count = n.div_ceil(batch) * batch;
+    let z = match prior {
+        Some(p) => p.sample(count, seed),
+        None => fixed_normals(count, c.latent, seed),
+    };
     let mut samples = Vec::with_capacity(n.div_ceil(batch) * batch * c.input);
     for chunk in z.chunks(batch * c.latent) {
         samples.extend(decoder.decode(chunk)?);

@@ -206,3 +206,50 @@ pub fn fixed_normals(n: usize, latent: usize, seed: u64) -> Vec<f32> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     (0..n * latent).map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal)).collect()
 }
+
+/// The encoder alone (batch norm in eval mode): (μ, logσ²) of images.
+#[cfg(not(target_arch = "wasm32"))]
+pub struct Encoder<'g> {
+    graph: crate::model::EncodeGraph,
+    exec: GpuExecutor<'g>,
+    scaling: Scaling,
+    latent: usize,
+    pub batch: usize,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl<'g> Encoder<'g> {
+    pub fn new(gpu: &'g Gpu, config: &ModelConfig, batch: usize) -> Result<Self> {
+        let graph = crate::model::build_encode(config, batch)?;
+        let exec = GpuExecutor::new(gpu, graph.graph.clone(), ExecOptions::default())?;
+        Ok(Encoder { graph, exec, scaling: super::scaling_for(config.output_act), latent: config.latent, batch })
+    }
+
+    pub fn load(&self, values: &dyn Fn(&str) -> Option<Vec<f32>>) -> Result<()> {
+        self.exec.load_params(&[0], values, None)?;
+        self.exec.load_state(values)?;
+        Ok(())
+    }
+
+    /// (μ, logσ²) of every image of `set` (count × latent each), a batch at a time; a short
+    /// last batch is padded with its own images, whose codes are dropped.
+    pub fn encode_all(&mut self, set: &Dataset) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (b, d) = (self.batch, set.dim());
+        let (mut mu, mut logvar) = (Vec::new(), Vec::new());
+        for start in (0..set.count).step_by(b) {
+            let end = (start + b).min(set.count);
+            let first = scale_images(set, start..end, self.scaling);
+            let mut x = first.clone();
+            while x.len() < b * d {
+                let take = (b * d - x.len()).min(first.len());
+                x.extend_from_slice(&first[..take]);
+            }
+            self.exec.set_input(self.graph.x, &x)?;
+            self.exec.step()?;
+            let latent = self.latent;
+            mu.extend_from_slice(&self.exec.read(self.graph.mu)?[..(end - start) * latent]);
+            logvar.extend_from_slice(&self.exec.read(self.graph.logvar)?[..(end - start) * latent]);
+        }
+        Ok((mu, logvar))
+    }
+}

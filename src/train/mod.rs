@@ -6,6 +6,8 @@ pub mod feed;
 pub mod logs;
 pub mod parallel;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod prior;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod run;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod tensorboard;
