@@ -84,9 +84,11 @@ def wait_state(d, states, timeout, what):
     """Waits for the page to reach one of `states`: the page resolves a promise when it
     does (`vaeganRun.until`), so nothing here polls; `timeout` only bounds a page that
     hangs, and is minutes beyond what the slowest host needs."""
-    # Selenium's requests to chromedriver carry no time limit of their own (the socket
-    # default), so the script timeout is the only bound.
+    # Selenium's request to chromedriver has its own read timeout (120 s for Chrome), which
+    # a busy host's training outlasted while the script was still within its bound (a CI
+    # run failed so): the request may take as long as the script, and a minute more.
     d.set_script_timeout(timeout)
+    d.command_executor.client_config.timeout = timeout + 60
     r = d.execute_async_script(
         "const done = arguments[arguments.length - 1];"
         "if (!window.vaeganRun) { done({state: 'error', error: 'the page script did not run'}); return; }"
