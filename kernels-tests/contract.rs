@@ -80,6 +80,7 @@ fn module_dependencies_run_one_way() {
     let layers: &[(&str, u32)] = &[
         ("types", 0),
         ("pictures", 0),
+        ("tensor_file", 0),
         ("gpu", 1),
         ("kernels", 2),
         ("reference", 2),

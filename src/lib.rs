@@ -25,6 +25,7 @@ pub mod pictures;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod quality;
 pub mod reference;
+pub mod tensor_file;
 pub mod train;
 pub mod types;
 #[cfg(target_arch = "wasm32")]

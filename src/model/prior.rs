@@ -12,10 +12,11 @@
 //! Stored as safetensors: "weights" [k], "means" [k, latent], "variances" [k, latent], with
 //! the checkpoint step it was fitted to in the metadata.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use rand::{Rng, SeedableRng};
+
+use crate::tensor_file::TensorFile;
 
 pub const FORMAT: &str = "vaegan-prior-1";
 
@@ -193,60 +194,30 @@ impl GaussianMixture {
     /// Writes the mixture as safetensors, atomically (a temporary file, then a rename).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let (k, d) = (self.k(), self.latent);
-        let tensors: Vec<(&str, Vec<usize>, Vec<f32>)> = vec![
-            ("weights", vec![k], self.weights.iter().map(|&v| v as f32).collect()),
-            ("means", vec![k, d], self.means.iter().map(|&v| v as f32).collect()),
-            ("variances", vec![k, d], self.variances.iter().map(|&v| v as f32).collect()),
-        ];
-        let views = tensors
-            .iter()
-            .map(|(name, dims, v)| {
-                Ok((name.to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, dims.clone(), bytemuck::cast_slice(v))?))
-            })
-            .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
-            .map_err(std::io::Error::other)?;
-        let meta = HashMap::from([("format".to_string(), FORMAT.to_string()), ("step".to_string(), self.step.to_string())]);
-        let bytes = safetensors::tensor::serialize(views, Some(meta)).map_err(std::io::Error::other)?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(tmp, path)
+        let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        let (w, m, v) = (f32s(&self.weights), f32s(&self.means), f32s(&self.variances));
+        let tensors = [("weights", vec![k], &w[..]), ("means", vec![k, d], &m[..]), ("variances", vec![k, d], &v[..])];
+        crate::tensor_file::write(path, FORMAT, &[("step", self.step.to_string())], &tensors)
     }
 
     /// Reads a mixture written by `save`; every problem is an error naming the file and what
     /// was expected.
     pub fn load(path: &Path) -> Result<Self, String> {
-        let fail = |e: String| format!("{}: {e}", path.display());
-        let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| fail(format!("not a readable safetensors file: {e}")))?;
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| fail(e.to_string()))?;
-        let meta = header.metadata().clone().unwrap_or_default();
-        if meta.get("format").map(String::as_str) != Some(FORMAT) {
-            return Err(fail(format!("not a vaegan prior (metadata \"format\" should be {FORMAT:?}; `vaegan prior` writes one)")));
-        }
-        let step = meta.get("step").and_then(|s| s.parse().ok()).ok_or_else(|| fail("metadata \"step\" is missing or not a number".into()))?;
-        let read = |name: &str| -> Result<(Vec<usize>, Vec<f64>), String> {
-            let view = st.tensor(name).map_err(|_| fail(format!("tensor {name:?} is missing")))?;
-            if view.dtype() != safetensors::Dtype::F32 {
-                return Err(fail(format!("tensor {name:?} is {:?}, expected F32", view.dtype())));
-            }
-            let values: Vec<f64> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect();
-            if values.iter().any(|v| !v.is_finite()) {
-                return Err(fail(format!("tensor {name:?} holds non-finite values")));
-            }
-            Ok((view.shape().to_vec(), values))
-        };
+        let file = TensorFile::read(path, FORMAT, "vaegan prior", Some("`vaegan prior` writes one"))?;
+        let step = file.meta.get("step").and_then(|s| s.parse().ok()).ok_or_else(|| file.fail("metadata \"step\" is missing or not a number"))?;
+        let read = |name: &str| file.tensor(name).map(|(shape, v)| (shape, v.into_iter().map(f64::from).collect::<Vec<f64>>()));
         let (ws, weights) = read("weights")?;
         let (ms, means) = read("means")?;
         let (vs, variances) = read("variances")?;
         let k = weights.len();
         if ws != [k] || k == 0 || ms.len() != 2 || ms[0] != k || ms[1] == 0 || vs != ms {
-            return Err(fail(format!("shapes weights {ws:?}, means {ms:?}, variances {vs:?}: expected [k], [k, latent], [k, latent] with k, latent ≥ 1")));
+            return Err(file.fail(format!("shapes weights {ws:?}, means {ms:?}, variances {vs:?}: expected [k], [k, latent], [k, latent] with k, latent ≥ 1")));
         }
         if weights.iter().any(|&w| w <= 0.0) || (weights.iter().sum::<f64>() - 1.0).abs() > 1e-4 {
-            return Err(fail("the weights must be positive and sum to 1".into()));
+            return Err(file.fail("the weights must be positive and sum to 1"));
         }
         if variances.iter().any(|&v| v <= 0.0) {
-            return Err(fail("the variances must be positive".into()));
+            return Err(file.fail("the variances must be positive"));
         }
         Ok(GaussianMixture { latent: ms[1], weights, means, variances, step })
     }

@@ -32,45 +32,25 @@ impl ClassifierWeights {
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let mut meta = std::collections::HashMap::new();
-        meta.insert("format".to_string(), FORMAT.to_string());
-        meta.insert("test_accuracy".to_string(), format!("{:.4}", self.test_accuracy));
-        meta.insert("made_by".to_string(), self.made_by.clone());
-        let bytes: Vec<(String, [usize; 2], Vec<u8>)> = self.tensors.iter().map(|(n, s, v)| (n.clone(), *s, bytemuck::cast_slice(v).to_vec())).collect();
-        let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
-            .iter()
-            .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.to_vec(), b).expect("sizes match")))
-            .collect();
-        let data = safetensors::tensor::serialize(views, Some(meta)).map_err(std::io::Error::other)?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, data)?;
-        std::fs::rename(tmp, path)
+        let meta = [("test_accuracy", format!("{:.4}", self.test_accuracy)), ("made_by", self.made_by.clone())];
+        let tensors: Vec<(&str, Vec<usize>, &[f32])> = self.tensors.iter().map(|(n, s, v)| (n.as_str(), s.to_vec(), v.as_slice())).collect();
+        crate::tensor_file::write(path, FORMAT, &meta, &tensors)
     }
 
     pub fn load(path: &Path) -> std::result::Result<Self, String> {
-        let fail = |e: String| format!("{}: {e}", path.display());
-        let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| fail(format!("not a readable safetensors file: {e}")))?;
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| fail(e.to_string()))?;
-        let meta = header.metadata().clone().unwrap_or_default();
-        if meta.get("format").map(String::as_str) != Some(FORMAT) {
-            return Err(fail(format!("not a vaegan classifier (metadata \"format\" should be {FORMAT:?})")));
-        }
+        let file = crate::tensor_file::TensorFile::read(path, FORMAT, "vaegan classifier", None)?;
         let mut tensors = vec![];
         for (i, w) in WIDTHS.windows(2).enumerate() {
             for (suffix, shape) in [("weight", [w[0], w[1]]), ("bias", [1, w[1]])] {
                 let name = format!("classifier.{i}.{suffix}");
-                let view = st.tensor(&name).map_err(|_| fail(format!("tensor {name} is missing")))?;
-                if view.shape() != shape {
-                    return Err(fail(format!("tensor {name} has shape {:?}, expected {shape:?}", view.shape())));
-                }
-                let values: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-                if values.iter().any(|v| !v.is_finite()) {
-                    return Err(fail(format!("tensor {name} holds non-finite values")));
+                let (got, values) = file.tensor(&name)?;
+                if got != shape {
+                    return Err(file.fail(format!("tensor {name} has shape {got:?}, expected {shape:?}")));
                 }
                 tensors.push((name, shape, values));
             }
         }
+        let meta = &file.meta;
         Ok(ClassifierWeights {
             tensors,
             test_accuracy: meta.get("test_accuracy").and_then(|a| a.parse().ok()).unwrap_or(f64::NAN),
