@@ -13,6 +13,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 #[cfg(not(target_arch = "wasm32"))]
+use vaegan::kernels::matmul::{Kind, Tile};
+#[cfg(not(target_arch = "wasm32"))]
 use vaegan::GpuOptions;
 use vaegan::{DType, Gpu, GpuBuffer};
 
@@ -74,8 +76,10 @@ pub fn gpu() -> &'static Gpu {
         let adapter = std::env::var("VAEGAN_TEST_ADAPTER").ok();
         let opts = GpuOptions { backend: Some(backend.clone()), adapter, disable_f16: false, ..Default::default() };
         match Gpu::new(&opts) {
-            Ok(gpu) => {
-                eprintln!("kernel tests on: {}", gpu.describe());
+            Ok(mut gpu) => {
+                let tile = test_tile(&gpu);
+                tile.force_on(&mut gpu).unwrap_or_else(|e| panic!("VAEGAN_TEST_TILE: {e}"));
+                eprintln!("kernel tests on: {}, GEMMs on tile {tile}", gpu.describe());
                 gpu
             }
             Err(e) => panic!(
@@ -84,6 +88,27 @@ pub fn gpu() -> &'static Gpu {
             ),
         }
     })
+}
+
+/// The tile of every GEMM in the suite that names none (`Tile::force_on`): of the kind the
+/// adapter's default tile has, the smallest. Tiles change speed, never bits
+/// (`matmul::all_tiles_give_the_same_bits`), and a small one compiles in a fraction of the
+/// time: lavapipe JITs the 32×8 subgroup tile of a matmul in ~1.7 s on a slow host, the 8×4
+/// one in ~0.2 s, and a test of a model compiles dozens of them. The default tiles keep
+/// tests of their own (every shape, layout, epilogue and convolution loader).
+/// `VAEGAN_TEST_TILE=default` runs everything on the class default; `=TILE` on that tile.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn test_tile(g: &Gpu) -> Tile {
+    let class_default = Tile::class_default(g);
+    match std::env::var("VAEGAN_TEST_TILE") {
+        Ok(t) if t == "default" => class_default,
+        Ok(t) => t.parse().unwrap_or_else(|e| panic!("VAEGAN_TEST_TILE: {e}")),
+        Err(_) => match class_default.kind {
+            Kind::Subgroup => Tile::subgroup(8, 4),
+            Kind::Register => Tile::register(8, 4, 8, 4),
+            Kind::Shared => class_default,
+        },
+    }
 }
 
 /// wgpu's EGL probe complains on stderr when XDG_RUNTIME_DIR is unset (harmless).
@@ -104,6 +129,32 @@ pub fn fresh_gpu(disable_f16: bool) -> Gpu {
     let backend = std::env::var("VAEGAN_TEST_BACKEND").or_else(|_| std::env::var("WGPU_BACKEND")).unwrap_or_else(|_| "vulkan".to_string());
     let adapter = std::env::var("VAEGAN_TEST_ADAPTER").ok();
     Gpu::new(&GpuOptions { backend: Some(backend), adapter, disable_f16, ..Default::default() }).expect("a second device")
+}
+
+/// Whether this pass runs the sweeps — every tile, shape, layout and geometry — or each
+/// kernel family and variant once, at a few odd shapes. The GL and browser passes exist to
+/// catch a backend's or a shader compiler's differences, which are per shader, not per
+/// size; the native default pass (Vulkan) sweeps. `VAEGAN_TEST_SWEEPS=1` (or `0`) decides.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn sweeps() -> bool {
+    match std::env::var("VAEGAN_TEST_SWEEPS") {
+        Ok(v) => v != "0",
+        Err(_) => std::env::var("VAEGAN_TEST_BACKEND").map_or(true, |b| b != "gl"),
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+pub fn sweeps() -> bool {
+    option_env!("VAEGAN_TEST_SWEEPS").is_some_and(|v| v != "0")
+}
+
+/// All of `all` where the pass sweeps, else the elements at `picks` (indices into `all`).
+pub fn swept<T: Clone>(all: &[T], picks: &[usize]) -> Vec<T> {
+    if sweeps() {
+        all.to_vec()
+    } else {
+        picks.iter().map(|&i| all[i].clone()).collect()
+    }
 }
 
 /// A fresh generator per test; the seed is printed so that a failure can be replayed

@@ -27,7 +27,8 @@ fn geometries() -> Vec<ConvGeom> {
         (2, (9, 7, 2), 6, (5, 5), 2, 2),
         (1, (1, 1, 3), 5, (5, 5), 2, 2),
     ];
-    cases.iter().map(|&(b, i, o, k, s, p)| ConvGeom::conv(b, i, o, k, s, p).unwrap()).collect()
+    // Without sweeps: stride 1 with padding, stride 2 without, stride 2 with, batch 1 and 2.
+    swept(&cases, &[1, 2, 5]).iter().map(|&(b, i, o, k, s, p)| ConvGeom::conv(b, i, o, k, s, p).unwrap()).collect()
 }
 
 /// |x| and |w| through the same computation: the scale of the terms a result sums.
@@ -88,7 +89,7 @@ gpu_test! {
         // (batch, in h×w×c, out c, kernel, stride, pad, out_pad)
         let cases =
             [(2, (8, 8, 6), 4, (5, 5), 2, 2, 1), (1, (1, 1, 3), 5, (4, 4), 2, 1, 0), (1, (3, 5, 5), 3, (5, 5), 1, 2, 0), (3, (4, 3, 2), 3, (4, 4), 2, 1, 1)];
-        for (b, i, o, k, s, p, op) in cases {
+        for (b, i, o, k, s, p, op) in swept(&cases, &[0, 2]) {
             let g = ConvGeom::transposed(b, i, o, k, s, p, op).unwrap();
             if i.0 == 8 {
                 assert_eq!((g.in_h, g.in_w), (16, 16), "8 → 16 exactly");
@@ -133,11 +134,15 @@ gpu_test! {
         let (x, w) = (as_f32(&randn(&mut rng, g.input_len())), as_f32(&randn(&mut rng, g.weight_len())));
         let want = reference::conv2d::conv2d_forward(&g, Act::None, &x, &w, None);
         let mag = forward_mag(&g, &x, &w);
-        for tile in vaegan::kernels::autotune::class_candidates(vaegan::gpu::AdapterClass::Cpu)
+        let all: Vec<_> = vaegan::kernels::autotune::class_candidates(vaegan::gpu::AdapterClass::Cpu)
             .into_iter()
             .chain(vaegan::kernels::autotune::class_candidates(vaegan::gpu::AdapterClass::Gpu))
-            .filter(|t| t.check(gpu()).is_ok())
-        {
+            .collect();
+        // Without sweeps: the class default and the suite's tile.
+        let all = if sweeps() { all } else { vec![vaegan::kernels::matmul::Tile::class_default(gpu()), vaegan::kernels::matmul::Tile::default_for(gpu())] };
+        let runnable: Vec<_> = all.into_iter().filter(|t| t.check(gpu()).is_ok()).collect();
+        assert!(!runnable.is_empty(), "no candidate tile runs on this adapter");
+        for tile in runnable {
             let y = poisoned(g.output_len());
             let l = conv2d::conv2d_forward_tiled(gpu(), &g, Act::None, &upload(&x), &upload(&w), None, &y, tile).unwrap();
             gpu().run([&l]).unwrap();
@@ -156,4 +161,46 @@ gpu_test! {
         let err = conv2d::conv2d_forward(gpu(), &g, Act::None, &poisoned(47), &poisoned(g.weight_len()), None, &poisoned(g.output_len())).err().unwrap();
         assert!(err.to_string().contains("x has 47 elements, expected 48"), "{err}");
     }
+}
+
+/// The suite's convolutions run on `common::test_tile`; models run on the adapter class's
+/// default. Every loader — the forward's im2col, the input gradient's stride phases, the
+/// weight gradient's, the transposed forward's — on that tile, at a stride-2 geometry
+/// with partial tiles, against the twin (a second device, whose GEMMs keep the default).
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn convolutions_on_the_class_default_tile_match_twin() {
+    let dev = fresh_gpu(false);
+    assert!(dev.forced_tile.is_none() && vaegan::kernels::matmul::Tile::default_for(&dev) == vaegan::kernels::matmul::Tile::class_default(&dev));
+    let mut rng = rng("convolutions_on_the_class_default_tile_match_twin");
+    let g = ConvGeom::conv(2, (9, 7, 2), 6, (5, 5), 2, 2).unwrap();
+    let up = |v: &[f64]| dev.upload_f32("x", &v.iter().map(|&x| x as f32).collect::<Vec<_>>()).unwrap();
+    let out = |n: usize| {
+        let b = dev.zeros("y", n, vaegan::DType::F32).unwrap();
+        dev.poison(&b);
+        b
+    };
+    let read = |b: &vaegan::GpuBuffer| dev.download_f32(b).unwrap().into_iter().map(|v| v as f64).collect::<Vec<_>>();
+    let (x, w, dy) = (as_f32(&randn(&mut rng, g.input_len())), as_f32(&randn(&mut rng, g.weight_len())), as_f32(&randn(&mut rng, g.output_len())));
+    let (y, dx, dw) = (out(g.output_len()), out(g.input_len()), out(g.weight_len()));
+    let (xb, wb, dyb) = (up(&x), up(&w), up(&dy));
+    let mut launches = vec![conv2d::conv2d_forward(&dev, &g, Act::None, &xb, &wb, None, &y).unwrap()];
+    launches.extend(conv2d::conv2d_backward_input(&dev, &g, &dyb, &wb, &dx).unwrap());
+    launches.push(conv2d::conv2d_backward_weight(&dev, &g, &xb, &dyb, &dw).unwrap());
+    // The transposed convolution of the same geometry maps dy's side to x's.
+    let t = ConvGeom::transposed(2, (5, 4, 6), 2, (5, 5), 2, 2, 0).unwrap();
+    assert_eq!((t.in_h, t.in_w), (9, 7));
+    let ty = out(t.input_len());
+    launches.extend(conv2d::conv_transpose2d_forward(&dev, &t, Act::None, &dyb, &wb, None, &ty).unwrap());
+    dev.run(&launches).unwrap();
+    let tile = vaegan::kernels::matmul::Tile::class_default(&dev);
+    let r = &reference::conv2d::conv2d_forward;
+    assert_close_mag(&format!("conv2d {g} on {tile}"), &read(&y), &r(&g, Act::None, &x, &w, None), &forward_mag(&g, &x, &w), TOL);
+    let mag_dx = reference::conv2d::conv2d_backward_input(&g, &abs(&dy), &abs(&w));
+    assert_close_mag(&format!("conv2d dx {g} on {tile}"), &read(&dx), &reference::conv2d::conv2d_backward_input(&g, &dy, &w), &mag_dx, TOL);
+    let mag_dw = reference::conv2d::conv2d_backward_weight(&g, &abs(&x), &abs(&dy));
+    assert_close_mag(&format!("conv2d dw {g} on {tile}"), &read(&dw), &reference::conv2d::conv2d_backward_weight(&g, &x, &dy), &mag_dw, TOL);
+    let want_t = reference::conv2d::conv_transpose2d_forward(&t, Act::None, &dy, &w, None);
+    let mag_t = reference::conv2d::conv_transpose2d_forward(&t, Act::None, &abs(&dy), &abs(&w), None);
+    assert_close_mag(&format!("conv_transpose2d {t} on {tile}"), &read(&ty), &want_t, &mag_t, TOL);
 }

@@ -35,7 +35,12 @@ gpu_test! {
                 let expected = if g.features.shader_f16 { DType::F16 } else { DType::F32 };
                 assert_eq!(ab.dtype, expected, "upload_half_or_f32 must pick f16 exactly when SHADER_F16 is there");
                 let c = poisoned(m * n);
-                let spec = MatmulSpec::new(m, n, k, trans).act(Act::Relu);
+                // The largest shape on the class default tile too (the suite's GEMMs run on
+                // `common::test_tile`, which compiles faster).
+                let mut spec = MatmulSpec::new(m, n, k, trans).act(Act::Relu);
+                if m == 64 {
+                    spec = spec.tile(vaegan::kernels::matmul::Tile::class_default(g));
+                }
                 let l = matmul(g, &spec, &ab, &bb, Some(&upload(&bias)), &c).unwrap();
                 g.run([&l]).unwrap();
                 let got = download(&c).await;

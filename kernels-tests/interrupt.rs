@@ -51,6 +51,14 @@ pub fn as_test_run(c: &mut Command) {
         .env("WGPU_BACKEND", std::env::var("VAEGAN_TEST_BACKEND").unwrap_or_else(|_| "vulkan".into()))
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    // The adapter the in-process tests use, and the suite's GEMM tile (common::test_tile),
+    // which compiles in a fraction of the default's time.
+    if let Ok(adapter) = std::env::var("VAEGAN_TEST_ADAPTER") {
+        c.env("WGPU_ADAPTER_NAME", adapter);
+    }
+    if let Some(tile) = &gpu().forced_tile {
+        c.env("VAEGAN_TILE", tile);
+    }
 }
 
 /// How long a test waits for a run to reach an event before it fails. Generous: a slow

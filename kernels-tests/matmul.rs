@@ -26,17 +26,21 @@ const SHAPES: [(usize, usize, usize); 9] = [
 
 /// Register, workgroup-memory and (where subgroups are 8 lanes wide) subgroup tiles, of
 /// sizes that leave partial tiles on every odd shape.
+/// Without sweeps (`common::sweeps`), one of each kind.
 fn tiles() -> Vec<Tile> {
-    let mut t = vec![
-        Tile::register(16, 16, 8, 8),
-        Tile::register(4, 4, 16, 16),
-        Tile::register(8, 4, 8, 4),
-        Tile::shared(4, 4, 16, 16),
-        Tile::shared(8, 4, 4, 8),
-        Tile::shared(4, 8, 8, 4),
-    ];
+    let mut t = swept(
+        &[
+            Tile::register(16, 16, 8, 8),
+            Tile::register(4, 4, 16, 16),
+            Tile::register(8, 4, 8, 4),
+            Tile::shared(4, 4, 16, 16),
+            Tile::shared(8, 4, 4, 8),
+            Tile::shared(4, 8, 8, 4),
+        ],
+        &[2, 5],
+    );
     if gpu().features.subgroup_size == vaegan::kernels::matmul::SUBGROUP_LANES {
-        t.extend([Tile::subgroup(32, 8), Tile::subgroup(8, 4), Tile::subgroup(16, 12)]);
+        t.extend(swept(&[Tile::subgroup(32, 8), Tile::subgroup(8, 4), Tile::subgroup(16, 12)], &[2]));
     }
     t
 }
@@ -61,7 +65,8 @@ async fn check(rng: &mut rand::rngs::StdRng, spec: MatmulSpec, with_bias: bool) 
 gpu_test! {
     async fn matmul_all_layouts_and_shapes() {
         let mut rng = rng("matmul_all_layouts_and_shapes");
-        for &(m, n, k) in &SHAPES {
+        // Without sweeps: odd shapes, a single row and a single column, the model's shape.
+        for (m, n, k) in swept(&SHAPES, &[1, 3, 5, 6]) {
             for trans in [Trans::NN, Trans::NT, Trans::TN] {
                 for tile in tiles() {
                     check(&mut rng, MatmulSpec::new(m, n, k, trans).tile(tile), false).await;
@@ -72,15 +77,21 @@ gpu_test! {
 }
 
 gpu_test! {
+    /// On the adapter class's default tile (what models run on; the rest of the suite runs on
+    /// `common::test_tile`) and on the suite's tile.
     async fn matmul_fused_epilogues() {
         let mut rng = rng("matmul_fused_epilogues");
         let acts = [Act::None, Act::Relu, Act::LeakyRelu(0.2), Act::Tanh, Act::Sigmoid];
-        for &(m, n, k) in &[(1, 1, 1), (7, 13, 29), (64, 512, 784), (33, 10, 20)] {
-            for act in acts {
-                check(&mut rng, MatmulSpec::new(m, n, k, Trans::NN).act(act), true).await;
+        let mut tiles = vec![Tile::class_default(gpu())];
+        tiles.extend(Some(Tile::default_for(gpu())).filter(|t| *t != tiles[0]));
+        for tile in tiles {
+            for (m, n, k) in swept(&[(1, 1, 1), (7, 13, 29), (64, 512, 784), (33, 10, 20)], &[1, 3]) {
+                for act in acts {
+                    check(&mut rng, MatmulSpec::new(m, n, k, Trans::NN).act(act).tile(tile), true).await;
+                }
+                check(&mut rng, MatmulSpec::new(m, n, k, Trans::NT).act(Act::Relu).tile(tile), true).await;
+                check(&mut rng, MatmulSpec::new(m, n, k, Trans::TN).act(Act::Sigmoid).tile(tile), true).await;
             }
-            check(&mut rng, MatmulSpec::new(m, n, k, Trans::NT).act(Act::Relu), true).await;
-            check(&mut rng, MatmulSpec::new(m, n, k, Trans::TN).act(Act::Sigmoid), true).await;
         }
     }
 }
@@ -182,8 +193,10 @@ gpu_test! {
             let b = upload(&randn(&mut rng, k * n));
             let mut first: Option<Vec<u8>> = None;
             let classes = [vaegan::gpu::AdapterClass::Cpu, vaegan::gpu::AdapterClass::Gpu];
-            let all = classes.into_iter().flat_map(vaegan::kernels::autotune::class_candidates).chain(tiles());
-            let runnable: Vec<Tile> = all.filter(|t| t.check(gpu()).is_ok()).collect();
+            let all: Vec<Tile> = classes.into_iter().flat_map(vaegan::kernels::autotune::class_candidates).chain(tiles()).collect();
+            // Without sweeps: the class's default and the suite's tile, beside one of each kind.
+            let all = if sweeps() { all } else { [Tile::class_default(gpu()), Tile::default_for(gpu())].into_iter().chain(tiles()).collect() };
+            let runnable: Vec<Tile> = all.into_iter().filter(|t| t.check(gpu()).is_ok()).collect();
             assert!(runnable.iter().any(|t| t.kind == Kind::Shared) && runnable.iter().any(|t| t.kind == Kind::Register));
             for tile in runnable {
                 let c = poisoned(m * n);
@@ -256,7 +269,7 @@ gpu_test! {
         let c = poisoned(9);
         let spec = MatmulSpec::new(3, 3, 4, Trans::NN).tile(Tile::subgroup(8, 4));
         if g.features.subgroup_size == 8 {
-            assert_eq!(Tile::default_for(g).kind, if g.class == vaegan::gpu::AdapterClass::Cpu { Kind::Subgroup } else { Kind::Shared });
+            assert_eq!(Tile::class_default(g).kind, if g.class == vaegan::gpu::AdapterClass::Cpu { Kind::Subgroup } else { Kind::Shared });
             let l = matmul(g, &spec, &a, &b, None, &c).unwrap();
             g.run([&l]).unwrap();
             assert_eq!(download(&c).await, vec![4.0; 9]);
@@ -272,4 +285,32 @@ gpu_test! {
         }
         assert!("4x4@16x16/fast".parse::<Tile>().is_err());
     }
+}
+
+/// `Tile::force_on` (VAEGAN_TILE): checked against the adapter, then the tile of every GEMM
+/// that names none, with autotuning bypassed.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn a_forced_tile_is_checked_and_replaces_default_and_tuning() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("autotune.json");
+    let backend = std::env::var("VAEGAN_TEST_BACKEND").unwrap_or_else(|_| "vulkan".into());
+    let mut g =
+        vaegan::Gpu::new(&vaegan::GpuOptions { backend: Some(backend), autotune: true, autotune_cache: Some(cache.clone()), ..Default::default() }).unwrap();
+    assert_eq!(Tile::default_for(&g), Tile::class_default(&g));
+    let err = Tile::shared(64, 64, 16, 16).force_on(&mut g).expect_err("more workgroup memory than any adapter has");
+    assert!(err.to_string().contains("workgroup memory"), "{err}");
+    assert!(g.forced_tile.is_none(), "a refused tile is not kept");
+    let tile = Tile::register(8, 4, 8, 4);
+    tile.force_on(&mut g).unwrap();
+    assert_eq!(Tile::default_for(&g), tile);
+    // A shape autotuning would time (over a MFLOP): with a forced tile it is not tuned.
+    let (m, n, k) = (64, 96, 96);
+    let a = g.upload_f32("a", &vec![0.5; m * k]).unwrap();
+    let b = g.upload_f32("b", &vec![0.25; k * n]).unwrap();
+    let c = g.zeros("c", m * n, vaegan::DType::F32).unwrap();
+    let l = matmul(&g, &MatmulSpec::new(m, n, k, Trans::NN), &a, &b, None, &c).unwrap();
+    g.run([&l]).unwrap();
+    assert!(g.download_f32(&c).unwrap().iter().all(|&v| v == 0.5 * 0.25 * k as f32));
+    assert!(!cache.exists(), "nothing was tuned under a forced tile");
 }

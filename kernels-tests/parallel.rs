@@ -200,6 +200,9 @@ mod mpi {
         // Rank 0 has written epoch 1's checkpoint and started epoch 2: rank 1 dies now,
         // in the middle of the run, whatever the host's speed.
         w.wait_for("epoch 2/50: training from step");
+        // Each rank's stderr reaches us through mpirun on its own: rank 1's first line may
+        // come after rank 0's epoch line (it did once the pipelines compiled faster).
+        w.wait_for("rank 1 of 2 (pid ");
         let line = w.text().lines().find(|l| l.starts_with("rank 1 of 2 (pid ")).map(str::to_string).expect("rank 1 said its pid");
         let pid: i32 = line["rank 1 of 2 (pid ".len()..].split(')').next().unwrap().parse().unwrap();
         unsafe {

@@ -57,7 +57,7 @@ impl DeviceArgs {
     }
 
     pub fn open(&self) -> anyhow::Result<Gpu> {
-        let gpu = Gpu::new(&GpuOptions {
+        let mut gpu = Gpu::new(&GpuOptions {
             backend: self.backend.clone(),
             adapter: self.adapter.clone(),
             disable_f16: false,
@@ -65,6 +65,12 @@ impl DeviceArgs {
             autotune_cache: None,
             autotune_verbose: true,
         })?;
+        // One tile for every GEMM, instead of the class default and autotuning: for timing a
+        // tile, and for the tests (which run on the cheapest tile to compile).
+        if let Ok(text) = std::env::var("VAEGAN_TILE") {
+            let tile: crate::kernels::matmul::Tile = text.parse().map_err(|e| anyhow::anyhow!("VAEGAN_TILE: {e}"))?;
+            tile.force_on(&mut gpu).map_err(|e| anyhow::anyhow!("VAEGAN_TILE={text}: {e}"))?;
+        }
         Ok(gpu)
     }
 }

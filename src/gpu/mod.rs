@@ -69,6 +69,9 @@ pub struct Gpu {
     /// Matmul tile choices, when autotuning is on.
     /// Tuning choices that persist across processes (None: autotuning is off).
     pub tuner: Option<tuning::TuningCache>,
+    /// The GEMM tile every kernel without a tile of its own uses instead of the class default
+    /// and autotuning, as `kernels::matmul::Tile` writes it; set, checked, by `Tile::force_on`.
+    pub forced_tile: Option<String>,
     /// Errors that escaped every scope (wgpu would panic on them by default).
     uncaptured: Arc<Mutex<Vec<String>>>,
 }
@@ -167,6 +170,7 @@ impl Gpu {
                 t.verbose = opts.autotune_verbose;
                 t
             }),
+            forced_tile: None,
             uncaptured,
         })
     }

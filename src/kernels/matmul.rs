@@ -59,13 +59,30 @@ impl Tile {
         Tile { tm, tn, wg_x, wg_y, kind: Kind::Shared }
     }
 
-    /// Defaults measured on lavapipe (BENCHMARKS.md) and the textbook choice for GPUs.
+    /// The tile of every GEMM that names none: the device's forced tile (`VAEGAN_TILE`, see
+    /// `force_on`) where one is set, else the adapter class's default.
     pub fn default_for(gpu: &Gpu) -> Tile {
+        gpu.forced_tile.as_deref().and_then(|t| t.parse().ok()).unwrap_or_else(|| Tile::class_default(gpu))
+    }
+
+    /// Defaults measured on lavapipe (BENCHMARKS.md) and the textbook choice for GPUs.
+    pub fn class_default(gpu: &Gpu) -> Tile {
         match gpu.class {
             AdapterClass::Cpu if gpu.features.subgroup_size == SUBGROUP_LANES => Tile::subgroup(32, 8),
             AdapterClass::Cpu => Tile::register(16, 16, 8, 8),
             AdapterClass::Gpu => Tile::shared(4, 4, 16, 16),
         }
+    }
+
+    /// Makes this tile the device's default for every GEMM that names none, dense or
+    /// gathered, with no autotuning: for measuring one tile, and for the tests, which run on
+    /// a tile that compiles in a tenth of the time (tiles change speed, never bits:
+    /// `matmul::all_tiles_give_the_same_bits`). Refused, with the reason, where the adapter
+    /// cannot run it.
+    pub fn force_on(self, gpu: &mut Gpu) -> Result<()> {
+        self.check(gpu)?;
+        gpu.forced_tile = Some(self.to_string());
+        Ok(())
     }
 
     /// Rows and columns of C one workgroup computes.
@@ -725,7 +742,7 @@ pub fn pattern(n: usize) -> Vec<f32> {
 /// fastest candidate for its shape class (timed now on first use, then cached).
 fn tuned_tile(gpu: &Gpu, spec: &MatmulSpec, dtype: DType) -> Result<Tile> {
     let default = Tile::default_for(gpu);
-    let Some(tuner) = &gpu.tuner else { return Ok(default) };
+    let Some(tuner) = gpu.tuner.as_ref().filter(|_| gpu.forced_tile.is_none()) else { return Ok(default) };
     let key = super::autotune::key(gpu, spec.trans, dtype, spec.m, spec.n, spec.k);
     if let Some(t) = tuner.cached(&key).and_then(|t| t.parse::<Tile>().ok()) {
         return Ok(t);
