@@ -131,6 +131,34 @@ pub fn fresh_gpu(disable_f16: bool) -> Gpu {
     Gpu::new(&GpuOptions { backend: Some(backend), adapter, disable_f16, ..Default::default() }).expect("a second device")
 }
 
+/// Whether the adapter has SHADER_F16, for tests with an f16 path and an f32 refusal. With
+/// `VAEGAN_TEST_REQUIRE_F16` set (CI, on lavapipe, which has it) its absence fails the test:
+/// the f16 path cannot be skipped unnoticed.
+pub fn has_f16() -> bool {
+    let g = gpu();
+    if std::env::var("VAEGAN_TEST_REQUIRE_F16").is_ok() {
+        assert!(g.features.shader_f16, "VAEGAN_TEST_REQUIRE_F16 is set but {} has no SHADER_F16", g.describe());
+    }
+    g.features.shader_f16
+}
+
+/// Whether the adapter has the fixed 8-lane subgroups the subgroup matmul is written for.
+/// With `VAEGAN_TEST_REQUIRE_SUBGROUPS` set (CI, on lavapipe with AVX2) their absence fails
+/// the test: the subgroup kernel cannot be skipped unnoticed.
+pub fn has_subgroup_kernel() -> bool {
+    let g = gpu();
+    let lanes = vaegan::kernels::matmul::SUBGROUP_LANES;
+    if std::env::var("VAEGAN_TEST_REQUIRE_SUBGROUPS").is_ok() {
+        assert!(
+            g.features.subgroup_size == lanes,
+            "VAEGAN_TEST_REQUIRE_SUBGROUPS is set but {} has subgroups of {} lanes (0: none or varying), not {lanes}",
+            g.describe(),
+            g.features.subgroup_size
+        );
+    }
+    g.features.subgroup_size == lanes
+}
+
 /// Whether this pass runs the sweeps — every tile, shape, layout and geometry — or each
 /// kernel family and variant once, at a few odd shapes. The GL and browser passes exist to
 /// catch a backend's or a shader compiler's differences, which are per shader, not per

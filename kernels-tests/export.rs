@@ -309,13 +309,14 @@ fn export_refuses_what_it_cannot_do_clearly() {
     let out = d.join("out.onnx");
     let (vae_s, conv_s, mixed_s, out_s) = (vae_path.to_str().unwrap(), conv_path.to_str().unwrap(), mixed_path.to_str().unwrap(), out.to_str().unwrap());
     let torch_out = d.join("t.safetensors");
-    let (missing, nowhere) = (d.join("missing"), d.join("no/such/dir/x.onnx"));
+    // (Named so that the expected words are not the file's own name.)
+    let (missing, nowhere) = (d.join("absent-run"), d.join("no/such/dir/x.onnx"));
     let (missing, nowhere) = (missing.to_str().unwrap(), nowhere.to_str().unwrap());
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--checkpoint", vae_s, "--part", "discriminator", "--out", out_s], "it has no discriminator"),
         (vec!["--checkpoint", conv_s, "--part", "all", "--out", out_s], "an ONNX file holds one network"),
         (vec!["--checkpoint", mixed_s, "--out", out_s], "the config's model"),
-        (vec!["--checkpoint", missing, "--out", out_s], "missing"),
+        (vec!["--checkpoint", missing, "--out", out_s], "absent-run: cannot read: No such file"),
         (vec!["--checkpoint", conv_s, "--out", nowhere], "no/such/dir/x.onnx: cannot write"),
         (vec!["--checkpoint", conv_s, "--part", "generator", "--out", out_s], "invalid value 'generator'"),
         (vec!["--checkpoint", conv_s, "--format", "keras", "--out", out_s], "invalid value 'keras'"),

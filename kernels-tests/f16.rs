@@ -20,9 +20,7 @@ gpu_test! {
     /// result itself would fail wherever the sum happens to cancel, e.g. at 1×1×1 with a bias).
     async fn f16_matmul_matches_twin() {
         let g = gpu();
-        if std::env::var("VAEGAN_TEST_REQUIRE_F16").is_ok() {
-            assert!(g.features.shader_f16, "VAEGAN_TEST_REQUIRE_F16 is set but {} has no SHADER_F16", g.describe());
-        }
+        has_f16();
         let mut rng = rng("f16_matmul_matches_twin");
         for &(m, n, k) in &[(1, 1, 1), (7, 13, 29), (127, 255, 63), (64, 512, 784)] {
             for trans in [Trans::NN, Trans::NT, Trans::TN] {

@@ -210,7 +210,7 @@ fn the_vaegan_plan_reuses_without_aliasing() {
 #[test]
 fn the_executor_allocates_exactly_the_planned_memory() {
     let mut precisions = vec![vaegan::Precision::F32];
-    if gpu().features.shader_f16 {
+    if has_f16() {
         precisions.push(vaegan::Precision::F16);
     }
     for precision in precisions {

@@ -3,7 +3,6 @@
 //! IDX files, PNG folders, TOML configs, checkpoints, and the command line.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use vaegan::checkpoint::Checkpoint;
 use vaegan::data::{idx, images};
@@ -101,24 +100,23 @@ fn image_folders_refuse_bad_images_clearly() {
     let err = load(jpegs.path(), o, cache.path()).err().unwrap().to_string();
     assert!(err.contains("d.png") && err.contains("neither a PNG nor a JPEG"), "{err}");
 
-    // A header declaring 100000×100000 pixels.
+    // A valid header (its CRC recomputed, so that no CRC check stops it first) declaring
+    // 100000×100000 pixels: refused by the size guard, which names the size and the limit.
     let huge = tempfile::tempdir().unwrap();
     write_png(&huge.path().join("a.png"), 1, 1, png::ColorType::Grayscale, &[0]);
-    let mut bytes = std::fs::read(huge.path().join("a.png")).unwrap();
-    bytes[16..20].copy_from_slice(&100_000u32.to_be_bytes());
-    bytes[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    let bytes = with_png_size(&std::fs::read(huge.path().join("a.png")).unwrap(), 100_000, 100_000);
     std::fs::write(huge.path().join("b.png"), &bytes).unwrap();
     let err = images::decode(&huge.path().join("b.png")).err().unwrap().to_string();
-    assert!(err.contains("b.png"), "{err}");
+    let limit = format!("exceeds the limit of {} pixels", images::MAX_PIXELS);
+    assert!(err.contains("b.png") && err.contains("100000x100000") && err.contains(&limit), "{err}");
 
-    // A header declaring a 0×5 image.
+    // A valid header declaring a 0×5 image.
     let zero = tempfile::tempdir().unwrap();
     write_png(&zero.path().join("a.png"), 1, 5, png::ColorType::Grayscale, &[0; 5]);
-    let mut bytes = std::fs::read(zero.path().join("a.png")).unwrap();
-    bytes[16..20].copy_from_slice(&0u32.to_be_bytes());
+    let bytes = with_png_size(&std::fs::read(zero.path().join("a.png")).unwrap(), 0, 5);
     std::fs::write(zero.path().join("z.png"), &bytes).unwrap();
     let err = images::decode(&zero.path().join("z.png")).err().unwrap().to_string();
-    assert!(err.contains("z.png") && (err.contains("zero-sized") || err.contains("not a readable PNG")), "{err}");
+    assert!(err.contains("z.png") && err.contains("zero-sized image (0x5)"), "{err}");
 
     let empty = tempfile::tempdir().unwrap();
     let err = load(empty.path(), o, cache.path()).err().unwrap().to_string();
@@ -247,14 +245,8 @@ fn hostile_checkpoints_are_refused_clearly() {
 }
 
 fn vaegan_cli(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vaegan"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .env("VAEGAN_CACHE_DIR", std::env::temp_dir().join("vaegan-test-cache"))
-        .env("VAEGAN_AUTOTUNE", "0")
-        .env("WGPU_BACKEND", std::env::var("VAEGAN_TEST_BACKEND").unwrap_or_else(|_| "vulkan".into()))
-        .output()
-        .expect("run vaegan");
+    // The test run's environment (backend, adapter, tile, caches).
+    let out = crate::interrupt::vaegan().args(args).output().expect("run vaegan");
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     (out.status.code().unwrap_or(-1), stderr)
 }
@@ -329,12 +321,47 @@ fn hostile_command_lines_are_refused_clearly() {
 
 /// A batch too large for the adapter's storage bindings: the error names the limit and a
 /// batch that fits (full MNIST, so that the batch is not refused for the data set's size).
+/// The first layer is made wide enough, from the adapter's own limit, that 50,000 rows of it
+/// exceed one binding on any adapter (lavapipe's 128 MiB or a GPU's 4 GiB), while its
+/// weights still fit.
 #[test]
 fn a_batch_too_large_for_the_adapter_names_the_limit_and_a_size_that_fits() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let mnist = crate::data::shipped_mnist();
-    let (code, stderr) = vaegan_cli(&["train", "--data", mnist.to_str().unwrap(), "--batch", "50000", "--out", out.to_str().unwrap()]);
+    let (batch, limit) = (50_000u64, crate::common::gpu().binding_limit());
+    let width = (limit / (batch * 4) + 1).next_power_of_two();
+    assert!(batch * width * 4 > limit && 784 * width * 4 < limit);
+    let config = dir.path().join("wide.toml");
+    std::fs::write(&config, format!("preset = \"mnist-mlp\"\n[model]\nencoder = [{width}, 256]\n")).unwrap();
+    let args = ["train", "--config", config.to_str().unwrap(), "--data", mnist.to_str().unwrap(), "--batch", "50000", "--out", out.to_str().unwrap()];
+    let (code, stderr) = vaegan_cli(&args);
     assert!(code != 0 && !stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.contains("storage binding limit") && stderr.contains("or less fits"), "{stderr}");
+    let named = format!("storage binding limit of {limit} bytes");
+    assert!(stderr.contains(&named) && stderr.contains("or less fits"), "{stderr}");
+    assert!(!vaegan::checkpoint::path_in(&out).exists(), "nothing trained");
+}
+
+/// A PNG file's bytes with the IHDR chunk declaring `width`×`height`, its CRC recomputed.
+fn with_png_size(png: &[u8], width: u32, height: u32) -> Vec<u8> {
+    let mut bytes = png.to_vec();
+    assert_eq!(&bytes[12..16], b"IHDR");
+    bytes[16..20].copy_from_slice(&width.to_be_bytes());
+    bytes[20..24].copy_from_slice(&height.to_be_bytes());
+    // The CRC covers the chunk's type and data (13 bytes) and follows them.
+    let crc = crc32(&bytes[12..29]);
+    bytes[29..33].copy_from_slice(&crc.to_be_bytes());
+    bytes
+}
+
+/// CRC-32 (ISO 3309, as PNG uses it), bit by bit.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
 }

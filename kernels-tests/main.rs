@@ -9,6 +9,7 @@ mod common;
 
 mod adam;
 mod batch_norm;
+mod cli;
 mod contract;
 mod conv2d;
 mod data;

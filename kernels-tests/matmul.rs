@@ -39,7 +39,7 @@ fn tiles() -> Vec<Tile> {
         ],
         &[2, 5],
     );
-    if gpu().features.subgroup_size == vaegan::kernels::matmul::SUBGROUP_LANES {
+    if has_subgroup_kernel() {
         t.extend(swept(&[Tile::subgroup(32, 8), Tile::subgroup(8, 4), Tile::subgroup(16, 12)], &[2]));
     }
     t
@@ -268,7 +268,7 @@ gpu_test! {
         let b = upload(&[1.0; 12]);
         let c = poisoned(9);
         let spec = MatmulSpec::new(3, 3, 4, Trans::NN).tile(Tile::subgroup(8, 4));
-        if g.features.subgroup_size == 8 {
+        if has_subgroup_kernel() {
             assert_eq!(Tile::class_default(g).kind, if g.class == vaegan::gpu::AdapterClass::Cpu { Kind::Subgroup } else { Kind::Shared });
             let l = matmul(g, &spec, &a, &b, None, &c).unwrap();
             g.run([&l]).unwrap();

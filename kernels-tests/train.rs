@@ -60,7 +60,7 @@ fn losses_fall_on_a_small_mnist_subset() {
 fn mixed_precision_training_learns() {
     let mut config = small(Mode::Vae);
     config.optim.precision = vaegan::types::Precision::F16;
-    if !gpu().features.shader_f16 {
+    if !has_f16() {
         let err = Trainer::new(gpu(), config, 64, 7, &mnist().train, None).err().expect("no SHADER_F16: refused");
         assert!(err.to_string().contains("SHADER_F16"), "{err}");
         return;

@@ -7,7 +7,8 @@ seed on the first 6,400 MNIST images, and checks:
   - they match the native run of the same seed, batch and images (`vaegan train` on
     Vulkan): the first reading to 2e-3 (same weights, data and noise; only f32 rounding
     and WGSL's transcendental accuracy differ), every reading of the first 100 steps to
-    3e-2, and each loss's mean over the last 100 steps to within 4 standard errors. A GAN
+    3e-2, and each loss's mean over the last 100 steps to within 4 standard errors (of
+    a correlated series: see standard_error_of_mean). A GAN
     amplifies rounding differences step by step (measured: 3e-4 at step 10, 1e-2 at 100,
     6e-2 at 240, then the discriminator's outputs part ways), so later steps agree in
     distribution, not digit by digit;
@@ -120,6 +121,29 @@ def variance(values):
     return sum((x - m) ** 2 for x in values) / (len(values) - 1)
 
 
+def autocorrelation_time(values):
+    """τ = 1 + 2·Σ ρ_k, summed while the autocorrelations stay positive (the initial
+    positive sequence), at least 1. Consecutive readbacks of a training run are correlated
+    (the weights change a little per step), so the variance of their mean is τ·σ²/n, not
+    σ²/n: treating them as independent would understate it by the factor τ."""
+    n, m = len(values), mean(values)
+    c0 = sum((x - m) ** 2 for x in values) / n
+    if c0 <= 0:
+        return 1.0
+    tau = 1.0
+    for k in range(1, n // 2):
+        rho = sum((values[i] - m) * (values[i + k] - m) for i in range(n - k)) / (n * c0)
+        if rho <= 0:
+            break
+        tau += 2 * rho
+    return tau
+
+
+def standard_error_of_mean(values):
+    """The standard error of a correlated series' mean: √(τ·σ²/n)."""
+    return (autocorrelation_time(values) * variance(values) / len(values)) ** 0.5
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vaegan", required=True)
@@ -178,11 +202,12 @@ def main():
             if st <= EARLY_STEPS and not e <= EARLY_TOL:
                 fail(f"step {st} {n}: page {web[st][n]} vs native {native[st][n]}: relative difference {e:.2e} > {EARLY_TOL}")
         # …then in distribution: each loss's mean over the last 100 steps, within Z_MAX
-        # standard errors of the two runs' readbacks.
+        # standard errors of the two runs' readbacks, each series' error corrected for its
+        # autocorrelation (standard_error_of_mean).
         for n in names:
             a, b = [web[s][n] for s in late], [native[s][n] for s in late]
             w, v = mean(a), mean(b)
-            se = (variance(a) / len(a) + variance(b) / len(b)) ** 0.5
+            se = (standard_error_of_mean(a) ** 2 + standard_error_of_mean(b) ** 2) ** 0.5
             z = abs(w - v) / max(se, 1e-9 * abs(v), 1e-12)
             print(f"steps {late[0]}–{late[-1]} mean {n}: page {w:.5g} native {v:.5g} (relative {abs(w - v) / max(abs(v), 1e-6):.3f}, {z:.1f} standard errors)")
             if not z <= Z_MAX:

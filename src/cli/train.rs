@@ -353,11 +353,17 @@ impl Printer {
                 if let Some(bar) = &self.bar {
                     bar.set_position(step_in_epoch as u64);
                     if step_in_epoch % 10 == 0 {
-                        bar.set_message(format!("{samples_per_s:.0} samples/s | {}", text()));
+                        bar.set_message(format!("{} samples/s | {}", super::common::rate(samples_per_s), text()));
                     }
                 } else if step_in_epoch * 10 / steps.max(1) > self.last_tenth && step_in_epoch < steps {
                     self.last_tenth = step_in_epoch * 10 / steps.max(1);
-                    eprintln!("epoch {}/{}: step {step_in_epoch} of {steps}, {samples_per_s:.0} samples/s | {}", self.epoch, self.epochs, text());
+                    eprintln!(
+                        "epoch {}/{}: step {step_in_epoch} of {steps}, {} samples/s | {}",
+                        self.epoch,
+                        self.epochs,
+                        super::common::rate(samples_per_s),
+                        text()
+                    );
                 }
             }
             Event::CheckpointWriting { epoch } => {
@@ -380,11 +386,11 @@ impl Printer {
                 let skipped = s.skipped.map(|[d, g]| format!(" | balancing skipped D {d} and decoder {g} updates")).unwrap_or_default();
                 let means = s.train_means.iter().map(|(n, v)| format!("{n} {v:.4}")).collect::<Vec<_>>().join(" ");
                 eprintln!(
-                    "epoch {}/{}: {:.1}s, {:.0} samples/s | train {means} | test {}{skipped}",
+                    "epoch {}/{}: {:.1}s, {} samples/s | train {means} | test {}{skipped}",
                     s.epoch,
                     s.epochs,
                     s.seconds,
-                    s.samples_per_s,
+                    super::common::rate(s.samples_per_s),
                     describe(s.test)
                 );
             }

@@ -120,6 +120,12 @@ pub fn decode(path: &Path) -> Result<Decoded> {
 }
 
 fn decode_png(path: &Path, bytes: &[u8]) -> Result<Decoded> {
+    // The declared size first, from the IHDR chunk that must open the file (after the 8-byte
+    // signature: length, "IHDR", width, height), before the decoder reads or allocates.
+    if bytes.len() >= 24 && &bytes[12..16] == b"IHDR" {
+        let be = |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as u64;
+        check_size(path, be(16), be(20))?;
+    }
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::normalize_to_color8());
     decoder.set_limits(png::Limits { bytes: (MAX_PIXELS * 4) as usize });

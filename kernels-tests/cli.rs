@@ -1,0 +1,154 @@
+//! Subcommands a user types, run as the user would (the real binary), each checked for what
+//! its help promises — a picture of the right size and colour type holding the right
+//! images, a table with the right rows, a file that loads — not only for its exit code:
+//! `reconstruct`, `graph`, `devices`, `make-dataset` and `sample --walk/--seed`.
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+
+use crate::common::*;
+use crate::interrupt::{finish, setup, vaegan};
+
+/// Runs `vaegan args…` to completion, failing the test with its stderr if it fails.
+#[track_caller]
+fn ok(args: &[&str]) -> Output {
+    let out = vaegan().args(args).stdout(Stdio::piped()).output().unwrap();
+    assert!(out.status.success(), "vaegan {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// (width, height, channels) of a PNG file and its pixels.
+fn png(path: &Path) -> ((u32, u32, u32), Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let size = vaegan::pictures::png_size(&bytes).unwrap();
+    let mut reader = ::png::Decoder::new(std::io::Cursor::new(bytes)).read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    buf.truncate(info.buffer_size());
+    (size, buf)
+}
+
+/// `reconstruct -n 6`: six test images, each beside its reconstruction, 8 pairs a row: a
+/// grey 2-row-less grid of 12 MNIST-sized cells whose originals are the test set's first six.
+#[test]
+fn reconstruct_writes_test_images_beside_their_reconstructions() {
+    let run = setup();
+    let (code, stderr) = finish(run.train(1, &[]).spawn().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    let out = run.dir.path().join("rec.png");
+    let o = ok(&["reconstruct", "--checkpoint", run.out.to_str().unwrap(), "-n", "6", "--out", out.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("6 test images, each beside its reconstruction"));
+    // 12 cells in one row (up to 16 a row), 28×28 with 2-pixel gaps, grey like MNIST.
+    let ((w, h, c), px) = png(&out);
+    assert_eq!((w, h, c), (12 * 30 + 2, 30 + 2, 1));
+    // The even cells are the test set's first images, as the data set holds them.
+    let test = crate::data::load_mnist().test;
+    for i in 0..6 {
+        let x0 = 2 + 2 * i * 30;
+        for (y, row) in (2..30).zip(0..28) {
+            let got = &px[y * w as usize + x0..y * w as usize + x0 + 28];
+            let want = &test.images[i * 784 + row * 28..i * 784 + row * 28 + 28];
+            assert!(got.iter().zip(want).all(|(a, b)| a.abs_diff(*b) <= 1), "test image {i}, row {row}: {got:?} vs {want:?}");
+        }
+    }
+}
+
+/// `graph`: the step's summary for the preset, mode, batch and precision asked for; `--dump`
+/// lists forward and backward nodes; `--dot` writes a Graphviz digraph.
+#[test]
+fn graph_describes_the_step_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let dot = dir.path().join("step.dot");
+    let o = ok(&["graph", "--preset", "mnist-mlp", "--mode", "vae", "--batch", "8", "--dump", "--precision", "f16", "--dot", dot.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("mnist-mlp Vae at batch 8:") && text.contains("in 2 groups"), "{text}");
+    assert!(text.contains("[forward] linear+relu") && text.contains("[backward encoder]") && !text.contains("[backward discriminator]"), "{text}");
+    let graph = std::fs::read_to_string(&dot).unwrap();
+    assert!(graph.starts_with("digraph") && graph.trim_end().ends_with('}'), "{graph}");
+    // The f16 plan has f16 copies; the default (f32) plan none. The mode is the preset's.
+    let copies = |text: &str| -> f64 { text.split("f16 copies ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap() };
+    assert!(copies(&text) > 0.0, "{text}");
+    let f32_gan = ok(&["graph", "--preset", "mnist-mlp", "--batch", "8"]);
+    let f32_gan = String::from_utf8_lossy(&f32_gan.stdout);
+    assert!(f32_gan.contains("VaeGan at batch 8:") && f32_gan.contains("in 3 groups") && copies(&f32_gan) == 0.0, "{f32_gan}");
+}
+
+/// `devices`: the adapter the tests run on, with its backend and limits.
+#[test]
+fn devices_lists_the_test_adapter_with_its_limits() {
+    let o = ok(&["devices"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    let g = gpu();
+    assert!(text.contains(&g.info.name), "{} missing from {text}", g.info.name);
+    assert!(text.contains(&format!("max storage binding: {} MiB", g.limits.max_storage_buffer_binding_size >> 20)), "{text}");
+    assert!(text.contains(&format!("{:?}", g.info.backend)), "{text}");
+}
+
+/// `make-dataset shapes -n 6 --size 16 --seed S`: six 16×16 RGB pictures and a factors.csv
+/// row for each; the same seed gives the same bytes, another seed another set.
+#[test]
+fn make_dataset_is_sized_and_seeded() {
+    let dir = tempfile::tempdir().unwrap();
+    let make = |name: &str, seed: &str| {
+        let out = dir.path().join(name);
+        ok(&["make-dataset", "shapes", "--out", out.to_str().unwrap(), "-n", "6", "--size", "16", "--seed", seed]);
+        out
+    };
+    let (a, b, c) = (make("a", "3"), make("b", "3"), make("c", "4"));
+    let files = |d: &Path| {
+        let mut f: Vec<_> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "png")).collect();
+        f.sort();
+        f
+    };
+    assert_eq!(files(&a).len(), 6);
+    for f in files(&a) {
+        assert_eq!(png(&f).0, (16, 16, 3), "{}", f.display());
+    }
+    let csv = std::fs::read_to_string(a.join("factors.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 7, "a header and a row per image: {csv}");
+    assert!(csv.lines().next().unwrap().starts_with("file,shape,colour,background"), "{csv}");
+    let bytes = |d: &Path| files(d).iter().map(|f| std::fs::read(f).unwrap()).collect::<Vec<_>>();
+    assert_eq!(bytes(&a), bytes(&b), "the same seed, the same set");
+    assert_ne!(bytes(&a), bytes(&c), "another seed, another set");
+}
+
+/// `sample --walk -n 15`: two rows of ten steps, each row a straight line between two codes
+/// (constant steps in z); `--seed` decides the codes: the same seed the same picture.
+#[test]
+fn sample_walks_are_straight_and_seeds_repeat() {
+    let run = setup();
+    let (code, stderr) = finish(run.train(1, &[]).spawn().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    let ck = run.out.to_str().unwrap();
+    let d = run.dir.path();
+    let sample = |name: &str, seed: &str, walk: bool| {
+        let (png, raw) = (d.join(format!("{name}.png")), d.join(format!("{name}.safetensors")));
+        let mut args = vec!["sample", "--checkpoint", ck, "-n", "15", "--seed", seed, "--out", png.to_str().unwrap(), "--raw", raw.to_str().unwrap()];
+        if walk {
+            args.push("--walk");
+        }
+        ok(&args);
+        (std::fs::read(&png).unwrap(), std::fs::read(&raw).unwrap(), png)
+    };
+    let (walk, raw, path) = sample("walk", "5", true);
+    assert_eq!(png(&path).0, (10 * 30 + 2, 2 * 30 + 2, 1), "two rows of ten");
+    let tensors = safetensors::SafeTensors::deserialize(&raw).unwrap();
+    let z = tensors.tensor("z").unwrap();
+    let latent = 4; // interrupt::TINY_TOML
+    assert_eq!(z.shape(), &[20, latent]);
+    let z: Vec<f32> = bytemuck::pod_collect_to_vec(z.data());
+    for row in 0..2 {
+        let at = |k: usize, j: usize| z[(row * 10 + k) * latent + j];
+        for j in 0..latent {
+            let step = at(1, j) - at(0, j);
+            for k in 1..10 {
+                assert!((at(k, j) - at(k - 1, j) - step).abs() <= 1e-5 * (1.0 + step.abs()), "row {row}: step {k} of dimension {j} is not the first step");
+            }
+        }
+    }
+    assert_eq!(sample("again", "5", true).0, walk, "the same seed draws the same walk");
+    assert_ne!(sample("other", "6", true).0, walk, "another seed, another walk");
+    let (grid, _, path) = sample("grid", "5", false);
+    assert_eq!(png(&path).0, (4 * 30 + 2, 4 * 30 + 2, 1), "15 samples in a 4×4 grid");
+    assert_eq!(sample("grid2", "5", false).0, grid);
+}
