@@ -152,3 +152,32 @@ fn sample_walks_are_straight_and_seeds_repeat() {
     assert_eq!(png(&path).0, (4 * 30 + 2, 4 * 30 + 2, 1), "15 samples in a 4×4 grid");
     assert_eq!(sample("grid2", "5", false).0, grid);
 }
+
+/// `vaegan train` on MNIST-shaped data measures each epoch's sample quality: the Fréchet
+/// distance of N(0, I) samples, in metrics.csv (`fd_samples`), TensorBoard's scalars and
+/// the epoch line; `--fd-samples 0` turns it off (the column stays, empty).
+#[test]
+fn train_reports_the_sample_frechet_distance_each_epoch() {
+    let run = setup();
+    let (code, stderr) = finish(run.train(1, &[]).spawn().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    let line = stderr.lines().find(|l| l.starts_with("epoch 1/1: ") && l.contains(" samples FD ")).unwrap_or_else(|| panic!("no FD on the epoch line: {stderr}"));
+    let shown: f64 = line.split(" samples FD ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let metrics = std::fs::read_to_string(run.out.join("metrics.csv")).unwrap();
+    let header: Vec<&str> = metrics.lines().next().unwrap().split(',').collect();
+    let row: Vec<&str> = metrics.lines().nth(1).unwrap().split(',').collect();
+    let fd: f64 = row[header.iter().position(|c| *c == "fd_samples").expect("an fd_samples column")].parse().unwrap();
+    assert!(fd.is_finite() && fd > 0.0 && (fd - shown).abs() <= 0.01, "metrics {fd}, epoch line {shown}");
+    let events = std::fs::read(run.out.join(vaegan::train::tensorboard::FILE_NAME)).unwrap();
+    assert!(events.windows(b"quality/fd_samples".len()).any(|w| w == b"quality/fd_samples"), "no quality/fd_samples scalar in the event file");
+
+    let off = run.dir.path().join("off");
+    let mut c = vaegan();
+    c.args(["train", "--config", run.config.to_str().unwrap(), "--data", run.data.to_str().unwrap(), "--out", off.to_str().unwrap()]);
+    c.args(["--batch", "16", "--eval-batch", "32", "--epochs", "1", "--fd-samples", "0"]);
+    let (code, stderr) = finish(c.spawn().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("samples FD"), "{stderr}");
+    let metrics = std::fs::read_to_string(off.join("metrics.csv")).unwrap();
+    assert!(metrics.lines().nth(1).unwrap().ends_with(','), "fd_samples empty when off: {metrics}");
+}

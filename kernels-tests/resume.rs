@@ -105,3 +105,30 @@ fn short_epochs_have_losses_and_resumed_runs_keep_their_limits() {
     }
     assert_whole_csv(&run.out.join("losses.csv"));
 }
+
+/// A run folder from before a metrics column was added (here: `fd_samples`) resumes with
+/// its rows kept, the new column empty in them and filled from then on — not started anew.
+#[test]
+fn a_metrics_file_without_the_newest_column_keeps_its_rows() {
+    let run = setup();
+    let (code, stderr) = finish(run.train(1, &[]).spawn().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    let metrics = run.out.join("metrics.csv");
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let (header, row) = (text.lines().next().unwrap(), text.lines().nth(1).unwrap());
+    assert!(header.ends_with(",fd_samples"), "{header}");
+    // As an earlier vaegan wrote it: without the last column.
+    let old_header = header.strip_suffix(",fd_samples").unwrap();
+    let old_row = &row[..row.rfind(',').unwrap()];
+    std::fs::write(&metrics, format!("{old_header}\n{old_row}\n")).unwrap();
+    let (code, stderr) = finish(run.train(2, &[]).spawn().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("metrics.csv: added the column(s) fd_samples, empty in its earlier rows"), "{stderr}");
+    assert_whole_csv(&metrics);
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], header);
+    assert!(lines[1].starts_with("1,") && lines[1].ends_with(','), "epoch 1 kept, its fd_samples empty: {}", lines[1]);
+    let fd: f64 = lines[2].rsplit(',').next().unwrap().parse().unwrap_or(f64::NAN);
+    assert!(lines[2].starts_with("2,") && fd.is_finite() && fd > 0.0, "epoch 2 measured: {}", lines[2]);
+}

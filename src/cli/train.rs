@@ -18,7 +18,7 @@ use crate::data;
 use crate::model::{Mode, RunConfig};
 use crate::train::eval::EvalResult;
 use crate::train::parallel::{self, Collective};
-use crate::train::run::{run_epochs, Event, Outcome, RunPlan};
+use crate::train::run::{run_epochs, Event, Outcome, RunPlan, SampleQuality};
 use crate::train::Trainer;
 
 #[derive(Args, Debug)]
@@ -83,6 +83,11 @@ pub struct TrainArgs {
     /// Test images per evaluation batch.
     #[arg(long, default_value_t = 250)]
     eval_batch: usize,
+    /// Each epoch, the Fréchet distance of this many samples from N(0, I) to the test images
+    /// in the MNIST classifier's features (metrics.csv's fd_samples, TensorBoard, the epoch
+    /// line), for 28x28 grey data; 0 turns it off.
+    #[arg(long, env = "VAEGAN_FD_SAMPLES", default_value_t = 2000)]
+    fd_samples: usize,
     /// Keep the training set on the GPU only when it takes at most this many MiB (default:
     /// the adapter's storage binding limit); a larger set streams batch by batch.
     #[arg(long)]
@@ -96,6 +101,31 @@ fn prepare_out(dir: &Path) -> anyhow::Result<()> {
     std::fs::write(&probe, b"ok").with_context(|| format!("{}: the output folder is not writable", dir.display()))?;
     let _ = std::fs::remove_file(probe);
     Ok(())
+}
+
+/// The per-epoch Fréchet distance of `n` N(0, I) samples, where it applies: 28x28 grey data
+/// (what the MNIST classifier reads) and the shipped classifier at hand; a note where not.
+fn epoch_frechet<'g>(
+    gpu: &'g crate::gpu::Gpu,
+    model: &crate::model::ModelConfig,
+    test: &crate::data::Dataset,
+    n: usize,
+    seed: u64,
+) -> anyhow::Result<Option<crate::quality::EpochFrechet<'g>>> {
+    if n == 0 || test.height != 28 || test.width != 28 || test.channels != 1 {
+        return Ok(None);
+    }
+    if n == 1 {
+        bail!("--fd-samples 1: a Fréchet distance needs at least 2 samples (0 turns it off)");
+    }
+    let path = crate::quality::classifier::default_path();
+    if !path.is_file() {
+        eprintln!("note: no sample Fréchet distance per epoch: the MNIST classifier {} is not here", path.display());
+        return Ok(None);
+    }
+    let weights = crate::quality::ClassifierWeights::load(&path).map_err(anyhow::Error::msg)?;
+    // Codes of their own, the same every epoch (not the sample grid's).
+    Ok(Some(crate::quality::EpochFrechet::new(gpu, model, test, &weights, n, seed ^ 0xfd5a)?))
 }
 
 /// How a run ended, for the exit code.
@@ -282,8 +312,10 @@ fn run_as(device: &DeviceArgs, args: &TrainArgs, collective: Rc<dyn Collective>)
     }
 
     let plan = RunPlan { out: &out, epochs: args.epochs, test: &split.test, eval_batch: args.eval_batch, samples: 64, resumed: resume.is_some() };
+    let mut quality = if leader { epoch_frechet(&gpu, &trainer.config.model, &split.test, args.fd_samples, seed)? } else { None };
     let mut printer = Printer::new();
-    let outcome = run_epochs(&mut trainer, &plan, &stop, |e| printer.event(e))?;
+    let outcome = run_epochs(&mut trainer, &plan, quality.as_mut().map(|q| q as &mut dyn SampleQuality), &stop, |e| printer.event(e))?;
+    drop(quality);
     printer.clear();
     drop(trainer);
     match outcome {
@@ -384,9 +416,10 @@ impl Printer {
             }
             Event::EpochDone(s) => {
                 let skipped = s.skipped.map(|[d, g]| format!(" | balancing skipped D {d} and decoder {g} updates")).unwrap_or_default();
+                let fd = s.fd_samples.map(|fd| format!(" | samples FD {fd:.2}")).unwrap_or_default();
                 let means = s.train_means.iter().map(|(n, v)| format!("{n} {v:.4}")).collect::<Vec<_>>().join(" ");
                 eprintln!(
-                    "epoch {}/{}: {:.1}s, {} samples/s | train {means} | test {}{skipped}",
+                    "epoch {}/{}: {:.1}s, {} samples/s | train {means} | test {}{fd}{skipped}",
                     s.epoch,
                     s.epochs,
                     s.seconds,

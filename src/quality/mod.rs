@@ -8,4 +8,4 @@ pub mod measure;
 
 pub use classifier::{Classifier, ClassifierWeights};
 pub use frechet::{frechet_distance, FeatureStats};
-pub use measure::{measure, Quality};
+pub use measure::{measure, EpochFrechet, Quality};

@@ -28,6 +28,9 @@ pub struct Repair {
     pub past_checkpoint: usize,
     /// The header did not match the run's columns: the whole file was started anew.
     pub replaced_header: bool,
+    /// The header was this run's without its last columns (a run of an earlier vaegan):
+    /// the rows were kept, these columns added to them empty.
+    pub added_columns: Vec<String>,
 }
 
 impl std::fmt::Display for Repair {
@@ -35,6 +38,9 @@ impl std::fmt::Display for Repair {
         let mut parts = vec![];
         if self.replaced_header {
             parts.push("its header does not match this run's columns: started anew".to_string());
+        }
+        if !self.added_columns.is_empty() {
+            parts.push(format!("added the column(s) {}, empty in its earlier rows", self.added_columns.join(", ")));
         }
         if !self.bad_lines.is_empty() {
             let shown: Vec<String> = self.bad_lines.iter().take(5).map(|l| l.to_string()).collect();
@@ -73,11 +79,20 @@ impl CsvLog {
             }
             Err(e) => return Err(e),
         };
-        let mut repair = Repair { path: self.path.clone(), bad_lines: vec![], past_checkpoint: 0, replaced_header: false };
+        let mut repair = Repair { path: self.path.clone(), bad_lines: vec![], past_checkpoint: 0, replaced_header: false, added_columns: vec![] };
         let mut lines = text.split('\n');
         let header = lines.next().unwrap_or("").trim_end_matches('\r');
         let mut rows = vec![];
-        if header != self.header {
+        // A header that is this run's without its last columns: the rows are read with the
+        // columns they have and the new ones left empty.
+        let columns = match self.header.strip_prefix(header).and_then(|rest| rest.strip_prefix(',')) {
+            Some(added) if !header.is_empty() => {
+                repair.added_columns = added.split(',').map(str::to_string).collect();
+                header.split(',').count()
+            }
+            _ => self.columns,
+        };
+        if header != self.header && repair.added_columns.is_empty() {
             repair.replaced_header = true;
         } else {
             let ends_cleanly = text.ends_with('\n');
@@ -89,8 +104,9 @@ impl CsvLog {
                 }
                 // A last line without its newline is a row whose append was cut short.
                 let cut = last && !ends_cleanly;
-                match self.parse(line) {
-                    Some(row) if !cut => {
+                match self.parse(line, columns) {
+                    Some(mut row) if !cut => {
+                        row.1.resize(self.columns - 1, None);
                         if row.0 <= keep_through && rows.last().is_none_or(|r: &Row| r.0 < row.0) {
                             rows.push(row);
                         } else {
@@ -101,7 +117,7 @@ impl CsvLog {
                 }
             }
         }
-        if repair.replaced_header || !repair.bad_lines.is_empty() || repair.past_checkpoint > 0 {
+        if repair.replaced_header || !repair.added_columns.is_empty() || !repair.bad_lines.is_empty() || repair.past_checkpoint > 0 {
             let mut text = format!("{}\n", self.header);
             for row in &rows {
                 text.push_str(&format_row(row));
@@ -114,9 +130,10 @@ impl CsvLog {
         }
     }
 
-    fn parse(&self, line: &str) -> Option<Row> {
+    /// A row of `columns` numbers (the first an integer), or None.
+    fn parse(&self, line: &str, columns: usize) -> Option<Row> {
         let fields: Vec<&str> = line.trim_end_matches('\r').split(',').collect();
-        if fields.len() != self.columns {
+        if fields.len() != columns {
             return None;
         }
         let first: u64 = fields[0].parse().ok()?;

@@ -33,6 +33,15 @@ pub struct RunPlan<'a> {
     pub resumed: bool,
 }
 
+/// Sample quality at each epoch's end, with the epoch's weights: the Fréchet distance of
+/// samples decoded from z ~ N(0, I) to the test images. The quality layer implements it
+/// (`quality::EpochFrechet`, in the MNIST classifier's features); the run only asks, and
+/// writes the answer to `metrics.csv` (`fd_samples`), TensorBoard and the epoch line.
+pub trait SampleQuality {
+    /// `params` looks the epoch's parameters and running statistics up by name.
+    fn frechet_samples(&mut self, params: &dyn Fn(&str) -> Option<Vec<f32>>) -> Result<f64>;
+}
+
 /// Means of the losses read back during an epoch, and the test evaluation after it.
 pub struct EpochSummary<'a> {
     pub epoch: usize,
@@ -43,6 +52,8 @@ pub struct EpochSummary<'a> {
     pub test: &'a EvalResult,
     /// Discriminator and decoder updates skipped by the balancing (when it is on).
     pub skipped: Option<[u64; 2]>,
+    /// The Fréchet distance of N(0, I) samples, where the run measures it (`SampleQuality`).
+    pub fd_samples: Option<f64>,
 }
 
 /// What happens during a run, in order. Epochs are counted from 1 here.
@@ -137,7 +148,13 @@ fn cell(v: Option<f64>, decimals: usize) -> String {
 
 /// Runs `trainer` up to `plan.epochs`, telling `on_event` what happens. Of data-parallel
 /// replicas, rank 0 does all of this; the others only step (`follow_epochs`).
-pub fn run_epochs<'g>(trainer: &mut Trainer<'g>, plan: &RunPlan, stop: &AtomicBool, mut on_event: impl FnMut(Event)) -> Result<Outcome> {
+pub fn run_epochs<'g>(
+    trainer: &mut Trainer<'g>,
+    plan: &RunPlan,
+    mut quality: Option<&mut dyn SampleQuality>,
+    stop: &AtomicBool,
+    mut on_event: impl FnMut(Event),
+) -> Result<Outcome> {
     if trainer.collective.rank() != 0 {
         return follow_epochs(trainer, plan, stop);
     }
@@ -148,7 +165,7 @@ pub fn run_epochs<'g>(trainer: &mut Trainer<'g>, plan: &RunPlan, stop: &AtomicBo
     let metrics = CsvLog::new(
         plan.out.join("metrics.csv"),
         format!(
-            "epoch,step,seconds,samples_per_s,{},test_nelbo,test_bce,test_kl,test_mse,d_accuracy",
+            "epoch,step,seconds,samples_per_s,{},test_nelbo,test_bce,test_kl,test_mse,d_accuracy,fd_samples",
             names.iter().map(|n| format!("train_{n}")).collect::<Vec<_>>().join(",")
         ),
     );
@@ -255,19 +272,24 @@ pub fn run_epochs<'g>(trainer: &mut Trainer<'g>, plan: &RunPlan, stop: &AtomicBo
         let samples = decoder.decode(&z_fixed)?;
         let grid = plan.out.join(format!("samples_epoch_{epoch:03}.png"));
         pictures::grid_png(&grid, &samples, plan.samples, shape, 8).map_err(io(&grid))?;
+        let fd_samples = match quality.as_deref_mut() {
+            Some(q) => Some(q.frechet_samples(&lookup)?),
+            None => None,
+        };
         let (orig, rec) = evaluator.reconstruct(plan.test, 32.min(evaluator.batch()))?;
         let pairs = plan.out.join(format!("reconstructions_epoch_{epoch:03}.png"));
         pictures::pairs_png(&pairs, &orig, &rec, orig.len() / dim, shape, 8).map_err(io(&pairs))?;
 
         let row = format!(
-            "{epoch},{},{seconds:.2},{samples_per_s:.1},{},{},{},{:.4},{:.6},{}",
+            "{epoch},{},{seconds:.2},{samples_per_s:.1},{},{},{},{:.4},{:.6},{},{}",
             trainer.exec.step,
             train_means.iter().map(|(_, v)| cell(v.is_finite().then_some(*v), 5)).collect::<Vec<_>>().join(","),
             cell(test.nelbo, 4),
             cell(test.bce, 4),
             test.kl,
             test.mse,
-            cell(test.d_accuracy, 4)
+            cell(test.d_accuracy, 4),
+            cell(fd_samples, 4)
         );
         metrics.append(&row).map_err(io(&metrics.path))?;
         let step = trainer.exec.step;
@@ -277,6 +299,9 @@ pub fn run_epochs<'g>(trainer: &mut Trainer<'g>, plan: &RunPlan, stop: &AtomicBo
                 epoch_scalars.push((format!("test/{name}"), v as f32));
             }
         }
+        if let Some(fd) = fd_samples {
+            epoch_scalars.push(("quality/fd_samples".to_string(), fd as f32));
+        }
         board.send(tensorboard::scalars(step, &epoch_scalars));
         for (tag, path) in [("samples", &grid), ("reconstructions", &pairs)] {
             let png = std::fs::read(path).map_err(io(path))?;
@@ -284,7 +309,7 @@ pub fn run_epochs<'g>(trainer: &mut Trainer<'g>, plan: &RunPlan, stop: &AtomicBo
             board.send(tensorboard::image(step, tag, png, size));
         }
         let skipped = config.optim.balance.then_some(trainer.skipped);
-        on_event(Event::EpochDone(EpochSummary { epoch, epochs: plan.epochs, seconds, samples_per_s, train_means: &train_means, test: &test, skipped }));
+        on_event(Event::EpochDone(EpochSummary { epoch, epochs: plan.epochs, seconds, samples_per_s, train_means: &train_means, test: &test, skipped, fd_samples }));
         // Every replica asks at the same point (see `follow_epochs`).
         if trainer.collective.any(stop.load(Ordering::SeqCst)) && trainer.completed_epochs() < plan.epochs {
             return Ok(interrupted(trainer, path, epoch, true));
