@@ -161,7 +161,8 @@ fn train_reports_the_sample_frechet_distance_each_epoch() {
     let run = setup();
     let (code, stderr) = finish(run.train(1, &[]).spawn().unwrap());
     assert_eq!(code, 0, "{stderr}");
-    let line = stderr.lines().find(|l| l.starts_with("epoch 1/1: ") && l.contains(" samples FD ")).unwrap_or_else(|| panic!("no FD on the epoch line: {stderr}"));
+    let line =
+        stderr.lines().find(|l| l.starts_with("epoch 1/1: ") && l.contains(" samples FD ")).unwrap_or_else(|| panic!("no FD on the epoch line: {stderr}"));
     let shown: f64 = line.split(" samples FD ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
     let metrics = std::fs::read_to_string(run.out.join("metrics.csv")).unwrap();
     let header: Vec<&str> = metrics.lines().next().unwrap().split(',').collect();
@@ -180,4 +181,25 @@ fn train_reports_the_sample_frechet_distance_each_epoch() {
     assert!(!stderr.contains("samples FD"), "{stderr}");
     let metrics = std::fs::read_to_string(off.join("metrics.csv")).unwrap();
     assert!(metrics.lines().nth(1).unwrap().ends_with(','), "fd_samples empty when off: {metrics}");
+}
+
+/// `--kl-weight` and `--gan-fakes` reach the run's model (its config.toml and checkpoint);
+/// bad values are refused naming the flag.
+#[test]
+fn recipe_flags_reach_the_run_config() {
+    let run = setup();
+    let (code, stderr) = finish(run.train(1, &["--kl-weight", "0.5", "--gan-fakes", "prior"]).spawn().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    let ck = vaegan::checkpoint::Checkpoint::load(&vaegan::checkpoint::path_in(&run.out)).unwrap();
+    assert_eq!((ck.config.model.kl_weight, ck.config.model.gan_fakes), (0.5, vaegan::model::GanFakes::Prior));
+    let toml = std::fs::read_to_string(run.out.join("config.toml")).unwrap();
+    assert!(toml.contains("kl_weight = 0.5") && toml.contains("gan_fakes = \"prior\""), "{toml}");
+    for (flag, value, expect) in
+        [("--kl-weight", "-1", "--kl-weight -1: must be a number of at least 0"), ("--gan-fakes", "real", "expected both, prior or reconstructions")]
+    {
+        let out = run.dir.path().join("bad");
+        let o = vaegan().args(["train", "--data", run.data.to_str().unwrap(), "--out", out.to_str().unwrap(), flag, value]).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(expect) && !err.contains("panicked"), "{flag} {value}: {err}");
+    }
 }

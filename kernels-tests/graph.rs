@@ -404,3 +404,62 @@ fn conv_preset_step_gradients_match_finite_differences() {
         check_all_groups(&step, &mut rng);
     }
 }
+
+/// The recipe's knobs (`kl_weight`, `pixel_weight_decoder`, `gan_fakes`, `d_fake_weight`)
+/// change what each objective sums, and nothing else: the same weights, data and draws give
+/// the same component losses, and each objective is their stated combination (on the CPU
+/// interpreter, exact in f64); the GPU's gradients follow the changed objectives.
+#[test]
+fn recipe_knobs_weigh_the_objectives_as_stated() {
+    use vaegan::model::GanFakes;
+    let batch = 3;
+    let mut rng = rng("recipe_knobs_weigh_the_objectives_as_stated");
+    let x = as_f32(&uniform(&mut rng, batch * 6, 0.0, 1.0));
+    // Every named scalar of one CPU forward of the step.
+    let values = |c: &ModelConfig| -> std::collections::HashMap<String, f64> {
+        let step = build_step(c, batch, 5).unwrap();
+        let mut cpu = CpuExecutor::new(&step.graph, SEED);
+        cpu.set(step.x, x.clone());
+        cpu.run(1, false);
+        // The outputs (kl, llike, bce, gan_d, gan_g, d_real, d_fake) and the two objectives.
+        let mut v: std::collections::HashMap<String, f64> = step.losses.iter().map(|(n, t)| (n.clone(), cpu.get(*t)[0])).collect();
+        for t in 0..step.graph.tensors.len() {
+            if ["L_enc", "L_dec"].contains(&step.graph.name(t)) {
+                v.insert(step.graph.name(t).to_string(), cpu.get(t)[0]);
+            }
+        }
+        v
+    };
+    let base = tiny(Mode::VaeGan);
+    let knobs = |fakes: GanFakes| ModelConfig { kl_weight: 0.25, pixel_weight_decoder: Some(0.1), gan_fakes: fakes, d_fake_weight: 0.5, ..base.clone() };
+    let (both, prior, recs) = (values(&knobs(GanFakes::Both)), values(&knobs(GanFakes::Prior)), values(&knobs(GanFakes::Reconstructions)));
+    let default = values(&base);
+    let close = |what: &str, a: f64, b: f64| assert!((a - b).abs() <= 1e-9 * (1.0 + b.abs()), "{what}: {a} vs {b}");
+    for v in [&both, &prior, &recs] {
+        for name in ["kl", "llike", "bce", "d_real", "d_fake"] {
+            close(&format!("{name}, the same whatever the knobs"), v[name], default[name]);
+        }
+        // β = 0.25 on the KL; the encoder's pixel weight stays `pixel_weight` (0.5).
+        close("L_enc", v["L_enc"], 0.25 * v["kl"] + v["llike"] + base.pixel_weight as f64 * v["bce"]);
+        close("L_dec", v["L_dec"], base.gamma as f64 * v["llike"] + v["gan_g"] + 0.1f32 as f64 * v["bce"]);
+    }
+    close("default L_enc", default["L_enc"], default["kl"] + default["llike"] + base.pixel_weight as f64 * default["bce"]);
+    // D: the real batch plus each fake batch it sees at weight 0.5; d_fake = ½(d_rec + d_p).
+    close("L_GAN_D, both", both["gan_d"], both["d_real"] + 0.5 * 2.0 * both["d_fake"]);
+    close("L_GAN_D, prior + reconstructions", prior["gan_d"] + recs["gan_d"], 2.0 * both["d_real"] + 0.5 * 2.0 * both["d_fake"]);
+    close("default L_GAN_D", default["gan_d"], default["d_real"] + 2.0 * default["d_fake"]);
+    // The decoder's GAN term: the fakes it sees, each its own batch mean.
+    close("L_GAN_G, prior + reconstructions = both", prior["gan_g"] + recs["gan_g"], both["gan_g"]);
+    assert!((prior["gan_g"] - recs["gan_g"]).abs() > 1e-6, "the two fakes are different images");
+    // The gradients of the changed objectives, on the GPU.
+    check_all_groups(&build_step(&knobs(GanFakes::Prior), batch, 5).unwrap(), &mut rng);
+    // And the knobs are checked where a config is read.
+    for (bad, key) in [("kl_weight = -1.0", "model.kl_weight"), ("d_fake_weight = 0.0", "model.d_fake_weight"), ("gan_fakes = \"real\"", "gan_fakes")] {
+        let err = vaegan::model::RunConfig::from_toml(&format!("[model]\n{bad}\n"), "k.toml").err().unwrap_or_else(|| panic!("{bad} accepted"));
+        assert!(err.contains("k.toml") && err.contains(key), "{bad}: {err}");
+    }
+    let ok =
+        vaegan::model::RunConfig::from_toml("[model]\nkl_weight = 0.5\ngan_fakes = \"prior\"\npixel_weight_decoder = 0.1\nd_fake_weight = 0.5\n", "k.toml")
+            .unwrap();
+    assert_eq!((ok.model.kl_weight, ok.model.gan_fakes, ok.model.decoder_pixel_weight(), ok.model.d_fake_weight), (0.5, GanFakes::Prior, 0.1, 0.5));
+}

@@ -58,6 +58,14 @@ pub struct TrainArgs {
     /// Weight of the pixel BCE term (vae-gan).
     #[arg(long)]
     pixel_weight: Option<f32>,
+    /// Weight of the KL term in the encoder's objective (β; 1 is the ELBO).
+    #[arg(long)]
+    kl_weight: Option<f32>,
+    /// The generated images the discriminator and the decoder's GAN term see: both
+    /// (reconstructions and prior samples, the paper), prior (the authors' final code) or
+    /// reconstructions.
+    #[arg(long)]
+    gan_fakes: Option<crate::model::GanFakes>,
     /// Larsen et al.'s discriminator/decoder balancing.
     #[arg(long)]
     balance: bool,
@@ -174,9 +182,11 @@ fn run_as(device: &DeviceArgs, args: &TrainArgs, collective: Rc<dyn Collective>)
             bail!("--gamma {g}: must be a number of at least 0");
         }
     }
-    if let Some(w) = args.pixel_weight {
-        if !(w.is_finite() && w >= 0.0) {
-            bail!("--pixel-weight {w}: must be a number of at least 0");
+    for (name, w) in [("pixel-weight", args.pixel_weight), ("kl-weight", args.kl_weight)] {
+        if let Some(w) = w {
+            if !(w.is_finite() && w >= 0.0) {
+                bail!("--{name} {w}: must be a number of at least 0");
+            }
         }
     }
     at_least_one("batch", args.batch)?;
@@ -221,6 +231,12 @@ fn run_as(device: &DeviceArgs, args: &TrainArgs, collective: Rc<dyn Collective>)
             }
             if let Some(w) = args.pixel_weight {
                 config.model.pixel_weight = w;
+            }
+            if let Some(w) = args.kl_weight {
+                config.model.kl_weight = w;
+            }
+            if let Some(f) = args.gan_fakes {
+                config.model.gan_fakes = f;
             }
             config.optim.balance |= args.balance;
             let data_path = args.data.clone().unwrap_or_else(data::default_mnist);

@@ -24,6 +24,43 @@ impl std::str::FromStr for Mode {
     }
 }
 
+/// Which generated images the discriminator learns to reject and the decoder's GAN term
+/// tries to pass off as real.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GanFakes {
+    /// Reconstructions x̃ and prior samples x_p (Larsen et al.'s paper, Algorithm 1).
+    #[default]
+    Both,
+    /// Prior samples x_p only (the authors' final code: `discriminate_ae_recon = False`).
+    Prior,
+    /// Reconstructions x̃ only.
+    Reconstructions,
+}
+
+impl GanFakes {
+    /// (reconstructions, prior samples) seen.
+    pub fn sees(self) -> (bool, bool) {
+        match self {
+            GanFakes::Both => (true, true),
+            GanFakes::Prior => (false, true),
+            GanFakes::Reconstructions => (true, false),
+        }
+    }
+}
+
+impl std::str::FromStr for GanFakes {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "both" => Ok(GanFakes::Both),
+            "prior" => Ok(GanFakes::Prior),
+            "reconstructions" => Ok(GanFakes::Reconstructions),
+            _ => Err(format!("unknown value {s:?}: expected both, prior or reconstructions")),
+        }
+    }
+}
+
 /// How the three networks are built.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -125,6 +162,19 @@ pub struct ModelConfig {
     pub gamma: f32,
     /// Weight of the pixel BCE in encoder and decoder objectives (vae-gan mode).
     pub pixel_weight: f32,
+    /// The decoder's own weight of the pixel BCE (vae-gan mode); absent: `pixel_weight`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pixel_weight_decoder: Option<f32>,
+    /// Weight of L_prior (the KL term) in the encoder's objective (a β-VAE's β; 1: the ELBO).
+    #[serde(default = "one")]
+    pub kl_weight: f32,
+    /// The generated images the discriminator and the decoder's GAN term see.
+    #[serde(default)]
+    pub gan_fakes: GanFakes,
+    /// Weight of each generated batch's BCE in the discriminator's loss against 1 for the
+    /// real batch (1: two fake terms weigh 2:1 against the real one; 0.5 balances them).
+    #[serde(default = "one")]
+    pub d_fake_weight: f32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -171,6 +221,11 @@ pub struct RunConfig {
 }
 
 impl ModelConfig {
+    /// The decoder's weight of the pixel BCE: its own, or the shared `pixel_weight`.
+    pub fn decoder_pixel_weight(&self) -> f32 {
+        self.pixel_weight_decoder.unwrap_or(self.pixel_weight)
+    }
+
     /// The project's reference model (README, "Models and configs"), with the pixel term on: without it, on these MLPs, the
     /// encoder's posterior collapsed (KL → 0.3) and every z decoded to the same blot
     /// (README, "Results"); `pixel_weight = 0` gives Larsen et al.'s objective unchanged.
@@ -195,6 +250,10 @@ impl ModelConfig {
             mode: Mode::VaeGan,
             gamma: 1.0,
             pixel_weight: 1.0,
+            pixel_weight_decoder: None,
+            kl_weight: 1.0,
+            gan_fakes: GanFakes::Both,
+            d_fake_weight: 1.0,
         }
     }
 
@@ -267,6 +326,10 @@ impl ModelConfig {
             mode: Mode::VaeGan,
             gamma: 1e-5,
             pixel_weight: 0.0,
+            pixel_weight_decoder: None,
+            kl_weight: 1.0,
+            gan_fakes: GanFakes::Both,
+            d_fake_weight: 1.0,
         }
     }
 
@@ -420,6 +483,19 @@ impl ModelConfig {
         }
         if !self.gamma.is_finite() || self.gamma < 0.0 || !self.pixel_weight.is_finite() || self.pixel_weight < 0.0 {
             return Err("model.gamma and model.pixel_weight must be finite and ≥ 0".into());
+        }
+        let weights =
+            [("pixel_weight_decoder", self.pixel_weight_decoder.unwrap_or(0.0)), ("kl_weight", self.kl_weight), ("d_fake_weight", self.d_fake_weight)];
+        for (name, w) in weights {
+            if !w.is_finite() || w < 0.0 {
+                return Err(format!("model.{name} = {w}: must be finite and ≥ 0"));
+            }
+        }
+        if self.d_fake_weight == 0.0 {
+            return Err("model.d_fake_weight = 0: the discriminator would never see a generated image".into());
+        }
+        if self.output_act == Act::Tanh && self.pixel_weight_decoder.is_some_and(|w| w > 0.0) {
+            return Err("model.output_act = tanh cannot be used with the pixel BCE (pixel_weight_decoder > 0): BCE needs sigmoid".into());
         }
         if self.output_act != Act::Sigmoid && self.output_act != Act::Tanh {
             return Err(format!("model.output_act = {}: expected sigmoid (data in [0, 1]) or tanh ([−1, 1])", self.output_act));
@@ -601,7 +677,9 @@ impl RunConfig {
             if let Some(overrides) = overrides {
                 for (k, v) in overrides {
                     let table = tree.get_mut(section).and_then(|v| v.as_table_mut()).expect("sections exist");
-                    if !table.contains_key(k) {
+                    // Keys whose absence means "as another key" are not in the preset's table.
+                    let optional = section == "model" && k == "pixel_weight_decoder";
+                    if !table.contains_key(k) && !optional {
                         return Err(format!("{file}: unknown key {section}.{k}"));
                     }
                     table.insert(k.clone(), v.clone());

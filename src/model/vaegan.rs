@@ -10,8 +10,12 @@
 //! L_GAN_G = BCE(D(x̃), 1) + BCE(D(x_p), 1)   (the non-saturating generator loss)
 //! L_pixel = BCE(x̃, x) summed over pixels, batch mean (optional)
 //!
-//! encoder ← ∇(L_prior + L_llike + w·L_pixel);  decoder ← ∇(γ·L_llike + L_GAN_G + w·L_pixel);
-//! discriminator ← ∇L_GAN_D. Mode `vae` trains encoder and decoder on L_pixel + L_prior.
+//! encoder ← ∇(β·L_prior + L_llike + w·L_pixel);  decoder ← ∇(γ·L_llike + L_GAN_G + w_dec·L_pixel);
+//! discriminator ← ∇L_GAN_D. Mode `vae` trains encoder and decoder on L_pixel + β·L_prior.
+//! The recipe's knobs (`ModelConfig`): β = `kl_weight`, w = `pixel_weight`, w_dec =
+//! `pixel_weight_decoder` (default w); which fakes D and L_GAN_G see (`gan_fakes`: both,
+//! prior samples only as the authors' final code, or reconstructions only) and the weight
+//! of each fake term in L_GAN_D (`d_fake_weight`).
 
 use crate::graph::{Graph, LinearParams, LossKind, Result, TensorId};
 use crate::nn::{linear, Mlp};
@@ -165,7 +169,7 @@ pub fn build_step(c: &ModelConfig, batch: usize, seed: u64) -> Result<StepGraph>
             let x_rec = g.named(x_rec, "x_rec");
             let l_pixel = g.loss(LossKind::BceProb, x_rec, x, 1.0 / b);
             let l_pixel = g.named(l_pixel, "L_pixel");
-            let total = g.weighted_sum(&[(1.0, l_pixel), (1.0, l_prior)]);
+            let total = g.weighted_sum(&[(1.0, l_pixel), (c.kl_weight, l_prior)]);
             let total = g.named(total, "L_vae");
             losses.push(("bce".into(), l_pixel));
             losses.push(("loss".into(), total));
@@ -217,31 +221,42 @@ pub fn build_step(c: &ModelConfig, batch: usize, seed: u64) -> Result<StepGraph>
             let ones = g.constant("targets 1", [batch, 1], vec![1.0; batch]);
             let zeros = g.constant("targets 0", [batch, 1], vec![0.0; batch]);
             let bce = |g: &mut Graph, logits: TensorId, target: TensorId| g.loss(LossKind::BceLogits, logits, target, 1.0 / b);
-            // D's batch-mean BCE on real images, on reconstructions and on prior samples.
+            // D's batch-mean BCE on real images, on reconstructions and on prior samples;
+            // the fakes it learns from (`gan_fakes`), each weighted `d_fake_weight`.
+            let (sees_rec, sees_p) = c.gan_fakes.sees();
             let d_real = bce(&mut g, logit_real, ones);
             let d_rec = bce(&mut g, logit_rec, zeros);
             let d_p = bce(&mut g, logit_p, zeros);
-            let l_gan_d = g.weighted_sum(&[(1.0, d_real), (1.0, d_rec), (1.0, d_p)]);
+            let mut d_terms = vec![(1.0, d_real)];
+            let mut g_terms = vec![];
+            for (seen, d_term, logit) in [(sees_rec, d_rec, logit_rec), (sees_p, d_p, logit_p)] {
+                if seen {
+                    d_terms.push((c.d_fake_weight, d_term));
+                    g_terms.push((1.0, bce(&mut g, logit, ones)));
+                }
+            }
+            let l_gan_d = g.weighted_sum(&d_terms);
             let l_gan_d = g.named(l_gan_d, "L_GAN_D");
-            let g_rec = bce(&mut g, logit_rec, ones);
-            let g_p = bce(&mut g, logit_p, ones);
-            let l_gan_g = g.weighted_sum(&[(1.0, g_rec), (1.0, g_p)]);
+            let l_gan_g = g.weighted_sum(&g_terms);
             let l_gan_g = g.named(l_gan_g, "L_GAN_G");
             // For balancing and monitoring: D's BCE on real and (mean) on generated images.
             let d_fake = g.weighted_sum(&[(0.5, d_rec), (0.5, d_p)]);
 
-            let mut enc_terms = vec![(1.0, l_prior), (1.0, l_llike)];
+            let mut enc_terms = vec![(c.kl_weight, l_prior), (1.0, l_llike)];
             let mut dec_terms = vec![(c.gamma, l_llike), (1.0, l_gan_g)];
             losses.push(("llike".into(), l_llike));
             losses.push(("gan_d".into(), l_gan_d));
             losses.push(("gan_g".into(), l_gan_g));
             losses.push(("d_real".into(), d_real));
             losses.push(("d_fake".into(), d_fake));
-            if c.pixel_weight > 0.0 {
+            if c.pixel_weight > 0.0 || c.decoder_pixel_weight() > 0.0 {
                 let l_pixel = g.loss(LossKind::BceProb, x_rec, x, 1.0 / b);
                 let l_pixel = g.named(l_pixel, "L_pixel");
-                enc_terms.push((c.pixel_weight, l_pixel));
-                dec_terms.push((c.pixel_weight, l_pixel));
+                for (terms, w) in [(&mut enc_terms, c.pixel_weight), (&mut dec_terms, c.decoder_pixel_weight())] {
+                    if w > 0.0 {
+                        terms.push((w, l_pixel));
+                    }
+                }
                 losses.push(("bce".into(), l_pixel));
             }
             let l_enc = g.weighted_sum(&enc_terms);

@@ -309,7 +309,16 @@ pub fn run_epochs<'g>(
             board.send(tensorboard::image(step, tag, png, size));
         }
         let skipped = config.optim.balance.then_some(trainer.skipped);
-        on_event(Event::EpochDone(EpochSummary { epoch, epochs: plan.epochs, seconds, samples_per_s, train_means: &train_means, test: &test, skipped, fd_samples }));
+        on_event(Event::EpochDone(EpochSummary {
+            epoch,
+            epochs: plan.epochs,
+            seconds,
+            samples_per_s,
+            train_means: &train_means,
+            test: &test,
+            skipped,
+            fd_samples,
+        }));
         // Every replica asks at the same point (see `follow_epochs`).
         if trainer.collective.any(stop.load(Ordering::SeqCst)) && trainer.completed_epochs() < plan.epochs {
             return Ok(interrupted(trainer, path, epoch, true));
