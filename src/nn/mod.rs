@@ -53,7 +53,13 @@ pub fn conv2d(g: &mut Graph, group: usize, name: &str, geom: ConvGeom, seed: u64
 }
 
 /// A transposed convolution, the adjoint of `geom`: W as `geom`'s, bias per output channel
-/// (`geom.in_c`); fan_in as PyTorch's ConvTranspose2d computes it (k_h·k_w·out_c of `geom`).
+/// (`geom.in_c`). Uniform ±1/√fan_in with fan_in = k_h·k_w·(its input channels) =
+/// k_h·k_w·`geom.out_c`: the terms an output sums (about fan_in/stride² of them, as a
+/// convolution's output sums its fan-in), so that the forward keeps the scale of its input.
+/// This is not PyTorch's default: ConvTranspose2d reads fan-in from its weight's second
+/// dimension, its *output* channels (k_h·k_w·`geom.in_c`). Kept deliberately: every result
+/// in the README was trained with it, and `docs/vaegan_torch.py` loads vaegan's weights
+/// rather than drawing its own.
 pub fn conv_transpose2d(g: &mut Graph, group: usize, name: &str, geom: ConvGeom, seed: u64) -> ConvParams {
     conv_params(g, group, name, geom, geom.k_h * geom.k_w * geom.out_c, geom.in_c, seed)
 }
