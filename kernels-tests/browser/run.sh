@@ -30,10 +30,11 @@ cargo test --target wasm32-unknown-unknown --test browser
 
 echo "== the page, end to end"
 # The dev profile reuses the dependencies the browser tests just built (ours at opt-level
-# 1, theirs at 3: the GPU's work dominates); the CLI with the features the native tests
-# were built with (VAEGAN_FEATURES, e.g. mpi), so that nothing is rebuilt.
+# 1, theirs at 3: the GPU's work dominates); the CLI as the native tests build it (`cargo
+# test --no-run`, with VAEGAN_FEATURES, e.g. mpi): `cargo build` would unify the
+# dependencies' features without the dev-dependencies and rebuild several crates.
 bash src/web/build.sh dev
-cargo build --bin vaegan --features "${VAEGAN_FEATURES:-}"
+cargo test --no-run --test kernels --features "${VAEGAN_FEATURES:-}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 python3 "$here/check_page.py" --vaegan target/debug/vaegan --work "$work" --screenshot "${1:-target/web/page.png}"
