@@ -98,9 +98,9 @@ pub fn measure(
 /// The Fréchet distance of `n` samples from N(0, I) — the same codes every epoch — to the
 /// test images, in the classifier's features, at each epoch's end of `vaegan train`
 /// (`train::run::SampleQuality`): a user sees sample quality move, not only losses. The
-/// test images' statistics are taken once. 2,000 samples estimate the distance to within a
-/// few percent of the 10,000-sample figure `eval --quality` prints (the estimate is biased
-/// upwards at small n: compare like with like).
+/// test images' statistics are taken once. A Fréchet distance estimated from fewer samples
+/// is biased upwards: compare the epoch figures with each other, and `eval --quality`'s
+/// (10,000 samples by default) with its own.
 pub struct EpochFrechet<'g> {
     classifier: Classifier<'g>,
     decoder: Decoder<'g>,
