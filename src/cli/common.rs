@@ -19,8 +19,16 @@ pub fn rate(x: f64) -> String {
     if !x.is_finite() || x <= 0.0 || x >= 10.0 {
         return format!("{x:.0}");
     }
-    let decimals = (1 - x.log10().floor() as i32).clamp(1, 6) as usize;
-    format!("{x:.decimals$}")
+    let decimals = |v: f64| (1 - v.log10().floor() as i32).clamp(1, 6) as usize;
+    // Rounding may carry into the next decade (9.96 → 10.0, 0.0996 → 0.100): the
+    // decimals follow the rounded value.
+    let d = decimals(x);
+    let rounded: f64 = format!("{x:.d$}").parse().unwrap_or(x);
+    if rounded >= 10.0 {
+        return format!("{x:.0}");
+    }
+    let d = decimals(rounded);
+    format!("{x:.d$}")
 }
 
 /// Rejects a flag's value that is not a positive finite number, naming the flag.
@@ -188,7 +196,7 @@ mod tests {
 
     #[test]
     fn rates_keep_two_significant_digits() {
-        let cases = [(2016.4, "2016"), (21.3, "21"), (9.96, "9.96"), (2.44, "2.4"), (0.1337, "0.13"), (0.0042, "0.0042"), (0.0, "0")];
+        let cases = [(2016.4, "2016"), (21.3, "21"), (9.96, "10"), (0.0996, "0.10"), (2.44, "2.4"), (0.1337, "0.13"), (0.0042, "0.0042"), (0.0, "0")];
         for (x, want) in cases {
             assert_eq!(rate(x), want, "{x}");
         }
