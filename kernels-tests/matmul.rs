@@ -212,6 +212,25 @@ gpu_test! {
     }
 }
 
+/// A device with autotuning on, its choices cached in `cache`.
+#[cfg(not(target_arch = "wasm32"))]
+fn tuning_gpu(cache: &std::path::Path) -> vaegan::Gpu {
+    let backend = std::env::var("VAEGAN_TEST_BACKEND").unwrap_or_else(|_| "vulkan".into());
+    vaegan::Gpu::new(&vaegan::GpuOptions { backend: Some(backend), autotune: true, autotune_cache: Some(cache.to_path_buf()), ..Default::default() }).unwrap()
+}
+
+/// An m×k matrix of 0.5 times a k×n one of 0.25 on `g`, with the tile `g` picks (its default,
+/// forced or tuned one); checks that every element is 0.125·k.
+#[cfg(not(target_arch = "wasm32"))]
+fn constant_product(g: &vaegan::Gpu, m: usize, n: usize, k: usize) {
+    let a = g.upload_f32("a", &vec![0.5; m * k]).unwrap();
+    let b = g.upload_f32("b", &vec![0.25; k * n]).unwrap();
+    let c = g.zeros("c", m * n, vaegan::DType::F32).unwrap();
+    let l = matmul(g, &MatmulSpec::new(m, n, k, Trans::NN), &a, &b, None, &c).unwrap();
+    g.run([&l]).unwrap();
+    assert!(g.download_f32(&c).unwrap().iter().all(|&v| v == 0.5 * 0.25 * k as f32));
+}
+
 /// With autotuning on, the first matmul of a shape class times the candidates, keeps the
 /// fastest and writes the cache; a new device reads it back without tuning again.
 #[cfg(not(target_arch = "wasm32"))]
@@ -219,18 +238,10 @@ gpu_test! {
 fn autotune_chooses_once_and_caches_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("autotune.json");
-    let open = || {
-        let backend = std::env::var("VAEGAN_TEST_BACKEND").unwrap_or_else(|_| "vulkan".into());
-        vaegan::Gpu::new(&vaegan::GpuOptions { backend: Some(backend), autotune: true, autotune_cache: Some(cache.clone()), ..Default::default() }).unwrap()
-    };
+    let open = || tuning_gpu(&cache);
     let g = open();
     let (m, n, k) = (64, 96, 96); // over a MFLOP: smaller products keep the default untuned
-    let a = g.upload_f32("a", &vec![0.5; m * k]).unwrap();
-    let b = g.upload_f32("b", &vec![0.25; k * n]).unwrap();
-    let c = g.zeros("c", m * n, vaegan::DType::F32).unwrap();
-    let l = matmul(&g, &MatmulSpec::new(m, n, k, Trans::NN), &a, &b, None, &c).unwrap();
-    g.run([&l]).unwrap();
-    assert!(g.download_f32(&c).unwrap().iter().all(|&v| v == 0.5 * 0.25 * k as f32));
+    constant_product(&g, m, n, k);
     let text = std::fs::read_to_string(&cache).expect("the cache file is written");
     let saved: std::collections::HashMap<String, String> = serde_json::from_str(&text).unwrap();
     assert_eq!(saved.len(), 1, "{text}");
@@ -248,11 +259,7 @@ fn autotune_chooses_once_and_caches_on_disk() {
     let mut g3 = open();
     g3.tuner.as_mut().unwrap().budget = std::time::Duration::ZERO;
     let (m, n, k) = (128, 128, 128);
-    let a = g3.upload_f32("a", &vec![0.5; m * k]).unwrap();
-    let b = g3.upload_f32("b", &vec![0.25; k * n]).unwrap();
-    let c = g3.zeros("c", m * n, vaegan::DType::F32).unwrap();
-    let l = matmul(&g3, &MatmulSpec::new(m, n, k, Trans::NN), &a, &b, None, &c).unwrap();
-    g3.run([&l]).unwrap();
+    constant_product(&g3, m, n, k);
     let key = vaegan::kernels::autotune::key(&g3, Trans::NN, vaegan::DType::F32, m, n, k);
     assert_eq!(g3.tuner.as_ref().unwrap().cached(&key), None, "tuned past the budget");
     let saved: std::collections::HashMap<String, String> = serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
@@ -294,9 +301,7 @@ gpu_test! {
 fn a_forced_tile_is_checked_and_replaces_default_and_tuning() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("autotune.json");
-    let backend = std::env::var("VAEGAN_TEST_BACKEND").unwrap_or_else(|_| "vulkan".into());
-    let mut g =
-        vaegan::Gpu::new(&vaegan::GpuOptions { backend: Some(backend), autotune: true, autotune_cache: Some(cache.clone()), ..Default::default() }).unwrap();
+    let mut g = tuning_gpu(&cache);
     assert_eq!(Tile::default_for(&g), Tile::class_default(&g));
     let err = Tile::shared(64, 64, 16, 16).force_on(&mut g).expect_err("more workgroup memory than any adapter has");
     assert!(err.to_string().contains("workgroup memory"), "{err}");
@@ -305,12 +310,6 @@ fn a_forced_tile_is_checked_and_replaces_default_and_tuning() {
     tile.force_on(&mut g).unwrap();
     assert_eq!(Tile::default_for(&g), tile);
     // A shape autotuning would time (over a MFLOP): with a forced tile it is not tuned.
-    let (m, n, k) = (64, 96, 96);
-    let a = g.upload_f32("a", &vec![0.5; m * k]).unwrap();
-    let b = g.upload_f32("b", &vec![0.25; k * n]).unwrap();
-    let c = g.zeros("c", m * n, vaegan::DType::F32).unwrap();
-    let l = matmul(&g, &MatmulSpec::new(m, n, k, Trans::NN), &a, &b, None, &c).unwrap();
-    g.run([&l]).unwrap();
-    assert!(g.download_f32(&c).unwrap().iter().all(|&v| v == 0.5 * 0.25 * k as f32));
+    constant_product(&g, 64, 96, 96);
     assert!(!cache.exists(), "nothing was tuned under a forced tile");
 }
