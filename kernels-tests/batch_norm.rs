@@ -44,7 +44,9 @@ gpu_test! {
             let (rm0, rv0) = (as_f32(&randn(&mut rng, channels)), as_f32(&uniform(&mut rng, channels, 0.5, 2.0)));
             let (xb, gb, bb, rm, rv) = (upload(&x), upload(&gamma), upload(&beta), upload(&rm0), upload(&rv0));
             let (mean, invstd, y) = (poisoned(channels), poisoned(channels), poisoned(n));
-            let l = batch_norm::batch_norm_forward(gpu(), rows, channels, s, &xb, &gb, &bb, &rm, &rv, &mean, &invstd, &y).unwrap();
+            // The partials are poisoned too: every one the combine reads must have been written.
+            let partials = poisoned(batch_norm::scratch_len(rows, channels));
+            let l = batch_norm::batch_norm_forward(gpu(), rows, channels, s, &xb, &gb, &bb, &rm, &rv, &mean, &invstd, &y, &partials).unwrap();
             gpu().run(&l).unwrap();
             let (wy, wmean, winvstd, wrm, wrv) = reference::batch_norm::batch_norm_forward(rows, channels, 1e-5, 0.1, &x, &gamma, &beta, (&rm0, &rv0));
             let what = format!("batch_norm {rows}x{channels} offset {offset}");
@@ -82,8 +84,9 @@ gpu_test! {
             let (rm, rv) = (upload(&vec![0.0; channels]), upload(&vec![1.0; channels]));
             let (mean, invstd, y) = (poisoned(channels), poisoned(channels), poisoned(n));
             let (dx, dgamma, dbeta) = (poisoned(n), poisoned(channels), poisoned(channels));
-            let mut l = batch_norm::batch_norm_forward(gpu(), rows, channels, s, &xb, &gb, &bb, &rm, &rv, &mean, &invstd, &y).unwrap();
-            l.extend(batch_norm::batch_norm_backward(gpu(), rows, channels, &xb, &upload(&dy), &gb, &mean, &invstd, &dx, &dgamma, &dbeta).unwrap());
+            let partials = poisoned(batch_norm::scratch_len(rows, channels));
+            let mut l = batch_norm::batch_norm_forward(gpu(), rows, channels, s, &xb, &gb, &bb, &rm, &rv, &mean, &invstd, &y, &partials).unwrap();
+            l.extend(batch_norm::batch_norm_backward(gpu(), rows, channels, &xb, &upload(&dy), &gb, &mean, &invstd, &dx, &dgamma, &dbeta, &partials).unwrap());
             gpu().run(&l).unwrap();
             let (wdx, wdg, wdb) = reference::batch_norm::batch_norm_backward(rows, channels, 1e-5, &x, &dy, &gamma);
             let what = format!("batch_norm backward {rows}x{channels} offset {offset}");
@@ -142,5 +145,12 @@ gpu_test! {
         assert!(err.to_string().contains("must be > 0"), "{err}");
         let err = batch_norm::batch_norm_forward_eval(gpu(), 4, 3, BatchNormSettings::default(), &poisoned(11), &c, &c, &c, &c, &poisoned(12)).err().unwrap();
         assert!(err.to_string().contains("x has 11 elements, expected 12"), "{err}");
+        // 130 rows are three runs of partials: a scratch sized for two is refused by name.
+        let (x, c) = (poisoned(130 * 3), poisoned(3));
+        let short = poisoned(batch_norm::scratch_len(128, 3));
+        let err = batch_norm::batch_norm_forward(gpu(), 130, 3, BatchNormSettings::default(), &x, &c, &c, &c, &c, &c, &c, &x, &short).err().unwrap();
+        assert!(err.to_string().contains("scratch has 12 elements, needs 18"), "{err}");
+        let err = batch_norm::batch_norm_backward(gpu(), 130, 3, &x, &x, &c, &c, &c, &x, &c, &c, &short).err().unwrap();
+        assert!(err.to_string().contains("scratch has 12 elements, needs 18"), "{err}");
     }
 }

@@ -251,6 +251,17 @@ pub fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
         panic!("{what}: relative error {err:.3e} > {tol:.0e} (worst element {worst}: gpu {} vs reference {})", got[worst], want[worst]);
     }
 }
+/// Two kernels that compute the same chain of operations must give the same bits (f32
+/// values widened to f64 exactly); a NaN in either fails, as does a length mismatch.
+#[track_caller]
+pub fn assert_same_bits(what: &str, got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}: {} values, expected {}", got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(!g.is_nan() && !w.is_nan(), "{what}: NaN at {i} ({g} vs {w})");
+        assert!(g.to_bits() == w.to_bits(), "{what}: element {i} is {g:e}, expected the bits of {w:e}");
+    }
+}
+
 
 /// ‖got − want‖₂ ≤ tol·‖magnitude‖₂, every element finite. For results that may cancel
 /// (sums, products plus a bias, exp(x) − 1), the error of f32 arithmetic is relative to the

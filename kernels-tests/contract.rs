@@ -55,7 +55,8 @@ fn shader_files_hold_only_known_markers() {
         "TERM",
         "WG",
         "WG_ROWS",
-        "WG_CH",
+        "RP",
+        "CH",
     ];
     let mut families_with_sizes = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {

@@ -77,6 +77,16 @@ gpu_test! {
             let loss_w = |w: &[f64]| dot(&dy, &reference::conv2d::conv2d_forward(&g, Act::None, &x, w, None));
             check_grad(&format!("conv2d dx {g}"), &mut rng, loss_x, &x, &got_dx);
             check_grad(&format!("conv2d dw {g}"), &mut rng, loss_w, &w, &got_dw);
+            // c_in ≤ 4 ran on the narrow kernel: the GEMM gives the same bits.
+            if g.in_c <= conv2d::NARROW_MAX_CHANNELS {
+                let gemm_dx = poisoned(g.input_len());
+                let launches = conv2d::conv2d_backward_input_via(gpu(), &g, conv2d::InputPath::Gemm, &dyb, &wb, &gemm_dx).unwrap();
+                assert!(launches.iter().all(|l| !l.name.contains("narrow")), "{g}: the GEMM path ran the narrow kernel");
+                gpu().run(&launches).unwrap();
+                assert_same_bits(&format!("conv2d dx {g}: narrow vs GEMM"), &got_dx, &download(&gemm_dx).await);
+            } else {
+                assert!(conv2d::conv2d_backward_input_via(gpu(), &g, conv2d::InputPath::Narrow, &dyb, &wb, &dx).is_err(), "{g}: narrow took c_in > 4");
+            }
         }
     }
 }
@@ -122,6 +132,13 @@ gpu_test! {
             let loss_w = |w: &[f64]| dot(&dy, &reference::conv2d::conv_transpose2d_forward(&g, Act::None, &x, w, None));
             check_grad(&format!("{what} dx"), &mut rng, loss_x, &x, &got_dx);
             check_grad(&format!("{what} dw"), &mut rng, loss_w, &w, &got_dw);
+            // Outputs of ≤ 4 channels ran on the narrow kernel: the GEMM gives the same bits.
+            if g.in_c <= conv2d::NARROW_MAX_CHANNELS {
+                let gemm_y = poisoned(g.input_len());
+                let launches = conv2d::conv_transpose2d_forward_via(gpu(), &g, Act::Relu, conv2d::InputPath::Gemm, &xb, &wb, Some(&upload(&bias)), &gemm_y).unwrap();
+                gpu().run(&launches).unwrap();
+                assert_same_bits(&format!("{what} forward: narrow vs GEMM"), &download(&y).await, &download(&gemm_y).await);
+            }
         }
     }
 }

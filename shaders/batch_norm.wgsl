@@ -2,14 +2,18 @@
 // layer's batch×features): per-channel statistics of the batch in training, the running
 // statistics in evaluation; learnable scale γ and shift β.
 //
-// Statistics take two passes over the channel inside one workgroup — the mean, then the
-// mean of squared deviations from it — so that a large common offset (mean 1e4, spread 1)
-// does not cancel as E[x²] − E[x]² would in f32. The tree reductions run in a fixed order:
-// the results are the same bits every run.
+// The per-channel sums run in two levels, so that many workgroups share a channel and
+// every read is contiguous across neighbouring invocations (neighbouring channels of one
+// row): invocation (q, c) reduces rows [q·RP, (q + 1)·RP) of channel c into a partial, then
+// one invocation per channel combines its partials in order. A partial of the statistics is
+// its rows' mean and sum of squared deviations from that mean (two passes over rows the
+// invocation has just read), combined by Chan et al.'s pairwise update: a large common
+// offset (mean 1e4, spread 1) does not cancel as E[x²] − E[x]² would in f32. Fixed orders
+// throughout: the results are the same bits every run.
 
 struct Params {
     rows: u32,
-    channels: u32,
+    channels: u32, // also compiled in as CH (see below)
     eps: f32,
     momentum: f32,
 }
@@ -27,115 +31,186 @@ struct Params {
 @group(0) @binding($SLOT_DX) var<storage, read_write> dx: array<f32>;
 @group(0) @binding($SLOT_DGAMMA) var<storage, read_write> dgamma: array<f32>;
 @group(0) @binding($SLOT_DBETA) var<storage, read_write> dbeta: array<f32>;
+// Two values per (partial, channel): see the passes below.
+@group(0) @binding($SLOT_PARTIALS) var<storage, read_write> partials: array<f32>;
 
 const WG: u32 = $WGu;
-const WG_CH: u32 = $WG_CHu;
-
-var<workgroup> part: array<f32, WG_CH>;
-var<workgroup> part2: array<f32, WG_CH>;
-
-// Sums part[0..WG_CH) (and part2) into element 0, in a fixed order.
-fn reduce_parts(lid: u32) {
-    for (var width = WG_CH / 2u; width > 0u; width >>= 1u) {
-        workgroupBarrier();
-        if (lid < width) {
-            part[lid] += part[lid + width];
-            part2[lid] += part2[lid + width];
-        }
-    }
-    workgroupBarrier();
-}
-
-// One workgroup per channel: batch mean and 1/√(var + ε) (saved for the backward), and the
-// running statistics moved towards the batch's by `momentum` (variance unbiased, as
-// PyTorch keeps it).
-@compute @workgroup_size($WG_CH)
-fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
-    let c = wid.x;
-    let lid = lid3.x;
-    var s = 0.0;
-    for (var r = lid; r < p.rows; r += WG_CH) {
-        s += x[r * p.channels + c];
-    }
-    part[lid] = s;
-    part2[lid] = 0.0;
-    reduce_parts(lid);
-    let m = part[0] / f32(p.rows);
-    workgroupBarrier();
-    var q = 0.0;
-    for (var r = lid; r < p.rows; r += WG_CH) {
-        let d = x[r * p.channels + c] - m;
-        q += d * d;
-    }
-    part[lid] = q;
-    reduce_parts(lid);
-    if (lid == 0u) {
-        let biased = part[0] / f32(p.rows);
-        let unbiased = select(biased, part[0] / f32(p.rows - 1u), p.rows > 1u);
-        mean[c] = m;
-        invstd[c] = inverseSqrt(biased + p.eps);
-        run_mean[c] = (1.0 - p.momentum) * run_mean[c] + p.momentum * m;
-        run_var[c] = (1.0 - p.momentum) * run_var[c] + p.momentum * unbiased;
-    }
-}
+// Rows per partial.
+const RP: u32 = $RPu;
+// Channels, compiled in: the elementwise passes take every element's channel as i % CH,
+// which a CPU adapter computes by a multiply when CH is a constant and by a scalar
+// division per lane when it is not (the passes ran at a third of `add`'s GB/s).
+const CH: u32 = $CHu;
 
 fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
 
+fn parts() -> u32 {
+    return (p.rows + RP - 1u) / RP;
+}
+
+// Rows of partial q: [q·RP, min((q + 1)·RP, rows)).
+fn part_end(q: u32) -> u32 {
+    return min((q + 1u) * RP, p.rows);
+}
+
+// Statistics, pass 1: invocation (q, c) writes its rows' mean and Σ (x − that mean)².
+@compute @workgroup_size($WG)
+fn bn_stats_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = index(gid, nwg);
+    if (t >= parts() * CH) {
+        return;
+    }
+    let c = t % CH;
+    let q = t / CH;
+    let r1 = part_end(q);
+    var s = 0.0;
+    for (var r = q * RP; r < r1; r++) {
+        s += x[r * CH + c];
+    }
+    let m = s / f32(r1 - q * RP);
+    var ss = 0.0;
+    for (var r = q * RP; r < r1; r++) {
+        let d = x[r * CH + c] - m;
+        ss += d * d;
+    }
+    partials[2u * t] = m;
+    partials[2u * t + 1u] = ss;
+}
+
+// Statistics, pass 2, one invocation per channel: the partials combined in order (count n,
+// mean m, sum of squared deviations m2), then the batch mean and 1/√(var + ε) (saved for
+// the backward), and the running statistics moved towards the batch's by `momentum`
+// (variance unbiased, as PyTorch keeps it).
+@compute @workgroup_size($WG)
+fn bn_stats_combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let c = index(gid, nwg);
+    if (c >= CH) {
+        return;
+    }
+    var n = 0.0;
+    var m = 0.0;
+    var m2 = 0.0;
+    for (var q = 0u; q < parts(); q++) {
+        let i = 2u * (q * CH + c);
+        let nb = f32(part_end(q) - q * RP);
+        let nn = n + nb;
+        let d = partials[i] - m;
+        m += d * (nb / nn);
+        m2 += partials[i + 1u] + d * d * (n / nn * nb);
+        n = nn;
+    }
+    let biased = m2 / f32(p.rows);
+    let unbiased = select(biased, m2 / f32(p.rows - 1u), p.rows > 1u);
+    mean[c] = m;
+    invstd[c] = inverseSqrt(biased + p.eps);
+    run_mean[c] = (1.0 - p.momentum) * run_mean[c] + p.momentum * m;
+    run_var[c] = (1.0 - p.momentum) * run_var[c] + p.momentum * unbiased;
+}
+
+// The elementwise passes run as the reductions do, invocation (q, c) over rows
+// [q·RP, (q + 1)·RP) of channel c: the channel's values load once, not once per element
+// (per-element gathers of four channel arrays held the pass to a third of `add`'s GB/s).
+
 // y = γ·(x − mean)·invstd + β with the batch's statistics.
 @compute @workgroup_size($WG)
 fn bn_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
-    if (i >= p.rows * p.channels) {
+    let t = index(gid, nwg);
+    if (t >= parts() * CH) {
         return;
     }
-    let c = i % p.channels;
-    y[i] = gamma[c] * (x[i] - mean[c]) * invstd[c] + beta[c];
+    let c = t % CH;
+    let q = t / CH;
+    let g = gamma[c];
+    let m = mean[c];
+    let inv = invstd[c];
+    let b = beta[c];
+    for (var r = q * RP; r < part_end(q); r++) {
+        let i = r * CH + c;
+        y[i] = g * (x[i] - m) * inv + b;
+    }
 }
 
 // y = γ·(x − running mean)/√(running var + ε) + β: evaluation.
 @compute @workgroup_size($WG)
 fn bn_forward_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
-    if (i >= p.rows * p.channels) {
+    let t = index(gid, nwg);
+    if (t >= parts() * CH) {
         return;
     }
-    let c = i % p.channels;
-    y[i] = gamma[c] * (x[i] - run_mean[c]) * inverseSqrt(run_var[c] + p.eps) + beta[c];
+    let c = t % CH;
+    let q = t / CH;
+    let g = gamma[c];
+    let m = run_mean[c];
+    let inv = inverseSqrt(run_var[c] + p.eps);
+    let b = beta[c];
+    for (var r = q * RP; r < part_end(q); r++) {
+        let i = r * CH + c;
+        y[i] = g * (x[i] - m) * inv + b;
+    }
 }
 
-// One workgroup per channel: dβ = Σ dy, dγ = Σ dy·x̂ with x̂ = (x − mean)·invstd.
-@compute @workgroup_size($WG_CH)
-fn bn_backward_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
-    let c = wid.x;
-    let lid = lid3.x;
+// Backward, pass 1: invocation (q, c) sums dy and dy·x̂ (x̂ = (x − mean)·invstd) over its rows.
+@compute @workgroup_size($WG)
+fn bn_backward_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = index(gid, nwg);
+    if (t >= parts() * CH) {
+        return;
+    }
+    let c = t % CH;
+    let q = t / CH;
+    let m = mean[c];
+    let inv = invstd[c];
     var sb = 0.0;
     var sg = 0.0;
-    for (var r = lid; r < p.rows; r += WG_CH) {
-        let i = r * p.channels + c;
-        sb += dy[i];
-        sg += dy[i] * (x[i] - mean[c]) * invstd[c];
+    for (var r = q * RP; r < part_end(q); r++) {
+        let i = r * CH + c;
+        let d = dy[i];
+        sb += d;
+        sg += d * (x[i] - m) * inv;
     }
-    part[lid] = sb;
-    part2[lid] = sg;
-    reduce_parts(lid);
-    if (lid == 0u) {
-        dbeta[c] = part[0];
-        dgamma[c] = part2[0];
+    partials[2u * t] = sb;
+    partials[2u * t + 1u] = sg;
+}
+
+// Backward, pass 2, one invocation per channel: dβ = Σ dy and dγ = Σ dy·x̂, the partials in order.
+@compute @workgroup_size($WG)
+fn bn_backward_combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let c = index(gid, nwg);
+    if (c >= CH) {
+        return;
     }
+    var sb = 0.0;
+    var sg = 0.0;
+    for (var q = 0u; q < parts(); q++) {
+        let i = 2u * (q * CH + c);
+        sb += partials[i];
+        sg += partials[i + 1u];
+    }
+    dbeta[c] = sb;
+    dgamma[c] = sg;
 }
 
 // dx = γ·invstd/R · (R·dy − dβ − x̂·dγ), R = rows: the batch statistics' own gradients
 // folded in.
 @compute @workgroup_size($WG)
 fn bn_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
-    if (i >= p.rows * p.channels) {
+    let t = index(gid, nwg);
+    if (t >= parts() * CH) {
         return;
     }
-    let c = i % p.channels;
-    let r = f32(p.rows);
-    let xhat = (x[i] - mean[c]) * invstd[c];
-    dx[i] = gamma[c] * invstd[c] / r * (r * dy[i] - dbeta[c] - xhat * dgamma[c]);
+    let c = t % CH;
+    let q = t / CH;
+    let rr = f32(p.rows);
+    let m = mean[c];
+    let inv = invstd[c];
+    let scale = gamma[c] * inv / rr;
+    let db = dbeta[c];
+    let dg = dgamma[c];
+    for (var r = q * RP; r < part_end(q); r++) {
+        let i = r * CH + c;
+        let xhat = (x[i] - m) * inv;
+        dx[i] = scale * (rr * dy[i] - db - xhat * dg);
+    }
 }

@@ -334,11 +334,12 @@ impl Op {
     /// (partial sums, per-row values), given its input shapes. The planner places them in
     /// slots live for this node alone, so that every buffer a step uses is planned.
     pub fn scratch_lens(&self, s: &[Shape]) -> Vec<usize> {
-        use crate::kernels::{kl, losses};
+        use crate::kernels::{batch_norm, kl, losses};
         match self {
             Op::KlMean => kl::kl_mean_scratch_lens(s[0].rows),
             Op::Loss { kind: LossKind::SoftmaxCe, .. } => losses::softmax_ce_scratch_lens(s[0].rows),
             Op::Loss { .. } => losses::scratch_lens(s[0].len()),
+            Op::BatchNorm { channels, .. } | Op::BatchNormBackward { channels } => vec![batch_norm::scratch_len(s[0].len() / channels, *channels)],
             _ => vec![],
         }
     }

@@ -10,9 +10,9 @@ const SOURCE: &str = include_str!("../../shaders/batch_norm.wgsl");
 const FAMILY: &str = "batch_norm";
 /// Invocations per workgroup of the elementwise entry points (`$WG`).
 const WG: u32 = 256;
-/// Invocations per workgroup of the per-channel reductions, one workgroup a channel
-/// (`$WG_CH`; a power of two for the tree).
-const WG_CH: u32 = 64;
+/// Rows each invocation of a reduction's first pass sums for its channel (`$RP`): ⌈rows/64⌉
+/// partials per channel, each over a run of that channel's column.
+const RP: u32 = 64;
 
 /// Binding slots (0 is the uniform block), named once and filled into the WGSL.
 mod slot {
@@ -28,9 +28,10 @@ mod slot {
     pub const DX: u32 = 10;
     pub const DGAMMA: u32 = 11;
     pub const DBETA: u32 = 12;
+    pub const PARTIALS: u32 = 13;
 }
 
-fn source() -> Result<String> {
+fn source(channels: u32) -> Result<String> {
     let slots = [
         ("SLOT_X", slot::X),
         ("SLOT_GAMMA", slot::GAMMA),
@@ -44,8 +45,9 @@ fn source() -> Result<String> {
         ("SLOT_DX", slot::DX),
         ("SLOT_DGAMMA", slot::DGAMMA),
         ("SLOT_DBETA", slot::DBETA),
+        ("SLOT_PARTIALS", slot::PARTIALS),
     ];
-    let mut values: Vec<(&str, String)> = vec![("WG", WG.to_string()), ("WG_CH", WG_CH.to_string())];
+    let mut values: Vec<(&str, String)> = vec![("WG", WG.to_string()), ("RP", RP.to_string()), ("CH", channels.to_string())];
     values.extend(slots.iter().map(|(k, v)| (*k, v.to_string())));
     fill(FAMILY, SOURCE, &values)
 }
@@ -93,8 +95,28 @@ fn lens(name: &str, bufs: &[(&str, &GpuBuffer, usize)]) -> Result<()> {
     Ok(())
 }
 
+/// Elements of scratch the forward and the backward need for `rows`×`channels`: two values
+/// per run of `RP` rows and channel (the first passes' partials).
+pub fn scratch_len(rows: usize, channels: usize) -> usize {
+    2 * rows.div_ceil(RP as usize) * channels
+}
+
+fn check_partials(name: &str, partials: &GpuBuffer, rows: usize, channels: usize) -> Result<()> {
+    super::expect_f32(name, "scratch", partials)?;
+    if partials.len < scratch_len(rows, channels) {
+        return Err(GpuError::shape(name, format!("scratch has {} elements, needs {}", partials.len, scratch_len(rows, channels))));
+    }
+    Ok(())
+}
+
+/// One invocation per (run of rows, channel): every pass but the combinations.
+fn partial_grid(gpu: &Gpu, rows: usize, channels: usize) -> [u32; 3] {
+    gpu.grid_1d(((rows.div_ceil(RP as usize) * channels) as u32).div_ceil(WG))
+}
+
 /// Training forward: batch mean and 1/√(var + ε) into `mean` and `invstd` (kept for the
-/// backward), running statistics updated in place, then y = γ·x̂ + β.
+/// backward), running statistics updated in place, then y = γ·x̂ + β. `partials` holds at
+/// least `scratch_len(rows, channels)` elements; its contents are overwritten.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_forward(
     gpu: &Gpu,
@@ -109,6 +131,7 @@ pub fn batch_norm_forward(
     mean: &GpuBuffer,
     invstd: &GpuBuffer,
     y: &GpuBuffer,
+    partials: &GpuBuffer,
 ) -> Result<Vec<Launch>> {
     let name = format!("batch_norm {rows}x{channels}");
     let p = params(&name, rows, channels, s)?;
@@ -126,13 +149,17 @@ pub fn batch_norm_forward(
             ("invstd", invstd, c),
         ],
     )?;
-    let stats = gpu.pipeline("batch_norm/bn_stats", source, "bn_stats")?;
-    let forward = gpu.pipeline("batch_norm/bn_forward", source, "bn_forward")?;
-    let slots_stats = [(slot::X, x), (slot::MEAN, mean), (slot::INVSTD, invstd), (slot::RUN_MEAN, running_mean), (slot::RUN_VAR, running_var)];
+    check_partials(&name, partials, rows, channels)?;
+    let partial = gpu.pipeline(&format!("batch_norm/bn_stats_partial/{}", p.channels), || source(p.channels), "bn_stats_partial")?;
+    let combine = gpu.pipeline(&format!("batch_norm/bn_stats_combine/{}", p.channels), || source(p.channels), "bn_stats_combine")?;
+    let forward = gpu.pipeline(&format!("batch_norm/bn_forward/{}", p.channels), || source(p.channels), "bn_forward")?;
+    let slots_combine =
+        [(slot::PARTIALS, partials), (slot::MEAN, mean), (slot::INVSTD, invstd), (slot::RUN_MEAN, running_mean), (slot::RUN_VAR, running_var)];
     let slots_fwd = [(slot::X, x), (slot::GAMMA, gamma), (slot::BETA, beta), (slot::MEAN, mean), (slot::INVSTD, invstd), (slot::Y, y)];
     Ok(vec![
-        gpu.launch_at(format!("{name} statistics"), stats, &p, &slots_stats, [p.channels, 1, 1])?,
-        gpu.launch_at(name, forward, &p, &slots_fwd, gpu.grid_1d((n as u32).div_ceil(WG)))?,
+        gpu.launch_at(format!("{name} statistics (partials)"), partial, &p, &[(slot::X, x), (slot::PARTIALS, partials)], partial_grid(gpu, rows, channels))?,
+        gpu.launch_at(format!("{name} statistics"), combine, &p, &slots_combine, gpu.grid_1d(p.channels.div_ceil(WG)))?,
+        gpu.launch_at(name, forward, &p, &slots_fwd, partial_grid(gpu, rows, channels))?,
     ])
 }
 
@@ -154,13 +181,14 @@ pub fn batch_norm_forward_eval(
     let p = params(&name, rows, channels, s)?;
     let (n, c) = (rows * channels, channels);
     lens(&name, &[("x", x, n), ("y", y, n), ("gamma", gamma, c), ("beta", beta, c), ("running mean", running_mean, c), ("running var", running_var, c)])?;
-    let pipeline = gpu.pipeline("batch_norm/bn_forward_eval", source, "bn_forward_eval")?;
+    let pipeline = gpu.pipeline(&format!("batch_norm/bn_forward_eval/{}", p.channels), || source(p.channels), "bn_forward_eval")?;
     let slots = [(slot::X, x), (slot::GAMMA, gamma), (slot::BETA, beta), (slot::RUN_MEAN, running_mean), (slot::RUN_VAR, running_var), (slot::Y, y)];
-    gpu.launch_at(name, pipeline, &p, &slots, gpu.grid_1d((n as u32).div_ceil(WG)))
+    gpu.launch_at(name, pipeline, &p, &slots, partial_grid(gpu, rows, channels))
 }
 
 /// Backward of the training forward: dβ = Σ dy, dγ = Σ dy·x̂ per channel, then
-/// dx = γ·invstd/R·(R·dy − dβ − x̂·dγ), from the saved mean and invstd.
+/// dx = γ·invstd/R·(R·dy − dβ − x̂·dγ), from the saved mean and invstd (`partials`: see
+/// `batch_norm_forward`).
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_backward(
     gpu: &Gpu,
@@ -174,6 +202,7 @@ pub fn batch_norm_backward(
     dx: &GpuBuffer,
     dgamma: &GpuBuffer,
     dbeta: &GpuBuffer,
+    partials: &GpuBuffer,
 ) -> Result<Vec<Launch>> {
     let name = format!("batch_norm backward {rows}x{channels}");
     let p = params(&name, rows, channels, BatchNormSettings::default())?;
@@ -182,9 +211,12 @@ pub fn batch_norm_backward(
         &name,
         &[("x", x, n), ("dy", dy, n), ("dx", dx, n), ("gamma", gamma, c), ("mean", mean, c), ("invstd", invstd, c), ("dgamma", dgamma, c), ("dbeta", dbeta, c)],
     )?;
-    let reduce = gpu.pipeline("batch_norm/bn_backward_reduce", source, "bn_backward_reduce")?;
-    let input = gpu.pipeline("batch_norm/bn_backward_input", source, "bn_backward_input")?;
-    let slots_reduce = [(slot::X, x), (slot::DY, dy), (slot::MEAN, mean), (slot::INVSTD, invstd), (slot::DGAMMA, dgamma), (slot::DBETA, dbeta)];
+    check_partials(&name, partials, rows, channels)?;
+    let partial = gpu.pipeline(&format!("batch_norm/bn_backward_partial/{}", p.channels), || source(p.channels), "bn_backward_partial")?;
+    let combine = gpu.pipeline(&format!("batch_norm/bn_backward_combine/{}", p.channels), || source(p.channels), "bn_backward_combine")?;
+    let input = gpu.pipeline(&format!("batch_norm/bn_backward_input/{}", p.channels), || source(p.channels), "bn_backward_input")?;
+    let slots_partial = [(slot::X, x), (slot::DY, dy), (slot::MEAN, mean), (slot::INVSTD, invstd), (slot::PARTIALS, partials)];
+    let slots_combine = [(slot::PARTIALS, partials), (slot::DGAMMA, dgamma), (slot::DBETA, dbeta)];
     let slots_input = [
         (slot::X, x),
         (slot::DY, dy),
@@ -196,7 +228,8 @@ pub fn batch_norm_backward(
         (slot::DX, dx),
     ];
     Ok(vec![
-        gpu.launch_at(format!("{name} (γ, β)"), reduce, &p, &slots_reduce, [p.channels, 1, 1])?,
-        gpu.launch_at(format!("{name} (x)"), input, &p, &slots_input, gpu.grid_1d((n as u32).div_ceil(WG)))?,
+        gpu.launch_at(format!("{name} (γ, β partials)"), partial, &p, &slots_partial, partial_grid(gpu, rows, channels))?,
+        gpu.launch_at(format!("{name} (γ, β)"), combine, &p, &slots_combine, gpu.grid_1d(p.channels.div_ceil(WG)))?,
+        gpu.launch_at(format!("{name} (x)"), input, &p, &slots_input, partial_grid(gpu, rows, channels))?,
     ])
 }

@@ -13,13 +13,35 @@
 //! forward, and its weight gradient that convolution's weight gradient with the roles of
 //! input and output swapped. The bias gradient of either is a column sum of dy
 //! (`reduce::column_sum` over b·h·w rows).
+//!
+//! An input gradient with c_in ≤ 4 (the image side: a transposed convolution to the
+//! picture, a discriminator's first input gradient) is a GEMM with N ≤ 4, where a tile's
+//! columns idle; it runs on `shaders/conv2d_narrow.wgsl` instead, a pixel per invocation,
+//! with the same bits (`InputPath`).
 
-use super::matmul::{gemm, Gathered, MatmulSpec, Operand, Tile};
+use super::matmul::{act_body, gemm, Gathered, MatmulSpec, Operand, Tile};
 use crate::gpu::template::fill;
 use crate::gpu::{Gpu, GpuBuffer, GpuError, Launch, Result};
-use crate::types::{Act, ConvGeom, Trans};
+use crate::types::{Act, ConvGeom, DType, Trans};
 
 const SOURCE: &str = include_str!("../../shaders/conv2d.wgsl");
+const NARROW: &str = include_str!("../../shaders/conv2d_narrow.wgsl");
+/// The widest c_in the narrow input gradient serves (its accumulator is one vec4).
+pub const NARROW_MAX_CHANNELS: usize = 4;
+/// Invocations per workgroup of the narrow kernel (pixels).
+const NARROW_WG: u32 = 64;
+
+/// How an input gradient (or a transposed convolution's forward) is computed: both paths
+/// give the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputPath {
+    /// Narrow where c_in ≤ 4 and the tensors are f32, the GEMM otherwise.
+    Auto,
+    /// The implicit GEMM on the matmul's tiles (stride phases as separate GEMMs).
+    Gemm,
+    /// `conv2d_narrow.wgsl`, one launch per stride phase; refused where c_in > 4 or f16.
+    Narrow,
+}
 
 /// The WGSL of the loaders a variant calls (`used`), with the geometry filled in, to
 /// append to a matmul variant. Only those: the others read the operands as the types this
@@ -151,16 +173,43 @@ fn forward(gpu: &Gpu, g: &ConvGeom, act: Act, x: &GpuBuffer, w: &GpuBuffer, bias
 /// (b×oh×ow×c_out, already through the activation's backward) and w. With a stride > 1
 /// (and a kernel at least as large), one launch per stride phase.
 pub fn conv2d_backward_input(gpu: &Gpu, g: &ConvGeom, dy: &GpuBuffer, w: &GpuBuffer, dx: &GpuBuffer) -> Result<Vec<Launch>> {
+    conv2d_backward_input_via(gpu, g, InputPath::Auto, dy, w, dx)
+}
+
+/// `conv2d_backward_input` on a chosen path (tests and benchmarks compare them).
+pub fn conv2d_backward_input_via(gpu: &Gpu, g: &ConvGeom, path: InputPath, dy: &GpuBuffer, w: &GpuBuffer, dx: &GpuBuffer) -> Result<Vec<Launch>> {
     let name = format!("conv2d input gradient {g}");
     check(&name, "dy", dy, g.output_len())?;
     check(&name, "w", w, g.weight_len())?;
     check(&name, "dx", dx, g.input_len())?;
-    input_gemms(gpu, &name, g, Act::None, dy, w, None, dx)
+    input_gemms(gpu, &name, g, Act::None, dy, w, None, dx, path)
 }
 
 /// The input-gradient GEMMs (also a transposed convolution's forward): one over every
-/// pixel and tap, or one per stride phase over its pixels and taps.
-fn input_gemms(gpu: &Gpu, name: &str, g: &ConvGeom, act: Act, dy: &GpuBuffer, w: &GpuBuffer, bias: Option<&GpuBuffer>, dx: &GpuBuffer) -> Result<Vec<Launch>> {
+/// pixel and tap, or one per stride phase over its pixels and taps; or the narrow kernel.
+#[allow(clippy::too_many_arguments)]
+fn input_gemms(
+    gpu: &Gpu,
+    name: &str,
+    g: &ConvGeom,
+    act: Act,
+    dy: &GpuBuffer,
+    w: &GpuBuffer,
+    bias: Option<&GpuBuffer>,
+    dx: &GpuBuffer,
+    path: InputPath,
+) -> Result<Vec<Launch>> {
+    let narrow_fits = g.in_c <= NARROW_MAX_CHANNELS && dy.dtype == DType::F32 && w.dtype == DType::F32;
+    match path {
+        InputPath::Narrow if !narrow_fits => {
+            return Err(GpuError::shape(
+                name,
+                format!("the narrow input gradient needs c_in ≤ {NARROW_MAX_CHANNELS} and f32 tensors (c_in {}, {:?}/{:?})", g.in_c, dy.dtype, w.dtype),
+            ))
+        }
+        InputPath::Narrow | InputPath::Auto if narrow_fits => return narrow(gpu, name, g, act, dy, w, bias, dx),
+        _ => {}
+    }
     // A kernel smaller than the stride leaves phases without taps; those take the full gather.
     if g.stride == 1 || g.k_h < g.stride || g.k_w < g.stride {
         let spec = MatmulSpec::new(g.batch * g.in_h * g.in_w, g.in_c, g.k_h * g.k_w * g.out_c, Trans::NN).act(act);
@@ -199,6 +248,21 @@ pub fn conv_transpose2d_forward(
     bias: Option<&GpuBuffer>,
     y: &GpuBuffer,
 ) -> Result<Vec<Launch>> {
+    conv_transpose2d_forward_via(gpu, g, act, InputPath::Auto, x, w, bias, y)
+}
+
+/// `conv_transpose2d_forward` on a chosen path (tests and benchmarks compare them).
+#[allow(clippy::too_many_arguments)]
+pub fn conv_transpose2d_forward_via(
+    gpu: &Gpu,
+    g: &ConvGeom,
+    act: Act,
+    path: InputPath,
+    x: &GpuBuffer,
+    w: &GpuBuffer,
+    bias: Option<&GpuBuffer>,
+    y: &GpuBuffer,
+) -> Result<Vec<Launch>> {
     let name = format!("conv_transpose2d {g}{} {}", if bias.is_some() { " +bias" } else { "" }, act.name());
     check(&name, "x", x, g.output_len())?;
     check(&name, "w", w, g.weight_len())?;
@@ -206,7 +270,94 @@ pub fn conv_transpose2d_forward(
     if let Some(b) = bias {
         check(&name, "bias", b, g.in_c)?;
     }
-    input_gemms(gpu, &name, g, act, x, w, bias, y)
+    input_gemms(gpu, &name, g, act, x, w, bias, y, path)
+}
+
+/// The narrow kernel's walk along one tap's c_out channels (`$CHANNELS`): a channel at a
+/// time, or where c_out is a multiple of 4 a quad at a time (dy and w bound as vec4, a0 and
+/// w0 multiples of 4), its four channels' FMAs in channel order either way.
+fn channels_loop(quads: bool) -> String {
+    if quads {
+        "            for (var cq = 0u; cq < CO / 4u; cq++) {
+                let a = select(vec4<f32>(0.0), dy[a0 / 4u + cq], reached);
+                let w_0 = w[w0 / 4u + cq];
+                let w_1 = w[(w0 + c1) / 4u + cq];
+                let w_2 = w[(w0 + c2) / 4u + cq];
+                let w_3 = w[(w0 + c3) / 4u + cq];
+                acc = fma(vec4<f32>(a.x), vec4<f32>(w_0.x, w_1.x, w_2.x, w_3.x), acc);
+                acc = fma(vec4<f32>(a.y), vec4<f32>(w_0.y, w_1.y, w_2.y, w_3.y), acc);
+                acc = fma(vec4<f32>(a.z), vec4<f32>(w_0.z, w_1.z, w_2.z, w_3.z), acc);
+                acc = fma(vec4<f32>(a.w), vec4<f32>(w_0.w, w_1.w, w_2.w, w_3.w), acc);
+            }"
+        .into()
+    } else {
+        "            for (var co = 0u; co < CO; co++) {
+                let a = select(0.0, dy[a0 + co], reached);
+                let wv = vec4<f32>(w[w0 + co], w[w0 + c1 + co], w[w0 + c2 + co], w[w0 + c3 + co]);
+                acc = fma(vec4<f32>(a), wv, acc);
+            }"
+        .into()
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct NarrowParams {
+    rows: u32,
+    alpha: f32,
+    _pad: [u32; 2],
+}
+
+/// The input gradient for c_in ≤ 4 on `conv2d_narrow.wgsl`: one launch per stride phase
+/// that has pixels (a phase without taps, where the kernel is smaller than the stride,
+/// stores act(bias) as the full gather's zeros would).
+#[allow(clippy::too_many_arguments)]
+fn narrow(gpu: &Gpu, name: &str, g: &ConvGeom, act: Act, dy: &GpuBuffer, w: &GpuBuffer, bias: Option<&GpuBuffer>, dx: &GpuBuffer) -> Result<Vec<Launch>> {
+    let v = |x: usize| x.to_string();
+    let quads = g.out_c.is_multiple_of(4);
+    let mut launches = vec![];
+    for ph in Phase::all(g).into_iter().filter(|p| p.mh > 0 && p.mw > 0) {
+        let key = format!("conv2d_narrow/{g}/{ph:?}/bias{}/{}", bias.is_some() as u8, act.name());
+        let source = || {
+            let values = [
+                ("WG", NARROW_WG.to_string()),
+                ("CV_IH", v(g.in_h)),
+                ("CV_IW", v(g.in_w)),
+                ("CV_CI", v(g.in_c)),
+                ("CV_OH", v(g.out_h)),
+                ("CV_OW", v(g.out_w)),
+                ("CV_CO", v(g.out_c)),
+                ("CV_KW", v(g.k_w)),
+                ("CV_S", v(g.stride)),
+                ("CV_P", v(g.pad)),
+                ("CV_PH", v(ph.ph)),
+                ("CV_PW", v(ph.pw)),
+                ("CV_KH0", v(ph.kh0)),
+                ("CV_KW0", v(ph.kw0)),
+                ("CV_TH", v(ph.th)),
+                ("CV_TW", v(ph.tw)),
+                ("CV_MH", v(ph.mh)),
+                ("CV_MW", v(ph.mw)),
+                ("CV_ELEM", if quads { "vec4<f32>" } else { "f32" }.to_string()),
+                ("CV_CHANNELS", channels_loop(quads)),
+                ("ACT", act_body(act).to_string()),
+                ("BIAS_DECL", if bias.is_some() { "@group(0) @binding(4) var<storage, read> bias: array<f32>;".into() } else { String::new() }),
+                ("BIAS_ADD", if bias.is_some() { " + bias[j]".into() } else { String::new() }),
+            ];
+            Ok(format!("{}\n{}", super::ACTIVATIONS_WGSL, fill("conv2d_narrow", NARROW, &values)?))
+        };
+        let pipeline = gpu.pipeline(&key, source, "conv2d_narrow")?;
+        let rows = g.batch * ph.mh * ph.mw;
+        if rows > u32::MAX as usize / 2 || g.input_len().max(g.output_len()).max(g.weight_len()) > u32::MAX as usize {
+            return Err(GpuError::shape(name, "tensors too large for 32-bit indexing"));
+        }
+        let params = NarrowParams { rows: rows as u32, alpha: act.alpha(), _pad: [0; 2] };
+        let mut buffers = vec![dy, w, dx];
+        buffers.extend(bias);
+        let what = if g.stride == 1 { format!("{name} narrow") } else { format!("{name} narrow phase {},{}", ph.ph, ph.pw) };
+        launches.push(gpu.launch(what, pipeline, &params, &buffers, gpu.grid_1d((rows as u32).div_ceil(NARROW_WG)))?);
+    }
+    Ok(launches)
 }
 
 /// dx of a transposed convolution: the adjoint convolution's forward of dy.

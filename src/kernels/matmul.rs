@@ -560,14 +560,7 @@ fn source(v: &Variant) -> Result<String> {
         Some(g) if g.b != Operand::Dense => gathered_loaders(g.b.loader(), false),
         _ => loaders("b", v.vec_b),
     };
-    let act = match v.act {
-        Act::None => "return x;",
-        Act::Relu => "return act_relu(x);",
-        // α is a uniform: one pipeline serves every slope.
-        Act::LeakyRelu(_) => "return act_leaky_relu(x, p.alpha);",
-        Act::Tanh => "return act_tanh(x);",
-        Act::Sigmoid => "return act_sigmoid(x);",
-    };
+    let act = act_body(v.act);
     let mut body = Body::default();
     let entry = match v.tile.kind {
         Kind::Register => {
@@ -631,6 +624,18 @@ fn source(v: &Variant) -> Result<String> {
     // `enable` must come first in a module.
     let enable = if v.dtype == DType::F16 { "enable f16;\n" } else { "" };
     Ok(format!("{enable}{ACTIVATIONS_WGSL}\n{text}\n{conv}"))
+}
+
+/// The body of an epilogue's `fn activate(x: f32) -> f32` (activations.wgsl's functions;
+/// a LeakyReLU's α is the uniform `p.alpha`, so one pipeline serves every slope).
+pub(crate) fn act_body(act: Act) -> &'static str {
+    match act {
+        Act::None => "return x;",
+        Act::Relu => "return act_relu(x);",
+        Act::LeakyRelu(_) => "return act_leaky_relu(x, p.alpha);",
+        Act::Tanh => "return act_tanh(x);",
+        Act::Sigmoid => "return act_sigmoid(x);",
+    }
 }
 
 /// WGSL bodies of a_quad/a_one or b_quad/b_one that call a convolution loader
