@@ -262,7 +262,6 @@ pub fn assert_same_bits(what: &str, got: &[f64], want: &[f64]) {
     }
 }
 
-
 /// ‖got − want‖₂ ≤ tol·‖magnitude‖₂, every element finite. For results that may cancel
 /// (sums, products plus a bias, exp(x) − 1), the error of f32 arithmetic is relative to the
 /// size of the terms, not of their sum: `magnitude` is the same computation on |terms|.

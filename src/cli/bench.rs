@@ -420,7 +420,8 @@ fn bench_convs(gpu: &Gpu, args: &BenchArgs, samples: usize) -> anyhow::Result<Ve
         let fwd = ("forward", vec![conv2d::conv2d_forward(gpu, &g, Act::None, &x, &w, None, &y)?], m_out, g.out_c, k_in);
         let dx = ("input grad", conv2d::conv2d_backward_input(gpu, &g, &y, &w, &x)?, m_in, g.in_c, k_out);
         let dw = ("weight grad", vec![conv2d::conv2d_backward_weight(gpu, &g, &x, &y, &w)?], k_in, g.out_c, m_out);
-        let mut kernels = if transposed { vec![("forward", dx.1, dx.2, dx.3, dx.4), ("input grad", fwd.1, fwd.2, fwd.3, fwd.4), dw] } else { vec![fwd, dx, dw] };
+        let mut kernels =
+            if transposed { vec![("forward", dx.1, dx.2, dx.3, dx.4), ("input grad", fwd.1, fwd.2, fwd.3, fwd.4), dw] } else { vec![fwd, dx, dw] };
         // Where the input gradient ran on the narrow kernel (c_in ≤ 4), the GEMM beside it.
         if g.in_c <= conv2d::NARROW_MAX_CHANNELS {
             let what = if transposed { "forward, GEMM" } else { "input grad, GEMM" };
@@ -527,7 +528,8 @@ fn bench_kernels(gpu: &Gpu, args: &BenchArgs, tiles: &[Tile], samples: usize, ce
     let p: Vec<GpuBuffer> = (0..4).map(|i| gpu.upload_f32(&format!("adam {i}"), &filler(params))).collect::<Result<_, _>>()?;
     let ch: Vec<GpuBuffer> = (0..8).map(|i| gpu.upload_f32(&format!("bn {i}"), &vec![1.0; 64])).collect::<Result<_, _>>()?;
     let bn_partials = gpu.zeros("batch_norm partials", batch_norm::scratch_len(n / 64, 64), DType::F32)?;
-    let bn_fwd = batch_norm::batch_norm_forward(gpu, n / 64, 64, BatchNormSettings::default(), &x, &ch[0], &ch[1], &ch[2], &ch[3], &ch[4], &ch[5], &out, &bn_partials)?;
+    let bn_fwd =
+        batch_norm::batch_norm_forward(gpu, n / 64, 64, BatchNormSettings::default(), &x, &ch[0], &ch[1], &ch[2], &ch[3], &ch[4], &ch[5], &out, &bn_partials)?;
     let bn_bwd = batch_norm::batch_norm_backward(gpu, n / 64, 64, &x, &y, &ch[0], &ch[4], &ch[5], &out, &ch[6], &ch[7], &bn_partials)?;
     let memory: Vec<(&str, String, Vec<Launch>, u64)> = vec![
         ("relu_forward", format!("{n}"), vec![elementwise::activation_forward(gpu, Act::Relu, &x, &out)?], 8 * n as u64),
@@ -545,7 +547,21 @@ fn bench_kernels(gpu: &Gpu, args: &BenchArgs, tiles: &[Tile], samples: usize, ce
     // And their passes alone: the statistics (partials and their combination), the
     // normalisation; the backward's (γ, β) sums, its dx.
     let bn_partials_2 = gpu.zeros("batch_norm partials", batch_norm::scratch_len(n / 64, 64), DType::F32)?;
-    let mut fwd = batch_norm::batch_norm_forward(gpu, n / 64, 64, BatchNormSettings::default(), &x, &ch[0], &ch[1], &ch[2], &ch[3], &ch[4], &ch[5], &out, &bn_partials_2)?;
+    let mut fwd = batch_norm::batch_norm_forward(
+        gpu,
+        n / 64,
+        64,
+        BatchNormSettings::default(),
+        &x,
+        &ch[0],
+        &ch[1],
+        &ch[2],
+        &ch[3],
+        &ch[4],
+        &ch[5],
+        &out,
+        &bn_partials_2,
+    )?;
     let mut bwd = batch_norm::batch_norm_backward(gpu, n / 64, 64, &x, &y, &ch[0], &ch[4], &ch[5], &out, &ch[6], &ch[7], &bn_partials_2)?;
     let (normalise, dx) = (fwd.split_off(2), bwd.split_off(2));
     let mut memory = memory;

@@ -425,7 +425,21 @@ impl<'g> GpuExecutor<'g> {
             Op::BatchNorm { channels, eps, momentum } => {
                 let rows = v(0).len / channels;
                 let s = BatchNormSettings { eps: *eps, momentum: *momentum };
-                launches.extend(batch_norm::batch_norm_forward(gpu, rows, *channels, s, &v(0), &v(1), &v(2), &v(3), &v(4), &out(1), &out(2), &out(0), &scratch[0])?);
+                launches.extend(batch_norm::batch_norm_forward(
+                    gpu,
+                    rows,
+                    *channels,
+                    s,
+                    &v(0),
+                    &v(1),
+                    &v(2),
+                    &v(3),
+                    &v(4),
+                    &out(1),
+                    &out(2),
+                    &out(0),
+                    &scratch[0],
+                )?);
             }
             Op::BatchNormEval { channels, eps } => {
                 let rows = v(0).len / channels;
@@ -434,7 +448,20 @@ impl<'g> GpuExecutor<'g> {
             }
             Op::BatchNormBackward { channels } => {
                 let rows = v(0).len / channels;
-                launches.extend(batch_norm::batch_norm_backward(gpu, rows, *channels, &v(0), &v(1), &v(2), &v(3), &v(4), &out(0), &out(1), &out(2), &scratch[0])?);
+                launches.extend(batch_norm::batch_norm_backward(
+                    gpu,
+                    rows,
+                    *channels,
+                    &v(0),
+                    &v(1),
+                    &v(2),
+                    &v(3),
+                    &v(4),
+                    &out(0),
+                    &out(1),
+                    &out(2),
+                    &scratch[0],
+                )?);
             }
         }
         if let Some((n, stream)) = rng {

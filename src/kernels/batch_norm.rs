@@ -153,8 +153,7 @@ pub fn batch_norm_forward(
     let partial = gpu.pipeline(&format!("batch_norm/bn_stats_partial/{}", p.channels), || source(p.channels), "bn_stats_partial")?;
     let combine = gpu.pipeline(&format!("batch_norm/bn_stats_combine/{}", p.channels), || source(p.channels), "bn_stats_combine")?;
     let forward = gpu.pipeline(&format!("batch_norm/bn_forward/{}", p.channels), || source(p.channels), "bn_forward")?;
-    let slots_combine =
-        [(slot::PARTIALS, partials), (slot::MEAN, mean), (slot::INVSTD, invstd), (slot::RUN_MEAN, running_mean), (slot::RUN_VAR, running_var)];
+    let slots_combine = [(slot::PARTIALS, partials), (slot::MEAN, mean), (slot::INVSTD, invstd), (slot::RUN_MEAN, running_mean), (slot::RUN_VAR, running_var)];
     let slots_fwd = [(slot::X, x), (slot::GAMMA, gamma), (slot::BETA, beta), (slot::MEAN, mean), (slot::INVSTD, invstd), (slot::Y, y)];
     Ok(vec![
         gpu.launch_at(format!("{name} statistics (partials)"), partial, &p, &[(slot::X, x), (slot::PARTIALS, partials)], partial_grid(gpu, rows, channels))?,
