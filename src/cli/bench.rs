@@ -70,6 +70,10 @@ pub struct BenchArgs {
     /// Timed steps per configuration for --step.
     #[arg(long, default_value_t = 20)]
     steps: usize,
+    /// The models --step times, of mnist-mlp (its vae-gan and vae), mnist-conv and celeba64
+    /// (comma-separated); default: all of them (celeba64 not with --quick).
+    #[arg(long, value_delimiter = ',')]
+    models: Option<Vec<String>>,
     /// Also time f16-storage matmul and the mixed-precision (`--precision f16`) training step
     /// where the adapter has SHADER_F16.
     #[arg(long)]
@@ -615,8 +619,15 @@ fn bench_steps(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<Vec<StepRow>> {
         ("mnist-conv", RunConfig::preset("mnist-conv").map_err(anyhow::Error::msg)?, conv_batches.clone()),
     ];
     models[1].1.model = ModelConfig { mode: Mode::Vae, ..ModelConfig::mnist_mlp() };
-    if !args.quick {
+    if !args.quick || args.models.is_some() {
         models.push(("celeba64", RunConfig::preset("celeba64").map_err(anyhow::Error::msg)?, conv_batches));
+    }
+    if let Some(wanted) = &args.models {
+        let known: Vec<&str> = models.iter().map(|m| m.0.split(' ').next().unwrap_or(m.0)).collect();
+        if let Some(bad) = wanted.iter().find(|w| !known.contains(&w.as_str())) {
+            anyhow::bail!("--models: unknown model {bad:?}; expected some of mnist-mlp, mnist-conv, celeba64");
+        }
+        models.retain(|m| wanted.iter().any(|w| m.0.split(' ').next() == Some(w.as_str())));
     }
     for ((label, run_config, model_batches), precision) in models.iter().flat_map(|m| precisions.iter().map(move |p| (m, *p))) {
         let config = &run_config.model;
