@@ -251,6 +251,13 @@ pub fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
         panic!("{what}: relative error {err:.3e} > {tol:.0e} (worst element {worst}: gpu {} vs reference {})", got[worst], want[worst]);
     }
 }
+/// A device with autotuning on, its choices cached in `cache`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn tuning_gpu(cache: &std::path::Path) -> vaegan::Gpu {
+    let backend = std::env::var("VAEGAN_TEST_BACKEND").unwrap_or_else(|_| "vulkan".into());
+    vaegan::Gpu::new(&vaegan::GpuOptions { backend: Some(backend), autotune: true, autotune_cache: Some(cache.to_path_buf()), ..Default::default() }).unwrap()
+}
+
 /// Two kernels that compute the same chain of operations must give the same bits (f32
 /// values widened to f64 exactly); a NaN in either fails, as does a length mismatch.
 #[track_caller]

@@ -77,15 +77,21 @@ gpu_test! {
             let loss_w = |w: &[f64]| dot(&dy, &reference::conv2d::conv2d_forward(&g, Act::None, &x, w, None));
             check_grad(&format!("conv2d dx {g}"), &mut rng, loss_x, &x, &got_dx);
             check_grad(&format!("conv2d dw {g}"), &mut rng, loss_w, &w, &got_dw);
-            // c_in ≤ 4 ran on the narrow kernel: the GEMM gives the same bits.
+            // Where the narrow kernel serves c_in, it and the GEMM give the same bits, and the
+            // path Auto took (narrow up to 4 channels, the GEMM above without a tuner) too.
             if g.in_c <= conv2d::NARROW_MAX_CHANNELS {
-                let gemm_dx = poisoned(g.input_len());
-                let launches = conv2d::conv2d_backward_input_via(gpu(), &g, conv2d::InputPath::Gemm, &dyb, &wb, &gemm_dx).unwrap();
-                assert!(launches.iter().all(|l| !l.name.contains("narrow")), "{g}: the GEMM path ran the narrow kernel");
-                gpu().run(&launches).unwrap();
-                assert_same_bits(&format!("conv2d dx {g}: narrow vs GEMM"), &got_dx, &download(&gemm_dx).await);
+                let mut outs = vec![];
+                for path in [conv2d::InputPath::Gemm, conv2d::InputPath::Narrow] {
+                    let out = poisoned(g.input_len());
+                    let launches = conv2d::conv2d_backward_input_via(gpu(), &g, path, &dyb, &wb, &out).unwrap();
+                    assert_eq!(launches.iter().any(|l| l.name.contains("narrow")), path == conv2d::InputPath::Narrow, "{g}: {path:?} ran {:?}", launches[0].name);
+                    gpu().run(&launches).unwrap();
+                    outs.push(download(&out).await);
+                }
+                assert_same_bits(&format!("conv2d dx {g}: narrow vs GEMM"), &outs[1], &outs[0]);
+                assert_same_bits(&format!("conv2d dx {g}: Auto vs GEMM"), &got_dx, &outs[0]);
             } else {
-                assert!(conv2d::conv2d_backward_input_via(gpu(), &g, conv2d::InputPath::Narrow, &dyb, &wb, &dx).is_err(), "{g}: narrow took c_in > 4");
+                assert!(conv2d::conv2d_backward_input_via(gpu(), &g, conv2d::InputPath::Narrow, &dyb, &wb, &dx).is_err(), "{g}: narrow took c_in > 16");
             }
         }
     }
@@ -132,12 +138,17 @@ gpu_test! {
             let loss_w = |w: &[f64]| dot(&dy, &reference::conv2d::conv_transpose2d_forward(&g, Act::None, &x, w, None));
             check_grad(&format!("{what} dx"), &mut rng, loss_x, &x, &got_dx);
             check_grad(&format!("{what} dw"), &mut rng, loss_w, &w, &got_dw);
-            // Outputs of ≤ 4 channels ran on the narrow kernel: the GEMM gives the same bits.
+            // The narrow kernel and the GEMM give the same bits (bias and activation included).
             if g.in_c <= conv2d::NARROW_MAX_CHANNELS {
-                let gemm_y = poisoned(g.input_len());
-                let launches = conv2d::conv_transpose2d_forward_via(gpu(), &g, Act::Relu, conv2d::InputPath::Gemm, &xb, &wb, Some(&upload(&bias)), &gemm_y).unwrap();
-                gpu().run(&launches).unwrap();
-                assert_same_bits(&format!("{what} forward: narrow vs GEMM"), &download(&y).await, &download(&gemm_y).await);
+                let mut outs = vec![];
+                for path in [conv2d::InputPath::Gemm, conv2d::InputPath::Narrow] {
+                    let out = poisoned(g.input_len());
+                    let launches = conv2d::conv_transpose2d_forward_via(gpu(), &g, Act::Relu, path, &xb, &wb, Some(&upload(&bias)), &out).unwrap();
+                    gpu().run(&launches).unwrap();
+                    outs.push(download(&out).await);
+                }
+                assert_same_bits(&format!("{what} forward: narrow vs GEMM"), &outs[1], &outs[0]);
+                assert_same_bits(&format!("{what} forward: Auto vs GEMM"), &download(&y).await, &outs[0]);
             }
         }
     }
@@ -220,4 +231,42 @@ fn convolutions_on_the_class_default_tile_match_twin() {
     let want_t = reference::conv2d::conv_transpose2d_forward(&t, Act::None, &dy, &w, None);
     let mag_t = reference::conv2d::conv_transpose2d_forward(&t, Act::None, &abs(&dy), &abs(&w), None);
     assert_close_mag(&format!("conv_transpose2d {t} on {tile}"), &read(&ty), &want_t, &mag_t, TOL);
+}
+
+/// With autotuning on, an input gradient of 5 to 16 channels is timed on the GEMM and on the
+/// narrow kernel once, the faster recorded and taken (and right); up to 4 channels the
+/// narrow kernel runs untimed, above 16 the GEMM.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn autotune_picks_the_input_gradient_path_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("autotune.json");
+    let dev = tuning_gpu(&cache);
+    let mut rng = rng("autotune_picks_the_input_gradient_path_once");
+    let up = |v: &[f64]| dev.upload_f32("x", &v.iter().map(|&x| x as f32).collect::<Vec<_>>()).unwrap();
+    let saved =
+        || -> std::collections::HashMap<String, String> { std::fs::read_to_string(&cache).map(|t| serde_json::from_str(&t).unwrap()).unwrap_or_default() };
+    for (in_c, timed) in [(2, false), (8, true), (20, false)] {
+        let g = ConvGeom::conv(2, (9, 7, in_c), 6, (5, 5), 2, 2).unwrap();
+        let (w, dy) = (as_f32(&randn(&mut rng, g.weight_len())), as_f32(&randn(&mut rng, g.output_len())));
+        let dx = dev.zeros("dx", g.input_len(), vaegan::DType::F32).unwrap();
+        dev.poison(&dx);
+        let launches = conv2d::conv2d_backward_input(&dev, &g, &up(&dy), &up(&w), &dx).unwrap();
+        dev.run(&launches).unwrap();
+        let got: Vec<f64> = dev.download_f32(&dx).unwrap().into_iter().map(|v| v as f64).collect();
+        let mag = reference::conv2d::conv2d_backward_input(&g, &abs(&dy), &abs(&w));
+        assert_close_mag(&format!("conv2d dx {g}, tuned"), &got, &reference::conv2d::conv2d_backward_input(&g, &dy, &w), &mag, TOL);
+        let key = vaegan::kernels::autotune::conv_key(&dev, "conv input gradient", &g);
+        let ran_narrow = launches.iter().any(|l| l.name.contains("narrow"));
+        match saved().get(&key) {
+            Some(choice) => {
+                assert!(timed, "{g}: {in_c} channels were timed");
+                assert_eq!(choice == "narrow", ran_narrow, "{g}: recorded {choice}, ran {}", launches[0].name);
+            }
+            None => {
+                assert!(!timed, "{g}: {in_c} channels were not timed ({:?})", saved());
+                assert_eq!(ran_narrow, in_c <= conv2d::NARROW_UNTIMED_CHANNELS, "{g}: ran {}", launches[0].name);
+            }
+        }
+    }
 }

@@ -212,13 +212,6 @@ gpu_test! {
     }
 }
 
-/// A device with autotuning on, its choices cached in `cache`.
-#[cfg(not(target_arch = "wasm32"))]
-fn tuning_gpu(cache: &std::path::Path) -> vaegan::Gpu {
-    let backend = std::env::var("VAEGAN_TEST_BACKEND").unwrap_or_else(|_| "vulkan".into());
-    vaegan::Gpu::new(&vaegan::GpuOptions { backend: Some(backend), autotune: true, autotune_cache: Some(cache.to_path_buf()), ..Default::default() }).unwrap()
-}
-
 /// An m×k matrix of 0.5 times a k×n one of 0.25 on `g`, with the tile `g` picks (its default,
 /// forced or tuned one); checks that every element is 0.125·k.
 #[cfg(not(target_arch = "wasm32"))]

@@ -1,11 +1,11 @@
-// conv2d input gradient (and a transposed convolution's forward) for c_in ≤ 4: the image
-// side of a model, where the implicit GEMM's N is 1 to 4 and most of a matmul tile's
-// columns idle while it gathers dy one quad at a time.
+// conv2d input gradient (and a transposed convolution's forward) for small c_in (≤ 16): the
+// image side of a model, where the implicit GEMM's N is 1 to 16 and most of a matmul
+// tile's columns idle while it gathers dy one quad at a time.
 //
 // One invocation per pixel of one stride phase (PH, PW) (see conv2d.wgsl: pixels
 // ih = PH + S·i, iw = PW + S·j, taps kh = KH0 + S·th, kw = KW0 + S·tw); it walks the
 // phase's taps, finds dy's pixel once per tap, and runs along that pixel's c_out contiguous
-// channels with all c_in outputs in one vec4 accumulator. The products are the GEMM's, in
+// channels with all c_in outputs in vec4 accumulators. The products are the GEMM's, in
 // the GEMM's order k = (th, tw, co), as the same chain of FMAs from 0 (a tap that reaches
 // no output contributes zeros, as the GEMM's loader returns): the two paths give the same
 // bits (kernels-tests/conv2d.rs checks it).
@@ -43,6 +43,15 @@ const TW: u32 = $CV_TWu;
 const MH: u32 = $CV_MHu;
 const MW: u32 = $CV_MWu;
 
+// Vec4 accumulators per pixel: ⌈c_in / 4⌉.
+const NQ: u32 = (CI + 3u) / 4u;
+
+// Where output column j's weights start in a tap's c_in × c_out block: columns past c_in
+// read c_in − 1's (finite, never stored).
+fn col(j: u32) -> u32 {
+    return min(j, CI - 1u) * CO;
+}
+
 fn activate(x: f32) -> f32 {
     $ACT
 }
@@ -57,11 +66,11 @@ fn conv2d_narrow(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let r = m % (MH * MW);
     let ih = PH + S * (r / MW);
     let iw = PW + S * (r % MW);
-    // Columns past c_in read c_in − 1's weights (finite) and are never stored.
-    let c1 = min(1u, CI - 1u) * CO;
-    let c2 = min(2u, CI - 1u) * CO;
-    let c3 = min(3u, CI - 1u) * CO;
-    var acc = vec4<f32>(0.0);
+    // Outputs ci = 4q … 4q + 3 in acc[q].
+    var acc: array<vec4<f32>, NQ>;
+    for (var q = 0u; q < NQ; q++) {
+        acc[q] = vec4<f32>(0.0);
+    }
     for (var th = 0u; th < TH; th++) {
         let kh = KH0 + S * th;
         // Multiples of S by the choice of KH0 and KW0.
@@ -80,6 +89,6 @@ $CV_CHANNELS
     }
     let row = (bi * IH + ih) * IW + iw;
     for (var j = 0u; j < CI; j++) {
-        dx[row * CI + j] = activate(acc[j]$BIAS_ADD);
+        dx[row * CI + j] = activate(acc[j / 4u][j % 4u]$BIAS_ADD);
     }
 }

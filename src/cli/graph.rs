@@ -7,7 +7,7 @@ use crate::model::{build_step, Mode, RunConfig};
 
 #[derive(Args, Debug)]
 pub struct GraphArgs {
-    /// mnist-mlp or pytorch-vae.
+    /// A preset: mnist-mlp, pytorch-vae, mnist-conv, celeba64, …
     #[arg(long, default_value = "mnist-mlp")]
     preset: String,
     /// Training mode, vae-gan or vae (default: the preset's).
@@ -21,6 +21,11 @@ pub struct GraphArgs {
     /// Write Graphviz to this file (render with `dot -Tsvg FILE -o step.svg`).
     #[arg(long)]
     dot: Option<std::path::PathBuf>,
+    /// Write the model's config to this file as JSON, as `export --format torch` stores it
+    /// (docs/vaegan_torch.py builds its modules from it; kernels-tests/python/pytorch_step.py
+    /// times the same step in PyTorch).
+    #[arg(long)]
+    config_json: Option<std::path::PathBuf>,
     /// f32, or f16: plan the f16 copies mixed precision adds.
     #[arg(long, default_value = "f32")]
     precision: crate::types::Precision,
@@ -41,6 +46,10 @@ pub fn run(args: &GraphArgs) -> anyhow::Result<()> {
     let plan = Plan::new(g, 64, true, args.precision);
     if args.dump {
         println!("{}", dump::text(g, Some(&plan)));
+    }
+    if let Some(path) = &args.config_json {
+        std::fs::write(path, serde_json::to_string_pretty(&config)?).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        println!("wrote {}", path.display());
     }
     if let Some(path) = &args.dot {
         std::fs::write(path, dump::dot(g)).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;

@@ -1,4 +1,5 @@
-//! Autotuning the matmul's register tile: on first use of a shape class (layout, operand
+//! Autotuning the matmul's register tile (and, per convolution, whether its input gradient
+//! runs as a GEMM or on the narrow kernel: `conv2d::InputPath`): on first use of a shape class (layout, operand
 //! type, and M, N, K rounded up to powers of two) on an adapter, a few candidate tiles are
 //! timed on the real shape and the fastest is kept — in memory, and in a JSON file keyed by
 //! adapter, driver and shape class (the gpu layer's `TuningCache`), so the next process starts
@@ -30,6 +31,12 @@ const VERSION: &str = "v2";
 
 fn bucket(x: usize) -> usize {
     x.next_power_of_two()
+}
+
+/// The key of a convolution's choice between kernels (`what`, e.g. "conv input gradient"),
+/// per exact geometry: a model has a handful, each chosen once per adapter and driver.
+pub fn conv_key(gpu: &Gpu, what: &str, g: &crate::types::ConvGeom) -> String {
+    format!("{VERSION}|{}|{} {}|{:?}|{what}|{g}", gpu.info.name, gpu.info.driver, gpu.info.driver_info, gpu.info.backend)
 }
 
 pub fn key(gpu: &Gpu, trans: Trans, dtype: DType, m: usize, n: usize, k: usize) -> String {

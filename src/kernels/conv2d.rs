@@ -26,8 +26,12 @@ use crate::types::{Act, ConvGeom, DType, Trans};
 
 const SOURCE: &str = include_str!("../../shaders/conv2d.wgsl");
 const NARROW: &str = include_str!("../../shaders/conv2d_narrow.wgsl");
-/// The widest c_in the narrow input gradient serves (its accumulator is one vec4).
-pub const NARROW_MAX_CHANNELS: usize = 4;
+/// The widest c_in the narrow input gradient serves (⌈c_in/4⌉ vec4 accumulators).
+pub const NARROW_MAX_CHANNELS: usize = 16;
+/// Up to this c_in, `InputPath::Auto` takes the narrow kernel without timing it: on
+/// lavapipe it runs mnist-conv's c_in = 1 gradients at twice the GEMM's speed, and at
+/// c_in = 16 at a quarter (BENCHMARKS.md). Between the two the autotuner times both.
+pub const NARROW_UNTIMED_CHANNELS: usize = 4;
 /// Invocations per workgroup of the narrow kernel (pixels).
 const NARROW_WG: u32 = 64;
 
@@ -35,7 +39,8 @@ const NARROW_WG: u32 = 64;
 /// give the same bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InputPath {
-    /// Narrow where c_in ≤ 4 and the tensors are f32, the GEMM otherwise.
+    /// Narrow where c_in ≤ 4 and the tensors are f32; where c_in ≤ 16, whichever the
+    /// autotuner timed faster on this adapter (the GEMM without a tuner); else the GEMM.
     Auto,
     /// The implicit GEMM on the matmul's tiles (stride phases as separate GEMMs).
     Gemm,
@@ -207,7 +212,8 @@ fn input_gemms(
                 format!("the narrow input gradient needs c_in ≤ {NARROW_MAX_CHANNELS} and f32 tensors (c_in {}, {:?}/{:?})", g.in_c, dy.dtype, w.dtype),
             ))
         }
-        InputPath::Narrow | InputPath::Auto if narrow_fits => return narrow(gpu, name, g, act, dy, w, bias, dx),
+        InputPath::Narrow => return narrow(gpu, name, g, act, dy, w, bias, dx),
+        InputPath::Auto if narrow_fits && narrow_is_faster(gpu, g)? => return narrow(gpu, name, g, act, dy, w, bias, dx),
         _ => {}
     }
     // A kernel smaller than the stride leaves phases without taps; those take the full gather.
@@ -280,24 +286,81 @@ fn channels_loop(quads: bool) -> String {
     if quads {
         "            for (var cq = 0u; cq < CO / 4u; cq++) {
                 let a = select(vec4<f32>(0.0), dy[a0 / 4u + cq], reached);
-                let w_0 = w[w0 / 4u + cq];
-                let w_1 = w[(w0 + c1) / 4u + cq];
-                let w_2 = w[(w0 + c2) / 4u + cq];
-                let w_3 = w[(w0 + c3) / 4u + cq];
-                acc = fma(vec4<f32>(a.x), vec4<f32>(w_0.x, w_1.x, w_2.x, w_3.x), acc);
-                acc = fma(vec4<f32>(a.y), vec4<f32>(w_0.y, w_1.y, w_2.y, w_3.y), acc);
-                acc = fma(vec4<f32>(a.z), vec4<f32>(w_0.z, w_1.z, w_2.z, w_3.z), acc);
-                acc = fma(vec4<f32>(a.w), vec4<f32>(w_0.w, w_1.w, w_2.w, w_3.w), acc);
+                for (var q = 0u; q < NQ; q++) {
+                    let w_0 = w[(w0 + col(4u * q)) / 4u + cq];
+                    let w_1 = w[(w0 + col(4u * q + 1u)) / 4u + cq];
+                    let w_2 = w[(w0 + col(4u * q + 2u)) / 4u + cq];
+                    let w_3 = w[(w0 + col(4u * q + 3u)) / 4u + cq];
+                    acc[q] = fma(vec4<f32>(a.x), vec4<f32>(w_0.x, w_1.x, w_2.x, w_3.x), acc[q]);
+                    acc[q] = fma(vec4<f32>(a.y), vec4<f32>(w_0.y, w_1.y, w_2.y, w_3.y), acc[q]);
+                    acc[q] = fma(vec4<f32>(a.z), vec4<f32>(w_0.z, w_1.z, w_2.z, w_3.z), acc[q]);
+                    acc[q] = fma(vec4<f32>(a.w), vec4<f32>(w_0.w, w_1.w, w_2.w, w_3.w), acc[q]);
+                }
             }"
         .into()
     } else {
         "            for (var co = 0u; co < CO; co++) {
                 let a = select(0.0, dy[a0 + co], reached);
-                let wv = vec4<f32>(w[w0 + co], w[w0 + c1 + co], w[w0 + c2 + co], w[w0 + c3 + co]);
-                acc = fma(vec4<f32>(a), wv, acc);
+                for (var q = 0u; q < NQ; q++) {
+                    let wv = vec4<f32>(w[w0 + col(4u * q) + co], w[w0 + col(4u * q + 1u) + co], w[w0 + col(4u * q + 2u) + co], w[w0 + col(4u * q + 3u) + co]);
+                    acc[q] = fma(vec4<f32>(a), wv, acc[q]);
+                }
             }"
         .into()
     }
+}
+
+/// Whether `Auto` takes the narrow kernel for `g` (c_in ≤ 16, f32): always up to
+/// `NARROW_UNTIMED_CHANNELS`; above, as the autotuner found when it timed both (on scratch
+/// tensors, once per geometry, recorded with the matmul tiles), or the GEMM where it does
+/// not tune (no tuner, a forced tile, its budget spent, the browser).
+fn narrow_is_faster(gpu: &Gpu, g: &ConvGeom) -> Result<bool> {
+    if g.in_c <= NARROW_UNTIMED_CHANNELS {
+        return Ok(true);
+    }
+    let Some(tuner) = gpu.tuner.as_ref().filter(|_| gpu.forced_tile.is_none()) else { return Ok(false) };
+    let key = super::autotune::conv_key(gpu, "conv input gradient", g);
+    if let Some(choice) = tuner.cached(&key) {
+        return Ok(choice == "narrow");
+    }
+    if tuner.budget_left().is_zero() {
+        return Ok(false);
+    }
+    let started = web_time::Instant::now();
+    let Some((gemm_s, narrow_s)) = time_input_paths(gpu, g)? else { return Ok(false) };
+    let choice = if narrow_s < gemm_s { "narrow" } else { "gemm" };
+    log::info!("autotune {key}: {choice} (GEMM {:.3} ms, narrow {:.3} ms)", gemm_s * 1e3, narrow_s * 1e3);
+    tuner.report(&format!("conv input gradient {g}"), choice, started.elapsed());
+    tuner.record(key, choice.to_string());
+    Ok(choice == "narrow")
+}
+
+/// Seconds per input gradient of `g` on the GEMM and on the narrow kernel (the best of
+/// three passes of ~10 ms each, after one that compiles and warms up).
+#[cfg(not(target_arch = "wasm32"))]
+fn time_input_paths(gpu: &Gpu, g: &ConvGeom) -> Result<Option<(f64, f64)>> {
+    let dy = gpu.upload_f32("tune dy", &super::matmul::pattern(g.output_len()))?;
+    let w = gpu.upload_f32("tune w", &super::matmul::pattern(g.weight_len()))?;
+    let dx = gpu.zeros("tune dx", g.input_len(), DType::F32)?;
+    let mut times = [0.0; 2];
+    for (i, path) in [InputPath::Gemm, InputPath::Narrow].into_iter().enumerate() {
+        let launches = input_gemms(gpu, "tuning", g, Act::None, &dy, &w, None, &dx, path)?;
+        let all: Vec<&Launch> = launches.iter().collect();
+        let once = gpu.time_pass(&all, 1)?.max(1e-7);
+        let reps = ((0.01 / once) as usize).clamp(1, 64);
+        let mut t = f64::INFINITY;
+        for _ in 0..3 {
+            t = t.min(gpu.time_pass(&all, reps)? / reps as f64);
+        }
+        times[i] = t;
+    }
+    Ok(Some((times[0], times[1])))
+}
+
+/// The browser cannot wait for a timing: it keeps the GEMM.
+#[cfg(target_arch = "wasm32")]
+fn time_input_paths(_: &Gpu, _: &ConvGeom) -> Result<Option<(f64, f64)>> {
+    Ok(None)
 }
 
 #[repr(C)]
