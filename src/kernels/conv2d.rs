@@ -28,9 +28,10 @@ const SOURCE: &str = include_str!("../../shaders/conv2d.wgsl");
 const NARROW: &str = include_str!("../../shaders/conv2d_narrow.wgsl");
 /// The widest c_in the narrow input gradient serves (⌈c_in/4⌉ vec4 accumulators).
 pub const NARROW_MAX_CHANNELS: usize = 16;
-/// Up to this c_in, `InputPath::Auto` takes the narrow kernel without timing it: on
-/// lavapipe it runs mnist-conv's c_in = 1 gradients at twice the GEMM's speed, and at
-/// c_in = 16 at a quarter (BENCHMARKS.md). Between the two the autotuner times both.
+/// Up to this c_in, `InputPath::Auto` takes the narrow kernel where nothing was timed (no
+/// autotuner, a forced tile, the budget spent, the browser): on lavapipe it runs
+/// mnist-conv's c_in = 1 gradients at twice the class-default GEMM's speed, and c_in = 16 at
+/// a quarter (BENCHMARKS.md). With a tuner, every c_in ≤ 16 is timed both ways instead.
 pub const NARROW_UNTIMED_CHANNELS: usize = 4;
 /// Invocations per workgroup of the narrow kernel (pixels).
 const NARROW_WG: u32 = 64;
@@ -39,8 +40,8 @@ const NARROW_WG: u32 = 64;
 /// give the same bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InputPath {
-    /// Narrow where c_in ≤ 4 and the tensors are f32; where c_in ≤ 16, whichever the
-    /// autotuner timed faster on this adapter (the GEMM without a tuner); else the GEMM.
+    /// For f32 tensors with c_in ≤ 16, whichever of the two the autotuner timed faster on
+    /// this adapter; untimed, narrow up to 4 channels. Else the GEMM.
     Auto,
     /// The implicit GEMM on the matmul's tiles (stride phases as separate GEMMs).
     Gemm,
@@ -310,24 +311,22 @@ fn channels_loop(quads: bool) -> String {
     }
 }
 
-/// Whether `Auto` takes the narrow kernel for `g` (c_in ≤ 16, f32): always up to
-/// `NARROW_UNTIMED_CHANNELS`; above, as the autotuner found when it timed both (on scratch
-/// tensors, once per geometry, recorded with the matmul tiles), or the GEMM where it does
-/// not tune (no tuner, a forced tile, its budget spent, the browser).
+/// Whether `Auto` takes the narrow kernel for `g` (c_in ≤ 16, f32): as the autotuner found
+/// when it timed both (on scratch tensors, once per geometry, recorded with the matmul
+/// tiles), or where it does not time (no tuner, a forced tile, its budget spent, the
+/// browser) up to `NARROW_UNTIMED_CHANNELS`.
 fn narrow_is_faster(gpu: &Gpu, g: &ConvGeom) -> Result<bool> {
-    if g.in_c <= NARROW_UNTIMED_CHANNELS {
-        return Ok(true);
-    }
-    let Some(tuner) = gpu.tuner.as_ref().filter(|_| gpu.forced_tile.is_none()) else { return Ok(false) };
+    let untimed = g.in_c <= NARROW_UNTIMED_CHANNELS;
+    let Some(tuner) = gpu.tuner.as_ref().filter(|_| gpu.forced_tile.is_none()) else { return Ok(untimed) };
     let key = super::autotune::conv_key(gpu, "conv input gradient", g);
     if let Some(choice) = tuner.cached(&key) {
         return Ok(choice == "narrow");
     }
     if tuner.budget_left().is_zero() {
-        return Ok(false);
+        return Ok(untimed);
     }
     let started = web_time::Instant::now();
-    let Some((gemm_s, narrow_s)) = time_input_paths(gpu, g)? else { return Ok(false) };
+    let Some((gemm_s, narrow_s)) = time_input_paths(gpu, g)? else { return Ok(untimed) };
     let choice = if narrow_s < gemm_s { "narrow" } else { "gemm" };
     log::info!("autotune {key}: {choice} (GEMM {:.3} ms, narrow {:.3} ms)", gemm_s * 1e3, narrow_s * 1e3);
     tuner.report(&format!("conv input gradient {g}"), choice, started.elapsed());
@@ -335,8 +334,8 @@ fn narrow_is_faster(gpu: &Gpu, g: &ConvGeom) -> Result<bool> {
     Ok(choice == "narrow")
 }
 
-/// Seconds per input gradient of `g` on the GEMM and on the narrow kernel (the best of
-/// three passes of ~10 ms each, after one that compiles and warms up).
+/// Seconds per input gradient of `g` on the GEMM (its tile tuned first, where the budget
+/// allows) and on the narrow kernel (`matmul::time_launches`).
 #[cfg(not(target_arch = "wasm32"))]
 fn time_input_paths(gpu: &Gpu, g: &ConvGeom) -> Result<Option<(f64, f64)>> {
     let dy = gpu.upload_f32("tune dy", &super::matmul::pattern(g.output_len()))?;
@@ -345,14 +344,7 @@ fn time_input_paths(gpu: &Gpu, g: &ConvGeom) -> Result<Option<(f64, f64)>> {
     let mut times = [0.0; 2];
     for (i, path) in [InputPath::Gemm, InputPath::Narrow].into_iter().enumerate() {
         let launches = input_gemms(gpu, "tuning", g, Act::None, &dy, &w, None, &dx, path)?;
-        let all: Vec<&Launch> = launches.iter().collect();
-        let once = gpu.time_pass(&all, 1)?.max(1e-7);
-        let reps = ((0.01 / once) as usize).clamp(1, 64);
-        let mut t = f64::INFINITY;
-        for _ in 0..3 {
-            t = t.min(gpu.time_pass(&all, reps)? / reps as f64);
-        }
-        times[i] = t;
+        times[i] = super::matmul::time_launches(gpu, &launches.iter().collect::<Vec<_>>())?;
     }
     Ok(Some((times[0], times[1])))
 }

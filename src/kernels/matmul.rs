@@ -708,8 +708,7 @@ pub(crate) fn gemm(
     }
     let tile = match (spec.tile, gathered) {
         (Some(t), _) => t,
-        // Gathered GEMMs take the class default until convolutions have their own tuning.
-        (None, Some(_)) => Tile::default_for(gpu),
+        (None, Some(g)) => tuned_gathered_tile(gpu, spec, g, a, b, c)?,
         (None, None) => tuned_tile(gpu, spec, a.dtype)?,
     };
     tile.check(gpu).map_err(|e| match e {
@@ -767,6 +766,68 @@ fn tuned_tile(gpu: &Gpu, spec: &MatmulSpec, dtype: DType) -> Result<Tile> {
     Ok(best.1)
 }
 
+/// The tile of a convolution's GEMM (`gathered`) without one: as `tuned_tile`, but per exact
+/// geometry, role and stride phase (a model has a few dozen, each tuned once per adapter),
+/// timed on scratch tensors of the operands' sizes.
+fn tuned_gathered_tile(gpu: &Gpu, spec: &MatmulSpec, gathered: Gathered, a: &GpuBuffer, b: &GpuBuffer, c: &GpuBuffer) -> Result<Tile> {
+    let default = Tile::default_for(gpu);
+    let Some(tuner) = gpu.tuner.as_ref().filter(|_| gpu.forced_tile.is_none()) else { return Ok(default) };
+    let what = format!("{}/{} {}x{}x{} {:?}", gathered.a.loader(), gathered.b.loader(), spec.m, spec.n, spec.k, a.dtype);
+    let key = super::autotune::conv_key(gpu, &what, &gathered.geom);
+    if let Some(t) = tuner.cached(&key).and_then(|t| t.parse::<Tile>().ok()) {
+        return Ok(t);
+    }
+    if spec.flops() < 1e6 || tuner.budget_left().is_zero() {
+        return Ok(default);
+    }
+    let started = web_time::Instant::now();
+    let best = fastest_gathered_tile(gpu, spec, gathered, a, b, c, default)?;
+    log::info!("autotune {key}: {:?}", best.1);
+    tuner.report(&format!("conv {} {what}", gathered.geom), &best.1.to_string(), started.elapsed());
+    tuner.record(key, best.1.to_string());
+    Ok(best.1)
+}
+
+/// Times every candidate tile on a convolution's GEMM, on scratch copies of its operands'
+/// sizes, and returns (seconds, the fastest).
+#[cfg(not(target_arch = "wasm32"))]
+fn fastest_gathered_tile(gpu: &Gpu, spec: &MatmulSpec, gathered: Gathered, a: &GpuBuffer, b: &GpuBuffer, c: &GpuBuffer, default: Tile) -> Result<(f64, Tile)> {
+    let upload = |what: &str, n: usize| match a.dtype {
+        DType::F16 => gpu.upload_f16(what, &pattern(n)),
+        _ => gpu.upload_f32(what, &pattern(n)),
+    };
+    let (ta, tb) = (upload("tune A", a.len)?, upload("tune B", b.len)?);
+    let tc = gpu.zeros("tune C", c.len, DType::F32)?;
+    let mut best = (f64::INFINITY, default);
+    for tile in super::autotune::candidates(gpu) {
+        let launch = gemm(gpu, "tuning".into(), &spec.tile(tile), Some(gathered), &ta, &tb, None, &tc)?;
+        let t = time_launches(gpu, &[&launch])?;
+        if t < best.0 {
+            best = (t, tile);
+        }
+    }
+    Ok(best)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn fastest_gathered_tile(_: &Gpu, _: &MatmulSpec, _: Gathered, _: &GpuBuffer, _: &GpuBuffer, _: &GpuBuffer, default: Tile) -> Result<(f64, Tile)> {
+    Ok((f64::NAN, default))
+}
+
+/// Seconds per run of `launches`: the best of three passes of ~10 ms, after one that
+/// compiles and warms up — enough to rank tiles, short enough that a step's dozen shape
+/// classes tune in seconds even on a CPU adapter.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn time_launches(gpu: &Gpu, launches: &[&Launch]) -> Result<f64> {
+    let once = gpu.time_pass(launches, 1)?.max(1e-7);
+    let reps = ((0.01 / once) as usize).clamp(1, 64);
+    let mut t = f64::INFINITY;
+    for _ in 0..3 {
+        t = t.min(gpu.time_pass(launches, reps)? / reps as f64);
+    }
+    Ok(t)
+}
+
 /// Times every candidate tile on `spec` and returns (seconds, the fastest).
 #[cfg(not(target_arch = "wasm32"))]
 fn fastest_tile(gpu: &Gpu, spec: &MatmulSpec, dtype: DType, default: Tile) -> Result<(f64, Tile)> {
@@ -780,14 +841,7 @@ fn fastest_tile(gpu: &Gpu, spec: &MatmulSpec, dtype: DType, default: Tile) -> Re
     let mut best = (f64::INFINITY, default);
     for tile in super::autotune::candidates(gpu) {
         let launch = matmul(gpu, &spec.tile(tile), &a, &b, None, &c)?;
-        let once = gpu.time_pass(&[&launch], 1)?.max(1e-7); // compiles and warms up
-                                                            // Three samples of passes lasting ~10 ms: enough to rank tiles, short enough that a
-                                                            // step's dozen shape classes tune in seconds even on a CPU adapter.
-        let reps = ((0.01 / once) as usize).clamp(1, 64);
-        let mut t = f64::INFINITY;
-        for _ in 0..3 {
-            t = t.min(gpu.time_pass(&[&launch], reps)? / reps as f64);
-        }
+        let t = time_launches(gpu, &[&launch])?;
         if t < best.0 {
             best = (t, tile);
         }
