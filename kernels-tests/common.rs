@@ -74,12 +74,13 @@ pub fn gpu() -> &'static Gpu {
         quiet_gl_probe();
         let backend = std::env::var("VAEGAN_TEST_BACKEND").or_else(|_| std::env::var("WGPU_BACKEND")).unwrap_or_else(|_| "vulkan".to_string());
         let adapter = std::env::var("VAEGAN_TEST_ADAPTER").ok();
-        let opts = GpuOptions { backend: Some(backend.clone()), adapter, disable_f16: false, ..Default::default() };
+        let opts = GpuOptions { backend: Some(backend.clone()), adapter, disable_f16: false, default_limits: default_limits(), ..Default::default() };
         match Gpu::new(&opts) {
             Ok(mut gpu) => {
                 let tile = test_tile(&gpu);
                 tile.force_on(&mut gpu).unwrap_or_else(|e| panic!("VAEGAN_TEST_TILE: {e}"));
-                eprintln!("kernel tests on: {}, GEMMs on tile {tile}", gpu.describe());
+                let limits = if default_limits() { ", under WebGPU's default limits" } else { "" };
+                eprintln!("kernel tests on: {}, GEMMs on tile {tile}{limits}", gpu.describe());
                 gpu
             }
             Err(e) => panic!(
@@ -128,7 +129,15 @@ pub fn fresh_gpu(disable_f16: bool) -> Gpu {
     quiet_gl_probe();
     let backend = std::env::var("VAEGAN_TEST_BACKEND").or_else(|_| std::env::var("WGPU_BACKEND")).unwrap_or_else(|_| "vulkan".to_string());
     let adapter = std::env::var("VAEGAN_TEST_ADAPTER").ok();
-    Gpu::new(&GpuOptions { backend: Some(backend), adapter, disable_f16, ..Default::default() }).expect("a second device")
+    Gpu::new(&GpuOptions { backend: Some(backend), adapter, disable_f16, default_limits: default_limits(), ..Default::default() }).expect("a second device")
+}
+
+/// `VAEGAN_TEST_DEFAULT_LIMITS=1`: the suite's devices request WebGPU's default limits
+/// instead of the adapter's (the floor every laptop GPU and browser guarantees; CI runs the
+/// kernel families once so).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn default_limits() -> bool {
+    std::env::var("VAEGAN_TEST_DEFAULT_LIMITS").is_ok_and(|v| v == "1")
 }
 
 /// Whether the adapter has SHADER_F16, for tests with an f16 path and an f32 refusal. With

@@ -33,3 +33,4 @@ mod reparam;
 mod resume;
 mod rmsprop;
 mod train;
+mod translate;

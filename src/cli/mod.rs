@@ -64,6 +64,8 @@ impl DeviceArgs {
             autotune: !self.no_autotune && std::env::var("VAEGAN_AUTOTUNE").map_or(true, |v| v != "0"),
             autotune_cache: None,
             autotune_verbose: true,
+            // What a browser or the smallest WebGPU device guarantees, to try a model there.
+            default_limits: std::env::var("VAEGAN_DEFAULT_LIMITS").is_ok_and(|v| v == "1"),
         })?;
         // One tile for every GEMM, instead of the class default and autotuning: for timing a
         // tile, and for the tests (which run on the cheapest tile to compile).

@@ -32,6 +32,10 @@ pub struct GpuOptions {
     pub autotune_cache: Option<std::path::PathBuf>,
     /// Say on stderr what tuning does (the CLI sets it).
     pub autotune_verbose: bool,
+    /// Request WebGPU's default limits (8 storage buffers per stage, 128 MiB per binding,
+    /// 16 KiB of workgroup memory, 256 invocations per workgroup) instead of the adapter's:
+    /// the floor every WebGPU device guarantees, to check that the kernels fit it.
+    pub default_limits: bool,
 }
 
 /// The optional features we use, each requested only when the adapter has it.
@@ -134,7 +138,7 @@ impl Gpu {
             }
         }
         // Ask for the adapter's own limits: large storage bindings matter for data sets.
-        let limits = adapter.limits();
+        let limits = if opts.default_limits { wgpu::Limits::default() } else { adapter.limits() };
         let desc = wgpu::DeviceDescriptor { label: Some("vaegan"), required_features: wanted, required_limits: limits.clone(), ..Default::default() };
         let (device, queue) = adapter.request_device(&desc).await.map_err(|e| GpuError::RequestDevice { adapter: info.name.clone(), detail: e.to_string() })?;
         let uncaptured = Arc::new(Mutex::new(Vec::new()));

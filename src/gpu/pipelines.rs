@@ -8,6 +8,18 @@ use super::{Gpu, Result};
 #[derive(Default)]
 pub struct PipelineCache {
     map: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
+    /// What each was compiled from: (key, entry point, WGSL), in compile order — for
+    /// translating every shader this process made to other back ends' languages
+    /// (kernels-tests/translate.rs). A few KiB each.
+    sources: Mutex<Vec<PipelineSource>>,
+}
+
+/// The WGSL a pipeline was compiled from, with its cache key and entry point.
+#[derive(Clone, Debug)]
+pub struct PipelineSource {
+    pub key: String,
+    pub entry: String,
+    pub wgsl: String,
 }
 
 impl Gpu {
@@ -19,6 +31,7 @@ impl Gpu {
             return Ok(p.clone());
         }
         let source = source()?;
+        self.pipelines.sources.lock().unwrap().push(PipelineSource { key: key.to_string(), entry: entry.to_string(), wgsl: source.clone() });
         let pipeline = self.scoped(&format!("compiling {key}"), || {
             let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(key), source: wgpu::ShaderSource::Wgsl(source.into()) });
             self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -33,6 +46,11 @@ impl Gpu {
         let pipeline = Arc::new(pipeline);
         self.pipelines.map.lock().unwrap().insert(key.to_string(), pipeline.clone());
         Ok(pipeline)
+    }
+
+    /// The source of every pipeline this process compiled, in order.
+    pub fn pipeline_sources(&self) -> Vec<PipelineSource> {
+        self.pipelines.sources.lock().unwrap().clone()
     }
 
     /// How many distinct pipelines this process compiled.
