@@ -35,10 +35,10 @@ import vaegan_torch  # noqa: E402
 
 
 def optimizer(name, params, lr, config):
-    """vaegan's optimizer names: "adam" or "rmsprop" (with the config's rho and eps)."""
+    """vaegan's optimizer names: "adam" or "rmsprop" (with the config's betas, rho and eps)."""
     name = str(name).lower()
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, eps=config.get("eps", 1e-8))
+        return torch.optim.Adam(params, lr=lr, betas=(config.get("beta1", 0.9), config.get("beta2", 0.999)), eps=config.get("eps", 1e-8))
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, alpha=config.get("rho", 0.9), eps=config.get("eps", 1e-8))
     raise ValueError(f"unknown optimizer {name!r}")
@@ -46,7 +46,7 @@ def optimizer(name, params, lr, config):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("config", help="the model config, from `vaegan graph --preset P --config-json FILE`")
+    ap.add_argument("config", help="the model and optimiser config, from `vaegan graph --preset P --config-json FILE`")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
@@ -74,10 +74,10 @@ def main():
     d_fake = config.get("d_fake_weight", 1.0)
     fakes = str(config.get("gan_fakes", "both")).lower()
     sees_rec, sees_p = fakes in ("both", "reconstructions"), fakes in ("both", "prior")
+    optim = config["optim"]
     opts = [
-        optimizer(config.get("optimizer_encoder", "adam"), enc.parameters(), config["lr_encoder"], config),
-        optimizer(config.get("optimizer_decoder", "adam"), dec.parameters(), config["lr_decoder"], config),
-        optimizer(config.get("optimizer_discriminator", "adam"), dis.parameters(), config["lr_discriminator"], config),
+        optimizer(optim.get(f"optimizer_{part}", "adam"), net.parameters(), optim[f"lr_{part}"], optim)
+        for part, net in (("encoder", enc), ("decoder", dec), ("discriminator", dis))
     ]
     groups = [list(enc.parameters()), list(dec.parameters()), list(dis.parameters())]
 

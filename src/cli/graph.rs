@@ -21,9 +21,9 @@ pub struct GraphArgs {
     /// Write Graphviz to this file (render with `dot -Tsvg FILE -o step.svg`).
     #[arg(long)]
     dot: Option<std::path::PathBuf>,
-    /// Write the model's config to this file as JSON, as `export --format torch` stores it
-    /// (docs/vaegan_torch.py builds its modules from it; kernels-tests/python/pytorch_step.py
-    /// times the same step in PyTorch).
+    /// Write the model's config to this file as JSON, as `export --format torch` stores it,
+    /// with the optimiser's settings under "optim" (docs/vaegan_torch.py builds its modules
+    /// from it; kernels-tests/python/pytorch_step.py times the same step in PyTorch).
     #[arg(long)]
     config_json: Option<std::path::PathBuf>,
     /// f32, or f16: plan the f16 copies mixed precision adds.
@@ -39,7 +39,7 @@ pub fn run(args: &GraphArgs) -> anyhow::Result<()> {
     if let Some(mode) = args.mode {
         run_config.set_mode(mode);
     }
-    let config = run_config.model;
+    let config = run_config.model.clone();
     let step = build_step(&config, args.batch, 1)?;
     let g = &step.graph;
     // 256-byte binding alignment: the common value on GPUs (the executor asks the adapter).
@@ -48,7 +48,10 @@ pub fn run(args: &GraphArgs) -> anyhow::Result<()> {
         println!("{}", dump::text(g, Some(&plan)));
     }
     if let Some(path) = &args.config_json {
-        std::fs::write(path, serde_json::to_string_pretty(&config)?).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        // The model's config as the export stores it, with the optimiser's under "optim".
+        let mut json = serde_json::to_value(&config)?;
+        json["optim"] = serde_json::to_value(&run_config.optim)?;
+        std::fs::write(path, serde_json::to_string_pretty(&json)?).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         println!("wrote {}", path.display());
     }
     if let Some(path) = &args.dot {
