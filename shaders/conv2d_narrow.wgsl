@@ -25,23 +25,23 @@ struct Params {
 $BIAS_DECL
 
 const WG: u32 = $WGu;
-const IH: u32 = $CV_IHu;
-const IW: u32 = $CV_IWu;
-const CI: u32 = $CV_CIu;
-const OH: u32 = $CV_OHu;
-const OW: u32 = $CV_OWu;
-const CO: u32 = $CV_COu;
-const KW: u32 = $CV_KWu;
-const S: u32 = $CV_Su;
-const P: u32 = $CV_Pu;
-const PH: u32 = $CV_PHu;
-const PW: u32 = $CV_PWu;
-const KH0: u32 = $CV_KH0u;
-const KW0: u32 = $CV_KW0u;
-const TH: u32 = $CV_THu;
-const TW: u32 = $CV_TWu;
-const MH: u32 = $CV_MHu;
-const MW: u32 = $CV_MWu;
+const IH: u32 = $CV_IH;
+const IW: u32 = $CV_IW;
+const CI: u32 = $CV_CI;
+const OH: u32 = $CV_OH;
+const OW: u32 = $CV_OW;
+const CO: u32 = $CV_CO;
+const KW: u32 = $CV_KW;
+const S: u32 = $CV_S;
+const P: u32 = $CV_P;
+const PH: u32 = $CV_PH;
+const PW: u32 = $CV_PW;
+const KH0: u32 = $CV_KH0;
+const KW0: u32 = $CV_KW0;
+const TH: u32 = $CV_TH;
+const TW: u32 = $CV_TW;
+const MH: u32 = $CV_MH;
+const MW: u32 = $CV_MW;
 
 // Vec4 accumulators per pixel: ⌈c_in / 4⌉.
 const NQ: u32 = (CI + 3u) / 4u;

@@ -20,7 +20,7 @@
 //! with the same bits (`InputPath`).
 
 use super::matmul::{act_body, gemm, Gathered, MatmulSpec, Operand, Tile};
-use crate::gpu::template::fill;
+use crate::gpu::template::{fill, has_marker};
 use crate::gpu::{Gpu, GpuBuffer, GpuError, Launch, Result};
 use crate::types::{Act, ConvGeom, DType, Trans};
 
@@ -53,7 +53,6 @@ pub enum InputPath {
 /// append to a matmul variant. Only those: the others read the operands as the types this
 /// variant does not declare (a dense operand may be bound as vec4).
 pub(crate) fn loaders_wgsl(g: &ConvGeom, phase: Option<Phase>, used: &[&str]) -> Result<String> {
-    let v = |x: usize| format!("{x}u");
     // Unphased GEMMs carry the trivial phase (the constants are declared either way).
     let ph = phase.unwrap_or(Phase { ph: 0, pw: 0, kh0: 0, kw0: 0, th: g.k_h, tw: g.k_w, mh: g.in_h, mw: g.in_w });
     // Loaders that read through others (address helpers, scalar loaders), once each.
@@ -83,31 +82,34 @@ pub(crate) fn loaders_wgsl(g: &ConvGeom, phase: Option<Phase>, used: &[&str]) ->
         let end = SOURCE[at..].find("\n}\n").map(|i| at + i + 3).unwrap_or(SOURCE.len());
         text.push_str(&SOURCE[start..end]);
     }
-    fill(
-        "conv2d",
-        &text,
-        &[
-            ("CV_B", v(g.batch)),
-            ("CV_IH", v(g.in_h)),
-            ("CV_IW", v(g.in_w)),
-            ("CV_CI", v(g.in_c)),
-            ("CV_OH", v(g.out_h)),
-            ("CV_OW", v(g.out_w)),
-            ("CV_CO", v(g.out_c)),
-            ("CV_KH", v(g.k_h)),
-            ("CV_KW", v(g.k_w)),
-            ("CV_S", v(g.stride)),
-            ("CV_P", v(g.pad)),
-            ("CV_PH", v(ph.ph)),
-            ("CV_PW", v(ph.pw)),
-            ("CV_KH0", v(ph.kh0)),
-            ("CV_KW0", v(ph.kw0)),
-            ("CV_TH", v(ph.th)),
-            ("CV_TW", v(ph.tw)),
-            ("CV_MH", v(ph.mh)),
-            ("CV_MW", v(ph.mw)),
-        ],
-    )
+    fill("conv2d", &text, &geometry_values(g, &ph))
+}
+
+/// The `$CV_…` values of a geometry and stride phase (conv2d.wgsl's constants; the narrow
+/// kernel takes those it uses).
+fn geometry_values(g: &ConvGeom, ph: &Phase) -> Vec<(&'static str, String)> {
+    let v = |x: usize| format!("{x}u");
+    vec![
+        ("CV_B", v(g.batch)),
+        ("CV_IH", v(g.in_h)),
+        ("CV_IW", v(g.in_w)),
+        ("CV_CI", v(g.in_c)),
+        ("CV_OH", v(g.out_h)),
+        ("CV_OW", v(g.out_w)),
+        ("CV_CO", v(g.out_c)),
+        ("CV_KH", v(g.k_h)),
+        ("CV_KW", v(g.k_w)),
+        ("CV_S", v(g.stride)),
+        ("CV_P", v(g.pad)),
+        ("CV_PH", v(ph.ph)),
+        ("CV_PW", v(ph.pw)),
+        ("CV_KH0", v(ph.kh0)),
+        ("CV_KW0", v(ph.kw0)),
+        ("CV_TH", v(ph.th)),
+        ("CV_TW", v(ph.tw)),
+        ("CV_MH", v(ph.mh)),
+        ("CV_MW", v(ph.mw)),
+    ]
 }
 
 /// One stride phase of an input gradient (see `shaders/conv2d.wgsl`): the pixels
@@ -368,37 +370,20 @@ struct NarrowParams {
 /// stores act(bias) as the full gather's zeros would).
 #[allow(clippy::too_many_arguments)]
 fn narrow(gpu: &Gpu, name: &str, g: &ConvGeom, act: Act, dy: &GpuBuffer, w: &GpuBuffer, bias: Option<&GpuBuffer>, dx: &GpuBuffer) -> Result<Vec<Launch>> {
-    let v = |x: usize| x.to_string();
     let quads = g.out_c.is_multiple_of(4);
     let mut launches = vec![];
     for ph in Phase::all(g).into_iter().filter(|p| p.mh > 0 && p.mw > 0) {
         let key = format!("conv2d_narrow/{g}/{ph:?}/bias{}/{}", bias.is_some() as u8, act.name());
         let source = || {
-            let values = [
+            let mut values: Vec<(&str, String)> = geometry_values(g, &ph).into_iter().filter(|(k, _)| has_marker(NARROW, k)).collect();
+            values.extend([
                 ("WG", NARROW_WG.to_string()),
-                ("CV_IH", v(g.in_h)),
-                ("CV_IW", v(g.in_w)),
-                ("CV_CI", v(g.in_c)),
-                ("CV_OH", v(g.out_h)),
-                ("CV_OW", v(g.out_w)),
-                ("CV_CO", v(g.out_c)),
-                ("CV_KW", v(g.k_w)),
-                ("CV_S", v(g.stride)),
-                ("CV_P", v(g.pad)),
-                ("CV_PH", v(ph.ph)),
-                ("CV_PW", v(ph.pw)),
-                ("CV_KH0", v(ph.kh0)),
-                ("CV_KW0", v(ph.kw0)),
-                ("CV_TH", v(ph.th)),
-                ("CV_TW", v(ph.tw)),
-                ("CV_MH", v(ph.mh)),
-                ("CV_MW", v(ph.mw)),
                 ("CV_ELEM", if quads { "vec4<f32>" } else { "f32" }.to_string()),
                 ("CV_CHANNELS", channels_loop(quads)),
                 ("ACT", act_body(act).to_string()),
                 ("BIAS_DECL", if bias.is_some() { "@group(0) @binding(4) var<storage, read> bias: array<f32>;".into() } else { String::new() }),
                 ("BIAS_ADD", if bias.is_some() { " + bias[j]".into() } else { String::new() }),
-            ];
+            ]);
             Ok(format!("{}\n{}", super::ACTIVATIONS_WGSL, fill("conv2d_narrow", NARROW, &values)?))
         };
         let pipeline = gpu.pipeline(&key, source, "conv2d_narrow")?;
