@@ -424,13 +424,20 @@ fn bench_convs(gpu: &Gpu, args: &BenchArgs, samples: usize) -> anyhow::Result<Ve
         // (Stride-2 input gradients are one launch per stride phase.)
         let fwd = ("forward", vec![conv2d::conv2d_forward(gpu, &g, Act::None, &x, &w, None, &y)?], m_out, g.out_c, k_in);
         let dx = ("input grad", conv2d::conv2d_backward_input(gpu, &g, &y, &w, &x)?, m_in, g.in_c, k_out);
+        let auto_narrow = dx.1.iter().any(|l| l.name.contains("narrow"));
         let dw = ("weight grad", vec![conv2d::conv2d_backward_weight(gpu, &g, &x, &y, &w)?], k_in, g.out_c, m_out);
         let mut kernels =
             if transposed { vec![("forward", dx.1, dx.2, dx.3, dx.4), ("input grad", fwd.1, fwd.2, fwd.3, fwd.4), dw] } else { vec![fwd, dx, dw] };
-        // Where the input gradient ran on the narrow kernel (c_in ≤ 4), the GEMM beside it.
+        // Where the input gradient may take the narrow kernel (c_in ≤ 16), the path the
+        // automatic choice did not take beside it.
         if g.in_c <= conv2d::NARROW_MAX_CHANNELS {
-            let what = if transposed { "forward, GEMM" } else { "input grad, GEMM" };
-            kernels.push((what, conv2d::conv2d_backward_input_via(gpu, &g, conv2d::InputPath::Gemm, &y, &w, &x)?, m_in, g.in_c, k_out));
+            let (path, what) = match (auto_narrow, transposed) {
+                (true, false) => (conv2d::InputPath::Gemm, "input grad, GEMM"),
+                (true, true) => (conv2d::InputPath::Gemm, "forward, GEMM"),
+                (false, false) => (conv2d::InputPath::Narrow, "input grad, narrow"),
+                (false, true) => (conv2d::InputPath::Narrow, "forward, narrow"),
+            };
+            kernels.push((what, conv2d::conv2d_backward_input_via(gpu, &g, path, &y, &w, &x)?, m_in, g.in_c, k_out));
         }
         for (kernel, launches, m, n, k) in kernels {
             let secs = gpu.median_time(&launches.iter().collect::<Vec<_>>(), samples)?;
