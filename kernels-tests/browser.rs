@@ -19,6 +19,7 @@ mod f16;
 mod kl;
 mod losses;
 mod matmul;
+mod mmd;
 mod reduce;
 mod reparam;
 mod rmsprop;

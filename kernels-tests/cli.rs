@@ -183,20 +183,29 @@ fn train_reports_the_sample_frechet_distance_each_epoch() {
     assert!(metrics.lines().nth(1).unwrap().ends_with(','), "fd_samples empty when off: {metrics}");
 }
 
-/// `--kl-weight` and `--gan-fakes` reach the run's model (its config.toml and checkpoint);
-/// bad values are refused naming the flag.
+/// `--kl-weight`, `--gan-fakes` and `--latent-mmd` reach the run's model (its config.toml and
+/// checkpoint; the MMD term is logged); bad values are refused naming the flag, and
+/// `--decoder-bn-stats` where the model has no batch norm.
 #[test]
 fn recipe_flags_reach_the_run_config() {
     let run = setup();
-    let (code, stderr) = finish(run.train(1, &["--kl-weight", "0.5", "--gan-fakes", "prior"]).spawn().unwrap());
+    let (code, stderr) = finish(run.train(1, &["--kl-weight", "0.5", "--gan-fakes", "prior", "--latent-mmd", "2"]).spawn().unwrap());
     assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("mmd"), "the epoch line shows the MMD term: {stderr}");
     let ck = vaegan::checkpoint::Checkpoint::load(&vaegan::checkpoint::path_in(&run.out)).unwrap();
-    assert_eq!((ck.config.model.kl_weight, ck.config.model.gan_fakes), (0.5, vaegan::model::GanFakes::Prior));
+    assert_eq!((ck.config.model.kl_weight, ck.config.model.gan_fakes, ck.config.model.latent_mmd), (0.5, vaegan::model::GanFakes::Prior, 2.0));
     let toml = std::fs::read_to_string(run.out.join("config.toml")).unwrap();
-    assert!(toml.contains("kl_weight = 0.5") && toml.contains("gan_fakes = \"prior\""), "{toml}");
-    for (flag, value, expect) in
-        [("--kl-weight", "-1", "--kl-weight -1: must be a number of at least 0"), ("--gan-fakes", "real", "expected both, prior or reconstructions")]
-    {
+    assert!(toml.contains("kl_weight = 0.5") && toml.contains("gan_fakes = \"prior\"") && toml.contains("latent_mmd = 2.0"), "{toml}");
+    let losses = std::fs::read_to_string(run.out.join("losses.csv")).unwrap();
+    assert!(losses.lines().next().unwrap().split(',').any(|c| c == "mmd"), "losses.csv has an mmd column: {}", losses.lines().next().unwrap());
+    for (flag, value, expect) in [
+        ("--kl-weight", "-1", "--kl-weight -1: must be a number of at least 0"),
+        ("--gan-fakes", "real", "expected both, prior or reconstructions"),
+        ("--latent-mmd", "-2", "--latent-mmd -2: must be a number of at least 0"),
+        ("--decoder-bn-stats", "all", "expected both, prior or posterior"),
+        // This run's model is dense: it has no batch norm to choose statistics for.
+        ("--decoder-bn-stats", "prior", "model.decoder_bn_stats = \"prior\" needs a convolutional vae-gan"),
+    ] {
         let out = run.dir.path().join("bad");
         let o = vaegan().args(["train", "--data", run.data.to_str().unwrap(), "--out", out.to_str().unwrap(), flag, value]).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);

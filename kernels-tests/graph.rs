@@ -405,6 +405,23 @@ fn conv_preset_step_gradients_match_finite_differences() {
     }
 }
 
+/// Every named scalar of one CPU forward of the step for `c` at `batch` on `x`: the outputs
+/// (kl, llike, bce, gan_d, gan_g, d_real, d_fake, mmd) and the objectives (L_enc, L_dec,
+/// L_vae).
+fn step_values(c: &ModelConfig, batch: usize, x: &[f64]) -> std::collections::HashMap<String, f64> {
+    let step = build_step(c, batch, 5).unwrap();
+    let mut cpu = CpuExecutor::new(&step.graph, SEED);
+    cpu.set(step.x, x.to_vec());
+    cpu.run(1, false);
+    let mut v: std::collections::HashMap<String, f64> = step.losses.iter().map(|(n, t)| (n.clone(), cpu.get(*t)[0])).collect();
+    for t in 0..step.graph.tensors.len() {
+        if ["L_enc", "L_dec", "L_vae"].contains(&step.graph.name(t)) {
+            v.insert(step.graph.name(t).to_string(), cpu.get(t)[0]);
+        }
+    }
+    v
+}
+
 /// The recipe's knobs (`kl_weight`, `pixel_weight_decoder`, `gan_fakes`, `d_fake_weight`)
 /// change what each objective sums, and nothing else: the same weights, data and draws give
 /// the same component losses, and each objective is their stated combination (on the CPU
@@ -415,21 +432,7 @@ fn recipe_knobs_weigh_the_objectives_as_stated() {
     let batch = 3;
     let mut rng = rng("recipe_knobs_weigh_the_objectives_as_stated");
     let x = as_f32(&uniform(&mut rng, batch * 6, 0.0, 1.0));
-    // Every named scalar of one CPU forward of the step.
-    let values = |c: &ModelConfig| -> std::collections::HashMap<String, f64> {
-        let step = build_step(c, batch, 5).unwrap();
-        let mut cpu = CpuExecutor::new(&step.graph, SEED);
-        cpu.set(step.x, x.clone());
-        cpu.run(1, false);
-        // The outputs (kl, llike, bce, gan_d, gan_g, d_real, d_fake) and the two objectives.
-        let mut v: std::collections::HashMap<String, f64> = step.losses.iter().map(|(n, t)| (n.clone(), cpu.get(*t)[0])).collect();
-        for t in 0..step.graph.tensors.len() {
-            if ["L_enc", "L_dec"].contains(&step.graph.name(t)) {
-                v.insert(step.graph.name(t).to_string(), cpu.get(t)[0]);
-            }
-        }
-        v
-    };
+    let values = |c: &ModelConfig| step_values(c, batch, &x);
     let base = tiny(Mode::VaeGan);
     let knobs = |fakes: GanFakes| ModelConfig { kl_weight: 0.25, pixel_weight_decoder: Some(0.1), gan_fakes: fakes, d_fake_weight: 0.5, ..base.clone() };
     let (both, prior, recs) = (values(&knobs(GanFakes::Both)), values(&knobs(GanFakes::Prior)), values(&knobs(GanFakes::Reconstructions)));
@@ -462,4 +465,80 @@ fn recipe_knobs_weigh_the_objectives_as_stated() {
         vaegan::model::RunConfig::from_toml("[model]\nkl_weight = 0.5\ngan_fakes = \"prior\"\npixel_weight_decoder = 0.1\nd_fake_weight = 0.5\n", "k.toml")
             .unwrap();
     assert_eq!((ok.model.kl_weight, ok.model.gan_fakes, ok.model.decoder_pixel_weight(), ok.model.d_fake_weight), (0.5, GanFakes::Prior, 0.1, 0.5));
+}
+
+/// `latent_mmd` adds λ·MMD²(z, z_p) to the encoder's objective and to nothing else (exact on
+/// the CPU interpreter), its gradient reaches the encoder (GPU against finite differences),
+/// in both modes; a batch of one, which has no unbiased MMD, is refused when the step is
+/// built.
+#[test]
+fn latent_mmd_joins_the_encoder_objective() {
+    let mut rng = rng("latent_mmd_joins_the_encoder_objective");
+    let batch = 4;
+    let x = as_f32(&uniform(&mut rng, batch * 6, 0.0, 1.0));
+    let close = |what: &str, a: f64, b: f64| assert!((a - b).abs() <= 1e-9 * (1.0 + b.abs()), "{what}: {a} vs {b}");
+    for (mode, objective) in [(Mode::VaeGan, "L_enc"), (Mode::Vae, "L_vae")] {
+        let base = tiny(mode);
+        let with = ModelConfig { latent_mmd: 3.0, ..base.clone() };
+        let (v0, v1) = (step_values(&base, batch, &x), step_values(&with, batch, &x));
+        assert!(!v0.contains_key("mmd"), "{mode:?}: an mmd output with latent_mmd = 0");
+        let mmd = v1["mmd"];
+        assert!(mmd.is_finite() && mmd != 0.0, "{mode:?}: MMD² {mmd}");
+        close(&format!("{mode:?} {objective}"), v1[objective], v0[objective] + 3.0 * mmd);
+        if mode == Mode::VaeGan {
+            close("L_dec unchanged", v1["L_dec"], v0["L_dec"]);
+            close("L_GAN_D unchanged", v1["gan_d"], v0["gan_d"]);
+        }
+        check_all_groups(&build_step(&with, batch, 5).unwrap(), &mut rng);
+        let err = build_step(&with, 1, 5).err().expect("latent_mmd at batch 1 accepted").to_string();
+        assert!(err.contains("batch 1") && err.contains("model.latent_mmd"), "{err}");
+    }
+    let err = vaegan::model::RunConfig::from_toml("[model]\nlatent_mmd = -1.0\n", "k.toml").err().expect("a negative latent_mmd accepted");
+    assert!(err.contains("k.toml") && err.contains("model.latent_mmd"), "{err}");
+}
+
+/// `decoder_bn_stats`: which of the decoder's two passes (posterior z, then prior z_p) move
+/// its batch-norm running statistics, on the GPU. From PyTorch's update r ← 0.9·r + 0.1·m,
+/// running means starting at 0 and variances at 1, one step gives
+/// both = 0.9·posterior + prior (means) and both = 0.9·posterior + prior − 0.9 (variances)
+/// for the same weights, data and draws; and the two passes' statistics differ, so "prior"
+/// and "posterior" are not the same update under two names.
+#[test]
+fn decoder_bn_stats_chooses_the_passes_that_move_the_running_statistics() {
+    use vaegan::model::BnStats;
+    let mut rng = rng("decoder_bn_stats_chooses_the_passes_that_move_the_running_statistics");
+    let mut c = ModelConfig::mnist_conv();
+    c.set_image(8, 8, 1);
+    c.kernel = 3;
+    c.encoder = vec![2];
+    c.encoder_dense = vec![];
+    c.latent = 2;
+    c.decoder = vec![3];
+    c.discriminator = vec![2, 3];
+    c.discriminator_dense = vec![4];
+    assert!(!c.joint_batches, "mnist-conv runs a decoder pass per batch");
+    let batch = 5;
+    let x = as_f32(&uniform(&mut rng, batch * c.input, 0.0, 1.0));
+    let stats = |s: BnStats| -> Vec<(String, Vec<f64>)> {
+        let step = build_step(&ModelConfig { decoder_bn_stats: s, ..c.clone() }, batch, 9).unwrap();
+        let exec = gpu_step(&step, &x, true);
+        let state = exec.read_state().unwrap();
+        state.into_iter().filter(|(n, _, _)| n.starts_with("decoder")).map(|(n, _, v)| (n, v.into_iter().map(|x| x as f64).collect())).collect()
+    };
+    let (both, prior, posterior) = (stats(BnStats::Both), stats(BnStats::Prior), stats(BnStats::Posterior));
+    assert!(!both.is_empty(), "the decoder has batch norms");
+    for (((name, b), (_, p)), (_, q)) in both.iter().zip(&prior).zip(&posterior) {
+        let shift = if name.ends_with("running_var") { 0.9 } else { 0.0 };
+        let want: Vec<f64> = p.iter().zip(q).map(|(p, q)| 0.9 * q + p - shift).collect();
+        let magnitude: Vec<f64> = p.iter().zip(q).map(|(p, q)| 0.9 * q.abs() + p.abs() + shift).collect();
+        // Two f32 updates of values ~1: a few ulp.
+        assert_close_mag(&format!("{name}: both from prior and posterior"), b, &want, &magnitude, 1e-6);
+        let apart = p.iter().zip(q).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
+        assert!(apart > 1e-4, "{name}: the prior and posterior passes gave the same statistics ({apart:e})");
+    }
+    // A joint pass has one set of statistics: refused with the key named.
+    let err = vaegan::model::RunConfig::from_toml("preset = \"celeba64\"\n[model]\ndecoder_bn_stats = \"prior\"\n", "k.toml")
+        .err()
+        .expect("prior with joint batches accepted");
+    assert!(err.contains("k.toml") && err.contains("model.decoder_bn_stats") && err.contains("joint_batches"), "{err}");
 }

@@ -24,6 +24,7 @@ mod interrupt;
 mod kl;
 mod losses;
 mod matmul;
+mod mmd;
 mod parallel;
 mod presets;
 mod prior;

@@ -92,6 +92,10 @@ fn make_every_pipeline(dev: &Gpu) {
             GpuExecutor::new(dev, graph, ExecOptions { seed: 1, reuse: true, update: None, precision: Precision::F32 }).unwrap();
         }
     }
+    // The recipe's optional latent penalty (the mmd family) in a training step.
+    let mut run = RunConfig::preset("mnist-mlp").unwrap();
+    run.model.latent_mmd = 1.0;
+    GpuExecutor::new(dev, build_step(&run.model, 2, 1).unwrap().graph, ExecOptions { seed: 1, reuse: true, update: None, precision: Precision::F32 }).unwrap();
     // The data set's gather, images and labels.
     let set = Dataset { images: vec![7u8; 4 * 12].into(), labels: Some(vec![1, 2, 3, 4]), count: 4, height: 3, width: 4, channels: 1, source: "test".into() };
     let data = GpuDataset::upload(dev, &set).unwrap();

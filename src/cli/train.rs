@@ -66,6 +66,14 @@ pub struct TrainArgs {
     /// reconstructions.
     #[arg(long)]
     gan_fakes: Option<crate::model::GanFakes>,
+    /// Weight λ of MMD²(q(z), N(0, I)) in the encoder's objective: pulls the codes of the
+    /// data onto the prior that samples are drawn from (0: off).
+    #[arg(long)]
+    latent_mmd: Option<f32>,
+    /// Which decoder passes move its batch-norm running statistics, the ones samples are
+    /// decoded with: both, prior or posterior (conv models with a pass per batch).
+    #[arg(long)]
+    decoder_bn_stats: Option<crate::model::BnStats>,
     /// Larsen et al.'s discriminator/decoder balancing.
     #[arg(long)]
     balance: bool,
@@ -182,7 +190,7 @@ fn run_as(device: &DeviceArgs, args: &TrainArgs, collective: Rc<dyn Collective>)
             bail!("--gamma {g}: must be a number of at least 0");
         }
     }
-    for (name, w) in [("pixel-weight", args.pixel_weight), ("kl-weight", args.kl_weight)] {
+    for (name, w) in [("pixel-weight", args.pixel_weight), ("kl-weight", args.kl_weight), ("latent-mmd", args.latent_mmd)] {
         if let Some(w) = w {
             if !(w.is_finite() && w >= 0.0) {
                 bail!("--{name} {w}: must be a number of at least 0");
@@ -237,6 +245,12 @@ fn run_as(device: &DeviceArgs, args: &TrainArgs, collective: Rc<dyn Collective>)
             }
             if let Some(f) = args.gan_fakes {
                 config.model.gan_fakes = f;
+            }
+            if let Some(w) = args.latent_mmd {
+                config.model.latent_mmd = w;
+            }
+            if let Some(s) = args.decoder_bn_stats {
+                config.model.decoder_bn_stats = s;
             }
             config.optim.balance |= args.balance;
             let data_path = args.data.clone().unwrap_or_else(data::default_mnist);

@@ -3,7 +3,7 @@
 
 use super::ops::ConvRole;
 use super::{Graph, LossKind, Op, Section, TensorId};
-use crate::reference::{batch_norm, conv2d, elementwise, kl, losses, matmul, reduce, reparam};
+use crate::reference::{batch_norm, conv2d, elementwise, kl, losses, matmul, mmd, reduce, reparam};
 use crate::types::RngKey;
 use crate::types::Trans;
 
@@ -85,6 +85,14 @@ impl<'g> CpuExecutor<'g> {
                     vec![dmu, dlv]
                 }
                 Op::KlMean => vec![vec![kl::kl_mean(shape(0).rows, shape(0).cols, ins[0], ins[1])]],
+                Op::Mmd => {
+                    let c = crate::kernels::mmd::kernel_scale(shape(0).cols) as f64;
+                    vec![vec![mmd::mmd(shape(0).rows, shape(0).cols, ins[0], ins[1], c)]]
+                }
+                Op::MmdBackward => {
+                    let c = crate::kernels::mmd::kernel_scale(shape(0).cols) as f64;
+                    vec![mmd::mmd_backward(shape(0).rows, shape(0).cols, ins[0], ins[1], c, ins[2][0])]
+                }
                 Op::KlBackward => {
                     let (dmu, dlv) = kl::kl_backward(ins[0], ins[1], ins[2][0], 1.0 / shape(0).rows as f64);
                     vec![dmu, dlv]

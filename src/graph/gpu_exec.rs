@@ -16,7 +16,7 @@ use crate::kernels::conv2d;
 use crate::kernels::matmul::{self, MatmulSpec};
 use crate::kernels::reparam;
 use crate::kernels::{adam, rmsprop};
-use crate::kernels::{cast, elementwise, kl, losses, reduce};
+use crate::kernels::{cast, elementwise, kl, losses, mmd, reduce};
 use crate::types::{AdamParams, RngKey, UpdateRule};
 
 /// Tensors by name with their [rows, cols] shape and values (a checkpoint's layout).
@@ -381,6 +381,14 @@ impl<'g> GpuExecutor<'g> {
             Op::KlMean => {
                 let s = shape(node.inputs[0]);
                 launches.extend(kl::kl_mean(gpu, s.rows, s.cols, &v(0), &v(1), &out(0), &scratch)?);
+            }
+            Op::Mmd => {
+                let s = shape(node.inputs[0]);
+                launches.extend(mmd::mmd(gpu, s.rows, s.cols, &v(0), &v(1), &out(0), &scratch)?);
+            }
+            Op::MmdBackward => {
+                let s = shape(node.inputs[0]);
+                launches.extend(mmd::mmd_backward(gpu, s.rows, s.cols, &v(0), &v(1), &v(2), &out(0), &scratch)?);
             }
             Op::KlBackward => {
                 let s = shape(node.inputs[0]);

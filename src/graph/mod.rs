@@ -323,6 +323,12 @@ impl Graph {
         self.forward(Op::Randn { stream, shape }, vec![])
     }
 
+    /// MMD² between the rows of z and of `prior` (draws; no gradient flows to them), under
+    /// the inverse multiquadric kernel with C = 2·cols (`kernels::mmd`).
+    pub fn mmd(&mut self, z: TensorId, prior: TensorId) -> TensorId {
+        self.forward(Op::Mmd, vec![z, prior])
+    }
+
     /// Batch mean of KL(N(μ, σ²) ‖ N(0, I)).
     pub fn kl_mean(&mut self, mu: TensorId, logvar: TensorId) -> TensorId {
         self.forward(Op::KlMean, vec![mu, logvar])

@@ -58,6 +58,8 @@ pub enum Op {
     KlMean,
     /// [prediction, target] → scale · Σ terms.
     Loss { kind: LossKind, scale: f32 },
+    /// [z, prior draws] → MMD² between their rows (inverse multiquadric kernel, C = 2·cols).
+    Mmd,
 
     // ---- backward only ----
     /// [y, dy] → dy·act'(x), read through the forward output y.
@@ -70,6 +72,8 @@ pub enum Op {
     ReparamBackward,
     /// [μ, logσ², dloss] → [dμ, dlogσ²] of the batch-mean KL.
     KlBackward,
+    /// [z, prior draws, dloss] → dz of MMD².
+    MmdBackward,
     /// [prediction, target, dloss] → d prediction (and d target for SqErr).
     LossBackward { kind: LossKind, scale: f32 },
 
@@ -127,6 +131,8 @@ impl Op {
             Op::Reparam { stream } => format!("reparam stream {stream}"),
             Op::Randn { stream, .. } => format!("randn stream {stream}"),
             Op::KlMean => "kl_mean".into(),
+            Op::Mmd => "mmd".into(),
+            Op::MmdBackward => "mmd_backward".into(),
             Op::Loss { kind, scale } => format!("{} ×{scale}", kind.name()),
             Op::ActivationBackward { act } => format!("{}_backward", act.name()),
             Op::ColumnSum => "column_sum".into(),
@@ -170,6 +176,8 @@ impl Op {
             Op::Reparam { .. } => "reparam",
             Op::Randn { .. } => "randn",
             Op::KlMean => "kl",
+            Op::Mmd => "mmd",
+            Op::MmdBackward => "dmmd",
             Op::Loss { .. } => "loss",
             Op::ActivationBackward { .. } => "dact",
             Op::ColumnSum => "colsum",
@@ -243,6 +251,18 @@ impl Op {
                 arity(2)?;
                 same(s[0], s[1])?;
                 vec![Shape::SCALAR]
+            }
+            Op::Mmd => {
+                arity(2)?;
+                same(s[0], s[1])?;
+                expect(s[0].rows >= 2, || format!("{}: the unbiased MMD needs at least 2 rows", s[0]))?;
+                vec![Shape::SCALAR]
+            }
+            Op::MmdBackward => {
+                arity(3)?;
+                same(s[0], s[1])?;
+                scalar(s[2])?;
+                vec![s[0]]
             }
             Op::Loss { .. } => {
                 arity(2)?;
@@ -334,9 +354,11 @@ impl Op {
     /// (partial sums, per-row values), given its input shapes. The planner places them in
     /// slots live for this node alone, so that every buffer a step uses is planned.
     pub fn scratch_lens(&self, s: &[Shape]) -> Vec<usize> {
-        use crate::kernels::{batch_norm, kl, losses};
+        use crate::kernels::{batch_norm, kl, losses, mmd};
         match self {
             Op::KlMean => kl::kl_mean_scratch_lens(s[0].rows),
+            Op::Mmd => mmd::mmd_scratch_lens(s[0].rows),
+            Op::MmdBackward => mmd::mmd_backward_scratch_lens(s[0].rows),
             Op::Loss { kind: LossKind::SoftmaxCe, .. } => losses::softmax_ce_scratch_lens(s[0].rows),
             Op::Loss { .. } => losses::scratch_lens(s[0].len()),
             Op::BatchNorm { channels, .. } | Op::BatchNormBackward { channels } => vec![batch_norm::scratch_len(s[0].len() / channels, *channels)],
@@ -438,6 +460,12 @@ pub fn backward(
         Op::KlMean => {
             let d = emit(g, Op::KlBackward, vec![inputs[0], inputs[1], dy]);
             grads = vec![Some(d[0]), Some(d[1])];
+        }
+        Op::Mmd => {
+            if needs[1] {
+                return Err("mmd: no gradient to the prior draws (they must be a draw or a constant)".into());
+            }
+            grads[0] = Some(emit(g, Op::MmdBackward, vec![inputs[0], inputs[1], dy])[0]);
         }
         Op::Loss { kind, scale } => {
             if needs[1] && *kind != LossKind::SqErr {

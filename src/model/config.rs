@@ -61,6 +61,45 @@ impl std::str::FromStr for GanFakes {
     }
 }
 
+/// Which of the decoder's training passes move its batch-norm running statistics: the
+/// statistics that samples and reconstructions are decoded with after training.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BnStats {
+    /// The pass over the posterior codes z and the pass over the prior codes z_p (about half
+    /// each): what one batch-norm layer used twice per step does.
+    #[default]
+    Both,
+    /// The prior pass only: samples from N(0, I) are decoded with statistics of decoded prior
+    /// codes (the authors' code keeps a separate decoder copy for z_p, with its own).
+    Prior,
+    /// The posterior pass only: statistics of reconstructions.
+    Posterior,
+}
+
+impl BnStats {
+    /// (the posterior pass updates, the prior pass updates).
+    pub fn updates(self) -> (bool, bool) {
+        match self {
+            BnStats::Both => (true, true),
+            BnStats::Prior => (false, true),
+            BnStats::Posterior => (true, false),
+        }
+    }
+}
+
+impl std::str::FromStr for BnStats {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "both" => Ok(BnStats::Both),
+            "prior" => Ok(BnStats::Prior),
+            "posterior" => Ok(BnStats::Posterior),
+            _ => Err(format!("unknown value {s:?}: expected both, prior or posterior")),
+        }
+    }
+}
+
 /// How the three networks are built.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -175,6 +214,17 @@ pub struct ModelConfig {
     /// real batch (1: two fake terms weigh 2:1 against the real one; 0.5 balances them).
     #[serde(default = "one")]
     pub d_fake_weight: f32,
+    /// Which decoder passes move its batch-norm running statistics (conv arch with
+    /// `joint_batches = false`; a joint pass has one set of statistics for both).
+    #[serde(default)]
+    pub decoder_bn_stats: BnStats,
+    /// Weight λ of MMD²(q(z), N(0, I)) in the encoder's objective: the squared maximum mean
+    /// discrepancy between the batch's sampled codes z and the step's prior draws z_p under
+    /// the inverse multiquadric kernel C/(C + ‖a − b‖²), C = 2·latent (Tolstikhin et al.
+    /// 2018's Wasserstein autoencoder penalty), pulling the aggregate posterior onto the prior
+    /// that samples are drawn from. 0: off.
+    #[serde(default)]
+    pub latent_mmd: f32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -254,6 +304,8 @@ impl ModelConfig {
             kl_weight: 1.0,
             gan_fakes: GanFakes::Both,
             d_fake_weight: 1.0,
+            decoder_bn_stats: BnStats::Both,
+            latent_mmd: 0.0,
         }
     }
 
@@ -330,6 +382,8 @@ impl ModelConfig {
             kl_weight: 1.0,
             gan_fakes: GanFakes::Both,
             d_fake_weight: 1.0,
+            decoder_bn_stats: BnStats::Both,
+            latent_mmd: 0.0,
         }
     }
 
@@ -484,12 +538,26 @@ impl ModelConfig {
         if !self.gamma.is_finite() || self.gamma < 0.0 || !self.pixel_weight.is_finite() || self.pixel_weight < 0.0 {
             return Err("model.gamma and model.pixel_weight must be finite and ≥ 0".into());
         }
-        let weights =
-            [("pixel_weight_decoder", self.pixel_weight_decoder.unwrap_or(0.0)), ("kl_weight", self.kl_weight), ("d_fake_weight", self.d_fake_weight)];
+        let weights = [
+            ("pixel_weight_decoder", self.pixel_weight_decoder.unwrap_or(0.0)),
+            ("kl_weight", self.kl_weight),
+            ("d_fake_weight", self.d_fake_weight),
+            ("latent_mmd", self.latent_mmd),
+        ];
         for (name, w) in weights {
             if !w.is_finite() || w < 0.0 {
                 return Err(format!("model.{name} = {w}: must be finite and ≥ 0"));
             }
+        }
+        if self.decoder_bn_stats != BnStats::Both && (self.arch != Arch::Conv || self.joint_batches || self.mode != Mode::VaeGan) {
+            return Err(format!(
+                "model.decoder_bn_stats = \"{}\" needs a convolutional vae-gan whose decoder runs a pass per batch (arch = \"conv\", joint_batches = false): {}",
+                match self.decoder_bn_stats {
+                    BnStats::Prior => "prior",
+                    _ => "posterior",
+                },
+                if self.arch != Arch::Conv { "this model has no batch norm" } else if self.mode != Mode::VaeGan { "a vae has no prior pass" } else { "a joint pass keeps one set of statistics for both" }
+            ));
         }
         if self.d_fake_weight == 0.0 {
             return Err("model.d_fake_weight = 0: the discriminator would never see a generated image".into());

@@ -24,17 +24,22 @@ use crate::types::{Act, ConvGeom};
 
 use super::config::ModelConfig;
 
-/// Which statistics batch norm uses: the batch's (training; the running ones are updated)
-/// or the running ones (evaluation and generation).
+/// Which statistics batch norm uses: the batch's (training; the running ones are updated),
+/// the batch's without touching the running ones (a training pass whose statistics must not
+/// reach the model used for generation: `decoder_bn_stats`), or the running ones
+/// (evaluation and generation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     Train,
+    TrainKeepStats,
     Eval,
 }
 
 fn norm(g: &mut Graph, x: TensorId, bn: &BatchNormParams, phase: Phase) -> TensorId {
     match phase {
         Phase::Train => g.batch_norm(x, bn),
+        // Momentum 0: running ← 1·running + 0·batch, the running statistics unchanged.
+        Phase::TrainKeepStats => g.batch_norm(x, &BatchNormParams { momentum: 0.0, ..*bn }),
         Phase::Eval => g.batch_norm_eval(x, bn),
     }
 }

@@ -8,7 +8,7 @@ pub mod conv;
 pub mod prior;
 pub mod vaegan;
 
-pub use config::{Arch, GanFakes, Mode, ModelConfig, OptimConfig, Optimizer, RunConfig};
+pub use config::{Arch, BnStats, GanFakes, Mode, ModelConfig, OptimConfig, Optimizer, RunConfig};
 pub use prior::GaussianMixture;
 pub use vaegan::{
     build_decode, build_discriminate, build_encode, build_eval, build_step, param_shapes, state_shapes, step_flops_per_sample, DecodeGraph, DiscriminateGraph,

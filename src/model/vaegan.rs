@@ -10,12 +10,15 @@
 //! L_GAN_G = BCE(D(x̃), 1) + BCE(D(x_p), 1)   (the non-saturating generator loss)
 //! L_pixel = BCE(x̃, x) summed over pixels, batch mean (optional)
 //!
-//! encoder ← ∇(β·L_prior + L_llike + w·L_pixel);  decoder ← ∇(γ·L_llike + L_GAN_G + w_dec·L_pixel);
+//! L_mmd = MMD²(z, z_p), inverse multiquadric kernel (optional, weight λ = `latent_mmd`)
+//!
+//! encoder ← ∇(β·L_prior + L_llike + w·L_pixel + λ·L_mmd);  decoder ← ∇(γ·L_llike + L_GAN_G + w_dec·L_pixel);
 //! discriminator ← ∇L_GAN_D. Mode `vae` trains encoder and decoder on L_pixel + β·L_prior.
 //! The recipe's knobs (`ModelConfig`): β = `kl_weight`, w = `pixel_weight`, w_dec =
 //! `pixel_weight_decoder` (default w); which fakes D and L_GAN_G see (`gan_fakes`: both,
 //! prior samples only as the authors' final code, or reconstructions only) and the weight
-//! of each fake term in L_GAN_D (`d_fake_weight`).
+//! of each fake term in L_GAN_D (`d_fake_weight`); which decoder passes move its batch-norm
+//! running statistics (`decoder_bn_stats`).
 
 use crate::graph::{Graph, LinearParams, LossKind, Result, TensorId};
 use crate::nn::{linear, Mlp};
@@ -149,6 +152,12 @@ pub struct StepGraph {
 
 /// Builds the step graph for `config` at `batch`, initialising weights from `seed`.
 pub fn build_step(c: &ModelConfig, batch: usize, seed: u64) -> Result<StepGraph> {
+    if c.latent_mmd > 0.0 && batch < 2 {
+        return Err(crate::graph::GraphError::Invalid(format!(
+            "batch {batch} with model.latent_mmd = {}: the MMD compares at least 2 codes per batch",
+            c.latent_mmd
+        )));
+    }
     let mut g = Graph::new();
     let b = batch as f32;
     let x = g.input("x", [batch, c.input]);
@@ -169,7 +178,15 @@ pub fn build_step(c: &ModelConfig, batch: usize, seed: u64) -> Result<StepGraph>
             let x_rec = g.named(x_rec, "x_rec");
             let l_pixel = g.loss(LossKind::BceProb, x_rec, x, 1.0 / b);
             let l_pixel = g.named(l_pixel, "L_pixel");
-            let total = g.weighted_sum(&[(1.0, l_pixel), (c.kl_weight, l_prior)]);
+            let mut terms = vec![(1.0, l_pixel), (c.kl_weight, l_prior)];
+            if c.latent_mmd > 0.0 {
+                let z_p = g.randn([batch, c.latent], 1);
+                let l_mmd = g.mmd(z, z_p);
+                let l_mmd = g.named(l_mmd, "L_mmd");
+                losses.push(("mmd".into(), l_mmd));
+                terms.push((c.latent_mmd, l_mmd));
+            }
+            let total = g.weighted_sum(&terms);
             let total = g.named(total, "L_vae");
             losses.push(("bce".into(), l_pixel));
             losses.push(("loss".into(), total));
@@ -188,8 +205,12 @@ pub fn build_step(c: &ModelConfig, batch: usize, seed: u64) -> Result<StepGraph>
             let z_p = g.randn([batch, c.latent], 1);
             let z_p = g.named(z_p, "z_p");
             let (x_rec, x_p, f_real, f_rec, logit_real, logit_rec, logit_p) = if c.arch == Arch::Mlp || !c.joint_batches {
-                let x_rec = decoder.forward(&mut g, z, c, Phase::Train);
-                let x_p = decoder.forward(&mut g, z_p, c, Phase::Train);
+                // Each pass moves the decoder's running statistics or leaves them
+                // (`decoder_bn_stats`: what samples are decoded with after training).
+                let (rec_updates, p_updates) = c.decoder_bn_stats.updates();
+                let phase = |updates: bool| if updates { Phase::Train } else { Phase::TrainKeepStats };
+                let x_rec = decoder.forward(&mut g, z, c, phase(rec_updates));
+                let x_p = decoder.forward(&mut g, z_p, c, phase(p_updates));
                 let (f_real, logit_real) = discriminator.forward(&mut g, x, c, Phase::Train);
                 let (f_rec, logit_rec) = discriminator.forward(&mut g, x_rec, c, Phase::Train);
                 let (_, logit_p) = discriminator.forward(&mut g, x_p, c, Phase::Train);
@@ -243,6 +264,14 @@ pub fn build_step(c: &ModelConfig, batch: usize, seed: u64) -> Result<StepGraph>
             let d_fake = g.weighted_sum(&[(0.5, d_rec), (0.5, d_p)]);
 
             let mut enc_terms = vec![(c.kl_weight, l_prior), (1.0, l_llike)];
+            if c.latent_mmd > 0.0 {
+                // The aggregate posterior pulled onto the prior: the batch's codes against
+                // this step's z_p (the same draws the decoder samples from).
+                let l_mmd = g.mmd(z, z_p);
+                let l_mmd = g.named(l_mmd, "L_mmd");
+                losses.push(("mmd".into(), l_mmd));
+                enc_terms.push((c.latent_mmd, l_mmd));
+            }
             let mut dec_terms = vec![(c.gamma, l_llike), (1.0, l_gan_g)];
             losses.push(("llike".into(), l_llike));
             losses.push(("gan_d".into(), l_gan_d));
@@ -394,7 +423,9 @@ pub fn build_discriminate(c: &ModelConfig, batch: usize) -> Result<Option<Discri
 /// The parameters a config's model has: (name, [rows, cols]) in group order, as the step
 /// graph names them (what a checkpoint must hold).
 pub fn param_shapes(c: &ModelConfig) -> Result<Vec<(String, [usize; 2])>> {
-    let step = build_step(c, 1, 0)?;
+    // Any batch gives the same parameters; 2 is the smallest every objective accepts (the MMD
+    // compares two codes).
+    let step = build_step(c, 2, 0)?;
     let g = &step.graph;
     Ok(g.params().map(|p| (g.name(p).to_string(), [g.shape(p).rows, g.shape(p).cols])).collect())
 }
@@ -402,7 +433,7 @@ pub fn param_shapes(c: &ModelConfig) -> Result<Vec<(String, [usize; 2])>> {
 /// The model's state that is not trained by gradients (batch norm's running statistics):
 /// (name, [rows, cols]), also part of a checkpoint.
 pub fn state_shapes(c: &ModelConfig) -> Result<Vec<(String, [usize; 2])>> {
-    let step = build_step(c, 1, 0)?;
+    let step = build_step(c, 2, 0)?;
     let g = &step.graph;
     Ok(g.state.iter().map(|&t| (g.name(t).to_string(), [g.shape(t).rows, g.shape(t).cols])).collect())
 }

@@ -11,6 +11,7 @@ pub mod elementwise;
 pub mod kl;
 pub mod losses;
 pub mod matmul;
+pub mod mmd;
 pub mod reduce;
 pub mod reparam;
 pub mod rmsprop;
