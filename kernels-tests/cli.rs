@@ -189,19 +189,26 @@ fn train_reports_the_sample_frechet_distance_each_epoch() {
 #[test]
 fn recipe_flags_reach_the_run_config() {
     let run = setup();
-    let (code, stderr) = finish(run.train(1, &["--kl-weight", "0.5", "--gan-fakes", "prior", "--latent-mmd", "2"]).spawn().unwrap());
+    let (code, stderr) =
+        finish(run.train(1, &["--kl-weight", "0.5", "--gan-fakes", "prior", "--latent-mmd", "2", "--latent-adversary", "0.5"]).spawn().unwrap());
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("mmd"), "the epoch line shows the MMD term: {stderr}");
     let ck = vaegan::checkpoint::Checkpoint::load(&vaegan::checkpoint::path_in(&run.out)).unwrap();
     assert_eq!((ck.config.model.kl_weight, ck.config.model.gan_fakes, ck.config.model.latent_mmd), (0.5, vaegan::model::GanFakes::Prior, 2.0));
+    // The latent discriminator is saved as a fourth group (weights and Adam's step count).
+    assert_eq!((ck.config.model.latent_adversary, ck.updates.len()), (0.5, 4));
+    assert!(ck.param("latent_discriminator.0.weight").is_some(), "the latent discriminator's weights are in the checkpoint");
     let toml = std::fs::read_to_string(run.out.join("config.toml")).unwrap();
     assert!(toml.contains("kl_weight = 0.5") && toml.contains("gan_fakes = \"prior\"") && toml.contains("latent_mmd = 2.0"), "{toml}");
     let losses = std::fs::read_to_string(run.out.join("losses.csv")).unwrap();
-    assert!(losses.lines().next().unwrap().split(',').any(|c| c == "mmd"), "losses.csv has an mmd column: {}", losses.lines().next().unwrap());
+    for column in ["mmd", "adv_z", "gan_dz"] {
+        assert!(losses.lines().next().unwrap().split(',').any(|c| c == column), "losses.csv has an {column} column: {}", losses.lines().next().unwrap());
+    }
     for (flag, value, expect) in [
         ("--kl-weight", "-1", "--kl-weight -1: must be a number of at least 0"),
         ("--gan-fakes", "real", "expected both, prior or reconstructions"),
         ("--latent-mmd", "-2", "--latent-mmd -2: must be a number of at least 0"),
+        ("--latent-adversary", "nan", "--latent-adversary NaN: must be a number of at least 0"),
         ("--decoder-bn-stats", "all", "expected both, prior or posterior"),
         // This run's model is dense: it has no batch norm to choose statistics for.
         ("--decoder-bn-stats", "prior", "model.decoder_bn_stats = \"prior\" needs a convolutional vae-gan"),

@@ -467,13 +467,14 @@ fn recipe_knobs_weigh_the_objectives_as_stated() {
     assert_eq!((ok.model.kl_weight, ok.model.gan_fakes, ok.model.decoder_pixel_weight(), ok.model.d_fake_weight), (0.5, GanFakes::Prior, 0.1, 0.5));
 }
 
-/// `latent_mmd` adds λ·MMD²(z, z_p) to the encoder's objective and to nothing else (exact on
-/// the CPU interpreter), its gradient reaches the encoder (GPU against finite differences),
-/// in both modes; a batch of one, which has no unbiased MMD, is refused when the step is
-/// built.
+/// `latent_mmd` adds λ·MMD²(z, z_p) and `latent_adversary` λ_a·BCE(D_z(z), 1) to the
+/// encoder's objective and to nothing else (exact on the CPU interpreter); the latent
+/// discriminator is a fourth group with its own objective; every group's GPU gradient
+/// against finite differences of its own objective, in both modes; a batch of one, which
+/// has no unbiased MMD, is refused when the step is built.
 #[test]
-fn latent_mmd_joins_the_encoder_objective() {
-    let mut rng = rng("latent_mmd_joins_the_encoder_objective");
+fn latent_prior_terms_join_the_encoder_objective() {
+    let mut rng = rng("latent_prior_terms_join_the_encoder_objective");
     let batch = 4;
     let x = as_f32(&uniform(&mut rng, batch * 6, 0.0, 1.0));
     let close = |what: &str, a: f64, b: f64| assert!((a - b).abs() <= 1e-9 * (1.0 + b.abs()), "{what}: {a} vs {b}");
@@ -490,11 +491,24 @@ fn latent_mmd_joins_the_encoder_objective() {
             close("L_GAN_D unchanged", v1["gan_d"], v0["gan_d"]);
         }
         check_all_groups(&build_step(&with, batch, 5).unwrap(), &mut rng);
+        // The adversarial autoencoder's term, with its latent discriminator.
+        let adv = ModelConfig { latent_adversary: 0.5, latent_discriminator: vec![3], ..base.clone() };
+        let v2 = step_values(&adv, batch, &x);
+        let (fool, gan_dz) = (v2["adv_z"], v2["gan_dz"]);
+        assert!(fool.is_finite() && fool > 0.0 && gan_dz.is_finite() && gan_dz > 0.0, "{mode:?}: adv_z {fool}, gan_dz {gan_dz}");
+        close(&format!("{mode:?} {objective} with the adversary"), v2[objective], v0[objective] + 0.5 * fool);
+        let step = build_step(&adv, batch, 5).unwrap();
+        let names: Vec<&str> = step.graph.groups.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(names.len(), adv.groups(), "{names:?}");
+        assert_eq!(names.last(), Some(&"latent_discriminator"), "{names:?}");
+        check_all_groups(&step, &mut rng);
         let err = build_step(&with, 1, 5).err().expect("latent_mmd at batch 1 accepted").to_string();
         assert!(err.contains("batch 1") && err.contains("model.latent_mmd"), "{err}");
     }
-    let err = vaegan::model::RunConfig::from_toml("[model]\nlatent_mmd = -1.0\n", "k.toml").err().expect("a negative latent_mmd accepted");
-    assert!(err.contains("k.toml") && err.contains("model.latent_mmd"), "{err}");
+    for key in ["latent_mmd", "latent_adversary"] {
+        let err = vaegan::model::RunConfig::from_toml(&format!("[model]\n{key} = -1.0\n"), "k.toml").err().expect("a negative weight accepted");
+        assert!(err.contains("k.toml") && err.contains(&format!("model.{key}")), "{err}");
+    }
 }
 
 /// `decoder_bn_stats`: which of the decoder's two passes (posterior z, then prior z_p) move

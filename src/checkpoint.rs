@@ -222,7 +222,7 @@ impl Checkpoint {
                 return Err(err(path, format!("tensor {name} is not part of the config's model")));
             }
         }
-        let groups = if config.model.mode == crate::model::Mode::VaeGan { 3 } else { 2 };
+        let groups = config.model.groups();
         if updates.len() != groups {
             return Err(err(path, format!("metadata \"updates\" has {} entries, the model has {groups} parameter groups", updates.len())));
         }

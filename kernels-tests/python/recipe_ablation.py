@@ -14,6 +14,10 @@ vaegan learned from this ablation:
                 2018): the inverse multiquadric kernel k(a, b) = C / (C + |a - b|^2),
                 C = 2 * latent, between the batch's sampled codes z and the step's z_p, the
                 unbiased estimate; vaegan's `latent_mmd` is the same term.
+  latent_adversary  weight of an adversarial autoencoder's term (Makhzani et al. 2015) in the
+                encoder's objective: a latent discriminator (an MLP latent-256-256-1, leaky
+                ReLU 0.2, Adam at the discriminator's rate) learns to tell z_p from z, and the
+                encoder is trained to make z pass as a prior draw, BCE(D_z(z), 1).
   decoder_bn_stats     which decoder passes update its batch-norm running statistics, which decode
                 samples: "both" (vaegan's default: the posterior and the prior pass), "prior"
                 or "posterior".
@@ -27,6 +31,7 @@ against as many samples. One JSON line per epoch on stdout; the last also in --o
 """
 
 import argparse
+import copy
 import gzip
 import json
 import math
@@ -133,12 +138,14 @@ def main():
     ap.add_argument("--limit", type=int, default=None, help="training images (default all)")
     ap.add_argument("--samples", type=int, default=10000, help="N(0, I) samples per measurement")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reestimate", type=int, default=100, help="prior batches that re-estimate the decoder's statistics for fd_samples_reestimated (0: off)")
     ap.add_argument("--out", default=None, help="write the last epoch's JSON here")
     ap.add_argument("--save", default=None, help="save the model's state dict here (torch.save)")
     args = ap.parse_args()
     with open(args.config) as f:
         config = json.load(f)
     config.setdefault("latent_mmd", 0.0)
+    config.setdefault("latent_adversary", 0.0)
     config.setdefault("decoder_bn_stats", "both")
     for kv in args.set:
         key, _, value = kv.partition("=")
@@ -175,6 +182,12 @@ def main():
         for part, net in (("encoder", enc), ("decoder", dec), ("discriminator", dis))
     ]
     groups = [list(enc.parameters()), list(dec.parameters()), list(dis.parameters())]
+    w_adv = float(config["latent_adversary"])
+    if w_adv > 0:
+        d = config["latent"]
+        dz = nn.Sequential(nn.Linear(d, 256), nn.LeakyReLU(0.2), nn.Linear(256, 256), nn.LeakyReLU(0.2), nn.Linear(256, 1))
+        opts.append(optimizer(optim.get("optimizer_discriminator", "adam"), dz.parameters(), optim["lr_discriminator"], optim))
+        groups.append(list(dz.parameters()))
     dec_bns = batch_norms(dec)
 
     def decode(z, updates_stats):
@@ -220,16 +233,21 @@ def main():
         if w_pix > 0 or w_pix_dec > 0:
             l_enc = l_enc + w_pix * pixel
             l_dec = l_dec + w_pix_dec * pixel
+        if w_adv > 0:
+            l_enc = l_enc + w_adv * bce(dz(z), ones)
+            gan_dz = bce(dz(z_p), ones) + bce(dz(z.detach()), zeros)
         grads = [
             torch.autograd.grad(l_enc, groups[0], retain_graph=True),
             torch.autograd.grad(l_dec, groups[1], retain_graph=True),
-            torch.autograd.grad(gan_d, groups[2]),
+            torch.autograd.grad(gan_d, groups[2], retain_graph=w_adv > 0),
         ]
+        if w_adv > 0:
+            grads.append(torch.autograd.grad(gan_dz, groups[3]))
         for opt, params, gs in zip(opts, groups, grads):
             for p, g in zip(params, gs):
                 p.grad = g
             opt.step()
-        return float(kl), float(llike), float(gan_d), float(pixel)
+        return tuple(float(t.detach()) for t in (kl, llike, gan_d, pixel))
 
     @torch.no_grad()
     def measure(epoch, secs, losses):
@@ -252,12 +270,27 @@ def main():
             _, lf = dis(dec(torch.randn(len(xb), config["latent"], generator=gen)))
             correct += int((lr > 0).sum() + (lf < 0).sum())
         rec_feats, _ = clf.read(torch.cat(recs))
+        # The same decoder with its batch-norm statistics re-estimated on prior codes: the
+        # running statistics reset, then averaged (momentum None: a cumulative mean) over
+        # --reestimate batches of decoded z ~ N(0, I) in training mode.
+        fd_reestimated = None
+        if args.reestimate > 0:
+            dec2 = copy.deepcopy(dec)
+            for m in batch_norms(dec2):
+                m.reset_running_stats()
+                m.momentum = None
+            dec2.train()
+            for _ in range(args.reestimate):
+                dec2(torch.randn(b, config["latent"], generator=gen))
+            dec2.eval()
+            fd_reestimated = frechet(clf.read(torch.cat([dec2(c) for c in zs.split(500)]))[0], test_features)
         model.train()
         n = len(test)
         return {
             "epoch": epoch,
             "fd_samples": frechet(feats, test_features),
             "fd_reconstructions": frechet(rec_feats, test_features),
+            "fd_samples_reestimated": fd_reestimated,
             "fd_floor": floor,
             "class_entropy": entropy,
             "confident": confident,

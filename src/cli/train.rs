@@ -70,6 +70,10 @@ pub struct TrainArgs {
     /// data onto the prior that samples are drawn from (0: off).
     #[arg(long)]
     latent_mmd: Option<f32>,
+    /// Weight of an adversarial autoencoder's term in the encoder's objective: a latent
+    /// discriminator learns to tell prior draws from codes, and the encoder to fool it (0: off).
+    #[arg(long)]
+    latent_adversary: Option<f32>,
     /// Which decoder passes move its batch-norm running statistics, the ones samples are
     /// decoded with: both, prior or posterior (conv models with a pass per batch).
     #[arg(long)]
@@ -190,7 +194,9 @@ fn run_as(device: &DeviceArgs, args: &TrainArgs, collective: Rc<dyn Collective>)
             bail!("--gamma {g}: must be a number of at least 0");
         }
     }
-    for (name, w) in [("pixel-weight", args.pixel_weight), ("kl-weight", args.kl_weight), ("latent-mmd", args.latent_mmd)] {
+    for (name, w) in
+        [("pixel-weight", args.pixel_weight), ("kl-weight", args.kl_weight), ("latent-mmd", args.latent_mmd), ("latent-adversary", args.latent_adversary)]
+    {
         if let Some(w) = w {
             if !(w.is_finite() && w >= 0.0) {
                 bail!("--{name} {w}: must be a number of at least 0");
@@ -248,6 +254,9 @@ fn run_as(device: &DeviceArgs, args: &TrainArgs, collective: Rc<dyn Collective>)
             }
             if let Some(w) = args.latent_mmd {
                 config.model.latent_mmd = w;
+            }
+            if let Some(w) = args.latent_adversary {
+                config.model.latent_adversary = w;
             }
             if let Some(s) = args.decoder_bn_stats {
                 config.model.decoder_bn_stats = s;

@@ -152,6 +152,9 @@ fn rho() -> f32 {
 fn one() -> f32 {
     1.0
 }
+fn latent_discriminator_widths() -> Vec<usize> {
+    vec![256, 256]
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -225,6 +228,16 @@ pub struct ModelConfig {
     /// that samples are drawn from. 0: off.
     #[serde(default)]
     pub latent_mmd: f32,
+    /// Weight of an adversarial autoencoder's term in the encoder's objective (Makhzani et
+    /// al. 2015): a latent discriminator D_z (its own parameter group, trained at the
+    /// discriminator's rate and rule) learns to tell the step's prior draws z_p from the
+    /// batch's codes z, and the encoder is trained to make its codes pass as prior draws,
+    /// BCE(D_z(z), 1). 0: off, and no latent discriminator.
+    #[serde(default)]
+    pub latent_adversary: f32,
+    /// Hidden widths of the latent discriminator (dense, `dis_act`).
+    #[serde(default = "latent_discriminator_widths")]
+    pub latent_discriminator: Vec<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -271,6 +284,12 @@ pub struct RunConfig {
 }
 
 impl ModelConfig {
+    /// The parameter groups the model trains: encoder, decoder, the discriminator (vae-gan)
+    /// and the latent discriminator (`latent_adversary` > 0), in the step graph's order.
+    pub fn groups(&self) -> usize {
+        2 + usize::from(self.mode == Mode::VaeGan) + usize::from(self.latent_adversary > 0.0)
+    }
+
     /// The decoder's weight of the pixel BCE: its own, or the shared `pixel_weight`.
     pub fn decoder_pixel_weight(&self) -> f32 {
         self.pixel_weight_decoder.unwrap_or(self.pixel_weight)
@@ -306,6 +325,8 @@ impl ModelConfig {
             d_fake_weight: 1.0,
             decoder_bn_stats: BnStats::Both,
             latent_mmd: 0.0,
+            latent_adversary: 0.0,
+            latent_discriminator: latent_discriminator_widths(),
         }
     }
 
@@ -384,6 +405,8 @@ impl ModelConfig {
             d_fake_weight: 1.0,
             decoder_bn_stats: BnStats::Both,
             latent_mmd: 0.0,
+            latent_adversary: 0.0,
+            latent_discriminator: latent_discriminator_widths(),
         }
     }
 
@@ -507,6 +530,7 @@ impl ModelConfig {
             ("decoder", &self.decoder),
             ("discriminator", &self.discriminator),
             ("discriminator_dense", &self.discriminator_dense),
+            ("latent_discriminator", &self.latent_discriminator),
         ];
         for (name, widths) in lists {
             if let Some(i) = widths.iter().position(|&w| w == 0) {
@@ -543,6 +567,7 @@ impl ModelConfig {
             ("kl_weight", self.kl_weight),
             ("d_fake_weight", self.d_fake_weight),
             ("latent_mmd", self.latent_mmd),
+            ("latent_adversary", self.latent_adversary),
         ];
         for (name, w) in weights {
             if !w.is_finite() || w < 0.0 {

@@ -11,8 +11,10 @@
 //! L_pixel = BCE(x̃, x) summed over pixels, batch mean (optional)
 //!
 //! L_mmd = MMD²(z, z_p), inverse multiquadric kernel (optional, weight λ = `latent_mmd`)
+//! L_adv_z = BCE(D_z(z), 1); L_GAN_Dz = BCE(D_z(z_p), 1) + BCE(D_z(z), 0)   (optional, an
+//!   adversarial autoencoder's latent discriminator D_z, weight λ_a = `latent_adversary`)
 //!
-//! encoder ← ∇(β·L_prior + L_llike + w·L_pixel + λ·L_mmd);  decoder ← ∇(γ·L_llike + L_GAN_G + w_dec·L_pixel);
+//! encoder ← ∇(β·L_prior + L_llike + w·L_pixel + λ·L_mmd + λ_a·L_adv_z); D_z ← ∇L_GAN_Dz;  decoder ← ∇(γ·L_llike + L_GAN_G + w_dec·L_pixel);
 //! discriminator ← ∇L_GAN_D. Mode `vae` trains encoder and decoder on L_pixel + β·L_prior.
 //! The recipe's knobs (`ModelConfig`): β = `kl_weight`, w = `pixel_weight`, w_dec =
 //! `pixel_weight_decoder` (default w); which fakes D and L_GAN_G see (`gan_fakes`: both,
@@ -132,6 +134,52 @@ impl Discriminator {
     }
 }
 
+/// The encoder's terms that pull the aggregate posterior q(z) onto the prior the samples are
+/// drawn from, each against this step's draws z_p (the ones the decoder samples): λ·MMD²(z,
+/// z_p) (`latent_mmd`) and an adversarial autoencoder's λ·BCE(D_z(z), 1)
+/// (`latent_adversary`), with the latent discriminator's own group and objective
+/// L_GAN_Dz = BCE(D_z(z_p), 1) + BCE(D_z(z), 0). Each group's gradient comes from its own
+/// objective, so D_z's loss does not reach the encoder nor the encoder's term D_z.
+#[allow(clippy::too_many_arguments)]
+fn latent_prior_terms(
+    g: &mut Graph,
+    c: &ModelConfig,
+    batch: usize,
+    z: TensorId,
+    z_p: TensorId,
+    seed: u64,
+    enc_terms: &mut Vec<(f32, TensorId)>,
+    losses: &mut Vec<(String, TensorId)>,
+) -> Result<()> {
+    if c.latent_mmd > 0.0 {
+        let l_mmd = g.mmd(z, z_p);
+        let l_mmd = g.named(l_mmd, "L_mmd");
+        losses.push(("mmd".into(), l_mmd));
+        enc_terms.push((c.latent_mmd, l_mmd));
+    }
+    if c.latent_adversary > 0.0 {
+        let group = g.group("latent_discriminator");
+        let widths = [vec![c.latent], c.latent_discriminator.clone(), vec![1]].concat();
+        let d = Mlp::new(g, group, "latent_discriminator", &widths, seed.wrapping_add(3));
+        let logit_z = *d.forward(g, z, c.dis_act, Act::None).last().unwrap();
+        let logit_p = *d.forward(g, z_p, c.dis_act, Act::None).last().unwrap();
+        let ones = g.constant("latent targets 1", [batch, 1], vec![1.0; batch]);
+        let zeros = g.constant("latent targets 0", [batch, 1], vec![0.0; batch]);
+        let scale = 1.0 / batch as f32;
+        let fool = g.loss(LossKind::BceLogits, logit_z, ones, scale);
+        let fool = g.named(fool, "L_adv_z");
+        let d_p = g.loss(LossKind::BceLogits, logit_p, ones, scale);
+        let d_z = g.loss(LossKind::BceLogits, logit_z, zeros, scale);
+        let l_dz = g.weighted_sum(&[(1.0, d_p), (1.0, d_z)]);
+        let l_dz = g.named(l_dz, "L_GAN_Dz");
+        losses.push(("adv_z".into(), fool));
+        losses.push(("gan_dz".into(), l_dz));
+        enc_terms.push((c.latent_adversary, fool));
+        g.objective(group, "latent_discriminator", l_dz)?;
+    }
+    Ok(())
+}
+
 /// A built step: the graph and the handles a trainer needs.
 pub struct StepGraph {
     pub graph: Graph,
@@ -179,12 +227,9 @@ pub fn build_step(c: &ModelConfig, batch: usize, seed: u64) -> Result<StepGraph>
             let l_pixel = g.loss(LossKind::BceProb, x_rec, x, 1.0 / b);
             let l_pixel = g.named(l_pixel, "L_pixel");
             let mut terms = vec![(1.0, l_pixel), (c.kl_weight, l_prior)];
-            if c.latent_mmd > 0.0 {
+            if c.latent_mmd > 0.0 || c.latent_adversary > 0.0 {
                 let z_p = g.randn([batch, c.latent], 1);
-                let l_mmd = g.mmd(z, z_p);
-                let l_mmd = g.named(l_mmd, "L_mmd");
-                losses.push(("mmd".into(), l_mmd));
-                terms.push((c.latent_mmd, l_mmd));
+                latent_prior_terms(&mut g, c, batch, z, z_p, seed, &mut terms, &mut losses)?;
             }
             let total = g.weighted_sum(&terms);
             let total = g.named(total, "L_vae");
@@ -264,14 +309,7 @@ pub fn build_step(c: &ModelConfig, batch: usize, seed: u64) -> Result<StepGraph>
             let d_fake = g.weighted_sum(&[(0.5, d_rec), (0.5, d_p)]);
 
             let mut enc_terms = vec![(c.kl_weight, l_prior), (1.0, l_llike)];
-            if c.latent_mmd > 0.0 {
-                // The aggregate posterior pulled onto the prior: the batch's codes against
-                // this step's z_p (the same draws the decoder samples from).
-                let l_mmd = g.mmd(z, z_p);
-                let l_mmd = g.named(l_mmd, "L_mmd");
-                losses.push(("mmd".into(), l_mmd));
-                enc_terms.push((c.latent_mmd, l_mmd));
-            }
+            latent_prior_terms(&mut g, c, batch, z, z_p, seed, &mut enc_terms, &mut losses)?;
             let mut dec_terms = vec![(c.gamma, l_llike), (1.0, l_gan_g)];
             losses.push(("llike".into(), l_llike));
             losses.push(("gan_d".into(), l_gan_d));
