@@ -61,7 +61,7 @@ fn random_checkpoint(preset: &str, seed: u64) -> Checkpoint {
         })
         .collect();
     let zeros: Vec<_> = params.iter().map(|(n, s, v): &(String, [usize; 2], Vec<f32>)| (n.clone(), *s, vec![0.0; v.len()])).collect();
-    let groups = if config.model.mode == Mode::VaeGan { 3 } else { 2 };
+    let groups = config.model.groups();
     Checkpoint {
         config,
         step: 1234,

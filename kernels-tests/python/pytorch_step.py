@@ -10,9 +10,11 @@ Algorithm 1) with the config's weights:
     mu, logvar = Enc(x); z = mu + eps * sigma; z_p ~ N(0, I)
     x_rec = Dec(z); x_p = Dec(z_p)          (one pass per batch, as `joint_batches = false`;
     f, logit = Dis(x), Dis(x_rec), Dis(x_p)  with `joint_batches = true`, one pass over all)
-    encoder       <- grad(kl_weight * KL + L_llike + pixel_weight * BCE(x_rec, x))
+    encoder       <- grad(kl_weight * KL + L_llike + pixel_weight * BCE(x_rec, x)
+                          [+ latent_adversary * BCE(D_z(z), 1)])
     decoder       <- grad(gamma * L_llike + L_GAN_G + pixel_weight_decoder * BCE(x_rec, x))
     discriminator <- grad(L_GAN_D)
+    [D_z          <- grad(BCE(D_z(z_p), 1) + BCE(D_z(z), 0)), the latent discriminator]
 
 each group's gradient taken from its own objective, then every group stepped by its
 optimizer (Adam or RMSProp, the config's rates). Batch norm in training mode throughout.
@@ -80,6 +82,19 @@ def main():
         for part, net in (("encoder", enc), ("decoder", dec), ("discriminator", dis))
     ]
     groups = [list(enc.parameters()), list(dec.parameters()), list(dis.parameters())]
+    # The adversarial autoencoder's latent discriminator (`latent_adversary` > 0): a fourth
+    # group at the discriminator's rate, as vaegan builds it.
+    w_adv = float(config.get("latent_adversary", 0.0))
+    if w_adv > 0:
+        widths = [config["latent"], *config.get("latent_discriminator", [256, 256]), 1]
+        layers = []
+        for i, (a, o) in enumerate(zip(widths, widths[1:])):
+            layers.append(torch.nn.Linear(a, o))
+            if i + 2 < len(widths):
+                layers.append(vaegan_torch.activation(config["dis_act"]))
+        dz = torch.nn.Sequential(*layers)
+        opts.append(optimizer(optim.get("optimizer_discriminator", "adam"), dz.parameters(), optim["lr_discriminator"], optim))
+        groups.append(list(dz.parameters()))
 
     def step():
         mu, logvar = enc(x)
@@ -107,6 +122,10 @@ def main():
                 gan_g = gan_g + bce(logit, ones)
         l_enc = kl_weight * kl + llike
         l_dec = gamma * llike + gan_g
+        if w_adv > 0:
+            logit_z = dz(z)
+            l_enc = l_enc + w_adv * bce(logit_z, ones)
+            gan_dz = bce(dz(z_p), ones) + bce(logit_z, zeros)
         if w_pix > 0 or w_pix_dec > 0:
             pixel = F.binary_cross_entropy(x_rec.clamp(1e-7, 1 - 1e-7), x, reduction="sum") / b
             l_enc = l_enc + w_pix * pixel
@@ -115,8 +134,10 @@ def main():
         grads = [
             torch.autograd.grad(l_enc, groups[0], retain_graph=True),
             torch.autograd.grad(l_dec, groups[1], retain_graph=True),
-            torch.autograd.grad(gan_d, groups[2]),
+            torch.autograd.grad(gan_d, groups[2], retain_graph=w_adv > 0),
         ]
+        if w_adv > 0:
+            grads.append(torch.autograd.grad(gan_dz, groups[3]))
         for opt, params, gs in zip(opts, groups, grads):
             for p, g in zip(params, gs):
                 p.grad = g
