@@ -380,14 +380,10 @@ fn conv_vaegan_gradients_match_finite_differences() {
     }
 }
 
-/// The convolutional presets' step as `model::build_step` makes it — batch norm, the
-/// decoder on [z; z_p] and the discriminator on [x; x̃; x_p] at once, their slices — every
-/// group's gradient against finite differences, on a model small enough for the CPU
-/// interpreter.
-#[test]
-fn conv_preset_step_gradients_match_finite_differences() {
-    let mut rng = rng("conv_preset_step_gradients_match_finite_differences");
-    let mut c = vaegan::model::ModelConfig::mnist_conv();
+/// `mnist-conv`'s recipe on 8×8 images with a handful of channels: every op of the preset,
+/// small enough for the CPU interpreter.
+fn tiny_conv_config() -> ModelConfig {
+    let mut c = ModelConfig::mnist_conv();
     c.set_image(8, 8, 1);
     c.kernel = 3;
     c.encoder = vec![2];
@@ -396,6 +392,18 @@ fn conv_preset_step_gradients_match_finite_differences() {
     c.decoder = vec![3];
     c.discriminator = vec![2, 3];
     c.discriminator_dense = vec![4];
+    c.latent_discriminator = vec![3];
+    c
+}
+
+/// The convolutional presets' step as `model::build_step` makes it — batch norm, the
+/// decoder on [z; z_p] and the discriminator on [x; x̃; x_p] at once, their slices — every
+/// group's gradient against finite differences, on a model small enough for the CPU
+/// interpreter.
+#[test]
+fn conv_preset_step_gradients_match_finite_differences() {
+    let mut rng = rng("conv_preset_step_gradients_match_finite_differences");
+    let mut c = tiny_conv_config();
     c.hidden_act = vaegan::types::Act::Tanh;
     c.dis_act = vaegan::types::Act::Tanh;
     for joint in [true, false] {
@@ -506,7 +514,7 @@ fn latent_prior_terms_join_the_encoder_objective() {
         assert!(err.contains("batch 1") && err.contains("model.latent_mmd"), "{err}");
     }
     for key in ["latent_mmd", "latent_adversary"] {
-        let err = vaegan::model::RunConfig::from_toml(&format!("[model]\n{key} = -1.0\n"), "k.toml").err().expect("a negative weight accepted");
+        let err = vaegan::model::RunConfig::from_toml(&format!("[model]\n{key} = -1.0\n"), "k.toml").expect_err("a negative weight accepted");
         assert!(err.contains("k.toml") && err.contains(&format!("model.{key}")), "{err}");
     }
 }
@@ -521,15 +529,7 @@ fn latent_prior_terms_join_the_encoder_objective() {
 fn decoder_bn_stats_chooses_the_passes_that_move_the_running_statistics() {
     use vaegan::model::BnStats;
     let mut rng = rng("decoder_bn_stats_chooses_the_passes_that_move_the_running_statistics");
-    let mut c = ModelConfig::mnist_conv();
-    c.set_image(8, 8, 1);
-    c.kernel = 3;
-    c.encoder = vec![2];
-    c.encoder_dense = vec![];
-    c.latent = 2;
-    c.decoder = vec![3];
-    c.discriminator = vec![2, 3];
-    c.discriminator_dense = vec![4];
+    let c = tiny_conv_config();
     assert!(!c.joint_batches, "mnist-conv runs a decoder pass per batch");
     let batch = 5;
     let x = as_f32(&uniform(&mut rng, batch * c.input, 0.0, 1.0));
@@ -552,7 +552,6 @@ fn decoder_bn_stats_chooses_the_passes_that_move_the_running_statistics() {
     }
     // A joint pass has one set of statistics: refused with the key named.
     let err = vaegan::model::RunConfig::from_toml("preset = \"celeba64\"\n[model]\ndecoder_bn_stats = \"prior\"\n", "k.toml")
-        .err()
-        .expect("prior with joint batches accepted");
+        .expect_err("prior with joint batches accepted");
     assert!(err.contains("k.toml") && err.contains("model.decoder_bn_stats") && err.contains("joint_batches"), "{err}");
 }

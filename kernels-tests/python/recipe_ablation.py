@@ -6,21 +6,14 @@ compared at the same budget before the winners are trained by vaegan itself.
     python3 kernels-tests/python/recipe_ablation.py /tmp/mnist-conv.json --epochs 5 --seed 1 \\
         --set latent_mmd=100 --set gan_fakes=prior --out /tmp/arm.json
 
-The networks are docs/vaegan_torch.py's (the modules `vaegan export --format torch` loads);
-the step is pytorch_step.py's, which is vaegan's (src/model/vaegan.rs) with every recipe key
-of the config (`--set KEY=VALUE` overrides one; VALUE is JSON or a bare word), plus the keys
-vaegan learned from this ablation:
-  latent_mmd    weight of MMD(q(z), N(0, I)) in the encoder's objective (Tolstikhin et al.
-                2018): the inverse multiquadric kernel k(a, b) = C / (C + |a - b|^2),
-                C = 2 * latent, between the batch's sampled codes z and the step's z_p, the
-                unbiased estimate; vaegan's `latent_mmd` is the same term.
-  latent_adversary  weight of an adversarial autoencoder's term (Makhzani et al. 2015) in the
-                encoder's objective: a latent discriminator (an MLP latent-256-256-1, leaky
-                ReLU 0.2, Adam at the discriminator's rate) learns to tell z_p from z, and the
-                encoder is trained to make z pass as a prior draw, BCE(D_z(z), 1).
-  decoder_bn_stats     which decoder passes update its batch-norm running statistics, which decode
-                samples: "both" (vaegan's default: the posterior and the prior pass), "prior"
-                or "posterior".
+The networks are docs/vaegan_torch.py's (the modules `vaegan export --format torch` loads;
+their initial weights are PyTorch's defaults, not vaegan's draws); the step is
+pytorch_step.make_step, vaegan's step (src/model/vaegan.rs) with every recipe key of the
+config: `--set KEY=VALUE` overrides one (VALUE is JSON or a bare word; optim.KEY for the
+optimiser), e.g. latent_adversary, latent_mmd, decoder_bn_stats, gan_fakes, kl_weight,
+d_fake_weight, pixel_weight_decoder, as vaegan's config reads them. Each epoch also
+measures the samples with the decoder's batch-norm statistics re-estimated on --reestimate
+batches of decoded prior draws (fd_samples_reestimated), which vaegan does not offer.
 The data is MNIST from datasets/mnist. Each epoch ends with the measurements of
 `vaegan eval --quality` in the shipped classifier's features (datasets/classifier; an MLP
 784-512-256-10, features = the 256 ReLU outputs, d^2 of Gaussians fitted in float64): FD of
@@ -48,7 +41,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
 sys.path.insert(0, os.path.join(ROOT, "docs"))
 import vaegan_torch  # noqa: E402
-from pytorch_step import optimizer  # noqa: E402
+from pytorch_step import make_step  # noqa: E402
 
 
 def idx_images(path):
@@ -105,18 +98,6 @@ def coverage(probs):
     return entropy, float((top >= 0.9).double().mean())
 
 
-def mmd_imq(z, p):
-    """Unbiased MMD^2 between the rows of z and of p, kernel C / (C + |a - b|^2), C = 2 d."""
-    n, d = z.shape
-    c = 2.0 * d
-
-    def k(a, b):
-        return c / (c + torch.cdist(a, b).pow(2))
-
-    off = 1.0 - torch.eye(n)
-    return (k(z, z) * off).sum() / (n * (n - 1)) + (k(p, p) * off).sum() / (n * (n - 1)) - 2.0 * k(z, p).mean()
-
-
 def parse_value(v):
     try:
         return json.loads(v)
@@ -144,9 +125,8 @@ def main():
     args = ap.parse_args()
     with open(args.config) as f:
         config = json.load(f)
-    config.setdefault("latent_mmd", 0.0)
-    config.setdefault("latent_adversary", 0.0)
-    config.setdefault("decoder_bn_stats", "both")
+    for key, default in (("latent_mmd", 0.0), ("latent_adversary", 0.0), ("decoder_bn_stats", "both"), ("latent_discriminator", [256, 256])):
+        config.setdefault(key, default)
     for kv in args.set:
         key, _, value = kv.partition("=")
         if key.startswith("optim."):
@@ -168,86 +148,7 @@ def main():
     model = vaegan_torch.VAEGAN(config).train()
     enc, dec, dis = model.encoder, model.decoder, model.discriminator
     b = args.batch
-    ones, zeros = torch.ones(b, 1), torch.zeros(b, 1)
-    gamma, w_pix = config["gamma"], config["pixel_weight"]
-    w_pix_dec = config.get("pixel_weight_decoder")
-    w_pix_dec = w_pix if w_pix_dec is None else w_pix_dec
-    kl_weight, d_fake = config.get("kl_weight", 1.0), config.get("d_fake_weight", 1.0)
-    fakes = str(config.get("gan_fakes", "both"))
-    sees_rec, sees_p = fakes in ("both", "reconstructions"), fakes in ("both", "prior")
-    w_mmd, decoder_bn_stats = float(config["latent_mmd"]), config["decoder_bn_stats"]
-    optim = config["optim"]
-    opts = [
-        optimizer(optim.get(f"optimizer_{part}", "adam"), net.parameters(), optim[f"lr_{part}"], optim)
-        for part, net in (("encoder", enc), ("decoder", dec), ("discriminator", dis))
-    ]
-    groups = [list(enc.parameters()), list(dec.parameters()), list(dis.parameters())]
-    w_adv = float(config["latent_adversary"])
-    if w_adv > 0:
-        d = config["latent"]
-        dz = nn.Sequential(nn.Linear(d, 256), nn.LeakyReLU(0.2), nn.Linear(256, 256), nn.LeakyReLU(0.2), nn.Linear(256, 1))
-        opts.append(optimizer(optim.get("optimizer_discriminator", "adam"), dz.parameters(), optim["lr_discriminator"], optim))
-        groups.append(list(dz.parameters()))
-    dec_bns = batch_norms(dec)
-
-    def decode(z, updates_stats):
-        # A pass that must not move the running statistics runs with momentum 0.
-        if not updates_stats:
-            for m in dec_bns:
-                m.momentum = 0.0
-        out = dec(z)
-        for m in dec_bns:
-            m.momentum = 0.1
-        return out
-
-    def step(x):
-        mu, logvar = enc(x)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        z_p = torch.randn_like(mu)
-        if config.get("joint_batches", False):
-            xx = dec(torch.cat([z, z_p]))
-            x_rec, x_p = xx[:b], xx[b:]
-            f, logits = dis(torch.cat([x, xx]))
-            f_real, f_rec = f[:b], f[b : 2 * b]
-            l_real, l_rec, l_p = logits[:b], logits[b : 2 * b], logits[2 * b :]
-        else:
-            x_rec = decode(z, decoder_bn_stats in ("both", "posterior"))
-            x_p = decode(z_p, decoder_bn_stats in ("both", "prior"))
-            f_real, l_real = dis(x)
-            f_rec, l_rec = dis(x_rec)
-            _, l_p = dis(x_p)
-        kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
-        llike = 0.5 * (f_rec.flatten(1) - f_real.flatten(1).detach()).pow(2).sum() / b
-        bce = lambda logit, t: F.binary_cross_entropy_with_logits(logit, t, reduction="sum") / b  # noqa: E731
-        d_real = bce(l_real, ones)
-        gan_d, gan_g = d_real, 0.0
-        for seen, logit in ((sees_rec, l_rec), (sees_p, l_p)):
-            if seen:
-                gan_d = gan_d + d_fake * bce(logit, zeros)
-                gan_g = gan_g + bce(logit, ones)
-        l_enc = kl_weight * kl + llike
-        l_dec = gamma * llike + gan_g
-        if w_mmd > 0:
-            l_enc = l_enc + w_mmd * mmd_imq(z, z_p)
-        pixel = F.binary_cross_entropy(x_rec.clamp(1e-7, 1 - 1e-7), x, reduction="sum") / b
-        if w_pix > 0 or w_pix_dec > 0:
-            l_enc = l_enc + w_pix * pixel
-            l_dec = l_dec + w_pix_dec * pixel
-        if w_adv > 0:
-            l_enc = l_enc + w_adv * bce(dz(z), ones)
-            gan_dz = bce(dz(z_p), ones) + bce(dz(z.detach()), zeros)
-        grads = [
-            torch.autograd.grad(l_enc, groups[0], retain_graph=True),
-            torch.autograd.grad(l_dec, groups[1], retain_graph=True),
-            torch.autograd.grad(gan_d, groups[2], retain_graph=w_adv > 0),
-        ]
-        if w_adv > 0:
-            grads.append(torch.autograd.grad(gan_dz, groups[3]))
-        for opt, params, gs in zip(opts, groups, grads):
-            for p, g in zip(params, gs):
-                p.grad = g
-            opt.step()
-        return tuple(float(t.detach()) for t in (kl, llike, gan_d, pixel))
+    step = make_step(config, model, b)
 
     @torch.no_grad()
     def measure(epoch, secs, losses):
