@@ -70,7 +70,7 @@ fn mnist_copies_are_checksummed() {
 #[cfg(not(target_arch = "wasm32"))]
 /// Loads a data folder with `image` options and its cache in `cache`.
 pub fn load(path: &Path, image: ImageOptions, cache: &Path) -> Result<Loaded, vaegan::data::DataError> {
-    vaegan::data::load(path, &LoadOptions { image, seed: 1, cache_dir: Some(cache.to_path_buf()), progress: &|_, _| {} })
+    vaegan::data::load(path, &LoadOptions { image, seed: 1, cache_dir: Some(cache.to_path_buf()), progress: &|_, _| {}, labels: Default::default() })
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -246,7 +246,7 @@ gpu_test! {
         let (count, dim) = (37, 13);
         let pixels: Vec<u8> = uniform(&mut rng, count * dim, 0.0, 256.0).iter().map(|&v| v as u8).collect();
         let labels: Vec<u8> = (0..count).map(|i| (i * 7 % 10) as u8).collect();
-        let set = Dataset { images: pixels.clone().into(), labels: Some(labels.clone()), count, height: 1, width: dim, channels: 1, source: "test".into() };
+        let set = Dataset { images: pixels.clone().into(), labels: Some(labels.clone()), attributes: None, count, height: 1, width: dim, channels: 1, source: "test".into() };
         let gd = GpuDataset::upload(gpu(), &set).unwrap();
         let perm: Vec<u32> = vaegan::train::permutation(3, 0, count);
         let pb = gd.permutation_buffer(gpu()).unwrap();

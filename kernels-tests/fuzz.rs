@@ -94,3 +94,36 @@ fn mutated_checkpoints_never_panic() {
     }
     assert!(ok < CASES);
 }
+
+/// Labels files (`data::labels`): CelebA's format and CSV, mutated; an accepted table is
+/// consistent (a row of 0/1 per listed file, unique names).
+#[test]
+fn mutated_labels_files_never_panic() {
+    use vaegan::data::labels;
+    let mut rng = StdRng::seed_from_u64(4);
+    let celeba = b"3\nEyeglasses Male  Smiling\n000001.jpg -1  1  1\n000002.jpg  1 -1  1\n000003.jpg -1 -1 -1\n".to_vec();
+    let csv = b"file,shape,colour,x,glasses\nshape_00000.png,circle,red,0.25,1\nshape_00001.png,square,\"blue\",0.5,0\nshape_00002.png,circle,green,1e3,1\n".to_vec();
+    let mut ok = [0, 0];
+    for i in 0..CASES {
+        let as_csv = i % 2 == 1;
+        let bytes = mutate(&mut rng, if as_csv { &csv } else { &celeba });
+        let table = if as_csv {
+            labels::parse_csv(Path::new("fuzz.csv"), &bytes)
+        } else {
+            match std::str::from_utf8(&bytes) {
+                Ok(text) => labels::parse_celeba(Path::new("fuzz.txt"), text),
+                Err(_) => continue,
+            }
+        };
+        if let Ok(t) = table {
+            assert_eq!(t.values.len(), t.files.len() * t.names.len());
+            assert!(t.values.iter().all(|&v| v <= 1));
+            let mut names = t.names.clone();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), t.names.len(), "unique names: {:?}", t.names);
+            ok[as_csv as usize] += 1;
+        }
+    }
+    assert!(ok.iter().all(|&n| n > 0 && n < CASES / 2), "some mutations accepted, some refused: {ok:?}");
+}

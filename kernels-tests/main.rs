@@ -22,6 +22,7 @@ mod graph;
 mod hostile;
 mod interrupt;
 mod kl;
+mod labels;
 mod losses;
 mod matmul;
 mod mmd;

@@ -16,7 +16,7 @@ fn random_set(shape: [usize; 3], count: usize, seed: u64) -> Dataset {
     let mut r = rng(&format!("random_set {seed}"));
     let dim = shape.iter().product::<usize>();
     let images: Vec<u8> = uniform(&mut r, count * dim, 0.0, 256.0).iter().map(|&v| v as u8).collect();
-    Dataset { images: images.into(), labels: None, count, height: shape[0], width: shape[1], channels: shape[2], source: "random".into() }
+    Dataset { images: images.into(), labels: None, attributes: None, count, height: shape[0], width: shape[1], channels: shape[2], source: "random".into() }
 }
 
 #[test]

@@ -697,7 +697,7 @@ fn bench_feed(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<Vec<FeedRow>> {
         let [h, w, c] = config.model.image;
         let count = 8 * batch;
         let images: Vec<u8> = (0..count * h * w * c).map(|i| ((i * 7919) % 251) as u8).collect();
-        let set = Dataset { images: images.into(), labels: None, count, height: h, width: w, channels: c, source: "synthetic".into() };
+        let set = Dataset { images: images.into(), labels: None, attributes: None, count, height: h, width: w, channels: c, source: "synthetic".into() };
         // A few steps of the 64×64 model take a minute on a CPU adapter.
         let steps = if args.quick {
             3

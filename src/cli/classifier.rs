@@ -35,7 +35,7 @@ pub fn run(device: &DeviceArgs, args: &ClassifierArgs) -> anyhow::Result<()> {
         bail!("--batch and --epochs must be at least 1");
     }
     let path = args.data.clone().unwrap_or_else(data::default_mnist);
-    let split = load_data(&path, crate::data::ImageOptions::grey(28), args.seed, None, None, &Default::default())?;
+    let split = load_data(&path, crate::data::ImageOptions::grey(28), args.seed, None, None, &Default::default(), crate::data::Labels::Required(None))?;
     let gpu = device.open()?;
     eprintln!("adapter: {}", gpu.describe());
     let weights = crate::quality::classifier::train(&gpu, &split.train, &split.test, args.epochs, args.batch, args.lr, args.seed, |e, acc| {

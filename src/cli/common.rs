@@ -76,7 +76,9 @@ pub fn image_options(shape: [usize; 3], args: &DataArgs, crop: data::Crop) -> an
 
 /// A data set (IDX, or a folder decoded through the cache with progress on stderr),
 /// limited to the first images when asked.
-pub fn load_data(path: &Path, image: data::ImageOptions, seed: u64, limit: Option<usize>, test_limit: Option<usize>, args: &DataArgs) -> anyhow::Result<Split> {
+/// `labels` says which labels it wants (a labels file found in a folder that does not fit
+/// is only a warning unless they are required).
+pub fn load_data(path: &Path, image: data::ImageOptions, seed: u64, limit: Option<usize>, test_limit: Option<usize>, args: &DataArgs, labels: data::Labels) -> anyhow::Result<Split> {
     let bar = indicatif::ProgressBar::hidden();
     let last_line = std::sync::Mutex::new(0usize);
     let progress = |done: usize, total: usize| {
@@ -94,13 +96,16 @@ pub fn load_data(path: &Path, image: data::ImageOptions, seed: u64, limit: Optio
             eprintln!("decoding images into the cache: {done}/{total}");
         }
     };
-    let options = data::LoadOptions { image, seed, cache_dir: args.cache_dir.clone(), progress: &progress };
+    let options = data::LoadOptions { image, seed, cache_dir: args.cache_dir.clone(), progress: &progress, labels };
     let loaded = data::load(path, &options)?;
     bar.finish_and_clear();
     match &loaded.cache {
         Some(data::CacheStatus::Built(p)) => eprintln!("decoded images cached in {}", p.display()),
         Some(data::CacheStatus::Unwritable(p, why)) => eprintln!("warning: cannot write the image cache {} ({why}); the next run decodes again", p.display()),
         _ => {}
+    }
+    if let Some(w) = &loaded.labels_warning {
+        eprintln!("warning: {w}");
     }
     let mut split = limited(loaded.split, limit, test_limit);
     split.train.source = path.display().to_string();
@@ -130,7 +135,7 @@ pub fn checkpoint_evaluator<'g>(
 ) -> anyhow::Result<(Split, PathBuf, Evaluator<'g>)> {
     let path = data.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(&ck.data));
     let image = image_options(ck.config.model.image, &DataArgs::default(), ck.crop)?;
-    let split = load_data(&path, image, ck.seed, None, test_limit, &DataArgs::default())?;
+    let split = load_data(&path, image, ck.seed, None, test_limit, &DataArgs::default(), data::Labels::IfFound)?;
     let ev = Evaluator::new(gpu, &ck.config.model, batch.min(split.test.count), ck.seed)?;
     ev.load(&|name| ck.tensor(name))?;
     Ok((split, path, ev))

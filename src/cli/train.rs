@@ -276,7 +276,7 @@ fn run_as(device: &DeviceArgs, args: &TrainArgs, collective: Rc<dyn Collective>)
     let crop = resume.as_ref().map(|ck| ck.crop).unwrap_or(data::Crop::Centre);
     let data_args = if resume.is_some() { DataArgs { channels: None, crop: None, ..args.data_args.clone() } } else { args.data_args.clone() };
     let image = image_options(config.model.image, &data_args, crop)?;
-    let split = load_data(&data_path, image, seed, limit, test_limit, &data_args)?;
+    let split = load_data(&data_path, image, seed, limit, test_limit, &data_args, crate::data::Labels::IfFound)?;
     if resume.is_none() {
         // Folders are resampled to the preset's size; IDX sets bring their own, which a
         // dense model adopts and a convolutional one (its strides fixed) must match.

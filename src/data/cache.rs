@@ -114,9 +114,9 @@ fn write(path: &Path, key: &[u8; 32], o: &ImageOptions, count: usize, images: &[
     result
 }
 
-/// Every image of `dir` preprocessed by `o` (count, bytes), from the cache in `cache_dir`
-/// when it matches, else decoded (reporting `progress(done, total)`) and cached.
-pub fn load(dir: &Path, o: &ImageOptions, cache_dir: &Path, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<(usize, Vec<u8>, CacheStatus)> {
+/// Every image of `dir` preprocessed by `o` (their files in order, bytes), from the cache in
+/// `cache_dir` when it matches, else decoded (reporting `progress(done, total)`) and cached.
+pub fn load(dir: &Path, o: &ImageOptions, cache_dir: &Path, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<(Vec<PathBuf>, Vec<u8>, CacheStatus)> {
     let files = images::list_images(dir)?;
     if files.len() < 2 {
         return Err(DataError::new(dir, format!("{} PNG or JPEG images found (searched recursively): need IDX files or at least 2 images", files.len())));
@@ -125,7 +125,7 @@ pub fn load(dir: &Path, o: &ImageOptions, cache_dir: &Path, progress: &(dyn Fn(u
     let path = path_for(cache_dir, &key);
     if let Some((count, images)) = read(&path, &key, o) {
         if count == files.len() {
-            return Ok((count, images, CacheStatus::Hit(path)));
+            return Ok((files, images, CacheStatus::Hit(path)));
         }
     }
     let total = files.len();
@@ -134,5 +134,5 @@ pub fn load(dir: &Path, o: &ImageOptions, cache_dir: &Path, progress: &(dyn Fn(u
         Ok(()) => CacheStatus::Built(path),
         Err(e) => CacheStatus::Unwritable(path, e.to_string()),
     };
-    Ok((total, images, status))
+    Ok((files, images, status))
 }

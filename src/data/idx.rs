@@ -169,5 +169,5 @@ pub fn images_from_bytes(bytes: &[u8], images: &Path, labels: Option<(&[u8], &Pa
             Some(l.data)
         }
     };
-    Ok(Dataset { images: idx.data.into(), labels, count, height, width, channels: 1, source: images.display().to_string() })
+    Ok(Dataset { images: idx.data.into(), labels, attributes: None, count, height, width, channels: 1, source: images.display().to_string() })
 }

@@ -281,9 +281,9 @@ pub fn decode_all(files: &[PathBuf], o: &ImageOptions, progress: &(dyn Fn(usize)
     Ok(images)
 }
 
-/// Splits decoded images into training and test sets: 10 % (at least 1), chosen by the
-/// seed, held out.
-pub fn split(images: &[u8], count: usize, o: &ImageOptions, seed: u64, source: &str) -> Split {
+/// Splits decoded images (and their attributes, if any) into training and test sets: 10 %
+/// (at least 1), chosen by the seed, held out.
+pub fn split(images: &[u8], count: usize, attributes: Option<&super::Attributes>, o: &ImageOptions, seed: u64, source: &str) -> Split {
     let dim = o.dim();
     let mut order: Vec<usize> = (0..count).collect();
     order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
@@ -293,7 +293,8 @@ pub fn split(images: &[u8], count: usize, o: &ImageOptions, seed: u64, source: &
         for &i in ids {
             px.extend_from_slice(&images[i * dim..(i + 1) * dim]);
         }
-        Dataset { images: px.into(), labels: None, count: ids.len(), height: o.height, width: o.width, channels: o.channels, source: source.to_string() }
+        let attributes = attributes.map(|a| a.pick(ids));
+        Dataset { images: px.into(), labels: None, attributes, count: ids.len(), height: o.height, width: o.width, channels: o.channels, source: source.to_string() }
     };
     let (test_ids, train_ids) = order.split_at(n_test);
     Split { train: pick(train_ids), test: pick(test_ids) }

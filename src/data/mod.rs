@@ -6,6 +6,7 @@ pub mod cache;
 pub mod gpu;
 pub mod idx;
 pub mod images;
+pub mod labels;
 pub mod shapes;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 pub use cache::CacheStatus;
 pub use images::{Crop, ImageOptions};
+pub use labels::Attributes;
 
 /// Why a data file was refused: which file, and what was expected and found.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +37,10 @@ pub type Result<T, E = DataError> = std::result::Result<T, E>;
 #[derive(Clone, Debug)]
 pub struct Dataset {
     pub images: Arc<Vec<u8>>,
+    /// Class labels (IDX label files: MNIST's digits).
     pub labels: Option<Vec<u8>>,
+    /// Binary attributes (a labels file beside a folder of images: `labels`).
+    pub attributes: Option<Attributes>,
     pub count: usize,
     pub height: usize,
     pub width: usize,
@@ -80,8 +85,22 @@ impl Dataset {
         if let Some(l) = &mut self.labels {
             l.truncate(n);
         }
+        if let Some(a) = &mut self.attributes {
+            a.truncate(n);
+        }
         self.count = n;
         self
+    }
+
+    /// The images' attributes: the labels file's, else the classes one-hot ("0" … "9" for
+    /// MNIST), else None.
+    pub fn attribute_table(&self) -> Option<Attributes> {
+        if let Some(a) = &self.attributes {
+            return Some(a.clone());
+        }
+        let labels = self.labels.as_ref()?;
+        let classes = labels.iter().max().map_or(0, |&m| m as usize + 1);
+        Some(Attributes::one_hot(labels, classes, &self.source))
     }
 }
 
@@ -105,12 +124,28 @@ pub struct LoadOptions<'a> {
     pub cache_dir: Option<PathBuf>,
     /// Called with (decoded, total) while a cache is built.
     pub progress: &'a (dyn Fn(usize, usize) + Sync),
+    pub labels: Labels,
+}
+
+/// Which labels a load wants.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Labels {
+    /// Those of a labels file inside the folder (`labels::FILE_NAMES`), if it has one; one
+    /// that does not fit the folder is reported (`Loaded::labels_warning`) and the set
+    /// loads without attributes (training does not need them).
+    #[default]
+    IfFound,
+    /// This labels file, or (None) the one inside the folder, or the IDX label files: a
+    /// set without labels, or with labels that do not fit, is an error.
+    Required(Option<PathBuf>),
 }
 
 /// A loaded data set, and what happened to its cache (folders only).
 pub struct Loaded {
     pub split: Split,
     pub cache: Option<CacheStatus>,
+    /// Why a labels file found in the folder was not used.
+    pub labels_warning: Option<String>,
 }
 
 /// Loads a data set from a path: a folder of IDX files (MNIST naming, with `.` or `-`
@@ -121,6 +156,9 @@ pub fn load(path: &Path, o: &LoadOptions) -> Result<Loaded> {
     }
     let train_images = find(path, &["train-images.idx3-ubyte", "train-images-idx3-ubyte"]);
     if let Some(train_images) = train_images {
+        if let Labels::Required(Some(l)) = &o.labels {
+            return Err(DataError::new(l, format!("{} is a set of IDX files: its labels are its own train-labels and t10k-labels files", path.display())));
+        }
         let train_labels = find(path, &["train-labels.idx1-ubyte", "train-labels-idx1-ubyte"]);
         let test_images = find(path, &["t10k-images.idx3-ubyte", "t10k-images-idx3-ubyte"])
             .ok_or_else(|| DataError::new(path, "has train-images but no t10k-images (the test set)"))?;
@@ -133,12 +171,37 @@ pub fn load(path: &Path, o: &LoadOptions) -> Result<Loaded> {
                 format!("images are {}x{} but the training images are {}x{}", test.height, test.width, train.height, train.width),
             ));
         }
+        if o.labels != Labels::IfFound && (train.labels.is_none() || test.labels.is_none()) {
+            return Err(DataError::new(path, "no train-labels and t10k-labels IDX files: this command needs labels"));
+        }
         let c = o.image.channels;
-        return Ok(Loaded { split: Split { train: train.with_channels(c), test: test.with_channels(c) }, cache: None });
+        return Ok(Loaded { split: Split { train: train.with_channels(c), test: test.with_channels(c) }, cache: None, labels_warning: None });
     }
     let cache_dir = o.cache_dir.clone().unwrap_or_else(|| cache::default_dir(path));
-    let (count, images, status) = cache::load(path, &o.image, &cache_dir, o.progress)?;
-    Ok(Loaded { split: images::split(&images, count, &o.image, o.seed, &path.display().to_string()), cache: Some(status) })
+    let (files, images, status) = cache::load(path, &o.image, &cache_dir, o.progress)?;
+    // Labels before the split, joined by file name; the split keeps each image's row.
+    let mut labels_warning = None;
+    let given = match &o.labels {
+        Labels::Required(Some(file)) => Some(file.clone()),
+        _ => None,
+    };
+    let required = o.labels != Labels::IfFound;
+    let attributes = match given.or_else(|| labels::find_in(path)) {
+        Some(file) => match labels::read(&file).and_then(|t| t.for_images(path, &files)) {
+            Ok(a) => Some(a),
+            Err(e) if !required => {
+                labels_warning = Some(format!("{e} (the images load without labels)"));
+                None
+            }
+            Err(e) => return Err(e),
+        },
+        None if required => {
+            return Err(DataError::new(path, format!("no labels: give a labels file (CelebA's list_attr_celeba.txt format or a CSV with a `file` column), or put one in the folder as {}", labels::FILE_NAMES.join(", "))))
+        }
+        None => None,
+    };
+    let split = images::split(&images, files.len(), attributes.as_ref(), &o.image, o.seed, &path.display().to_string());
+    Ok(Loaded { split, cache: Some(status), labels_warning })
 }
 
 /// The MNIST shipped with vaegan: `datasets/mnist` under the current directory, else
