@@ -219,3 +219,67 @@ fn recipe_flags_reach_the_run_config() {
         assert!(!o.status.success() && err.contains(expect) && !err.contains("panicked"), "{flag} {value}: {err}");
     }
 }
+
+/// `attributes` then `edit`: one vector per digit, counted over the training labels and
+/// written beside the checkpoint; the edit grid's first row is the first test images of the
+/// removed digit, its third row equals its second at --scale 0 and differs from it at 1;
+/// `--measure` reports shares; unknown names, missing or stale vectors and a measurement
+/// the classifier cannot make are refused by name.
+#[test]
+fn attributes_and_edit_move_codes_by_attribute_vectors() {
+    let run = setup();
+    let (code, stderr) = finish(run.train(1, &[]).spawn().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    let ck = run.out.to_str().unwrap();
+    let o = ok(&["attributes", "--checkpoint", ck]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    let mnist = crate::data::load_mnist();
+    let train_labels = &mnist.train.labels.as_ref().unwrap()[..256];
+    for digit in 0..10u8 {
+        let with = train_labels.iter().filter(|&&l| l == digit).count();
+        let row = text.lines().find(|l| l.split_whitespace().next() == Some(&digit.to_string())).unwrap_or_else(|| panic!("no row {digit}: {text}"));
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!((cols[1], cols[2]), (with.to_string().as_str(), (256 - with).to_string().as_str()), "{row}");
+    }
+    let vectors = vaegan::model::AttributeVectors::load(&run.out.join("attributes.safetensors")).unwrap();
+    assert_eq!((vectors.names.len(), vectors.latent), (10, 4));
+
+    let test_labels = &mnist.test.labels.as_ref().unwrap()[..64];
+    let threes: Vec<usize> = (0..64).filter(|&i| test_labels[i] == 3).take(3).collect();
+    let grid = |scale: &str| -> Vec<u8> {
+        let out = run.dir.path().join(format!("edit{scale}.png"));
+        ok(&["edit", "--checkpoint", ck, "--add", "7", "--remove", "3", "-n", "3", "--scale", scale, "--out", out.to_str().unwrap()]);
+        let ((w, h, c), px) = png(&out);
+        assert_eq!((w, h, c), (3 * 30 + 2, 3 * 30 + 2, 1));
+        px
+    };
+    let row = |px: &[u8], r: usize, i: usize| -> Vec<u8> { (0..28).flat_map(|y| px[(2 + r * 30 + y) * 92 + 2 + i * 30..][..28].to_vec()).collect() };
+    let (still, moved) = (grid("0"), grid("1"));
+    for (i, &t) in threes.iter().enumerate() {
+        let want = &mnist.test.images[t * 784..(t + 1) * 784];
+        assert!(row(&still, 0, i).iter().zip(want).all(|(a, b)| a.abs_diff(*b) <= 1), "cell {i} is test image {t}, a 3");
+        assert_eq!(row(&still, 2, i), row(&still, 1, i), "--scale 0 edits nothing");
+        assert_ne!(row(&moved, 2, i), row(&moved, 1, i), "--scale 1 moves the code");
+    }
+    let o = ok(&["edit", "--checkpoint", ck, "--add", "7", "--measure", "--out", run.dir.path().join("m.png").to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    let others = test_labels.iter().filter(|&&l| l != 7).count();
+    assert!(text.contains(&format!("test images edited: {others} ")), "{text}");
+    let pct = |what: &str| -> f64 { text.lines().find(|l| l.starts_with(what)).and_then(|l| l.rsplit(": ").next()).and_then(|v| v.trim_end_matches(" %").parse().ok()).unwrap_or(-1.0) };
+    for what in ["classified as 7 after the edit", "classified as 7 before it", "reconstructions classified as their own digit"] {
+        assert!((0.0..=100.0).contains(&pct(what)), "{what}: {text}");
+    }
+
+    let refused = |args: &[&str], words: &[&str]| {
+        let out = vaegan().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && words.iter().all(|w| err.contains(w)), "vaegan {}: {err}", args.join(" "));
+    };
+    refused(&["edit", "--checkpoint", ck, "--add", "12"], &["attributes.safetensors", "no attribute vector \"12\""]);
+    refused(&["edit", "--checkpoint", ck, "--add", "7,8", "--measure"], &["exactly one --add digit"]);
+    refused(&["edit", "--checkpoint", ck], &["nothing to edit"]);
+    refused(&["edit", "--checkpoint", ck, "--add", "7", "--vectors", "nowhere.safetensors"], &["nowhere.safetensors", "run `vaegan attributes"]);
+    let (code, stderr) = finish(run.train(2, &[]).spawn().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    refused(&["edit", "--checkpoint", ck, "--add", "7"], &["at step", "run `vaegan attributes` again"]);
+}

@@ -23,15 +23,17 @@ decoder = [32]
 discriminator = [16]
 "#;
 
-/// 256 training and 64 test MNIST images as raw IDX files (hyphenated names: no checksum),
-/// written to `dir/data`; quick to load.
+/// 256 training and 64 test MNIST images and their labels as raw IDX files (hyphenated
+/// names: no checksum), written to `dir/data`; quick to load.
 pub fn small_idx_dataset(dir: &Path) -> PathBuf {
     let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
     let split = crate::data::load_mnist();
-    for (name, set, n) in [("train-images-idx3-ubyte", &split.train, 256), ("t10k-images-idx3-ubyte", &split.test, 64)] {
+    for (name, set, n) in [("train", &split.train, 256), ("t10k", &split.test, 64)] {
         let bytes = crate::data::idx_bytes(&[n as u32, 28, 28], &set.images[..n * 784]);
-        std::fs::write(data.join(name), bytes).unwrap();
+        std::fs::write(data.join(format!("{name}-images-idx3-ubyte")), bytes).unwrap();
+        let labels = crate::data::idx_bytes(&[n as u32], &set.labels.as_ref().unwrap()[..n]);
+        std::fs::write(data.join(format!("{name}-labels-idx1-ubyte")), labels).unwrap();
     }
     data
 }

@@ -182,3 +182,39 @@ fn labels_are_optional_unless_required() {
     let err = load_with(&crate::data::shipped_mnist(), Labels::Required(Some(dir.path().join("factors.csv")))).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("set of IDX files"), "{err}");
 }
+
+/// Attribute vectors are differences of mean codes, in f64, zero (and refused by name)
+/// where one side has no images; they survive a save and load, and a damaged file is
+/// refused with what was expected.
+#[test]
+fn attribute_vectors_are_differences_of_mean_codes() {
+    use vaegan::model::AttributeVectors;
+    // Four images, latent 2; attributes A (images 0, 1), B (all), C (image 3).
+    let attrs = Attributes { names: vec!["A".into(), "B".into(), "C".into()], columns: vec!["A".into(), "B".into(), "C".into()], values: vec![1, 1, 0, 1, 1, 0, 0, 1, 0, 0, 1, 1], source: "t".into() };
+    let mu = [1.0, 2.0, 3.0, 4.0, -1.0, 0.5, 7.0, -2.0];
+    let v = AttributeVectors::from_codes(&mu, 2, &attrs, 42).unwrap();
+    assert_eq!(v.vector(0), [(1.0 + 3.0) / 2.0 - (-1.0 + 7.0) / 2.0, (2.0 + 4.0) / 2.0 - (0.5 - 2.0) / 2.0]);
+    // Means in f64, then rounded once.
+    assert_eq!(v.vector(2), [(7.0 - (1.0f64 + 3.0 - 1.0) / 3.0) as f32, (-2.0 - (2.0f64 + 4.0 + 0.5) / 3.0) as f32]);
+    assert_eq!((v.with.clone(), v.without.clone()), (vec![2, 4, 1], vec![2, 0, 3]));
+    assert_eq!(v.vector(1), [0.0, 0.0]);
+    assert!(v.find("B").unwrap_err().contains("4 training images have it and 0 do not"));
+    assert!(v.find("D").unwrap_err().contains("A, B, C"));
+    let shift = v.shift(&[0], &[2], 0.5);
+    assert_eq!(shift, [0.5 * (v.vector(0)[0] - v.vector(2)[0]), 0.5 * (v.vector(0)[1] - v.vector(2)[1])]);
+    assert!(AttributeVectors::from_codes(&mu[..6], 2, &attrs, 0).is_err(), "codes for 3 of 4 images");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("attributes.safetensors");
+    v.save(&path).unwrap();
+    assert_eq!(AttributeVectors::load(&path).unwrap(), v);
+    let damaged = dir.path().join("damaged.safetensors");
+    let bad_names = [("vectors", vec![3, 2], &v.vectors[..]), ("with", vec![2], &[2.0, 4.0][..]), ("without", vec![3], &[2.0, 0.0, 3.0][..])];
+    vaegan::tensor_file::write(&damaged, vaegan::model::attributes::FORMAT, &[("step", "1".into()), ("names", "[\"A\",\"B\",\"C\"]".into())], &bad_names).unwrap();
+    let err = AttributeVectors::load(&damaged).unwrap_err();
+    assert!(err.contains("damaged.safetensors") && err.contains("with [2]") && err.contains("expected [3, latent], [3], [3]"), "{err}");
+    vaegan::tensor_file::write(&damaged, vaegan::model::attributes::FORMAT, &[("step", "1".into()), ("names", "A,B,C".into())], &bad_names).unwrap();
+    assert!(AttributeVectors::load(&damaged).unwrap_err().contains("\"names\" is missing or not a JSON list"));
+    vaegan::tensor_file::write(&damaged, "vaegan-prior-1", &[("step", "1".into())], &bad_names).unwrap();
+    assert!(AttributeVectors::load(&damaged).unwrap_err().contains("not a vaegan attribute-vector file"));
+}

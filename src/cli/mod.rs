@@ -1,5 +1,6 @@
 //! The `vaegan` command line.
 
+mod attributes;
 mod bench;
 mod classifier;
 mod common;
@@ -92,6 +93,12 @@ enum Command {
     /// Fit a Gaussian-mixture prior to the codes a checkpoint's encoder gives the training
     /// images, to sample from instead of N(0, I) (`sample --prior`, `eval --quality --prior`).
     Prior(prior::PriorArgs),
+    /// Visual attribute vectors: for each labelled attribute, the mean code of training
+    /// images that have it minus the mean of those that do not (for `edit`).
+    Attributes(attributes::AttributesArgs),
+    /// Test images, their reconstructions, and the reconstructions with attribute vectors
+    /// added or removed (`--add 7 --remove 3`, `--add red`), as a PNG grid.
+    Edit(attributes::EditArgs),
     /// Test images beside their reconstructions, as a PNG grid.
     Reconstruct(reconstruct::ReconstructArgs),
     /// Test-set negative ELBO, reconstruction error and discriminator accuracy; with
@@ -121,6 +128,8 @@ pub fn main() -> anyhow::Result<()> {
         Command::Train(args) => train::run(&cli.device, &args),
         Command::Sample(args) => sample::run(&cli.device, &args),
         Command::Prior(args) => prior::run(&cli.device, &args),
+        Command::Attributes(args) => attributes::run_attributes(&cli.device, &args),
+        Command::Edit(args) => attributes::run_edit(&cli.device, &args),
         Command::Reconstruct(args) => reconstruct::run(&cli.device, &args),
         Command::Eval(args) => eval::run(&cli.device, &args),
         Command::Classifier(args) => classifier::run(&cli.device, &args),

@@ -77,6 +77,19 @@ impl Dataset {
         &self.images[i * self.dim()..(i + 1) * self.dim()]
     }
 
+    /// The images `ids`, in that order, with their labels and attributes.
+    pub fn pick(&self, ids: &[usize]) -> Self {
+        let images: Vec<u8> = ids.iter().flat_map(|&i| self.image(i).iter().copied()).collect();
+        Dataset {
+            images: images.into(),
+            labels: self.labels.as_ref().map(|l| ids.iter().map(|&i| l[i]).collect()),
+            attributes: self.attributes.as_ref().map(|a| a.pick(ids)),
+            count: ids.len(),
+            source: self.source.clone(),
+            ..*self
+        }
+    }
+
     /// The first `n` images (all when n ≥ count).
     pub fn truncate(mut self, n: usize) -> Self {
         let n = n.min(self.count);

@@ -1,6 +1,8 @@
 //! Training: the step graph on the GPU fed by the GPU-resident data set, epochs of
 //! permuted batches, balancing, evaluation, pictures, metrics and checkpoints.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod attributes;
 pub mod eval;
 pub mod feed;
 pub mod logs;
