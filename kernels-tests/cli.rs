@@ -1,7 +1,8 @@
 //! Subcommands a user types, run as the user would (the real binary), each checked for what
 //! its help promises — a picture of the right size and colour type holding the right
 //! images, a table with the right rows, a file that loads — not only for its exit code:
-//! `reconstruct`, `graph`, `devices`, `make-dataset` and `sample --walk/--seed`.
+//! `reconstruct`, `graph`, `devices`, `make-dataset`, `sample --walk/--seed`, `attributes`
+//! and `edit`, and every section and flag of `bench`.
 
 use std::path::Path;
 use std::process::{Output, Stdio};
@@ -282,4 +283,118 @@ fn attributes_and_edit_move_codes_by_attribute_vectors() {
     let (code, stderr) = finish(run.train(2, &[]).spawn().unwrap());
     assert_eq!(code, 0, "{stderr}");
     refused(&["edit", "--checkpoint", ck, "--add", "7"], &["at step", "run `vaegan attributes` again"]);
+}
+
+/// `vaegan bench` as JSON, with extra environment; its stderr too.
+fn bench_json(env: &[(&str, &std::ffi::OsStr)], args: &[&str]) -> (serde_json::Value, String) {
+    let mut c = vaegan();
+    c.args(args).arg("--json").stdout(Stdio::piped());
+    for (k, v) in env {
+        // An empty value removes the variable (the suite's forced tile, which turns tuning off).
+        if v.is_empty() {
+            c.env_remove(k);
+        } else {
+            c.env(k, v);
+        }
+    }
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "vaegan {}: {err}", args.join(" "));
+    (serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("vaegan {}: not JSON ({e})", args.join(" "))), err)
+}
+
+/// Each `bench` section and flag times what its help names, and only that: --kernels with
+/// --sizes, --batches, --tiles and --f16; --no-autotune against the tuner it turns off;
+/// --step with --models and --batches; --ceiling; --conv with --conv-batch; --feed;
+/// --allreduce with one process; --profile's table adds up; unknown models are refused.
+#[test]
+fn bench_flags_choose_what_is_timed() {
+    let rows = |v: &serde_json::Value, key: &str| -> Vec<serde_json::Value> { v[key].as_array().unwrap_or_else(|| panic!("{key}: {v}")).clone() };
+    let s = |v: &serde_json::Value, key: &str| -> String { v[key].as_str().unwrap_or_default().to_string() };
+    let f16 = has_f16();
+
+    // --kernels at the sizes, batches and tiles asked for; the tuner off despite the
+    // environment asking for it, so no tunings are written.
+    let cache = tempfile::tempdir().unwrap();
+    let tuned_env = [
+        ("VAEGAN_AUTOTUNE", std::ffi::OsStr::new("1")),
+        ("VAEGAN_AUTOTUNE_BUDGET", "2".as_ref()),
+        ("VAEGAN_CACHE_DIR", cache.path().as_os_str()),
+        ("VAEGAN_TILE", "".as_ref()),
+    ];
+    let tiles = ["16x16@8x8", "4x4@16x16/shared"];
+    let args = ["--no-autotune", "bench", "--kernels", "--quick", "--sizes", "33", "--batches", "4", "--tiles", "16x16@8x8,4x4@16x16/shared", "--f16"];
+    let (r, err) = bench_json(&tuned_env, &args);
+    assert!(r["ceiling"].is_null() && rows(&r, "steps").is_empty() && rows(&r, "feeds").is_empty(), "{r}");
+    let kernels = rows(&r, "kernels");
+    let square: Vec<_> = kernels.iter().filter(|k| s(k, "kernel") == "matmul A·B").collect();
+    assert!(square.iter().all(|k| s(k, "shape") == "33x33x33"), "{square:?}");
+    for dtype in if f16 { vec!["f32", "f16"] } else { vec!["f32"] } {
+        let got: Vec<String> = square.iter().filter(|k| s(k, "dtype") == dtype).map(|k| s(k, "tile")).collect();
+        assert_eq!(got, tiles, "{dtype} square matmuls at the tiles asked for");
+    }
+    assert!(kernels.iter().any(|k| s(k, "shape") == "4x512x784"), "the model's first layer at batch 4");
+    assert!(kernels.iter().filter(|k| k["gb_s"].is_number()).all(|k| k["gb_s"].as_f64().unwrap() > 0.0));
+    assert!(!cache.path().join("autotune.json").exists() && !err.contains("tuning"), "--no-autotune tuned: {err}");
+    // The same without --no-autotune tunes the conv shapes (within 2 s) and caches them.
+    bench_json(&tuned_env, &args[1..]);
+    assert!(cache.path().join("autotune.json").exists(), "the tuner's control run wrote no tunings");
+
+    // --step: the models and batch asked for, in both precisions where f16 exists.
+    let (r, _) = bench_json(&[], &["bench", "--step", "--quick", "--models", "mnist-mlp", "--batches", "4", "--f16"]);
+    let steps = rows(&r, "steps");
+    let got: Vec<(String, String)> = steps.iter().map(|k| (s(k, "model"), s(k, "precision"))).collect();
+    let mut want = vec![];
+    for p in if f16 { vec!["f32", "f16"] } else { vec!["f32"] } {
+        want.extend([("mnist-mlp vae-gan".to_string(), p.to_string()), ("mnist-mlp vae".to_string(), p.to_string())]);
+    }
+    assert_eq!(got.len(), want.len(), "{got:?}");
+    assert!(want.iter().all(|w| got.contains(w)), "{got:?}");
+    for k in &steps {
+        let (sps, ms) = (k["samples_per_s"].as_f64().unwrap(), k["ms_per_step"].as_f64().unwrap());
+        assert_eq!(k["batch"], 4);
+        assert!(sps > 0.0 && (sps * ms / 1e3 / 4.0 - 1.0).abs() < 1e-6, "samples/s and ms/step agree: {k}");
+    }
+    assert!(rows(&r, "kernels").is_empty());
+
+    // --ceiling: a copy's GB/s and the best matmul's GFLOP/s with its tile.
+    let (r, _) = bench_json(&[], &["bench", "--ceiling", "--quick"]);
+    let c = &r["ceiling"];
+    assert!(c["copy_gb_s"].as_f64().unwrap() > 0.0 && c["matmul_gflop_s"].as_f64().unwrap() > 0.0 && !s(c, "matmul_tile").is_empty(), "{c}");
+
+    // --conv at --conv-batch: Larsen's convolutions, three kernels each, at batch 1.
+    let (r, _) = bench_json(&[], &["bench", "--conv", "--quick", "--conv-batch", "1"]);
+    let convs = rows(&r, "convs");
+    assert!(!convs.is_empty() && convs.iter().all(|k| s(k, "geometry").starts_with("1x")), "{convs:?}");
+    assert!(convs.iter().any(|k| s(k, "kernel") == "input grad") && convs.iter().any(|k| s(k, "kernel") == "weight grad"));
+
+    // --feed: resident against streamed, for the model it names.
+    let (r, _) = bench_json(&[], &["bench", "--feed", "--quick"]);
+    let feeds = rows(&r, "feeds");
+    assert!(!feeds.is_empty() && feeds.iter().all(|k| k["resident_ms"].as_f64().unwrap() > 0.0 && k["streamed_ms"].as_f64().unwrap() > 0.0), "{feeds:?}");
+
+    // --allreduce alone: one rank, the model asked for, its gradient's size.
+    let (r, _) = bench_json(&[], &["bench", "--allreduce", "--quick", "--models", "mnist-mlp", "--batches", "4"]);
+    let ar = rows(&r, "allreduce");
+    assert_eq!(ar.len(), 1, "{r}");
+    let params: usize = vaegan::model::param_shapes(&vaegan::model::ModelConfig::mnist_mlp()).unwrap().iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+    assert_eq!((s(&ar[0], "model"), ar[0]["ranks"].as_u64(), ar[0]["batch_per_rank"].as_u64()), ("mnist-mlp".into(), Some(1), Some(4)));
+    assert!((ar[0]["grad_mb"].as_f64().unwrap() - params as f64 * 4.0 / 1e6).abs() < 1e-9, "{} vs {params} parameters", ar[0]);
+
+    // --profile: every dispatch of one step, by kernel; the counts and shares add up.
+    let o = ok(&["bench", "--profile", "--preset", "mnist-mlp", "--batches", "4"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    let head = text.lines().find(|l| l.contains("step at batch 4:")).unwrap_or_else(|| panic!("{text}"));
+    let dispatches: usize = head.split(": ").nth(1).and_then(|t| t.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap();
+    let table: Vec<Vec<&str>> = text.lines().skip_while(|l| !l.starts_with("kernel")).skip(1).map(|l| l.split_whitespace().collect()).filter(|c: &Vec<&str>| c.len() >= 4).collect();
+    let count: usize = table.iter().map(|c| c[c.len() - 1].parse::<usize>().unwrap()).sum();
+    let share: f64 = table.iter().map(|c| c[c.len() - 2].trim_end_matches('%').parse::<f64>().unwrap()).sum();
+    assert_eq!(count, dispatches, "{text}");
+    assert!((share - 100.0).abs() < 0.1 * table.len() as f64, "shares sum to {share}: {text}");
+
+    for args in [&["bench", "--step", "--models", "mnist-xl"][..], &["bench", "--allreduce", "--models", "mnist-conv"]] {
+        let out = vaegan().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("unknown model"), "{}: {err}", args.join(" "));
+    }
 }

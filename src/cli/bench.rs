@@ -42,8 +42,8 @@ pub struct BenchArgs {
     #[arg(long)]
     conv_batch: Option<usize>,
     /// Data-parallel steps (run it under `mpirun -np N`, with the `mpi` feature): each
-    /// group's gradient all-reduced across the ranks, for mnist-mlp and celeba64 at
-    /// --batches per rank; per step, the wall time, the host's time in the all-reduce
+    /// group's gradient all-reduced across the ranks, for mnist-mlp and celeba64 (or
+    /// --models) at --batches per rank; per step, the wall time, the host's time in the all-reduce
     /// (waiting for the other ranks included) and the gradient bytes. Alone, it measures
     /// the reduced step's own overhead (read back, write back) with one process.
     #[arg(long)]
@@ -335,12 +335,20 @@ fn bench_allreduce(gpu: &Gpu, args: &BenchArgs, collective: &dyn crate::train::p
     let leader = collective.rank() == 0;
     let cpu = gpu.info.device_type == wgpu::DeviceType::Cpu;
     let steps = if args.quick { 3 } else { args.steps.max(1).min(if cpu { 10 } else { 50 }) };
-    let models = [("mnist-mlp", vec![64, 256]), ("celeba64", if cpu { vec![4] } else { vec![16, 64] })];
-    if leader {
+    let mut models = vec![("mnist-mlp", vec![64, 256]), ("celeba64", if cpu { vec![4] } else { vec![16, 64] })];
+    if let Some(wanted) = &args.models {
+        if let Some(bad) = wanted.iter().find(|w| !models.iter().any(|m| m.0 == w.as_str())) {
+            anyhow::bail!("--models with --allreduce: unknown model {bad:?}; expected some of mnist-mlp, celeba64");
+        }
+        models.retain(|m| wanted.iter().any(|w| w == m.0));
+    }
+    let text = leader && !args.json;
+    if text {
         println!("adapter (rank 0): {}; {ranks} rank(s)", gpu.describe());
         println!("data-parallel steps, mean of {steps}: wall ms per step, of which the host waited in the all-reduce (the other ranks included)");
         println!("{:<10} {:>11} {:>12} {:>9} {:>14} {:>12} {:>12}", "model", "batch/rank", "grad MB", "ms/step", "all-reduce ms", "compute ms", "samples/s");
     }
+    let mut rows = vec![];
     for (name, batches) in models {
         let run_config = RunConfig::preset(name).map_err(anyhow::Error::msg)?;
         let config = &run_config.model;
@@ -369,19 +377,48 @@ fn bench_allreduce(gpu: &Gpu, args: &BenchArgs, collective: &dyn crate::train::p
             gpu.wait()?;
             let secs = t0.elapsed().as_secs_f64() / steps as f64;
             let reducing = reducing / steps as f64;
-            if leader {
+            let row = AllreduceRow {
+                model: name.to_string(),
+                batch_per_rank: batch,
+                ranks,
+                grad_mb: grad_bytes as f64 / 1e6,
+                ms_per_step: secs * 1e3,
+                allreduce_ms: reducing * 1e3,
+                compute_ms: (secs - reducing) * 1e3,
+                samples_per_s: (batch * ranks) as f64 / secs,
+            };
+            if text {
                 println!(
-                    "{name:<10} {batch:>11} {:>12.1} {:>9.1} {:>14.1} {:>12.1} {:>12.0}",
-                    grad_bytes as f64 / 1e6,
-                    secs * 1e3,
-                    reducing * 1e3,
-                    (secs - reducing) * 1e3,
-                    (batch * ranks) as f64 / secs
+                    "{name:<10} {batch:>11} {:>12.1} {:>9.1} {:>14.1} {:>12.1} {:>12}",
+                    row.grad_mb,
+                    row.ms_per_step,
+                    row.allreduce_ms,
+                    row.compute_ms,
+                    super::common::rate(row.samples_per_s)
                 );
             }
+            rows.push(row);
         }
     }
+    if leader && args.json {
+        let report = serde_json::json!({ "adapter": gpu.describe(), "ranks": ranks, "steps": steps, "allreduce": rows });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
     Ok(())
+}
+
+/// One data-parallel configuration of `--allreduce`.
+#[derive(Serialize)]
+struct AllreduceRow {
+    model: String,
+    batch_per_rank: usize,
+    ranks: usize,
+    grad_mb: f64,
+    ms_per_step: f64,
+    /// The host's wait in the all-reduce, the other ranks included.
+    allreduce_ms: f64,
+    compute_ms: f64,
+    samples_per_s: f64,
 }
 
 /// Larsen et al.'s 64×64 model's convolutions at `batch`: (layer, geometry, transposed).
