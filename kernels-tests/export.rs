@@ -74,6 +74,7 @@ fn random_checkpoint(preset: &str, seed: u64) -> Checkpoint {
         limit: None,
         test_limit: None,
         crop: vaegan::data::Crop::Centre,
+        balance_losses: None,
         params,
         state,
         adam_m: zeros.clone(),

@@ -160,6 +160,7 @@ pub fn tiny_checkpoint() -> Checkpoint {
         limit: None,
         test_limit: Some(32),
         crop: vaegan::data::Crop::Centre,
+        balance_losses: None,
         params: tensors.clone(),
         state: vec![],
         adam_m: tensors.clone(),
@@ -220,6 +221,9 @@ fn hostile_checkpoints_are_refused_clearly() {
         let text = err.to_string();
         assert!(text.contains("ck.safetensors") && text.contains(expect), "{name}: expected {expect:?} in {text:?}");
     }
+    // The balancing's last losses come back bit for bit.
+    let balanced = Checkpoint { balance_losses: Some((12, 0.1 + 0.2, 1.0 / 3.0)), ..good.clone() };
+    assert_eq!(Checkpoint::from_bytes(&balanced.to_bytes().unwrap(), path).unwrap().balance_losses, balanced.balance_losses);
     // Metadata that is missing or not a number.
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
@@ -227,6 +231,8 @@ fn hostile_checkpoints_are_refused_clearly() {
         ("step", None, "\"step\" is missing"),
         ("epoch", Some("many"), "\"epoch\" is not a number"),
         ("config", Some("[model]\nlatent = 0"), "model.latent must be at least 1"),
+        ("balance_losses", Some("12,0.5,NaN"), "\"balance_losses\" is \"12,0.5,NaN\": expected step,d_real,d_fake"),
+        ("balance_losses", Some("12,0.5"), "\"balance_losses\" is \"12,0.5\""),
     ] {
         let mut m = meta.metadata().clone().unwrap();
         match value {

@@ -102,6 +102,70 @@ fn checkpoints_round_trip() {
     assert!(!path.with_extension("safetensors.tmp").exists(), "the temporary file is renamed away");
 }
 
+/// Larsen et al.'s balancing decides each step's updates from losses read back
+/// asynchronously; the decisions must still depend on the seed alone: two runs of a seed
+/// take the same updates and losses bit for bit, and so does a run resumed from a
+/// checkpoint (which carries the last losses), across an epoch boundary. The margin is
+/// narrow so that the balancing skips updates often.
+#[test]
+fn a_balanced_run_is_deterministic_and_resumes_exactly() {
+    let mut config = small(Mode::VaeGan);
+    config.optim.balance = true;
+    config.optim.margin = 0.02;
+    config.optim.equilibrium = 0.9;
+    let (batch, first, then) = (64, 10, 7);
+    // (losses, updates) of each step; the trainer's own readback settings, as the CLI's.
+    let run = |t: &mut Trainer, steps: usize| -> Vec<Vec<bool>> {
+        let updates = (0..steps).map(|_| {
+            t.step().unwrap();
+            t.last_update.clone()
+        });
+        let updates = updates.collect();
+        t.collect(true).unwrap();
+        updates
+    };
+    let bits = |t: &Trainer| -> Vec<(u64, Vec<u32>)> { t.history.iter().map(|(s, v)| (*s, v.iter().map(|(_, x)| x.to_bits()).collect())).collect() };
+    let mut a = Trainer::new(gpu(), config.clone(), batch, 5, &mnist().train, None).unwrap();
+    let a_updates = run(&mut a, first + then);
+    let mut b = Trainer::new(gpu(), config.clone(), batch, 5, &mnist().train, None).unwrap();
+    let b_updates = run(&mut b, first + then);
+    assert_eq!(a.history.len(), first + then, "every balanced step reads its losses back");
+    assert!(a.skipped[0] + a.skipped[1] > 0, "the balancing never skipped an update: the test checks nothing");
+    assert_eq!(a_updates, b_updates, "the same seed, other decisions");
+    // Each decision is the rule applied to the previous step's losses (the first step
+    // updates everything); groups are encoder, decoder, discriminator.
+    let (eq, margin) = (config.optim.equilibrium, config.optim.margin);
+    for (i, u) in a_updates.iter().enumerate() {
+        let want = match i {
+            0 => vec![true; 3],
+            _ => {
+                let v = &a.history[i - 1].1;
+                let get = |n: &str| v.iter().find(|(k, _)| k == n).unwrap().1;
+                let (real, fake) = (get("d_real"), get("d_fake"));
+                let (dis, dec) = (!(real < eq - margin || fake < eq - margin), !(real > eq + margin || fake > eq + margin));
+                let (dis, dec) = if !dis && !dec { (true, true) } else { (dis, dec) };
+                vec![true, dec, dis]
+            }
+        };
+        assert_eq!(u, &want, "step {}", i + 1);
+    }
+    assert_eq!(bits(&a), bits(&b));
+
+    let mut part = Trainer::new(gpu(), config.clone(), batch, 5, &mnist().train, None).unwrap();
+    run(&mut part, first);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.safetensors");
+    part.checkpoint().unwrap().save(&path).unwrap();
+    drop(part);
+    let ck = Checkpoint::load(&path).unwrap();
+    assert_eq!(ck.balance_losses.map(|(s, _, _)| s), Some(first as u64), "the checkpoint carries the last step's losses");
+    let mut resumed = Trainer::new(gpu(), ck.config.clone(), batch, ck.seed, &mnist().train, Some(&ck)).unwrap();
+    let resumed_updates = run(&mut resumed, then);
+    assert_eq!(resumed_updates, a_updates[first..], "the resumed run's decisions");
+    let tail: Vec<_> = bits(&a).into_iter().filter(|(s, _)| *s > first as u64).collect();
+    assert_eq!(bits(&resumed), tail);
+}
+
 /// Steps N+1..N+k after a resume give the same losses, bit for bit, as an uninterrupted run
 /// (across an epoch boundary: the permutation, RNG keys and Adam state all continue).
 #[test]

@@ -52,6 +52,10 @@ pub struct Checkpoint {
     pub test_limit: Option<usize>,
     /// The crop of folder images (absent in older checkpoints: centre).
     pub crop: crate::data::Crop,
+    /// The discriminator's losses at the last step read back, (step, d_real, d_fake), for a
+    /// balanced run's next decision (`Trainer::balance_losses`; absent in older checkpoints
+    /// and unbalanced runs).
+    pub balance_losses: Option<(u64, f32, f32)>,
     pub params: Tensors,
     /// Batch norm's running statistics (under their names, as PyTorch's buffers).
     pub state: Tensors,
@@ -101,6 +105,8 @@ impl Checkpoint {
         metadata.insert("limit".to_string(), self.limit.map(|l| l.to_string()).unwrap_or_default());
         metadata.insert("test_limit".to_string(), self.test_limit.map(|l| l.to_string()).unwrap_or_default());
         metadata.insert("crop".to_string(), self.crop.to_string());
+        // f32's Display is the shortest text that reads back to the same bits.
+        metadata.insert("balance_losses".to_string(), self.balance_losses.map(|(s, r, f)| format!("{s},{r},{f}")).unwrap_or_default());
         let mut entries: Vec<(String, [usize; 2], Vec<u8>)> = vec![];
         for (prefix, list) in [("", &self.params), ("", &self.state), ("adam.m.", &self.adam_m), ("adam.v.", &self.adam_v)] {
             for (name, shape, values) in list {
@@ -242,10 +248,25 @@ impl Checkpoint {
                 None => crate::data::Crop::Centre,
                 Some(c) => c.parse().map_err(|e: String| err(path, format!("metadata \"crop\": {e}")))?,
             },
+            balance_losses: match meta.get("balance_losses").map(String::as_str) {
+                None | Some("") => None,
+                Some(text) => Some(parse_balance_losses(text).ok_or_else(|| {
+                    err(path, format!("metadata \"balance_losses\" is {text:?}: expected step,d_real,d_fake (a whole number and two finite numbers)"))
+                })?),
+            },
             params,
             state,
             adam_m,
             adam_v,
         })
     }
+}
+
+/// "step,d_real,d_fake" as written by `to_bytes`.
+fn parse_balance_losses(text: &str) -> Option<(u64, f32, f32)> {
+    let mut parts = text.split(',');
+    let step = parts.next()?.parse().ok()?;
+    let real: f32 = parts.next()?.parse().ok()?;
+    let fake: f32 = parts.next()?.parse().ok()?;
+    (parts.next().is_none() && real.is_finite() && fake.is_finite()).then_some((step, real, fake))
 }

@@ -103,6 +103,11 @@ pub struct Trainer<'g> {
     pub last_update: Vec<bool>,
     /// Steps whose discriminator / decoder update the balancing skipped.
     pub skipped: [u64; 2],
+    /// The discriminator's losses at the newest step read back, (step, d_real, d_fake):
+    /// what the balancing decides the next step's updates from. Kept apart from `history`
+    /// (which the run drains at every epoch's end) and saved in checkpoints, so that a
+    /// balanced run's decisions depend on the seed alone, not on when readbacks land.
+    pub balance_losses: Option<(u64, f32, f32)>,
     /// This replica's rows of each global batch (all of them in a single process).
     pub shard: Shard,
     /// The processes of the run (`parallel::Single` for one).
@@ -222,10 +227,14 @@ impl<'g> Trainer<'g> {
             history: vec![],
             last_update: vec![true; groups],
             skipped: [0, 0],
+            balance_losses: resume.and_then(|ck| ck.balance_losses),
             shard,
             collective,
             config,
         };
+        // Balancing reads every step's losses back: a step must never go without its readback
+        // because every staging buffer is in flight.
+        trainer.exec.wait_for_readback |= balance;
         trainer.start_epoch()?;
         Ok(trainer)
     }
@@ -239,17 +248,23 @@ impl<'g> Trainer<'g> {
         self.feed.start_epoch(self.gpu, self.seed, self.position.epoch)
     }
 
-    /// Which groups to update this step. Larsen et al.'s balancing, from the most recent
-    /// losses read back (one or two steps old: the readback is asynchronous).
-    fn updates(&mut self) -> Vec<bool> {
+    /// Which groups to update this step. Larsen et al.'s balancing, from the discriminator's
+    /// losses at the previous step: natively it waits for that step's readback (one step
+    /// of GPU work), so the decisions are the same in every run of a seed and after a
+    /// resume. The browser cannot block: there the newest losses read back decide, which
+    /// may be a step or two older. The first step of a run (or of a resume from a
+    /// checkpoint without them) updates every group.
+    fn updates(&mut self) -> Result<Vec<bool>> {
         let groups = self.exec.graph.groups.len();
         let mut update = vec![true; groups];
         if !(self.config.optim.balance && self.step_graph.discriminator.is_some()) {
-            return update;
+            return Ok(update);
         }
-        let Some((_, last)) = self.history.last() else { return update };
-        let get = |n: &str| last.iter().find(|(k, _)| k == n).map(|(_, v)| *v);
-        let (Some(real), Some(fake)) = (get("d_real"), get("d_fake")) else { return update };
+        let previous = self.exec.step;
+        if cfg!(not(target_arch = "wasm32")) && previous > 0 && self.balance_losses.is_none_or(|(s, _, _)| s < previous) {
+            self.collect(true)?;
+        }
+        let Some((_, real, fake)) = self.balance_losses else { return Ok(update) };
         let (eq, margin) = (self.config.optim.equilibrium, self.config.optim.margin);
         let mut train_dis = !(real < eq - margin || fake < eq - margin);
         let mut train_dec = !(real > eq + margin || fake > eq + margin);
@@ -265,7 +280,7 @@ impl<'g> Trainer<'g> {
         }
         update[self.step_graph.decoder] = train_dec;
         update[self.step_graph.discriminator.unwrap()] = train_dis;
-        update
+        Ok(update)
     }
 
     /// One training step (no waiting for the GPU).
@@ -274,7 +289,7 @@ impl<'g> Trainer<'g> {
         let start = self.feed.before_step(self.gpu, &self.position, self.batch, self.shard)?;
         let rows = self.shard.rows(self.batch);
         self.exec.prelude(self.gather).write_params(self.gpu, &GpuDataset::params(rows, self.dim, start, self.scaling));
-        let mut update = self.updates();
+        let mut update = self.updates()?;
         // Every `readback_every` steps, and at the last step of an epoch so that every
         // epoch has losses to average however few steps it has.
         let last_of_epoch = self.position.step_in_epoch + 1 == self.steps_per_epoch;
@@ -302,6 +317,12 @@ impl<'g> Trainer<'g> {
         for (step, values) in got {
             if let Some((name, v)) = values.iter().find(|(_, v)| !v.is_finite()) {
                 return Err(TrainError::Diverged { step, loss: name.clone(), value: *v });
+            }
+            let get = |n: &str| values.iter().find(|(k, _)| k == n).map(|(_, v)| *v);
+            if let (Some(real), Some(fake)) = (get("d_real"), get("d_fake")) {
+                if self.balance_losses.is_none_or(|(s, _, _)| s < step) {
+                    self.balance_losses = Some((step, real, fake));
+                }
             }
             self.history.push((step, values));
         }
@@ -343,6 +364,8 @@ impl<'g> Trainer<'g> {
         while !self.epoch_done() {
             // Every replica stops at the same step.
             if self.collective.any(stop.load(Ordering::SeqCst)) {
+                // Every readback in, for the checkpoint (the balancing's last losses).
+                self.collect(true)?;
                 return Ok(false);
             }
             self.step()?;
@@ -378,6 +401,7 @@ impl<'g> Trainer<'g> {
             limit: self.data_limit,
             test_limit: self.test_limit,
             crop: self.crop,
+            balance_losses: self.balance_losses,
             params,
             state,
             adam_m: m,
