@@ -398,3 +398,79 @@ fn bench_flags_choose_what_is_timed() {
         assert!(!out.status.success() && err.contains("unknown model"), "{}: {err}", args.join(" "));
     }
 }
+
+/// `classifier` trains on the data, epochs, batch, rate and seed asked for and writes a
+/// file that loads; `eval` reads --data and --test-limit, scores samples with --classifier,
+/// draws -n samples from --seed (the same seed, the same figures; another, others).
+#[test]
+fn classifier_and_eval_flags_mean_what_they_say() {
+    let run = setup();
+    let (code, stderr) = finish(run.train(1, &[]).spawn().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    let weights = run.dir.path().join("c.safetensors");
+    let o = ok(&["classifier", "--data", run.data.to_str().unwrap(), "--epochs", "2", "--batch", "32", "--lr", "0.002", "--seed", "4", "--out", weights.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("epoch 1/2: test accuracy") && err.contains("epoch 2/2: test accuracy") && !err.contains("epoch 3/"), "{err}");
+    let w = vaegan::quality::ClassifierWeights::load(&weights).unwrap();
+    assert!(w.made_by.contains("--epochs 2 --batch 32 --lr 0.002 --seed 4") && w.made_by.contains("256 images"), "{}", w.made_by);
+    // 256 training images, two epochs: far above chance (10 %), short of the shipped 98 %.
+    assert!((0.3..0.98).contains(&w.test_accuracy), "test accuracy {}", w.test_accuracy);
+
+    // Another data folder: the same training images, 32 test images.
+    let other = run.dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::copy(run.data.join("train-images-idx3-ubyte"), other.join("train-images-idx3-ubyte")).unwrap();
+    let test = crate::data::load_mnist().test;
+    std::fs::write(other.join("t10k-images-idx3-ubyte"), crate::data::idx_bytes(&[32, 28, 28], &test.images[1000 * 784..1032 * 784])).unwrap();
+    let eval = |data: &Path, extra: &[&str]| -> String {
+        let mut args = vec!["eval", "--checkpoint", run.out.to_str().unwrap(), "--data", data.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        String::from_utf8_lossy(&ok(&args).stdout).into_owned()
+    };
+    assert!(eval(&other, &[]).contains("images evaluated: 32"));
+    let limited = eval(&run.data, &["--test-limit", "40"]);
+    assert!(limited.contains("images evaluated: 40"), "{limited}");
+    let quality = |seed: &str| eval(&other, &["--quality", "-n", "300", "--seed", seed, "--classifier", weights.to_str().unwrap()]);
+    let (a, b, c) = (quality("5"), quality("5"), quality("6"));
+    assert!(a.contains(&format!("classifier {}", weights.display())) && a.contains(&format!("test accuracy {:.2}%", 100.0 * w.test_accuracy)), "{a}");
+    let samples_line = |t: &str| t.lines().find(|l| l.contains("samples (z ~ N(0, I)) vs")).unwrap_or_else(|| panic!("{t}")).to_string();
+    assert!(samples_line(&a).contains("300 samples") && samples_line(&a).contains("vs 32 test images"), "{a}");
+    assert_eq!(samples_line(&a), samples_line(&b), "the same seed, the same samples");
+    assert_ne!(samples_line(&a), samples_line(&c), "another seed, other samples");
+}
+
+/// `train --cache-dir`: a folder's decoded images are cached there (not in
+/// VAEGAN_CACHE_DIR), as one file of every image, and the next run reads them back.
+#[test]
+fn train_caches_decoded_folders_where_cache_dir_says() {
+    let run = setup();
+    let images = run.dir.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let mnist = crate::data::load_mnist();
+    for i in 0..12 {
+        crate::data::write_png(&images.join(format!("d{i:02}.png")), 28, 28, ::png::ColorType::Grayscale, mnist.train.image(i));
+    }
+    let cache = run.dir.path().join("my-cache");
+    let train = |out: &str| -> String {
+        let mut c = vaegan();
+        c.args(["train", "--config", run.config.to_str().unwrap(), "--data", images.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()]);
+        c.args(["--out", run.dir.path().join(out).to_str().unwrap(), "--batch", "4", "--eval-batch", "1", "--epochs", "1"]);
+        let (code, stderr) = finish(c.spawn().unwrap());
+        assert_eq!(code, 0, "{stderr}");
+        stderr
+    };
+    let first = train("a");
+    let files: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(first.contains(&format!("decoded images cached in {}", files[0].display())), "{first}");
+    // The header (magic, key, count, dimensions) and 12 images of 28×28×1.
+    assert_eq!(std::fs::metadata(&files[0]).unwrap().len(), (8 + 32 + 8 + 12 + 12 * 784) as u64);
+    let second = train("b");
+    assert!(!second.contains("decoded images cached") && !second.contains("decoding images"), "the second run decoded again: {second}");
+    // 12 images leave 1 for testing: no covariance of one image, said plainly (this
+    // panicked once), in training and in eval.
+    assert!(first.contains("no sample Fréchet distance per epoch: the test set has 1 image(s)"), "{first}");
+    let out = vaegan().args(["eval", "--checkpoint", run.dir.path().join("a").to_str().unwrap(), "--quality"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("at least 2 test and 2 training images") && !err.contains("panicked"), "{err}");
+}

@@ -138,6 +138,10 @@ fn epoch_frechet<'g>(
     if n == 1 {
         bail!("--fd-samples 1: a Fréchet distance needs at least 2 samples (0 turns it off)");
     }
+    if test.count < 2 {
+        eprintln!("note: no sample Fréchet distance per epoch: the test set has {} image(s), a covariance needs 2", test.count);
+        return Ok(None);
+    }
     let path = crate::quality::classifier::default_path();
     if !path.is_file() {
         eprintln!("note: no sample Fréchet distance per epoch: the MNIST classifier {} is not here", path.display());

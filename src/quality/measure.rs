@@ -51,6 +51,12 @@ pub fn measure(
     if n < 2 {
         return Err(TrainError::Invalid("sample quality needs at least 2 samples for a covariance".into()));
     }
+    if split.test.count < 2 || split.train.count < 2 {
+        return Err(TrainError::Invalid(format!(
+            "sample quality compares feature covariances: it needs at least 2 test and 2 training images ({} has {} and {})",
+            split.test.source, split.test.count, split.train.count
+        )));
+    }
     if split.test.dim() != super::classifier::WIDTHS[0] {
         return Err(TrainError::Invalid(format!(
             "sample quality uses the MNIST classifier (28x28 grey images); this model's images are {}x{}x{}",
@@ -116,8 +122,8 @@ impl<'g> EpochFrechet<'g> {
     /// For a model of `c` whose test set is `test`; refused unless the images are MNIST's
     /// shape (28×28 grey, what the classifier reads) and `n` ≥ 2.
     pub fn new(gpu: &'g Gpu, c: &crate::model::ModelConfig, test: &crate::data::Dataset, weights: &ClassifierWeights, n: usize, seed: u64) -> Result<Self> {
-        if n < 2 {
-            return Err(TrainError::Invalid("sample quality needs at least 2 samples for a covariance".into()));
+        if n < 2 || test.count < 2 {
+            return Err(TrainError::Invalid(format!("sample quality needs at least 2 samples and 2 test images for a covariance ({n} and {})", test.count)));
         }
         if test.dim() != super::classifier::WIDTHS[0] || test.channels != 1 {
             return Err(TrainError::Invalid(format!(
