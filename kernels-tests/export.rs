@@ -27,7 +27,7 @@ use crate::interrupt::{finish, setup, vaegan};
 /// A checkpoint of `preset` whose every number matters: the initial weights, with random
 /// biases, batch-norm scales and shifts, and running statistics (all of them zero or one
 /// at initialisation, where a permutation mistake would not show).
-fn random_checkpoint(preset: &str, seed: u64) -> Checkpoint {
+pub fn random_checkpoint(preset: &str, seed: u64) -> Checkpoint {
     let mut config = RunConfig::from_toml(&format!("preset = {preset:?}\n"), "test.toml").unwrap();
     // celeba64's layers, on 16×16 images: every op of the preset, a sixteenth of the work
     // (its export is checked against the f64 twin on the CPU, 2 GFLOP an image at 64×64).

@@ -371,3 +371,117 @@ fn crc32(data: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// Batch-norm running statistics are checked like weights: a checkpoint that lacks one, or
+/// holds one of the wrong shape, is refused with its name.
+#[test]
+fn checkpoints_without_their_running_statistics_are_refused() {
+    let good = crate::export::random_checkpoint("mnist-conv", 3);
+    assert!(!good.state.is_empty(), "mnist-conv has batch norm");
+    let path = Path::new("conv.safetensors");
+    Checkpoint::from_bytes(&good.to_bytes().unwrap(), path).expect("the good one loads");
+    let name = good.state[0].0.clone();
+    let mut missing = good.clone();
+    missing.state.remove(0);
+    let err = Checkpoint::from_bytes(&missing.to_bytes().unwrap(), path).expect_err("missing").to_string();
+    assert!(err.contains("conv.safetensors") && err.contains(&format!("running statistics of {name} are missing")), "{err}");
+    let mut reshaped = good.clone();
+    let [r, c] = reshaped.state[0].1;
+    reshaped.state[0].1 = [r, c + 1];
+    reshaped.state[0].2 = vec![1.0; r * (c + 1)];
+    let err = Checkpoint::from_bytes(&reshaped.to_bytes().unwrap(), path).expect_err("reshaped").to_string();
+    assert!(err.contains(&format!("running statistics of {name} are {r}x{}, the config's model needs {r}x{c}", c + 1)), "{err}");
+}
+
+/// The classifier's and the prior's files: a missing tensor, one that is not f32 and one
+/// with a non-finite value are each refused with the file and the tensor named.
+#[test]
+fn classifier_and_prior_files_with_bad_tensors_are_refused() {
+    use vaegan::model::GaussianMixture;
+    use vaegan::quality::ClassifierWeights;
+    let dir = tempfile::tempdir().unwrap();
+    let good_prior = GaussianMixture::fit(&[0.0, 1.0, 0.5, -1.0, 2.0, 0.0, 1.5, 1.0], 2, 2, 5, 1).unwrap().0;
+    let prior_path = dir.path().join("prior.safetensors");
+    good_prior.save(&prior_path).unwrap();
+    GaussianMixture::load(&prior_path).expect("the good prior loads");
+    let classifier = ClassifierWeights::load(&vaegan::quality::classifier::default_path()).unwrap();
+    // Rewrites `source` with tensor `name` dropped, stored as F64, or holding a NaN.
+    let rewrite = |source: &Path, name: &str, how: &str| -> std::path::PathBuf {
+        let bytes = std::fs::read(source).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let mut owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = vec![];
+        for (n, view) in st.tensors() {
+            let (mut dtype, mut data) = (view.dtype(), view.data().to_vec());
+            if n == name {
+                match how {
+                    "missing" => continue,
+                    "f64" => {
+                        dtype = safetensors::Dtype::F64;
+                        data = data.chunks(4).flat_map(|c| (f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).to_le_bytes()).collect();
+                    }
+                    _ => data[..4].copy_from_slice(&f32::NAN.to_le_bytes()),
+                }
+            }
+            owned.push((n, dtype, view.shape().to_vec(), data));
+        }
+        let views: Vec<(String, safetensors::tensor::TensorView)> =
+            owned.iter().map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap())).collect();
+        let out = dir.path().join(format!("{how}-{}", source.file_name().unwrap().to_string_lossy()));
+        std::fs::write(&out, safetensors::tensor::serialize(views, header.metadata().clone()).unwrap()).unwrap();
+        out
+    };
+    for (how, expect) in [("missing", "tensor {} is missing"), ("f64", "tensor {} is F64, expected F32"), ("nan", "tensor {} holds non-finite values")] {
+        let p = rewrite(&prior_path, "means", how);
+        let err = GaussianMixture::load(&p).err().unwrap_or_else(|| panic!("prior, {how}: accepted"));
+        assert!(err.contains(p.to_str().unwrap()) && err.contains(&expect.replace("{}", "means")), "prior, {how}: {err}");
+        let p = rewrite(&vaegan::quality::classifier::default_path(), "classifier.1.weight", how);
+        let err = ClassifierWeights::load(&p).err().unwrap_or_else(|| panic!("classifier, {how}: accepted"));
+        assert!(err.contains(p.to_str().unwrap()) && err.contains(&expect.replace("{}", "classifier.1.weight")), "classifier, {how}: {err}");
+    }
+    assert_eq!(classifier.tensors.len(), 6);
+}
+
+/// A folder of one image is refused (a test split needs one of its own); a cache folder
+/// that cannot be made leaves the run going, without a cache, and says why; a cache file
+/// whose magic, key, dimensions or length disagree is rebuilt, never read.
+#[test]
+fn image_caches_that_disagree_are_rebuilt_and_unwritable_ones_reported() {
+    use vaegan::data::{cache, CacheStatus, ImageOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("one");
+    std::fs::create_dir_all(&one).unwrap();
+    write_png(&one.join("a.png"), 4, 4, png::ColorType::Grayscale, &[9; 16]);
+    let o = ImageOptions::grey(4);
+    let err = cache::load(&one, &o, &dir.path().join("c"), &|_, _| {}).err().unwrap().to_string();
+    assert!(err.contains("1 PNG or JPEG images found") && err.contains("at least 2 images"), "{err}");
+
+    let set = dir.path().join("set");
+    std::fs::create_dir_all(&set).unwrap();
+    for i in 0..3u8 {
+        write_png(&set.join(format!("{i}.png")), 4, 4, png::ColorType::Grayscale, &[40 * i; 16]);
+    }
+    // A cache folder under a plain file cannot be created.
+    let blocker = write(dir.path(), "blocker", b"a file");
+    let (files, images, status) = cache::load(&set, &o, &blocker.join("cache"), &|_, _| {}).unwrap();
+    assert_eq!((files.len(), images.len()), (3, 48));
+    assert!(matches!(&status, CacheStatus::Unwritable(p, why) if p.starts_with(&blocker) && !why.is_empty()), "{status:?}");
+
+    let caches = dir.path().join("caches");
+    let (_, first, status) = cache::load(&set, &o, &caches, &|_, _| {}).unwrap();
+    let CacheStatus::Built(file) = status else { panic!("{status:?}") };
+    let good = std::fs::read(&file).unwrap();
+    assert!(matches!(cache::load(&set, &o, &caches, &|_, _| {}).unwrap().2, CacheStatus::Hit(_)));
+    // (what, byte offset to change): the magic, the key, the count, a dimension; then a short file.
+    for (what, at) in [("magic", 0), ("key", 8 + 5), ("count", 40), ("height", 48)] {
+        let mut bad = good.clone();
+        bad[at] ^= 0x01;
+        std::fs::write(&file, &bad).unwrap();
+        let (_, images, status) = cache::load(&set, &o, &caches, &|_, _| {}).unwrap();
+        assert!(matches!(status, CacheStatus::Built(_)), "{what}: {status:?}");
+        assert_eq!(images, first, "{what}: rebuilt to the same images");
+        assert_eq!(std::fs::read(&file).unwrap(), good, "{what}: the rebuilt cache is whole again");
+    }
+    std::fs::write(&file, &good[..good.len() - 1]).unwrap();
+    assert!(matches!(cache::load(&set, &o, &caches, &|_, _| {}).unwrap().2, CacheStatus::Built(_)), "a short cache is rebuilt");
+}
