@@ -474,3 +474,38 @@ fn train_caches_decoded_folders_where_cache_dir_says() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("at least 2 test and 2 training images") && !err.contains("panicked"), "{err}");
 }
+
+/// `restat` writes a new checkpoint beside the old one (left byte for byte as it was) with
+/// only the decoder's running statistics changed; it refuses to overwrite its source and a
+/// decoder without batch norm.
+#[test]
+fn restat_writes_a_new_checkpoint_with_new_decoder_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("conv.safetensors");
+    let ck = crate::export::random_checkpoint("mnist-conv", 4);
+    ck.save(&source).unwrap();
+    let before = std::fs::read(&source).unwrap();
+    let o = ok(&["restat", "--checkpoint", source.to_str().unwrap(), "--batches", "2", "--batch", "8", "--seed", "3"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("re-estimated on 2 batches of 8 codes"), "{text}");
+    assert_eq!(std::fs::read(&source).unwrap(), before, "the source checkpoint changed");
+    let new = vaegan::checkpoint::Checkpoint::load(&dir.path().join("checkpoint.prior-stats.safetensors")).unwrap();
+    assert_eq!(new.step, ck.step);
+    for (name, _, a) in ck.params.iter().chain(&ck.adam_m) {
+        assert!(new.tensor(name).as_ref() == Some(a) || new.moment_m(name).as_ref() == Some(a), "{name} changed");
+    }
+    for (name, _, a) in &ck.state {
+        let b = new.state(name).unwrap_or_else(|| panic!("{name} lost"));
+        assert_eq!(name.starts_with("decoder."), *a != b, "{name}: only the decoder's statistics move");
+    }
+    let refused = |args: &[&str], words: &str| {
+        let out = vaegan().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(words), "vaegan {}: {err}", args.join(" "));
+    };
+    refused(&["restat", "--checkpoint", source.to_str().unwrap(), "--out", source.to_str().unwrap()], "that is the checkpoint being read");
+    let run = setup();
+    let (code, stderr) = finish(run.train(1, &[]).spawn().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    refused(&["restat", "--checkpoint", run.out.to_str().unwrap()], "no batch norm");
+}

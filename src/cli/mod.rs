@@ -11,6 +11,7 @@ mod graph;
 mod make_dataset;
 mod prior;
 mod reconstruct;
+mod restat;
 mod sample;
 mod train;
 mod web;
@@ -99,6 +100,9 @@ enum Command {
     /// Test images, their reconstructions, and the reconstructions with attribute vectors
     /// added or removed (`--add 7 --remove 3`, `--add red`), as a PNG grid.
     Edit(attributes::EditArgs),
+    /// Re-estimate the decoder's batch-norm running statistics on prior samples z ~ N(0, I),
+    /// into a new checkpoint beside the old one (for sampling).
+    Restat(restat::RestatArgs),
     /// Test images beside their reconstructions, as a PNG grid.
     Reconstruct(reconstruct::ReconstructArgs),
     /// Test-set negative ELBO, reconstruction error and discriminator accuracy; with
@@ -130,6 +134,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Prior(args) => prior::run(&cli.device, &args),
         Command::Attributes(args) => attributes::run_attributes(&cli.device, &args),
         Command::Edit(args) => attributes::run_edit(&cli.device, &args),
+        Command::Restat(args) => restat::run(&cli.device, &args),
         Command::Reconstruct(args) => reconstruct::run(&cli.device, &args),
         Command::Eval(args) => eval::run(&cli.device, &args),
         Command::Classifier(args) => classifier::run(&cli.device, &args),

@@ -407,11 +407,18 @@ pub struct DecodeGraph {
 }
 
 pub fn build_decode(c: &ModelConfig, batch: usize) -> Result<DecodeGraph> {
+    build_decode_in(c, batch, Phase::Eval)
+}
+
+/// The decoder alone with batch norm in `phase`: `Phase::Train` normalises by each batch's
+/// statistics and moves the running statistics toward them (momentum 0.1), which is how
+/// `train::restat` re-estimates them on prior samples.
+pub fn build_decode_in(c: &ModelConfig, batch: usize, phase: Phase) -> Result<DecodeGraph> {
     let mut g = Graph::new();
     let z = g.input("z", [batch, c.latent]);
     let dec = g.group("decoder");
     let decoder = Decoder::new(&mut g, dec, c, 0);
-    let images = decoder.forward(&mut g, z, c, Phase::Eval);
+    let images = decoder.forward(&mut g, z, c, phase);
     g.keep(images);
     Ok(DecodeGraph { graph: g, z, images })
 }

@@ -10,6 +10,8 @@ pub mod parallel;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod prior;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod restat;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod run;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod tensorboard;

@@ -1,0 +1,42 @@
+//! Re-estimating the decoder's batch-norm running statistics on prior samples: after
+//! training, the decoder's running statistics describe the batches it was trained on (with
+//! `decoder_bn_stats = "both"`, posterior and prior passes mixed), while sampling decodes
+//! z ~ N(0, I) alone. Decoding many batches of prior codes with batch norm in train mode
+//! moves each running mean and variance toward the prior batches' own (PyTorch's rule:
+//! momentum 0.1, unbiased variance), as re-estimating BN statistics after training does.
+
+use crate::gpu::Gpu;
+use crate::graph::gpu_exec::NamedTensors;
+use crate::graph::{ExecOptions, GpuExecutor};
+use crate::model::{build_decode_in, ModelConfig, Phase};
+
+use super::eval::fixed_normals;
+use super::{Result, TrainError};
+
+/// The decoder's running statistics (name, [rows, cols], values) after `batches` batches of
+/// `batch` codes z ~ N(0, I) from `seed`, starting from the weights and statistics `values`
+/// gives (a checkpoint's). A decoder without batch norm is refused.
+pub fn decoder_stats_on_prior(
+    gpu: &Gpu,
+    config: &ModelConfig,
+    values: &dyn Fn(&str) -> Option<Vec<f32>>,
+    batches: usize,
+    batch: usize,
+    seed: u64,
+) -> Result<NamedTensors> {
+    if batches == 0 || batch < 2 {
+        return Err(TrainError::Invalid(format!("{batches} batches of {batch}: need at least 1 batch of at least 2 codes (a batch variance)")));
+    }
+    let graph = build_decode_in(config, batch, Phase::Train)?;
+    if graph.graph.state.is_empty() {
+        return Err(TrainError::Invalid("this decoder has no batch norm: it has no running statistics to re-estimate".into()));
+    }
+    let mut exec = GpuExecutor::new(gpu, graph.graph.clone(), ExecOptions::default())?;
+    exec.load_params(&[0], values, None)?;
+    exec.load_state(values)?;
+    for k in 0..batches {
+        exec.set_input(graph.z, &fixed_normals(batch, config.latent, seed.wrapping_add(k as u64)))?;
+        exec.step()?;
+    }
+    Ok(exec.read_state()?)
+}
