@@ -31,6 +31,16 @@ fn small(mode: Mode) -> RunConfig {
     c
 }
 
+/// `t`'s checkpoint, through a file and back (the trainer is dropped first, as a resumed
+/// process would start without it).
+fn saved_and_loaded(t: Trainer) -> Checkpoint {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.safetensors");
+    t.checkpoint().unwrap().save(&path).unwrap();
+    drop(t);
+    Checkpoint::load(&path).unwrap()
+}
+
 fn losses_of(t: &Trainer, name: &str) -> Vec<(u64, f32)> {
     t.history.iter().map(|(s, v)| (*s, v.iter().find(|(n, _)| n == name).unwrap().1)).collect()
 }
@@ -153,11 +163,7 @@ fn a_balanced_run_is_deterministic_and_resumes_exactly() {
 
     let mut part = Trainer::new(gpu(), config.clone(), batch, 5, &mnist().train, None).unwrap();
     run(&mut part, first);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.safetensors");
-    part.checkpoint().unwrap().save(&path).unwrap();
-    drop(part);
-    let ck = Checkpoint::load(&path).unwrap();
+    let ck = saved_and_loaded(part);
     assert_eq!(ck.balance_losses.map(|(s, _, _)| s), Some(first as u64), "the checkpoint carries the last step's losses");
     let mut resumed = Trainer::new(gpu(), ck.config.clone(), batch, ck.seed, &mnist().train, Some(&ck)).unwrap();
     let resumed_updates = run(&mut resumed, then);
@@ -187,11 +193,7 @@ fn a_resumed_run_continues_exactly() {
     part.readback_every = 1;
     part.exec.wait_for_readback = true;
     run(&mut part, first);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.safetensors");
-    part.checkpoint().unwrap().save(&path).unwrap();
-    drop(part);
-    let ck = Checkpoint::load(&path).unwrap();
+    let ck = saved_and_loaded(part);
     assert_eq!((ck.step, ck.epoch, ck.step_in_epoch), (10, 1, 2));
     let mut resumed = Trainer::new(gpu(), ck.config.clone(), batch, ck.seed, &mnist().train, Some(&ck)).unwrap();
     resumed.readback_every = 1;
