@@ -508,4 +508,24 @@ fn a_fitted_prior_samples_and_is_checked_against_its_checkpoint() {
     assert!(!out.status.success() && err.contains(&format!("fitted to the checkpoint at step {}", gm.step)) && err.contains("again"), "{err}");
     let out = vaegan().args(["eval", "--checkpoint", ck, "--prior"]).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("add --quality"));
+
+    // --data encodes that set's training images, --out writes where it says, --seed draws
+    // the codes and EM's start: the same seed, the same file; another, another.
+    let other = run.dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let mnist = crate::data::load_mnist();
+    std::fs::write(other.join("train-images-idx3-ubyte"), crate::data::idx_bytes(&[100, 28, 28], &mnist.train.images[5000 * 784..5100 * 784])).unwrap();
+    std::fs::copy(run.data.join("t10k-images-idx3-ubyte"), other.join("t10k-images-idx3-ubyte")).unwrap();
+    let fit = |seed: &str, name: &str| -> (String, Vec<u8>) {
+        let file = run.dir.path().join(name);
+        let mut cmd = vaegan();
+        cmd.args(["prior", "--checkpoint", ck, "-k", "2", "--iterations", "5", "--seed", seed, "--data", other.to_str().unwrap(), "--out", file.to_str().unwrap()]);
+        let out = cmd.stdout(Stdio::piped()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (String::from_utf8_lossy(&out.stdout).into_owned(), std::fs::read(&file).unwrap())
+    };
+    let ((text, a), (_, b), (_, c)) = (fit("3", "a.safetensors"), fit("3", "b.safetensors"), fit("4", "c.safetensors"));
+    assert!(text.contains("codes: 100") && text.contains("2 components"), "{text}");
+    assert_eq!(a, b, "the same seed, the same prior");
+    assert_ne!(a, c, "another seed, another prior");
 }
