@@ -266,7 +266,9 @@ fn attributes_and_edit_move_codes_by_attribute_vectors() {
     let text = String::from_utf8_lossy(&o.stdout);
     let others = test_labels.iter().filter(|&&l| l != 7).count();
     assert!(text.contains(&format!("test images edited: {others} ")), "{text}");
-    let pct = |what: &str| -> f64 { text.lines().find(|l| l.starts_with(what)).and_then(|l| l.rsplit(": ").next()).and_then(|v| v.trim_end_matches(" %").parse().ok()).unwrap_or(-1.0) };
+    let pct = |what: &str| -> f64 {
+        text.lines().find(|l| l.starts_with(what)).and_then(|l| l.rsplit(": ").next()).and_then(|v| v.trim_end_matches(" %").parse().ok()).unwrap_or(-1.0)
+    };
     for what in ["classified as 7 after the edit", "classified as 7 before it", "reconstructions classified as their own digit"] {
         assert!((0.0..=100.0).contains(&pct(what)), "{what}: {text}");
     }
@@ -386,7 +388,8 @@ fn bench_flags_choose_what_is_timed() {
     let text = String::from_utf8_lossy(&o.stdout);
     let head = text.lines().find(|l| l.contains("step at batch 4:")).unwrap_or_else(|| panic!("{text}"));
     let dispatches: usize = head.split(": ").nth(1).and_then(|t| t.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap();
-    let table: Vec<Vec<&str>> = text.lines().skip_while(|l| !l.starts_with("kernel")).skip(1).map(|l| l.split_whitespace().collect()).filter(|c: &Vec<&str>| c.len() >= 4).collect();
+    let table: Vec<Vec<&str>> =
+        text.lines().skip_while(|l| !l.starts_with("kernel")).skip(1).map(|l| l.split_whitespace().collect()).filter(|c: &Vec<&str>| c.len() >= 4).collect();
     let count: usize = table.iter().map(|c| c[c.len() - 1].parse::<usize>().unwrap()).sum();
     let share: f64 = table.iter().map(|c| c[c.len() - 2].trim_end_matches('%').parse::<f64>().unwrap()).sum();
     assert_eq!(count, dispatches, "{text}");
@@ -408,7 +411,21 @@ fn classifier_and_eval_flags_mean_what_they_say() {
     let (code, stderr) = finish(run.train(1, &[]).spawn().unwrap());
     assert_eq!(code, 0, "{stderr}");
     let weights = run.dir.path().join("c.safetensors");
-    let o = ok(&["classifier", "--data", run.data.to_str().unwrap(), "--epochs", "2", "--batch", "32", "--lr", "0.002", "--seed", "4", "--out", weights.to_str().unwrap()]);
+    let o = ok(&[
+        "classifier",
+        "--data",
+        run.data.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--batch",
+        "32",
+        "--lr",
+        "0.002",
+        "--seed",
+        "4",
+        "--out",
+        weights.to_str().unwrap(),
+    ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("epoch 1/2: test accuracy") && err.contains("epoch 2/2: test accuracy") && !err.contains("epoch 3/"), "{err}");
     let w = vaegan::quality::ClassifierWeights::load(&weights).unwrap();

@@ -102,7 +102,8 @@ fn mutated_labels_files_never_panic() {
     use vaegan::data::labels;
     let mut rng = StdRng::seed_from_u64(4);
     let celeba = b"3\nEyeglasses Male  Smiling\n000001.jpg -1  1  1\n000002.jpg  1 -1  1\n000003.jpg -1 -1 -1\n".to_vec();
-    let csv = b"file,shape,colour,x,glasses\nshape_00000.png,circle,red,0.25,1\nshape_00001.png,square,\"blue\",0.5,0\nshape_00002.png,circle,green,1e3,1\n".to_vec();
+    let csv =
+        b"file,shape,colour,x,glasses\nshape_00000.png,circle,red,0.25,1\nshape_00001.png,square,\"blue\",0.5,0\nshape_00002.png,circle,green,1e3,1\n".to_vec();
     let mut ok = [0, 0];
     for i in 0..CASES {
         let as_csv = i % 2 == 1;

@@ -519,7 +519,21 @@ fn a_fitted_prior_samples_and_is_checked_against_its_checkpoint() {
     let fit = |seed: &str, name: &str| -> (String, Vec<u8>) {
         let file = run.dir.path().join(name);
         let mut cmd = vaegan();
-        cmd.args(["prior", "--checkpoint", ck, "-k", "2", "--iterations", "5", "--seed", seed, "--data", other.to_str().unwrap(), "--out", file.to_str().unwrap()]);
+        cmd.args([
+            "prior",
+            "--checkpoint",
+            ck,
+            "-k",
+            "2",
+            "--iterations",
+            "5",
+            "--seed",
+            seed,
+            "--data",
+            other.to_str().unwrap(),
+            "--out",
+            file.to_str().unwrap(),
+        ]);
         let out = cmd.stdout(Stdio::piped()).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         (String::from_utf8_lossy(&out.stdout).into_owned(), std::fs::read(&file).unwrap())

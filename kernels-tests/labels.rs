@@ -92,7 +92,8 @@ fn csv_labels_become_one_hot_attributes() {
         let f = vaegan::data::shapes::factors(5, i);
         let row = &table.values[i * table.names.len()..][..table.names.len()];
         let on: Vec<&str> = table.names.iter().zip(row).filter(|(_, &v)| v == 1).map(|(n, _)| n.as_str()).collect();
-        let mut want = vec![vaegan::data::shapes::SHAPES[f.shape], vaegan::data::shapes::COLOURS[f.colour].0, vaegan::data::shapes::BACKGROUNDS[f.background].0];
+        let mut want =
+            vec![vaegan::data::shapes::SHAPES[f.shape], vaegan::data::shapes::COLOURS[f.colour].0, vaegan::data::shapes::BACKGROUNDS[f.background].0];
         want.sort_by_key(|n| table.names.iter().position(|m| m == n).unwrap_or_else(|| panic!("{n} not among {:?}", table.names)));
         assert_eq!(on, want, "image {i}");
     }
@@ -128,20 +129,45 @@ fn bad_labels_files_name_the_line() {
     let good = celeba_text(&names);
     // (what, labels file name, contents, words the error must hold)
     let cases: Vec<(&str, &str, String, Vec<&str>)> = vec![
-        ("a missing value", "attr.txt", good.replacen("img_01.png   1 -1 -1", "img_01.png   1 -1", 1), vec!["attr.txt: line 4", "2 values for img_01.png, expected 3"]),
-        ("an unknown value", "attr.txt", good.replacen("img_00.png  -1 -1  1", "img_00.png  -1 0  1", 1), vec!["line 5", "\"0\" of Big for img_00.png: expected 1 or -1"]),
+        (
+            "a missing value",
+            "attr.txt",
+            good.replacen("img_01.png   1 -1 -1", "img_01.png   1 -1", 1),
+            vec!["attr.txt: line 4", "2 values for img_01.png, expected 3"],
+        ),
+        (
+            "an unknown value",
+            "attr.txt",
+            good.replacen("img_00.png  -1 -1  1", "img_00.png  -1 0  1", 1),
+            vec!["line 5", "\"0\" of Big for img_00.png: expected 1 or -1"],
+        ),
         ("a wrong count", "attr.txt", good.replacen("3\n", "4\n", 1), vec!["announces 4 images, but 3"]),
         ("no count", "attr.txt", good.replacen("3\n", "three\n", 1), vec!["line 1", "expected the number of images"]),
         ("a repeated attribute", "attr.txt", good.replacen("Big", "Odd", 1), vec!["line 2", "\"Odd\" is named twice"]),
         ("a repeated file", "attr.txt", good.replacen("img_00.png", "img_01.png", 1), vec!["line 5", "img_01.png is listed again (first on line 4)"]),
         ("a file missing from the folder", "attr.txt", good.replacen("img_00.png", "img_07.png", 1), vec!["no line for the image img_00.png"]),
-        ("an image with two lines", "attr.txt", format!("4\nOdd Big Third\nimg_00.png 1 1 1\n{}", good.split_once("Third \n").unwrap().1), vec!["line 3", "img_00.png is listed again"]),
-        ("an extra line", "attr.txt", format!("4\nOdd Big Third\nghost.png 1 1 1\n{}", good.split_once("Third \n").unwrap().1), vec!["line 3", "ghost.png is not an image in", "missing from the folder"]),
+        (
+            "an image with two lines",
+            "attr.txt",
+            format!("4\nOdd Big Third\nimg_00.png 1 1 1\n{}", good.split_once("Third \n").unwrap().1),
+            vec!["line 3", "img_00.png is listed again"],
+        ),
+        (
+            "an extra line",
+            "attr.txt",
+            format!("4\nOdd Big Third\nghost.png 1 1 1\n{}", good.split_once("Third \n").unwrap().1),
+            vec!["line 3", "ghost.png is not an image in", "missing from the folder"],
+        ),
         ("no file column", "l.csv", "name,colour\nimg_00.png,red\n".into(), vec!["l.csv: line 1", "no `file` column", "name, colour"]),
         ("a short row", "l.csv", "file,colour,size\nimg_00.png,red,1\nimg_01.png,red\nimg_02.png,blue,2\n".into(), vec!["line 3", "2 fields, expected 3"]),
         ("an empty cell", "l.csv", "file,colour\nimg_00.png,red\nimg_01.png,\nimg_02.png,blue\n".into(), vec!["line 3", "column \"colour\" is empty"]),
         ("only numbers", "l.csv", "file,x\nimg_00.png,0.5\nimg_01.png,2\nimg_02.png,3\n".into(), vec!["no attribute columns", "(x)"]),
-        ("an identifier column", "l.csv", (0..300).fold("file,id\n".to_string(), |s, i| s + &format!("f{i}.png,id{i}\n")), vec!["\"id\" has 300 distinct text values"]),
+        (
+            "an identifier column",
+            "l.csv",
+            (0..300).fold("file,id\n".to_string(), |s, i| s + &format!("f{i}.png,id{i}\n")),
+            vec!["\"id\" has 300 distinct text values"],
+        ),
         ("not text", "attr.txt", "\u{FF}\u{FE}".into(), vec!["expected CelebA's list_attr_celeba.txt format"]),
         ("nothing", "attr.txt", "".into(), vec!["empty labels file"]),
     ];
@@ -190,7 +216,12 @@ fn labels_are_optional_unless_required() {
 fn attribute_vectors_are_differences_of_mean_codes() {
     use vaegan::model::AttributeVectors;
     // Four images, latent 2; attributes A (images 0, 1), B (all), C (image 3).
-    let attrs = Attributes { names: vec!["A".into(), "B".into(), "C".into()], columns: vec!["A".into(), "B".into(), "C".into()], values: vec![1, 1, 0, 1, 1, 0, 0, 1, 0, 0, 1, 1], source: "t".into() };
+    let attrs = Attributes {
+        names: vec!["A".into(), "B".into(), "C".into()],
+        columns: vec!["A".into(), "B".into(), "C".into()],
+        values: vec![1, 1, 0, 1, 1, 0, 0, 1, 0, 0, 1, 1],
+        source: "t".into(),
+    };
     let mu = [1.0, 2.0, 3.0, 4.0, -1.0, 0.5, 7.0, -2.0];
     let v = AttributeVectors::from_codes(&mu, 2, &attrs, 42).unwrap();
     assert_eq!(v.vector(0), [(1.0 + 3.0) / 2.0 - (-1.0 + 7.0) / 2.0, (2.0 + 4.0) / 2.0 - (0.5 - 2.0) / 2.0]);
@@ -210,7 +241,8 @@ fn attribute_vectors_are_differences_of_mean_codes() {
     assert_eq!(AttributeVectors::load(&path).unwrap(), v);
     let damaged = dir.path().join("damaged.safetensors");
     let bad_names = [("vectors", vec![3, 2], &v.vectors[..]), ("with", vec![2], &[2.0, 4.0][..]), ("without", vec![3], &[2.0, 0.0, 3.0][..])];
-    vaegan::tensor_file::write(&damaged, vaegan::model::attributes::FORMAT, &[("step", "1".into()), ("names", "[\"A\",\"B\",\"C\"]".into())], &bad_names).unwrap();
+    vaegan::tensor_file::write(&damaged, vaegan::model::attributes::FORMAT, &[("step", "1".into()), ("names", "[\"A\",\"B\",\"C\"]".into())], &bad_names)
+        .unwrap();
     let err = AttributeVectors::load(&damaged).unwrap_err();
     assert!(err.contains("damaged.safetensors") && err.contains("with [2]") && err.contains("expected [3, latent], [3], [3]"), "{err}");
     vaegan::tensor_file::write(&damaged, vaegan::model::attributes::FORMAT, &[("step", "1".into()), ("names", "A,B,C".into())], &bad_names).unwrap();

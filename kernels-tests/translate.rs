@@ -97,7 +97,16 @@ fn make_every_pipeline(dev: &Gpu) {
     run.model.latent_mmd = 1.0;
     GpuExecutor::new(dev, build_step(&run.model, 2, 1).unwrap().graph, ExecOptions { seed: 1, reuse: true, update: None, precision: Precision::F32 }).unwrap();
     // The data set's gather, images and labels.
-    let set = Dataset { images: vec![7u8; 4 * 12].into(), labels: Some(vec![1, 2, 3, 4]), attributes: None, count: 4, height: 3, width: 4, channels: 1, source: "test".into() };
+    let set = Dataset {
+        images: vec![7u8; 4 * 12].into(),
+        labels: Some(vec![1, 2, 3, 4]),
+        attributes: None,
+        count: 4,
+        height: 3,
+        width: 4,
+        channels: 1,
+        source: "test".into(),
+    };
     let data = GpuDataset::upload(dev, &set).unwrap();
     let perm = data.permutation_buffer(dev).unwrap();
     data.gather(dev, &perm, 2, 0, Scaling::UNIT, &dev.zeros("batch", 2 * 12, DType::F32).unwrap()).unwrap();

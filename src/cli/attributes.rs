@@ -128,13 +128,16 @@ pub fn run_edit(device: &DeviceArgs, args: &EditArgs) -> anyhow::Result<()> {
             ck.step
         );
     }
-    let find = |names: &[String]| -> anyhow::Result<Vec<usize>> { names.iter().map(|n| v.find(n).map_err(|e| anyhow::anyhow!("{}: {e}", vectors_path.display()))).collect() };
+    let find = |names: &[String]| -> anyhow::Result<Vec<usize>> {
+        names.iter().map(|n| v.find(n).map_err(|e| anyhow::anyhow!("{}: {e}", vectors_path.display()))).collect()
+    };
     let (add, remove) = (find(&args.add)?, find(&args.remove)?);
     let (split, path) = labelled_data(&ck, args.data.as_deref(), args.labels.as_deref())?;
     let test = &split.test;
     let table = test.attribute_table().expect("labels required");
     let column = |name: &str| table.find(name).map_err(|e| anyhow::anyhow!("{e}"));
-    let (add_t, remove_t) = (args.add.iter().map(|n| column(n)).collect::<anyhow::Result<Vec<_>>>()?, args.remove.iter().map(|n| column(n)).collect::<anyhow::Result<Vec<_>>>()?);
+    let (add_t, remove_t) =
+        (args.add.iter().map(|n| column(n)).collect::<anyhow::Result<Vec<_>>>()?, args.remove.iter().map(|n| column(n)).collect::<anyhow::Result<Vec<_>>>()?);
     let eligible: Vec<usize> = (0..test.count).filter(|&i| add_t.iter().all(|&a| !table.has(i, a)) && remove_t.iter().all(|&a| table.has(i, a))).collect();
     if eligible.is_empty() {
         bail!("{}: no test image lacks every added attribute and has every removed one", path.display());

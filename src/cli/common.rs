@@ -78,7 +78,15 @@ pub fn image_options(shape: [usize; 3], args: &DataArgs, crop: data::Crop) -> an
 /// limited to the first images when asked.
 /// `labels` says which labels it wants (a labels file found in a folder that does not fit
 /// is only a warning unless they are required).
-pub fn load_data(path: &Path, image: data::ImageOptions, seed: u64, limit: Option<usize>, test_limit: Option<usize>, args: &DataArgs, labels: data::Labels) -> anyhow::Result<Split> {
+pub fn load_data(
+    path: &Path,
+    image: data::ImageOptions,
+    seed: u64,
+    limit: Option<usize>,
+    test_limit: Option<usize>,
+    args: &DataArgs,
+    labels: data::Labels,
+) -> anyhow::Result<Split> {
     let bar = indicatif::ProgressBar::hidden();
     let last_line = std::sync::Mutex::new(0usize);
     let progress = |done: usize, total: usize| {

@@ -49,10 +49,7 @@ pub fn run(device: &DeviceArgs, args: &RestatArgs) -> anyhow::Result<()> {
         *slot = (name, shape, values);
     }
     ck.save(&out).with_context(|| format!("{}: cannot write", out.display()))?;
-    println!(
-        "decoder batch norm: running statistics re-estimated on {} batches of {} codes z ~ N(0, I) (largest change {moved:.4})",
-        args.batches, args.batch
-    );
+    println!("decoder batch norm: running statistics re-estimated on {} batches of {} codes z ~ N(0, I) (largest change {moved:.4})", args.batches, args.batch);
     println!("wrote {} (step {}; sample or evaluate it with --checkpoint {})", out.display(), ck.step, out.display());
     Ok(())
 }

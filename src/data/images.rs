@@ -294,7 +294,16 @@ pub fn split(images: &[u8], count: usize, attributes: Option<&super::Attributes>
             px.extend_from_slice(&images[i * dim..(i + 1) * dim]);
         }
         let attributes = attributes.map(|a| a.pick(ids));
-        Dataset { images: px.into(), labels: None, attributes, count: ids.len(), height: o.height, width: o.width, channels: o.channels, source: source.to_string() }
+        Dataset {
+            images: px.into(),
+            labels: None,
+            attributes,
+            count: ids.len(),
+            height: o.height,
+            width: o.width,
+            channels: o.channels,
+            source: source.to_string(),
+        }
     };
     let (test_ids, train_ids) = order.split_at(n_test);
     Split { train: pick(train_ids), test: pick(test_ids) }

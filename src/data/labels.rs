@@ -129,7 +129,8 @@ pub fn read(path: &Path) -> Result<LabelTable> {
     if is_csv {
         parse_csv(path, &bytes)
     } else {
-        let text = std::str::from_utf8(&bytes).map_err(|e| DataError::new(path, format!("not UTF-8 text ({e}): expected CelebA's list_attr_celeba.txt format or a .csv file")))?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|e| DataError::new(path, format!("not UTF-8 text ({e}): expected CelebA's list_attr_celeba.txt format or a .csv file")))?;
         parse_celeba(path, text)
     }
 }
@@ -142,8 +143,10 @@ pub fn find_in(dir: &Path) -> Option<PathBuf> {
 /// CelebA's attribute list: count, names, then `file ±1 ±1 …` per image.
 pub fn parse_celeba(path: &Path, text: &str) -> Result<LabelTable> {
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty());
-    let (n, first) = lines.next().ok_or_else(|| DataError::new(path, "empty labels file: expected a count line, a line of attribute names, then a line per image"))?;
-    let count: usize = first.parse().map_err(|_| at_line(path, n, format!("{first:?}: expected the number of images (CelebA's list_attr_celeba.txt format)")))?;
+    let (n, first) =
+        lines.next().ok_or_else(|| DataError::new(path, "empty labels file: expected a count line, a line of attribute names, then a line per image"))?;
+    let count: usize =
+        first.parse().map_err(|_| at_line(path, n, format!("{first:?}: expected the number of images (CelebA's list_attr_celeba.txt format)")))?;
     let (n, header) = lines.next().ok_or_else(|| DataError::new(path, "no line of attribute names after the count"))?;
     let names: Vec<String> = header.split_whitespace().map(String::from).collect();
     if let Some(dup) = names.iter().enumerate().find(|(i, a)| names[..*i].contains(a)) {
@@ -225,7 +228,8 @@ pub fn parse_csv(path: &Path, bytes: &[u8]) -> Result<LabelTable> {
         }
     };
     let header: Vec<String> = reader.headers().map_err(csv_error)?.iter().map(String::from).collect();
-    let file_col = header.iter().position(|h| h == "file").ok_or_else(|| at_line(path, 1, format!("no `file` column in the header (found: {})", header.join(", "))))?;
+    let file_col =
+        header.iter().position(|h| h == "file").ok_or_else(|| at_line(path, 1, format!("no `file` column in the header (found: {})", header.join(", "))))?;
     if let Some(dup) = header.iter().enumerate().find(|(i, h)| header[..*i].contains(h)) {
         return Err(at_line(path, 1, format!("column {:?} is named twice", dup.1)));
     }
@@ -254,7 +258,10 @@ pub fn parse_csv(path: &Path, bytes: &[u8]) -> Result<LabelTable> {
             Column::Categories(v) if v.len() > MAX_CATEGORIES => {
                 return Err(DataError::new(
                     path,
-                    format!("column {name:?} has {} distinct text values, more than {MAX_CATEGORIES}: it is not a category (remove it from the labels file)", v.len()),
+                    format!(
+                        "column {name:?} has {} distinct text values, more than {MAX_CATEGORIES}: it is not a category (remove it from the labels file)",
+                        v.len()
+                    ),
                 ))
             }
             kind => kinds.push((c, name.clone(), kind)),
@@ -317,7 +324,11 @@ impl LabelTable {
                 DataError::new(&self.path, format!("no line for the image {rel} of {} (every image in the folder needs one)", root.display()))
             })?;
             if let Some(other) = used[row] {
-                return Err(at_line(&self.path, self.files[row].1, format!("{} names two images of the folder: {} and {rel}", self.files[row].0, relative(root, &files[other]))));
+                return Err(at_line(
+                    &self.path,
+                    self.files[row].1,
+                    format!("{} names two images of the folder: {} and {rel}", self.files[row].0, relative(root, &files[other])),
+                ));
             }
             used[row] = Some(i);
             values.extend_from_slice(&self.values[row * a..(row + 1) * a]);

@@ -209,7 +209,13 @@ pub fn load(path: &Path, o: &LoadOptions) -> Result<Loaded> {
             Err(e) => return Err(e),
         },
         None if required => {
-            return Err(DataError::new(path, format!("no labels: give a labels file (CelebA's list_attr_celeba.txt format or a CSV with a `file` column), or put one in the folder as {}", labels::FILE_NAMES.join(", "))))
+            return Err(DataError::new(
+                path,
+                format!(
+                    "no labels: give a labels file (CelebA's list_attr_celeba.txt format or a CSV with a `file` column), or put one in the folder as {}",
+                    labels::FILE_NAMES.join(", ")
+                ),
+            ))
         }
         None => None,
     };

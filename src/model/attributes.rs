@@ -102,8 +102,11 @@ impl AttributeVectors {
     pub fn load(path: &Path) -> Result<Self, String> {
         let file = TensorFile::read(path, FORMAT, "vaegan attribute-vector file", Some("`vaegan attributes` writes one"))?;
         let step = file.meta.get("step").and_then(|s| s.parse().ok()).ok_or_else(|| file.fail("metadata \"step\" is missing or not a number"))?;
-        let names: Vec<String> =
-            file.meta.get("names").and_then(|s| serde_json::from_str(s).ok()).ok_or_else(|| file.fail("metadata \"names\" is missing or not a JSON list of strings"))?;
+        let names: Vec<String> = file
+            .meta
+            .get("names")
+            .and_then(|s| serde_json::from_str(s).ok())
+            .ok_or_else(|| file.fail("metadata \"names\" is missing or not a JSON list of strings"))?;
         let (vs, vectors) = file.tensor("vectors")?;
         let (ws, with) = file.tensor("with")?;
         let (wos, without) = file.tensor("without")?;
@@ -112,7 +115,9 @@ impl AttributeVectors {
             return Err(file.fail(format!("shapes vectors {vs:?}, with {ws:?}, without {wos:?} for {a} names: expected [{a}, latent], [{a}], [{a}]")));
         }
         let count = |v: Vec<f32>| -> Result<Vec<usize>, String> {
-            v.into_iter().map(|x| if x >= 0.0 && x.fract() == 0.0 { Ok(x as usize) } else { Err(file.fail(format!("image count {x} is not a whole number"))) }).collect()
+            v.into_iter()
+                .map(|x| if x >= 0.0 && x.fract() == 0.0 { Ok(x as usize) } else { Err(file.fail(format!("image count {x} is not a whole number"))) })
+                .collect()
         };
         Ok(AttributeVectors { names, latent: vs[1], vectors, with: count(with)?, without: count(without)?, step })
     }

@@ -10,11 +10,11 @@ pub mod conv;
 pub mod prior;
 pub mod vaegan;
 
-pub use config::{Arch, BnStats, GanFakes, Mode, ModelConfig, OptimConfig, Optimizer, RunConfig};
 pub use attributes::AttributeVectors;
+pub use config::{Arch, BnStats, GanFakes, Mode, ModelConfig, OptimConfig, Optimizer, RunConfig};
 pub use conv::Phase;
 pub use prior::GaussianMixture;
 pub use vaegan::{
-    build_decode, build_decode_in, build_discriminate, build_encode, build_eval, build_step, param_shapes, state_shapes, step_flops_per_sample, DecodeGraph, DiscriminateGraph,
-    EncodeGraph, EvalGraph, StepGraph,
+    build_decode, build_decode_in, build_discriminate, build_encode, build_eval, build_step, param_shapes, state_shapes, step_flops_per_sample, DecodeGraph,
+    DiscriminateGraph, EncodeGraph, EvalGraph, StepGraph,
 };
