@@ -310,7 +310,11 @@ fn run_as(device: &DeviceArgs, args: &TrainArgs, collective: Rc<dyn Collective>)
 
     let gpu = if ranks > 1 { device.open_for_rank(parallel::local_rank())? } else { device.open()? };
     if ranks > 1 {
-        eprintln!("rank {rank} of {ranks} (pid {}): adapter {}, {} of each batch of {batch}", std::process::id(), gpu.describe(), batch / ranks);
+        // One write for the whole line: stderr is unbuffered, so eprintln! writes each
+        // formatted piece apart, and mpirun, which merges the ranks' output, interleaved
+        // two ranks' pieces ("rank rank 0 of 2 … \n1 of 2 …").
+        let line = format!("rank {rank} of {ranks} (pid {}): adapter {}, {} of each batch of {batch}\n", std::process::id(), gpu.describe(), batch / ranks);
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
     } else {
         eprintln!("adapter: {}", gpu.describe());
     }
