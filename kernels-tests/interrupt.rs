@@ -518,7 +518,7 @@ fn a_fitted_prior_samples_and_is_checked_against_its_checkpoint() {
     std::fs::copy(run.data.join("t10k-images-idx3-ubyte"), other.join("t10k-images-idx3-ubyte")).unwrap();
     // The mixtures compared, not the files' bytes: safetensors writes its metadata map in
     // no fixed order.
-    let fit = |seed: &str, name: &str| -> (String, (Vec<f64>, Vec<f64>, Vec<f64>)) {
+    let fit = |seed: &str, name: &str| -> (String, [Vec<f64>; 3]) {
         let file = run.dir.path().join(name);
         let mut cmd = vaegan();
         cmd.args([
@@ -539,7 +539,7 @@ fn a_fitted_prior_samples_and_is_checked_against_its_checkpoint() {
         let out = cmd.stdout(Stdio::piped()).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let gm = vaegan::model::GaussianMixture::load(&file).unwrap();
-        (String::from_utf8_lossy(&out.stdout).into_owned(), (gm.weights, gm.means, gm.variances))
+        (String::from_utf8_lossy(&out.stdout).into_owned(), [gm.weights, gm.means, gm.variances])
     };
     let ((text, a), (_, b), (_, c)) = (fit("3", "a.safetensors"), fit("3", "b.safetensors"), fit("4", "c.safetensors"));
     assert!(text.contains("codes: 100") && text.contains("2 components"), "{text}");
