@@ -830,8 +830,23 @@ impl<'g> GpuExecutor<'g> {
     }
 
     /// Waits for the GPU, then collects every pending readback.
+    ///
+    /// The GPU being idle is not enough: when another thread polls the same device, its
+    /// poll may take our buffers' map callbacks and run them only after our wait has
+    /// returned, so natively we keep polling until no mapping is pending. (The browser
+    /// maps only between tasks: there a pending mapping stays for a later collect.)
     pub fn wait_outputs(&mut self) -> Result<Vec<Readback>> {
         self.gpu.wait()?;
+        if cfg!(not(target_arch = "wasm32")) {
+            let start = Instant::now();
+            while self.staging.iter().any(|s| *s.state.lock().unwrap() == MapState::Pending) {
+                if start.elapsed() > Duration::from_secs(60) {
+                    return Err(GraphError::Invalid("a readback of the step's losses was still not mapped 60 s after the GPU went idle".into()));
+                }
+                std::thread::yield_now();
+                self.gpu.wait()?;
+            }
+        }
         self.poll_outputs()
     }
 

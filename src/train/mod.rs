@@ -265,6 +265,13 @@ impl<'g> Trainer<'g> {
         let previous = self.exec.step;
         if cfg!(not(target_arch = "wasm32")) && previous > 0 && self.balance_losses.is_none_or(|(s, _, _)| s < previous) {
             self.collect(true)?;
+            // Older losses would make the decision depend on timing, not on the seed.
+            if self.balance_losses.is_none_or(|(s, _, _)| s < previous) {
+                return Err(TrainError::Invalid(format!(
+                    "the losses of step {previous} did not read back, and the balancing decides step {} from them",
+                    previous + 1
+                )));
+            }
         }
         let Some((_, real, fake)) = self.balance_losses else { return Ok(update) };
         let (eq, margin) = (self.config.optim.equilibrium, self.config.optim.margin);
