@@ -18,6 +18,14 @@ fn ok(args: &[&str]) -> Output {
     out
 }
 
+/// Runs `vaegan args…`, which must fail with every one of `words` in its stderr.
+#[track_caller]
+fn refused(args: &[&str], words: &[&str]) {
+    let out = vaegan().args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && words.iter().all(|w| err.contains(w)), "vaegan {}: {err}", args.join(" "));
+}
+
 /// (width, height, channels) of a PNG file and its pixels.
 fn png(path: &Path) -> ((u32, u32, u32), Vec<u8>) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -273,11 +281,6 @@ fn attributes_and_edit_move_codes_by_attribute_vectors() {
         assert!((0.0..=100.0).contains(&pct(what)), "{what}: {text}");
     }
 
-    let refused = |args: &[&str], words: &[&str]| {
-        let out = vaegan().args(args).output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && words.iter().all(|w| err.contains(w)), "vaegan {}: {err}", args.join(" "));
-    };
     refused(&["edit", "--checkpoint", ck, "--add", "12"], &["attributes.safetensors", "no attribute vector \"12\""]);
     refused(&["edit", "--checkpoint", ck, "--add", "7,8", "--measure"], &["exactly one --add digit"]);
     refused(&["edit", "--checkpoint", ck], &["nothing to edit"]);
@@ -525,4 +528,81 @@ fn restat_writes_a_new_checkpoint_with_new_decoder_statistics() {
     let (code, stderr) = finish(run.train(1, &[]).spawn().unwrap());
     assert_eq!(code, 0, "{stderr}");
     refused(&["restat", "--checkpoint", run.out.to_str().unwrap()], "no batch norm");
+}
+
+/// `train --conditioned` on IDX data: the model reads the digits' one-hot labels (its
+/// config names them "0" … "9", kept through a resume); `sample` without --condition gives a
+/// column per digit, `--condition 7` every sample the label 7 alone (different pictures from
+/// another label, from the same codes), `--measure` the classifier's share; `eval` runs with
+/// the test set's labels. Labels the model lacks, --condition on an unconditioned model,
+/// and exports, edits and restat of a conditioned one are refused by name.
+#[test]
+fn conditioned_training_and_sampling_from_the_cli() {
+    let run = setup();
+    let (code, stderr) = finish(run.train(1, &["--conditioned"]).spawn().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    let ck = run.out.to_str().unwrap();
+    let digits: Vec<String> = (0..10).map(|d| d.to_string()).collect();
+    let config = vaegan::checkpoint::Checkpoint::load(&vaegan::checkpoint::path_in(&run.out)).unwrap().config;
+    assert_eq!(config.model.conditions, digits, "the labels are IDX's digits");
+    let toml = std::fs::read_to_string(run.out.join("config.toml")).unwrap();
+    assert!(toml.contains("conditions = [\"0\", \"1\""), "{toml}");
+
+    let path = |name: &str| run.dir.path().join(name).to_str().unwrap().to_string();
+    let out = ok(&["sample", "--checkpoint", ck, "-n", "20", "--out", &path("all.png")]);
+    let _ = out;
+    let ((w, h, _), _) = png(Path::new(&path("all.png")));
+    assert_eq!((w, h), (10 * 30 + 2, 2 * 30 + 2), "a column per digit");
+    let grid = |label: &str| -> Vec<u8> {
+        ok(&["sample", "--checkpoint", ck, "-n", "4", "--condition", label, "--out", &path(&format!("c{label}.png"))]);
+        png(Path::new(&path(&format!("c{label}.png")))).1
+    };
+    assert_ne!(grid("7"), grid("1"), "the same codes under other labels decode differently");
+    let o = ok(&["sample", "--checkpoint", ck, "-n", "8", "--condition", "7", "--measure", "--out", &path("m.png")]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    let pct: f64 = text.rsplit(": ").next().and_then(|v| v.trim().trim_end_matches(" %").parse().ok()).unwrap_or(-1.0);
+    assert!(text.starts_with("samples conditioned on 7: 8;") && (0.0..=100.0).contains(&pct), "{text}");
+    ok(&["eval", "--checkpoint", ck]);
+    let (code, stderr) = finish(run.train(2, &[]).spawn().unwrap());
+    assert_eq!(code, 0, "a conditioned run resumes: {stderr}");
+
+    refused(&["sample", "--checkpoint", ck, "--condition", "12"], &["--condition \"12\"", "labels are 0, 1, 2"]);
+    refused(&["sample", "--checkpoint", ck, "--condition", "3,4", "--measure"], &["--measure needs", "one digit"]);
+    refused(&["export", "--checkpoint", ck, "--format", "onnx", "--out", &path("m.onnx")], &["conditioned on 10 labels"]);
+    refused(&["edit", "--checkpoint", ck, "--add", "7"], &["conditioned", "sample --condition"]);
+    refused(&["attributes", "--checkpoint", ck], &["conditioned", "sample --condition"]);
+    refused(&["restat", "--checkpoint", ck, "--out", &path("r.safetensors")], &["conditioned"]);
+    // Data without labels cannot condition a model.
+    let unlabelled = run.dir.path().join("unlabelled");
+    std::fs::create_dir_all(&unlabelled).unwrap();
+    for name in ["train-images-idx3-ubyte", "t10k-images-idx3-ubyte"] {
+        std::fs::copy(run.data.join(name), unlabelled.join(name)).unwrap();
+    }
+    let other = run.dir.path().join("other");
+    let args = ["train", "--config", run.config.to_str().unwrap(), "--data", unlabelled.to_str().unwrap(), "--out", other.to_str().unwrap(), "--conditioned"];
+    refused(&args, &["labels"]);
+    // An unconditioned model takes no labels.
+    let plain = run.dir.path().join("plain");
+    let (code, stderr) = finish(
+        vaegan()
+            .args([
+                "train",
+                "--config",
+                run.config.to_str().unwrap(),
+                "--data",
+                run.data.to_str().unwrap(),
+                "--out",
+                plain.to_str().unwrap(),
+                "--batch",
+                "16",
+                "--eval-batch",
+                "32",
+                "--epochs",
+                "1",
+            ])
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    refused(&["sample", "--checkpoint", plain.to_str().unwrap(), "--condition", "7"], &["not conditioned", "--conditioned"]);
 }

@@ -269,6 +269,8 @@ pub struct Scaling {
 impl Scaling {
     pub const UNIT: Scaling = Scaling { scale: 1.0 / 255.0, offset: 0.0, binarize: false };
     pub const SYMMETRIC: Scaling = Scaling { scale: 2.0 / 255.0, offset: -1.0, binarize: false };
+    /// Bytes as they are: labels stored as 0 or 1.
+    pub const IDENTITY: Scaling = Scaling { scale: 1.0, offset: 0.0, binarize: false };
 }
 
 /// The geometry of one 2-D convolution over NHWC tensors: input `batch`×`in_h`×`in_w`×`in_c`,

@@ -67,6 +67,18 @@ pub struct EditArgs {
     out: PathBuf,
 }
 
+/// A conditioned model's attributes are its labels: it is sampled with them
+/// (`vaegan sample --condition`), not edited by vectors in its codes.
+fn refuse_conditioned(ck: &Checkpoint, path: &Path) -> anyhow::Result<()> {
+    if !ck.config.model.conditions.is_empty() {
+        bail!(
+            "the model in {} is conditioned on labels: choose them with `vaegan sample --condition`; attribute vectors are for unconditioned models",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// attributes.safetensors in a run folder, or <name>.attributes.safetensors beside a file.
 fn default_vectors_path(checkpoint: &Path) -> PathBuf {
     if checkpoint.is_dir() {
@@ -87,6 +99,7 @@ fn labelled_data(ck: &Checkpoint, data: Option<&Path>, labels: Option<&Path>) ->
 
 pub fn run_attributes(device: &DeviceArgs, args: &AttributesArgs) -> anyhow::Result<()> {
     let ck = load_checkpoint(&args.ck.checkpoint)?;
+    refuse_conditioned(&ck, &args.ck.checkpoint)?;
     let (split, path) = labelled_data(&ck, args.data.as_deref(), args.labels.as_deref())?;
     let gpu = device.open()?;
     eprintln!("encoding {} labelled training images of {}…", split.train.count, path.display());
@@ -112,6 +125,7 @@ pub fn run_edit(device: &DeviceArgs, args: &EditArgs) -> anyhow::Result<()> {
         bail!("--scale {}: expected a finite number", args.scale);
     }
     let ck = load_checkpoint(&args.ck.checkpoint)?;
+    refuse_conditioned(&ck, &args.ck.checkpoint)?;
     let c = &ck.config.model;
     let vectors_path = args.vectors.clone().unwrap_or_else(|| default_vectors_path(&args.ck.checkpoint));
     if !vectors_path.exists() {

@@ -81,6 +81,11 @@ pub struct TrainArgs {
     /// Larsen et al.'s discriminator/decoder balancing.
     #[arg(long)]
     balance: bool,
+    /// Attribute-conditioned generation (Larsen et al.'s conditional VAE-GAN): the decoder
+    /// and the discriminator read each image's labels (IDX classes, or a labels file beside
+    /// the folder) beside z and the image; `vaegan sample --condition` then picks them.
+    #[arg(long)]
+    conditioned: bool,
     /// f32, or f16: mixed precision — matmuls read f16 copies of their operands (SHADER_F16
     /// needed), with f32 master weights, Adam and accumulation. May change on --resume.
     #[arg(long)]
@@ -280,7 +285,13 @@ fn run_as(device: &DeviceArgs, args: &TrainArgs, collective: Rc<dyn Collective>)
     let crop = resume.as_ref().map(|ck| ck.crop).unwrap_or(data::Crop::Centre);
     let data_args = if resume.is_some() { DataArgs { channels: None, crop: None, ..args.data_args.clone() } } else { args.data_args.clone() };
     let image = image_options(config.model.image, &data_args, crop)?;
-    let split = load_data(&data_path, image, seed, limit, test_limit, &data_args, crate::data::Labels::IfFound)?;
+    let conditioned = args.conditioned || !config.model.conditions.is_empty();
+    let labels = if conditioned { crate::data::Labels::Required(None) } else { crate::data::Labels::IfFound };
+    let split = load_data(&data_path, image, seed, limit, test_limit, &data_args, labels)?;
+    if args.conditioned && resume.is_none() {
+        let table = split.train.attribute_table().ok_or_else(|| anyhow::anyhow!("--conditioned: {} has no labels", data_path.display()))?;
+        config.model.conditions = table.names;
+    }
     if resume.is_none() {
         // Folders are resampled to the preset's size; IDX sets bring their own, which a
         // dense model adopts and a convolutional one (its strides fixed) must match.

@@ -60,6 +60,15 @@ impl GpuDataset {
         Ok(GpuDataset { data, labels, count: set.count, dim: set.dim() })
     }
 
+    /// Rows of `dim` bytes each (a conditioned model's labels, 0 or 1 per attribute), for
+    /// `gather` with `Scaling::IDENTITY`.
+    pub fn upload_rows(gpu: &Gpu, label: &str, bytes: &[u8], count: usize, dim: usize) -> Result<GpuDataset> {
+        if bytes.len() != count * dim {
+            return Err(GpuError::shape(label, format!("{} bytes for {count} rows of {dim}", bytes.len())));
+        }
+        Ok(GpuDataset { data: gpu.upload_u32(label, &pack(bytes))?, labels: None, count, dim })
+    }
+
     /// A permutation buffer for `gather` (uploaded each epoch with `Gpu::write_u32`).
     pub fn permutation_buffer(&self, gpu: &Gpu) -> Result<GpuBuffer> {
         gpu.zeros("permutation", self.count, DType::U32)

@@ -171,6 +171,12 @@ type PartGraph = (Graph, (TensorId, Value), Vec<(TensorId, Value)>);
 /// them. Errors for a part the model lacks.
 fn part_graph(c: &ModelConfig, part: Part) -> Result<PartGraph, ExportError> {
     let model = |e: crate::graph::GraphError| ExportError::Model(e.to_string());
+    if !c.conditions.is_empty() {
+        return Err(ExportError::Model(format!(
+            "the model is conditioned on {} labels, which the ONNX and PyTorch exports do not take as an input yet",
+            c.conditions.len()
+        )));
+    }
     let [h, w, ch] = c.image;
     let image = |name: &str| Value { name: name.into(), dims: vec![ch, h, w] };
     let latent = |name: &str| Value { name: name.into(), dims: vec![c.latent] };

@@ -238,6 +238,12 @@ pub struct ModelConfig {
     /// Hidden widths of the latent discriminator (dense, `dis_act`).
     #[serde(default = "latent_discriminator_widths")]
     pub latent_discriminator: Vec<usize>,
+    /// Attribute-conditioned generation (Larsen et al.'s conditional VAE-GAN): the names of
+    /// the labels y (0 or 1 each; a digit's one-hot, or attributes such as "red") that the
+    /// decoder and the discriminator read beside z and the image. Set from the data's labels
+    /// by `vaegan train --conditioned`; empty: an unconditioned model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -327,6 +333,7 @@ impl ModelConfig {
             latent_mmd: 0.0,
             latent_adversary: 0.0,
             latent_discriminator: latent_discriminator_widths(),
+            conditions: vec![],
         }
     }
 
@@ -414,6 +421,7 @@ impl ModelConfig {
             latent_mmd: 0.0,
             latent_adversary: 0.0,
             latent_discriminator: latent_discriminator_widths(),
+            conditions: vec![],
         }
     }
 
@@ -486,6 +494,25 @@ impl ModelConfig {
         s
     }
 
+    /// Labels y beside z and the image: at most 256, named once each, and (conv arch) a
+    /// dense discriminator layer to read them (the convolutions see the image alone).
+    fn validate_conditions(&self) -> Result<(), String> {
+        let names = &self.conditions;
+        if names.len() > 256 {
+            return Err(format!("model.conditions has {} labels: at most 256", names.len()));
+        }
+        if let Some(i) = names.iter().position(|n| n.is_empty()) {
+            return Err(format!("model.conditions[{i}] is empty: every label needs a name"));
+        }
+        if let Some((i, n)) = names.iter().enumerate().find(|(i, n)| names[..*i].contains(n)) {
+            return Err(format!("model.conditions[{i}] = {n:?} is named twice"));
+        }
+        if !names.is_empty() && self.mode == Mode::VaeGan && self.arch == Arch::Conv && self.discriminator_dense.is_empty() {
+            return Err("model.conditions with arch = \"conv\" needs a dense discriminator layer (model.discriminator_dense) to read the labels".into());
+        }
+        Ok(())
+    }
+
     fn validate_conv(&self) -> Result<(), String> {
         if !(1..=2).contains(&self.dis_first_stride) {
             return Err(format!("model.dis_first_stride = {}: expected 1 or 2", self.dis_first_stride));
@@ -553,6 +580,7 @@ impl ModelConfig {
         if self.mode == Mode::VaeGan && self.discriminator.is_empty() {
             return Err("model.discriminator needs at least one hidden layer in vae-gan mode (its last is the learned similarity)".into());
         }
+        self.validate_conditions()?;
         if self.arch == Arch::Conv {
             self.validate_conv()?;
         } else if !self.encoder_dense.is_empty() || !self.discriminator_dense.is_empty() {
@@ -778,7 +806,7 @@ impl RunConfig {
                 for (k, v) in overrides {
                     let table = tree.get_mut(section).and_then(|v| v.as_table_mut()).expect("sections exist");
                     // Keys whose absence means "as another key" are not in the preset's table.
-                    let optional = section == "model" && k == "pixel_weight_decoder";
+                    let optional = section == "model" && (k == "pixel_weight_decoder" || k == "conditions");
                     if !table.contains_key(k) && !optional {
                         return Err(format!("{file}: unknown key {section}.{k}"));
                     }

@@ -19,7 +19,7 @@
 //! norm have no bias (as the authors' `bias=None`): batch norm would cancel it.
 
 use crate::graph::{BatchNormParams, ConvParams, Graph, LinearParams, TensorId};
-use crate::nn::{batch_norm, conv2d, conv2d_unbiased, conv_transpose2d, linear_unbiased};
+use crate::nn::{batch_norm, condition_term, condition_weight, conv2d, conv2d_unbiased, conv_transpose2d, linear_unbiased};
 use crate::types::{Act, ConvGeom};
 
 use super::config::ModelConfig;
@@ -82,8 +82,12 @@ impl Dense {
         Dense { layer: linear_unbiased(g, group, name, inputs, outputs, seed), bn: batch_norm(g, group, &format!("{name}.bn"), outputs) }
     }
 
-    fn forward(&self, g: &mut Graph, x: TensorId, act: Act, phase: Phase) -> TensorId {
-        let y = g.linear(x, &self.layer, Act::None);
+    /// act(BN(x·W + side)): `side` is y·V, a conditioned layer's labels.
+    fn forward(&self, g: &mut Graph, x: TensorId, side: Option<TensorId>, act: Act, phase: Phase) -> TensorId {
+        let mut y = g.linear(x, &self.layer, Act::None);
+        if let Some(side) = side {
+            y = g.add(y, side);
+        }
         let n = norm(g, y, &self.bn, phase);
         g.activation(n, act)
     }
@@ -149,7 +153,7 @@ impl EncoderTrunk {
             h = b.forward(g, h, c.hidden_act, phase).1;
         }
         for d in &self.dense {
-            h = d.forward(g, h, c.hidden_act, phase);
+            h = d.forward(g, h, None, c.hidden_act, phase);
         }
         h
     }
@@ -158,6 +162,8 @@ impl EncoderTrunk {
 /// z → image.
 pub struct Decoder {
     dense: Dense,
+    /// V of the labels y, added before the dense layer's batch norm (conditioned models).
+    condition: Option<TensorId>,
     deconvs: Vec<Block>,
     /// Larsen's final stride-1 conv to the image (None: the last transposed conv is it).
     out: Option<Block>,
@@ -168,6 +174,8 @@ impl Decoder {
         let n = c.decoder.len();
         let (h0, w0) = (c.height() >> n, c.width() >> n);
         let dense = Dense::new(g, group, "decoder.dense", c.latent, h0 * w0 * c.decoder[0], seed ^ 0x6466);
+        let k = c.conditions.len();
+        let condition = (k > 0).then(|| condition_weight(g, group, "decoder.condition", k, h0 * w0 * c.decoder[0], seed ^ 0x7963));
         let mut side = (h0, w0, c.decoder[0]);
         let mut deconvs = vec![];
         for i in 0..n {
@@ -195,11 +203,13 @@ impl Decoder {
             let geom = ConvGeom::conv(1, side, c.channels(), (c.kernel, c.kernel), 1, pad(c)).expect("validated geometry");
             Block { conv: conv2d(g, group, "decoder.out", geom, seed ^ 0x6f75), transposed: false, bn: None }
         });
-        Decoder { dense, deconvs, out }
+        Decoder { dense, condition, deconvs, out }
     }
 
-    pub fn forward(&self, g: &mut Graph, z: TensorId, c: &ModelConfig, phase: Phase) -> TensorId {
-        let mut h = self.dense.forward(g, z, c.hidden_act, phase);
+    /// Images from codes z and, for a conditioned model, labels y.
+    pub fn forward(&self, g: &mut Graph, z: TensorId, y: Option<TensorId>, c: &ModelConfig, phase: Phase) -> TensorId {
+        let side = condition_term(g, y, self.condition);
+        let mut h = self.dense.forward(g, z, side, c.hidden_act, phase);
         let n = self.deconvs.len();
         for (i, b) in self.deconvs.iter().enumerate() {
             let act = if self.out.is_none() && i + 1 == n { c.output_act } else { c.hidden_act };
@@ -216,6 +226,9 @@ impl Decoder {
 pub struct DiscriminatorTrunk {
     convs: Vec<Block>,
     dense: Vec<Dense>,
+    /// V of the labels y, added before the first dense layer's batch norm (conditioned
+    /// models: the convolutions, and so the learned similarity f, see the image alone).
+    condition: Option<TensorId>,
     /// Width of the trunk's output (what the logit reads).
     pub width: usize,
 }
@@ -230,18 +243,23 @@ impl DiscriminatorTrunk {
             dense.push(Dense::new(g, group, &format!("discriminator.dense{i}"), width, out, layer_seed(seed ^ 0x64, i)));
             width = out;
         }
-        DiscriminatorTrunk { convs, dense, width }
+        let k = c.conditions.len();
+        let first = c.discriminator_dense.first().copied().filter(|_| k > 0);
+        let condition = first.map(|w| condition_weight(g, group, "discriminator.condition", k, w, seed ^ 0x7964));
+        DiscriminatorTrunk { convs, dense, condition, width }
     }
 
     /// (f: the last convolution's raw output, the trunk's output).
-    pub fn forward(&self, g: &mut Graph, x: TensorId, c: &ModelConfig, phase: Phase) -> (TensorId, TensorId) {
+    /// For a conditioned model, the labels y join at the first dense layer.
+    pub fn forward(&self, g: &mut Graph, x: TensorId, y: Option<TensorId>, c: &ModelConfig, phase: Phase) -> (TensorId, TensorId) {
         let mut h = x;
         let mut f = x;
         for b in &self.convs {
             (f, h) = b.forward(g, h, c.dis_act, phase);
         }
+        let mut side = condition_term(g, y, self.condition);
         for d in &self.dense {
-            h = d.forward(g, h, c.dis_act, phase);
+            h = d.forward(g, h, side.take(), c.dis_act, phase);
         }
         (f, h)
     }

@@ -23,7 +23,7 @@
 //! running statistics (`decoder_bn_stats`).
 
 use crate::graph::{Graph, LinearParams, LossKind, Result, TensorId};
-use crate::nn::{linear, Mlp};
+use crate::nn::{condition_term, condition_weight, linear, Mlp};
 use crate::types::Act;
 
 use super::config::Arch;
@@ -70,7 +70,9 @@ impl Encoder {
 }
 
 pub enum Decoder {
-    Mlp(Mlp),
+    /// The layers, and V of the labels y added to the first one's pre-activation
+    /// (conditioned models).
+    Mlp(Mlp, Option<TensorId>),
     Conv(Box<conv::Decoder>),
 }
 
@@ -79,22 +81,30 @@ impl Decoder {
         match c.arch {
             Arch::Mlp => {
                 let widths: Vec<usize> = [vec![c.latent], c.decoder.clone(), vec![c.input]].concat();
-                Decoder::Mlp(Mlp::new(g, group, "decoder", &widths, seed.wrapping_add(1)))
+                let mlp = Mlp::new(g, group, "decoder", &widths, seed.wrapping_add(1));
+                let k = c.conditions.len();
+                let condition = (k > 0).then(|| condition_weight(g, group, "decoder.condition", k, widths[1], seed ^ 0x7963));
+                Decoder::Mlp(mlp, condition)
             }
             Arch::Conv => Decoder::Conv(Box::new(conv::Decoder::new(g, group, c, seed.wrapping_add(1)))),
         }
     }
 
-    pub fn forward(&self, g: &mut Graph, z: TensorId, c: &ModelConfig, phase: Phase) -> TensorId {
+    /// Images from codes z and, for a conditioned model, labels y (batch × labels).
+    pub fn forward(&self, g: &mut Graph, z: TensorId, y: Option<TensorId>, c: &ModelConfig, phase: Phase) -> TensorId {
         match self {
-            Decoder::Mlp(m) => *m.forward(g, z, c.hidden_act, c.output_act).last().unwrap(),
-            Decoder::Conv(d) => d.forward(g, z, c, phase),
+            Decoder::Mlp(m, v) => {
+                let side = condition_term(g, y, *v);
+                *m.forward_with(g, z, side, c.hidden_act, c.output_act).last().unwrap()
+            }
+            Decoder::Conv(d) => d.forward(g, z, y, c, phase),
         }
     }
 }
 
 enum DiscriminatorTrunk {
-    Mlp(Mlp),
+    /// The layers, and V of the labels y added to the first one's pre-activation.
+    Mlp(Mlp, Option<TensorId>),
     Conv(conv::DiscriminatorTrunk),
 }
 
@@ -108,7 +118,10 @@ impl Discriminator {
         let (trunk, width) = match c.arch {
             Arch::Mlp => {
                 let widths: Vec<usize> = [vec![c.input], c.discriminator.clone()].concat();
-                (DiscriminatorTrunk::Mlp(Mlp::new(g, group, "discriminator", &widths, seed.wrapping_add(2))), *widths.last().unwrap())
+                let mlp = Mlp::new(g, group, "discriminator", &widths, seed.wrapping_add(2));
+                let k = c.conditions.len();
+                let condition = (k > 0).then(|| condition_weight(g, group, "discriminator.condition", k, widths[1], seed ^ 0x7964));
+                (DiscriminatorTrunk::Mlp(mlp, condition), *widths.last().unwrap())
             }
             Arch::Conv => {
                 let t = conv::DiscriminatorTrunk::new(g, group, c, seed.wrapping_add(2));
@@ -121,13 +134,15 @@ impl Discriminator {
 
     /// (features f, logits): f is the last hidden layer (MLP) or the last convolution's
     /// raw output (conv).
-    pub fn forward(&self, g: &mut Graph, x: TensorId, c: &ModelConfig, phase: Phase) -> (TensorId, TensorId) {
+    /// For a conditioned model, the labels y (batch × labels) of the images x.
+    pub fn forward(&self, g: &mut Graph, x: TensorId, y: Option<TensorId>, c: &ModelConfig, phase: Phase) -> (TensorId, TensorId) {
         let (f, h) = match &self.trunk {
-            DiscriminatorTrunk::Mlp(m) => {
-                let f = *m.forward(g, x, c.dis_act, c.dis_act).last().unwrap_or(&x);
+            DiscriminatorTrunk::Mlp(m, v) => {
+                let side = condition_term(g, y, *v);
+                let f = *m.forward_with(g, x, side, c.dis_act, c.dis_act).last().unwrap_or(&x);
                 (f, f)
             }
-            DiscriminatorTrunk::Conv(t) => t.forward(g, x, c, phase),
+            DiscriminatorTrunk::Conv(t) => t.forward(g, x, y, c, phase),
         };
         let logits = g.linear(h, &self.head, Act::None);
         (g.named(f, "features"), g.named(logits, "logits"))
@@ -180,6 +195,16 @@ fn latent_prior_terms(
     Ok(())
 }
 
+/// The labels input y (batch × labels, 0 or 1 each) of a conditioned model, else None.
+fn labels_input(g: &mut Graph, c: &ModelConfig, batch: usize) -> Option<TensorId> {
+    (!c.conditions.is_empty()).then(|| g.input("y", [batch, c.conditions.len()]))
+}
+
+/// The labels of a joint pass over `times` batches: y stacked as the images are.
+fn stacked(g: &mut Graph, y: Option<TensorId>, times: usize) -> Option<TensorId> {
+    y.map(|y| if times == 1 { y } else { g.concat_rows(&vec![y; times]) })
+}
+
 /// A built step: the graph and the handles a trainer needs.
 pub struct StepGraph {
     pub graph: Graph,
@@ -187,6 +212,9 @@ pub struct StepGraph {
     pub batch: usize,
     /// The data batch, batch × input.
     pub x: TensorId,
+    /// The batch's labels, batch × labels (conditioned models; the prior samples z_p are
+    /// decoded with the same labels, so that D sees them as often as in the data).
+    pub y: Option<TensorId>,
     pub encoder: usize,
     pub decoder: usize,
     pub discriminator: Option<usize>,
@@ -209,6 +237,7 @@ pub fn build_step(c: &ModelConfig, batch: usize, seed: u64) -> Result<StepGraph>
     let mut g = Graph::new();
     let b = batch as f32;
     let x = g.input("x", [batch, c.input]);
+    let y = labels_input(&mut g, c, batch);
     let enc = g.group("encoder");
     let dec = g.group("decoder");
     let encoder = Encoder::new(&mut g, enc, c, seed);
@@ -222,7 +251,7 @@ pub fn build_step(c: &ModelConfig, batch: usize, seed: u64) -> Result<StepGraph>
 
     let (reconstruction, discriminator) = match c.mode {
         Mode::Vae => {
-            let x_rec = decoder.forward(&mut g, z, c, Phase::Train);
+            let x_rec = decoder.forward(&mut g, z, y, c, Phase::Train);
             let x_rec = g.named(x_rec, "x_rec");
             let l_pixel = g.loss(LossKind::BceProb, x_rec, x, 1.0 / b);
             let l_pixel = g.named(l_pixel, "L_pixel");
@@ -254,11 +283,11 @@ pub fn build_step(c: &ModelConfig, batch: usize, seed: u64) -> Result<StepGraph>
                 // (`decoder_bn_stats`: what samples are decoded with after training).
                 let (rec_updates, p_updates) = c.decoder_bn_stats.updates();
                 let phase = |updates: bool| if updates { Phase::Train } else { Phase::TrainKeepStats };
-                let x_rec = decoder.forward(&mut g, z, c, phase(rec_updates));
-                let x_p = decoder.forward(&mut g, z_p, c, phase(p_updates));
-                let (f_real, logit_real) = discriminator.forward(&mut g, x, c, Phase::Train);
-                let (f_rec, logit_rec) = discriminator.forward(&mut g, x_rec, c, Phase::Train);
-                let (_, logit_p) = discriminator.forward(&mut g, x_p, c, Phase::Train);
+                let x_rec = decoder.forward(&mut g, z, y, c, phase(rec_updates));
+                let x_p = decoder.forward(&mut g, z_p, y, c, phase(p_updates));
+                let (f_real, logit_real) = discriminator.forward(&mut g, x, y, c, Phase::Train);
+                let (f_rec, logit_rec) = discriminator.forward(&mut g, x_rec, y, c, Phase::Train);
+                let (_, logit_p) = discriminator.forward(&mut g, x_p, y, c, Phase::Train);
                 (x_rec, x_p, f_real, f_rec, logit_real, logit_rec, logit_p)
             } else {
                 // With batch norm the batches a network sees together matter: as the
@@ -266,11 +295,13 @@ pub fn build_step(c: &ModelConfig, batch: usize, seed: u64) -> Result<StepGraph>
                 // once on [x; x̃; x_p], so that their statistics cover real and generated
                 // images alike (one pass each, one running-statistics update per step).
                 let zz = g.concat_rows(&[z, z_p]);
-                let xx = decoder.forward(&mut g, zz, c, Phase::Train);
+                let yy = stacked(&mut g, y, 2);
+                let xx = decoder.forward(&mut g, zz, yy, c, Phase::Train);
                 let x_rec = g.slice_rows(xx, 0, batch);
                 let x_p = g.slice_rows(xx, batch, batch);
                 let all = g.concat_rows(&[x, xx]);
-                let (f, logits) = discriminator.forward(&mut g, all, c, Phase::Train);
+                let yyy = stacked(&mut g, y, 3);
+                let (f, logits) = discriminator.forward(&mut g, all, yyy, c, Phase::Train);
                 let rows = |g: &mut Graph, t: TensorId, i: usize| g.slice_rows(t, i * batch, batch);
                 let (f_real, f_rec) = (rows(&mut g, f, 0), rows(&mut g, f, 1));
                 let (logit_real, logit_rec, logit_p) = (rows(&mut g, logits, 0), rows(&mut g, logits, 1), rows(&mut g, logits, 2));
@@ -339,7 +370,7 @@ pub fn build_step(c: &ModelConfig, batch: usize, seed: u64) -> Result<StepGraph>
     for (name, t) in &losses {
         g.output(name, *t);
     }
-    Ok(StepGraph { graph: g, config: c.clone(), batch, x, encoder: enc, decoder: dec, discriminator, mu, logvar, reconstruction, losses })
+    Ok(StepGraph { graph: g, config: c.clone(), batch, x, y, encoder: enc, decoder: dec, discriminator, mu, logvar, reconstruction, losses })
 }
 
 /// The evaluation graph: for a batch of test images, the negative ELBO terms with a
@@ -350,6 +381,8 @@ pub struct EvalGraph {
     pub graph: Graph,
     pub batch: usize,
     pub x: TensorId,
+    /// The images' labels (conditioned models): every decode and D's logits use them.
+    pub y: Option<TensorId>,
     /// Dec(μ): the deterministic reconstruction.
     pub reconstruction: TensorId,
     /// Σ over pixels of BCE(Dec(z), x), batch mean — nats per image.
@@ -366,6 +399,7 @@ pub fn build_eval(c: &ModelConfig, batch: usize) -> Result<EvalGraph> {
     let mut g = Graph::new();
     let b = batch as f32;
     let x = g.input("x", [batch, c.input]);
+    let y = labels_input(&mut g, c, batch);
     let enc = g.group("encoder");
     let dec = g.group("decoder");
     let encoder = Encoder::new(&mut g, enc, c, 0);
@@ -374,7 +408,8 @@ pub fn build_eval(c: &ModelConfig, batch: usize) -> Result<EvalGraph> {
     let (z, _) = g.reparam(mu, logvar, 0);
     let z_p = g.randn([batch, c.latent], 1);
     let zz = g.concat_rows(&[z, mu, z_p]);
-    let xx = decoder.forward(&mut g, zz, c, Phase::Eval);
+    let yyy = stacked(&mut g, y, 3);
+    let xx = decoder.forward(&mut g, zz, yyy, c, Phase::Eval);
     let x_sampled = g.slice_rows(xx, 0, batch);
     let reconstruction = g.slice_rows(xx, batch, batch);
     let generated = g.slice_rows(xx, 2 * batch, batch);
@@ -391,18 +426,21 @@ pub fn build_eval(c: &ModelConfig, batch: usize) -> Result<EvalGraph> {
             let dis = g.group("discriminator");
             let d = Discriminator::new(&mut g, dis, c, 0);
             let both = g.concat_rows(&[x, generated]);
-            let logits = d.forward(&mut g, both, c, Phase::Eval).1;
+            let yy = stacked(&mut g, y, 2);
+            let logits = d.forward(&mut g, both, yy, c, Phase::Eval).1;
             g.keep(logits);
             Some(logits)
         }
     };
-    Ok(EvalGraph { graph: g, batch, x, reconstruction, bce, kl, mse, logits })
+    Ok(EvalGraph { graph: g, batch, x, y, reconstruction, bce, kl, mse, logits })
 }
 
-/// The decoder alone: z (batch × latent) → images.
+/// The decoder alone: z (batch × latent) and, for a conditioned model, labels y (batch ×
+/// labels) → images.
 pub struct DecodeGraph {
     pub graph: Graph,
     pub z: TensorId,
+    pub y: Option<TensorId>,
     pub images: TensorId,
 }
 
@@ -416,11 +454,12 @@ pub fn build_decode(c: &ModelConfig, batch: usize) -> Result<DecodeGraph> {
 pub fn build_decode_in(c: &ModelConfig, batch: usize, phase: Phase) -> Result<DecodeGraph> {
     let mut g = Graph::new();
     let z = g.input("z", [batch, c.latent]);
+    let y = labels_input(&mut g, c, batch);
     let dec = g.group("decoder");
     let decoder = Decoder::new(&mut g, dec, c, 0);
-    let images = decoder.forward(&mut g, z, c, phase);
+    let images = decoder.forward(&mut g, z, y, c, phase);
     g.keep(images);
-    Ok(DecodeGraph { graph: g, z, images })
+    Ok(DecodeGraph { graph: g, z, y, images })
 }
 
 /// The encoder alone: images (batch × input) → (μ, logσ²), batch norm in eval mode.
@@ -447,6 +486,8 @@ pub fn build_encode(c: &ModelConfig, batch: usize) -> Result<EncodeGraph> {
 pub struct DiscriminateGraph {
     pub graph: Graph,
     pub x: TensorId,
+    /// The images' labels (conditioned models).
+    pub y: Option<TensorId>,
     pub features: TensorId,
     pub logits: TensorId,
 }
@@ -457,12 +498,13 @@ pub fn build_discriminate(c: &ModelConfig, batch: usize) -> Result<Option<Discri
     }
     let mut g = Graph::new();
     let x = g.input("x", [batch, c.input]);
+    let y = labels_input(&mut g, c, batch);
     let dis = g.group("discriminator");
     let d = Discriminator::new(&mut g, dis, c, 0);
-    let (features, logits) = d.forward(&mut g, x, c, Phase::Eval);
+    let (features, logits) = d.forward(&mut g, x, y, c, Phase::Eval);
     g.keep(features);
     g.keep(logits);
-    Ok(Some(DiscriminateGraph { graph: g, x, features, logits }))
+    Ok(Some(DiscriminateGraph { graph: g, x, y, features, logits }))
 }
 
 /// The parameters a config's model has: (name, [rows, cols]) in group order, as the step

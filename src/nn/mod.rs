@@ -106,13 +106,44 @@ impl Mlp {
 
     /// The forward pass; returns every layer's output (the last is the result).
     pub fn forward(&self, g: &mut Graph, x: usize, hidden: crate::types::Act, last: crate::types::Act) -> Vec<usize> {
+        self.forward_with(g, x, None, hidden, last)
+    }
+
+    /// The forward pass with `side` (batch × the first layer's width) added to the first
+    /// layer's pre-activation: x·W₀ + b₀ + side, i.e. the first layer reading [x, y] when
+    /// side = y·V (a conditioned network's labels).
+    pub fn forward_with(&self, g: &mut Graph, x: usize, side: Option<usize>, hidden: crate::types::Act, last: crate::types::Act) -> Vec<usize> {
         let mut outs = vec![];
         let mut h = x;
         for (i, layer) in self.layers.iter().enumerate() {
             let act = if i + 1 == self.layers.len() { last } else { hidden };
-            h = g.linear(h, layer, act);
+            h = match side.filter(|_| i == 0) {
+                Some(side) => {
+                    let pre = g.linear(h, layer, crate::types::Act::None);
+                    let pre = g.add(pre, side);
+                    g.activation(pre, act)
+                }
+                None => g.linear(h, layer, act),
+            };
             outs.push(h);
         }
         outs
     }
+}
+
+/// The weight V (labels × outputs) through which a conditioned layer reads its labels y:
+/// y·V is added to the layer's pre-activation, as if the layer read [input, y]. Uniform in
+/// ±1/√labels, drawn from `seed`.
+pub fn condition_weight(g: &mut Graph, group: usize, name: &str, labels: usize, outputs: usize, seed: u64) -> usize {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let bound = 1.0 / (labels as f32).sqrt();
+    let init = (0..labels * outputs).map(|_| rng.random_range(-bound..bound)).collect();
+    g.param(group, &format!("{name}.weight"), [labels, outputs], init)
+}
+
+/// y·V for a conditioned layer (labels y and its weight V both there), else None. The
+/// graph builders check that a conditioned model is given its labels and only then.
+pub fn condition_term(g: &mut Graph, y: Option<usize>, v: Option<usize>) -> Option<usize> {
+    assert_eq!(y.is_some(), v.is_some(), "labels for an unconditioned layer, or none for a conditioned one");
+    Some(g.matmul(y?, v?, crate::types::Trans::NN))
 }

@@ -74,6 +74,10 @@ pub fn measure(
     let batch = 500.min(n);
     let mut decoder = Decoder::new(gpu, c, batch)?;
     decoder.load(&|name| ck.tensor(name))?;
+    // A conditioned model's samples take the test images' labels, in order.
+    if let Some(rows) = crate::train::eval::label_rows(c, &split.test)? {
+        decoder.condition(&rows)?;
+    }
     let count = n.div_ceil(batch) * batch;
     let z = match prior {
         Some(p) => p.sample(count, seed),
@@ -122,6 +126,7 @@ impl<'g> EpochFrechet<'g> {
     /// For a model of `c` whose test set is `test`; refused unless the images are MNIST's
     /// shape (28×28 grey, what the classifier reads) and `n` ≥ 2.
     pub fn new(gpu: &'g Gpu, c: &crate::model::ModelConfig, test: &crate::data::Dataset, weights: &ClassifierWeights, n: usize, seed: u64) -> Result<Self> {
+        let test_images = test;
         if n < 2 || test.count < 2 {
             return Err(TrainError::Invalid(format!("sample quality needs at least 2 samples and 2 test images for a covariance ({n} and {})", test.count)));
         }
@@ -136,7 +141,10 @@ impl<'g> EpochFrechet<'g> {
         let r = classifier.read(&scale_images(test, 0..test.count, Scaling::UNIT))?;
         let test = FeatureStats::from_rows(&r.features, classifier.feature_dim());
         let batch = 500.min(n);
-        let decoder = Decoder::new(gpu, c, batch)?;
+        let mut decoder = Decoder::new(gpu, c, batch)?;
+        if let Some(rows) = crate::train::eval::label_rows(c, test_images)? {
+            decoder.condition(&rows)?;
+        }
         let z = fixed_normals(n.div_ceil(batch) * batch, c.latent, seed);
         Ok(EpochFrechet { classifier, decoder, z, n, batch, latent: c.latent, input: c.input, test })
     }

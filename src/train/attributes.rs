@@ -30,6 +30,11 @@ pub struct Edited {
 }
 
 pub fn edit(gpu: &Gpu, config: &ModelConfig, values: &dyn Fn(&str) -> Option<Vec<f32>>, set: &Dataset, shift: &[f32]) -> Result<Edited> {
+    if !config.conditions.is_empty() {
+        return Err(super::TrainError::Invalid(
+            "the model is conditioned: its attributes are set by its labels (`vaegan sample --condition`), not by vectors in its codes".into(),
+        ));
+    }
     if shift.len() != config.latent {
         return Err(TrainError::Invalid(format!("a shift of {} values for a latent of {}", shift.len(), config.latent)));
     }

@@ -37,6 +37,23 @@ pub struct Evaluator<'g> {
     scaling: Scaling,
 }
 
+/// A conditioned model's labels for every image of `set` (count × labels, 0 or 1), from
+/// the set's labels file or IDX classes (`super::conditioning_labels`); None for an
+/// unconditioned model.
+pub fn label_rows(config: &ModelConfig, set: &Dataset) -> Result<Option<Vec<f32>>> {
+    Ok(super::conditioning_labels(config, set)?.map(|t| t.values.iter().map(|&v| v as f32).collect()))
+}
+
+/// Rows `range` of `rows` (k values each), the last repeated cyclically from the range's
+/// start until `batch` rows (a short batch padded as its images are).
+fn padded_rows(rows: &[f32], k: usize, range: std::ops::Range<usize>, batch: usize) -> Vec<f32> {
+    let n = range.len();
+    if n == 0 {
+        return vec![0.0; batch * k];
+    }
+    (0..batch).flat_map(|b| rows[(range.start + b % n) * k..(range.start + b % n + 1) * k].iter().copied()).collect()
+}
+
 /// Scales u8 images to the model's range on the host.
 pub fn scale_images(set: &Dataset, range: std::ops::Range<usize>, s: Scaling) -> Vec<f32> {
     set.images[range.start * set.dim()..range.end * set.dim()].iter().map(|&b| b as f32 * s.scale + s.offset).collect()
@@ -79,8 +96,12 @@ impl<'g> Evaluator<'g> {
             return Err(super::TrainError::Invalid(format!("the test set has {} images, fewer than the evaluation batch of {b}", test.count)));
         }
         let (mut bce, mut kl, mut mse, mut correct) = (0.0f64, 0.0f64, 0.0f64, 0usize);
+        let labels = label_rows(&self.config, test)?;
         for i in 0..batches {
             self.exec.set_input(self.graph.x, &scale_images(test, i * b..(i + 1) * b, self.scaling))?;
+            if let (Some(y), Some(rows)) = (self.graph.y, &labels) {
+                self.exec.set_input(y, &padded_rows(rows, self.config.conditions.len(), i * b..(i + 1) * b, b))?;
+            }
             self.exec.step_with(true, None)?;
             let out = self.exec.wait_outputs()?;
             let (_, values) = out.last().ok_or_else(|| super::TrainError::Invalid("no evaluation output".into()))?;
@@ -129,6 +150,9 @@ impl<'g> Evaluator<'g> {
     #[cfg(not(target_arch = "wasm32"))]
     fn reconstruct_range(&mut self, set: &Dataset, range: std::ops::Range<usize>) -> Result<Vec<f32>> {
         let (b, n) = (self.graph.batch, range.len());
+        if let (Some(y), Some(rows)) = (self.graph.y, label_rows(&self.config, set)?) {
+            self.exec.set_input(y, &padded_rows(&rows, self.config.conditions.len(), range.clone(), b))?;
+        }
         let first = scale_images(set, range, self.scaling);
         let mut x = first.clone();
         while x.len() < b * set.dim() {
@@ -153,6 +177,8 @@ pub struct Decoder<'g> {
     graph: DecodeGraph,
     exec: GpuExecutor<'g>,
     scaling: Scaling,
+    /// Labels per code (batch × labels) for a conditioned model (`condition`).
+    labels: Option<Vec<f32>>,
     pub batch: usize,
 }
 
@@ -160,7 +186,27 @@ impl<'g> Decoder<'g> {
     pub fn new(gpu: &'g Gpu, config: &ModelConfig, batch: usize) -> Result<Self> {
         let graph = build_decode(config, batch)?;
         let exec = GpuExecutor::new(gpu, graph.graph.clone(), ExecOptions::default())?;
-        Ok(Decoder { graph, exec, scaling: super::scaling_for(config.output_act), batch })
+        Ok(Decoder { graph, exec, scaling: super::scaling_for(config.output_act), labels: None, batch })
+    }
+
+    /// The labels a conditioned model decodes with: `rows` (m × labels, 0 or 1 each; m ≥ 1),
+    /// code b of every batch taking row b mod m. Refused for an unconditioned model.
+    pub fn condition(&mut self, rows: &[f32]) -> Result<()> {
+        let Some(y) = self.graph.y else {
+            return Err(super::TrainError::Invalid("the model is not conditioned: it decodes codes alone".into()));
+        };
+        let k = self.graph.graph.shape(y).cols;
+        if rows.is_empty() || !rows.len().is_multiple_of(k) {
+            return Err(super::TrainError::Invalid(format!("{} label values do not make rows of the model's {k} labels", rows.len())));
+        }
+        let m = rows.len() / k;
+        self.labels = Some(padded_rows(rows, k, 0..m, self.batch));
+        Ok(())
+    }
+
+    /// Whether the model decodes with labels (`condition`).
+    pub fn conditioned(&self) -> bool {
+        self.graph.y.is_some()
     }
 
     pub fn load(&self, values: &dyn Fn(&str) -> Option<Vec<f32>>) -> Result<()> {
@@ -194,6 +240,10 @@ impl<'g> Decoder<'g> {
     }
 
     pub async fn decode_raw_async(&mut self, z: &[f32]) -> Result<Vec<f32>> {
+        if let Some(y) = self.graph.y {
+            let labels = self.labels.as_ref().ok_or_else(|| super::TrainError::Invalid("a conditioned model decodes with labels: none were given".into()))?;
+            self.exec.set_input(y, labels)?;
+        }
         self.exec.set_input(self.graph.z, z)?;
         self.exec.step()?;
         Ok(self.exec.read_async(self.graph.images).await?)

@@ -12,6 +12,10 @@
 //!   so the step's inputs are bit-identical to the resident path's. The GPU holds one
 //!   batch of bytes; the host thread only copies rows (decoding happened when the cache
 //!   was built), so the step does not wait on it.
+//!
+//! A conditioned model's labels (one byte, 0 or 1, per attribute and image) take the same
+//! road beside the images: resident and gathered through the same permutation, or packed
+//! into each streamed batch.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -19,7 +23,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::data::gpu::{pack, GpuDataset};
-use crate::data::Dataset;
+use crate::data::{Attributes, Dataset};
 use crate::gpu::{Gpu, GpuBuffer};
 use crate::types::DType;
 
@@ -60,6 +64,8 @@ impl Shard {
 struct Batch {
     position: (usize, usize),
     words: Vec<u32>,
+    /// The batch's labels (conditioned models), packed the same way.
+    labels: Option<Vec<u32>>,
 }
 
 pub struct Stream {
@@ -70,10 +76,11 @@ pub struct Stream {
 
 impl Stream {
     /// Starts preparing batches from `start` on.
-    fn spawn(set: &Dataset, batch: usize, shard: Shard, seed: u64, start: Position) -> Stream {
+    fn spawn(set: &Dataset, labels: Option<&Attributes>, batch: usize, shard: Shard, seed: u64, start: Position) -> Stream {
         let (tx, rx) = sync_channel::<Batch>(RING);
         let stop = Arc::new(AtomicBool::new(false));
         let (images, count, dim) = (set.images.clone(), set.count, set.dim());
+        let labels: Option<(Vec<u8>, usize)> = labels.map(|a| (a.values.clone(), a.len()));
         let steps = count / batch;
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
@@ -81,6 +88,7 @@ impl Stream {
             .spawn(move || {
                 let (rows, first_row) = (shard.rows(batch), shard.first(batch));
                 let mut bytes = vec![0u8; rows * dim];
+                let mut label_bytes = vec![0u8; rows * labels.as_ref().map_or(0, |l| l.1)];
                 let (mut epoch, mut first) = (start.epoch, start.step_in_epoch);
                 loop {
                     let perm = permutation(seed, epoch, count);
@@ -91,8 +99,12 @@ impl Stream {
                         for b in 0..rows {
                             let i = perm[step * batch + first_row + b] as usize;
                             bytes[b * dim..(b + 1) * dim].copy_from_slice(&images[i * dim..(i + 1) * dim]);
+                            if let Some((values, k)) = &labels {
+                                label_bytes[b * k..(b + 1) * k].copy_from_slice(&values[i * k..(i + 1) * k]);
+                            }
                         }
-                        if tx.send(Batch { position: (epoch, step), words: pack(&bytes) }).is_err() {
+                        let batch = Batch { position: (epoch, step), words: pack(&bytes), labels: labels.as_ref().map(|_| pack(&label_bytes)) };
+                        if tx.send(batch).is_err() {
                             return;
                         }
                     }
@@ -117,42 +129,54 @@ impl Drop for Stream {
 }
 
 pub enum Feed {
-    Resident { data: GpuDataset, perm: GpuBuffer },
-    Streamed { batch_data: GpuDataset, stream: Stream },
+    Resident { data: GpuDataset, labels: Option<GpuDataset>, perm: GpuBuffer },
+    Streamed { batch_data: GpuDataset, batch_labels: Option<GpuDataset>, stream: Stream },
 }
 
 impl Feed {
     /// The resident feed when `set` fits `budget` bytes, else the streamed one starting at
     /// `start`. Returns the feed and the permutation buffer its gather reads.
-    /// `batch` is the global batch; this process feeds its `shard` of it.
-    pub fn new(gpu: &Gpu, set: &Dataset, batch: usize, shard: Shard, seed: u64, budget: u64, start: &Position) -> Result<Feed> {
+    /// `batch` is the global batch; this process feeds its `shard` of it. `labels`: a
+    /// conditioned model's, one row per image of `set`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(gpu: &Gpu, set: &Dataset, labels: Option<&Attributes>, batch: usize, shard: Shard, seed: u64, budget: u64, start: &Position) -> Result<Feed> {
         if resident_bytes(set) <= budget {
             let data = GpuDataset::upload(gpu, set)?;
             let perm = data.permutation_buffer(gpu)?;
-            return Ok(Feed::Resident { data, perm });
+            let labels = labels.map(|a| GpuDataset::upload_rows(gpu, &format!("labels {}", a.source), &a.values, set.count, a.len())).transpose()?;
+            return Ok(Feed::Resident { data, labels, perm });
         }
         let rows = shard.rows(batch);
         let words = (rows * set.dim()).div_ceil(4);
         let batch_data = GpuDataset { data: gpu.zeros("streamed batch", words, DType::U32)?, labels: None, count: rows, dim: set.dim() };
-        Ok(Feed::Streamed { batch_data, stream: Stream::spawn(set, batch, shard, seed, start.clone()) })
+        let batch_labels = match labels {
+            Some(a) => {
+                Some(GpuDataset { data: gpu.zeros("streamed labels", (rows * a.len()).div_ceil(4), DType::U32)?, labels: None, count: rows, dim: a.len() })
+            }
+            None => None,
+        };
+        Ok(Feed::Streamed { batch_data, batch_labels, stream: Stream::spawn(set, labels, batch, shard, seed, start.clone()) })
     }
 
     pub fn is_streamed(&self) -> bool {
         matches!(self, Feed::Streamed { .. })
     }
 
-    /// What the gather launch reads: the data and the permutation it indexes. The streamed
-    /// feed's permutation is the identity over the batch.
-    pub fn gather_inputs(&self, gpu: &Gpu) -> Result<(&GpuDataset, GpuBuffer)> {
+    /// What the gather launches read: the data, the labels (conditioned models) and the
+    /// permutation both index. The streamed feed's permutation is the identity over the batch.
+    pub fn gather_inputs(&self, gpu: &Gpu) -> Result<(&GpuDataset, Option<&GpuDataset>, GpuBuffer)> {
         match self {
-            Feed::Resident { data, perm } => Ok((data, perm.clone())),
-            Feed::Streamed { batch_data, .. } => Ok((batch_data, gpu.upload_u32("identity permutation", &(0..batch_data.count as u32).collect::<Vec<_>>())?)),
+            Feed::Resident { data, labels, perm } => Ok((data, labels.as_ref(), perm.clone())),
+            Feed::Streamed { batch_data, batch_labels, .. } => {
+                let identity = gpu.upload_u32("identity permutation", &(0..batch_data.count as u32).collect::<Vec<_>>())?;
+                Ok((batch_data, batch_labels.as_ref(), identity))
+            }
         }
     }
 
     /// At an epoch's start: the resident feed uploads the epoch's permutation.
     pub fn start_epoch(&self, gpu: &Gpu, seed: u64, epoch: usize) -> Result<()> {
-        if let Feed::Resident { data, perm } = self {
+        if let Feed::Resident { data, perm, .. } = self {
             gpu.write_u32(perm, &permutation(seed, epoch, data.count))?;
         }
         Ok(())
@@ -163,7 +187,7 @@ impl Feed {
     pub fn before_step(&self, gpu: &Gpu, at: &Position, batch: usize, shard: Shard) -> Result<usize> {
         match self {
             Feed::Resident { .. } => Ok(at.step_in_epoch * batch + shard.first(batch)),
-            Feed::Streamed { batch_data, stream } => {
+            Feed::Streamed { batch_data, batch_labels, stream } => {
                 let rx = stream.rx.as_ref().expect("the receiver lives as long as the stream");
                 let b = rx.recv().map_err(|_| TrainError::Invalid("the data feeder thread stopped".into()))?;
                 if b.position != (at.epoch, at.step_in_epoch) {
@@ -173,6 +197,9 @@ impl Feed {
                     )));
                 }
                 gpu.write_u32(&batch_data.data, &b.words)?;
+                if let (Some(buffer), Some(words)) = (batch_labels, &b.labels) {
+                    gpu.write_u32(&buffer.data, words)?;
+                }
                 Ok(0)
             }
         }

@@ -70,6 +70,31 @@ pub fn permutation(seed: u64, epoch: usize, n: usize) -> Vec<u32> {
     order
 }
 
+/// The labels a conditioned model trains on: the data's attribute table (a labels file
+/// beside the folder, or IDX classes as "0" … "9"), whose names must be the model's
+/// conditions in order. None for an unconditioned model.
+pub fn conditioning_labels(model: &crate::model::ModelConfig, set: &Dataset) -> Result<Option<crate::data::Attributes>> {
+    if model.conditions.is_empty() {
+        return Ok(None);
+    }
+    let Some(table) = set.attribute_table() else {
+        return Err(TrainError::Invalid(format!(
+            "the model is conditioned on {} labels but {} has none: put a labels file beside the images (CelebA's list_attr_celeba.txt or a CSV with a `file` column), or use IDX data with its labels file",
+            model.conditions.len(),
+            set.source
+        )));
+    };
+    if table.names != model.conditions {
+        return Err(TrainError::Invalid(format!(
+            "the model is conditioned on the labels [{}] but {} has [{}]",
+            model.conditions.join(", "),
+            table.source,
+            table.names.join(", ")
+        )));
+    }
+    Ok(Some(table))
+}
+
 /// Where training stands: enough to continue exactly.
 #[derive(Clone, Debug, Default)]
 pub struct Position {
@@ -94,6 +119,8 @@ pub struct Trainer<'g> {
     count: usize,
     dim: usize,
     gather: usize,
+    /// The prelude launch that gathers the batch's labels (conditioned models).
+    gather_labels: Option<usize>,
     scaling: Scaling,
     pub steps_per_epoch: usize,
     pub position: Position,
@@ -169,6 +196,7 @@ impl<'g> Trainer<'g> {
             )));
         }
         let local = shard.rows(batch);
+        let labels = conditioning_labels(&config.model, train)?;
         let step_graph = build_step(&config.model, local, seed)?;
         // The largest tensor must fit one storage binding: say which batch would.
         let (largest, limit) = (step_graph.graph.largest_tensor_bytes(), gpu.binding_limit());
@@ -199,11 +227,16 @@ impl<'g> Trainer<'g> {
             position = Position { epoch: ck.epoch, step_in_epoch: ck.step_in_epoch };
         }
         exec.set_replica(shard.index, shard.count)?;
-        let feed = feed::Feed::new(gpu, train, batch, shard, seed, data_budget, &position)?;
+        let feed = feed::Feed::new(gpu, train, labels.as_ref(), batch, shard, seed, data_budget, &position)?;
         let scaling = scaling_for(config.model.output_act);
-        let gather = {
-            let (data, perm) = feed.gather_inputs(gpu)?;
-            exec.push_prelude(data.gather(gpu, &perm, local, 0, scaling, exec.view(step_graph.x))?)
+        let (gather, gather_labels) = {
+            let (data, label_data, perm) = feed.gather_inputs(gpu)?;
+            let gather = exec.push_prelude(data.gather(gpu, &perm, local, 0, scaling, exec.view(step_graph.x))?);
+            let gather_labels = match (label_data, step_graph.y) {
+                (Some(l), Some(y)) => Some(exec.push_prelude(l.gather(gpu, &perm, local, 0, Scaling::IDENTITY, exec.view(y))?)),
+                _ => None,
+            };
+            (gather, gather_labels)
         };
         let steps_per_epoch = train.count / batch;
         let groups = exec.graph.groups.len();
@@ -222,6 +255,7 @@ impl<'g> Trainer<'g> {
             count: train.count,
             dim: train.dim(),
             gather,
+            gather_labels,
             scaling,
             steps_per_epoch,
             position,
@@ -298,6 +332,10 @@ impl<'g> Trainer<'g> {
         let start = self.feed.before_step(self.gpu, &self.position, self.batch, self.shard)?;
         let rows = self.shard.rows(self.batch);
         self.exec.prelude(self.gather).write_params(self.gpu, &GpuDataset::params(rows, self.dim, start, self.scaling));
+        if let Some(k) = self.gather_labels {
+            let labels = self.config.model.conditions.len();
+            self.exec.prelude(k).write_params(self.gpu, &GpuDataset::params(rows, labels, start, Scaling::IDENTITY));
+        }
         let mut update = self.updates()?;
         // Every `readback_every` steps, and at the last step of an epoch so that every
         // epoch has losses to average however few steps it has.

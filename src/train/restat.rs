@@ -27,6 +27,9 @@ pub fn decoder_stats_on_prior(
     if batches == 0 || batch < 2 {
         return Err(TrainError::Invalid(format!("{batches} batches of {batch}: need at least 1 batch of at least 2 codes (a batch variance)")));
     }
+    if !config.conditions.is_empty() {
+        return Err(TrainError::Invalid("restat decodes prior codes alone; this model is conditioned on labels, which it does not choose yet".into()));
+    }
     let graph = build_decode_in(config, batch, Phase::Train)?;
     if graph.graph.state.is_empty() {
         return Err(TrainError::Invalid("this decoder has no batch norm: it has no running statistics to re-estimate".into()));

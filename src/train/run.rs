@@ -205,6 +205,10 @@ pub fn run_epochs<'g>(
     let eval_batch = plan.eval_batch.min(plan.test.count).max(1);
     let mut evaluator = Evaluator::new(gpu, &config.model, eval_batch, trainer.seed)?;
     let mut decoder = Decoder::new(gpu, &config.model, plan.samples)?;
+    // A conditioned model's samples take the test images' labels, in order.
+    if let Some(rows) = super::eval::label_rows(&config.model, plan.test)? {
+        decoder.condition(&rows)?;
+    }
     let z_fixed = fixed_normals(plan.samples, config.model.latent, trainer.seed ^ 0x5a5a);
     let shape = plan.test.shape();
     let dim = plan.test.dim();

@@ -145,6 +145,9 @@ impl Session {
                 (config, batch, seed as u64, (limit > 0).then_some(limit))
             }
         };
+        if !config.model.conditions.is_empty() {
+            return Err(JsError::new("the page trains and samples unconditioned models; this checkpoint is conditioned on labels"));
+        }
         let [h, w, c] = config.model.image;
         if [h, w, c] != [train.height, train.width, 1] {
             return Err(JsError::new(&format!("the page trains on MNIST (28x28 grey); this model takes {h}x{w}x{c} images")));
