@@ -558,16 +558,35 @@ fn conditioned_training_and_sampling_from_the_cli() {
         png(Path::new(&path(&format!("c{label}.png")))).1
     };
     assert_ne!(grid("7"), grid("1"), "the same codes under other labels decode differently");
-    let o = ok(&["sample", "--checkpoint", ck, "-n", "8", "--condition", "7", "--measure", "--out", &path("m.png")]);
-    let text = String::from_utf8_lossy(&o.stdout);
-    let pct: f64 = text.rsplit(": ").next().and_then(|v| v.trim().trim_end_matches(" %").parse().ok()).unwrap_or(-1.0);
-    assert!(text.starts_with("samples conditioned on 7: 8;") && (0.0..=100.0).contains(&pct), "{text}");
+    // --measure: a row per requested digit (its samples, the share read as it), overall,
+    // and the attribute similarity, a cosine in [0, 1].
+    let measured = |extra: &[&str]| -> Vec<Vec<String>> {
+        let out = path("m.png");
+        let args = [&["sample", "--checkpoint", ck, "-n", "20", "--measure", "--out", &out][..], extra].concat();
+        let text = String::from_utf8_lossy(&ok(&args).stdout).to_string();
+        let similarity: f64 = text.lines().last().and_then(|l| l.rsplit(": ").next()).and_then(|v| v.parse().ok()).unwrap_or(-1.0);
+        assert!((0.0..=1.0).contains(&similarity), "{text}");
+        let rows: Vec<Vec<String>> =
+            text.lines().skip(1).filter(|l| !l.starts_with("attribute")).map(|l| l.split_whitespace().map(String::from).collect()).collect();
+        for r in &rows {
+            let pct: f64 = r[2].parse().unwrap();
+            assert!((0.0..=100.0).contains(&pct) && r[3] == "%", "{text}");
+        }
+        rows
+    };
+    let every = measured(&[]);
+    assert_eq!(
+        every.iter().map(|r| (r[0].as_str(), r[1].as_str())).collect::<Vec<_>>(),
+        [digits.iter().map(|d| (d.as_str(), "2")).collect::<Vec<_>>(), vec![("all", "20")]].concat()
+    );
+    let seven = measured(&["--condition", "7"]);
+    assert_eq!(seven.iter().map(|r| (r[0].as_str(), r[1].as_str())).collect::<Vec<_>>(), [("7", "20"), ("all", "20")]);
     ok(&["eval", "--checkpoint", ck]);
     let (code, stderr) = finish(run.train(2, &[]).spawn().unwrap());
     assert_eq!(code, 0, "a conditioned run resumes: {stderr}");
 
     refused(&["sample", "--checkpoint", ck, "--condition", "12"], &["--condition \"12\"", "labels are 0, 1, 2"]);
-    refused(&["sample", "--checkpoint", ck, "--condition", "3,4", "--measure"], &["--measure needs", "one digit"]);
+    refused(&["sample", "--checkpoint", ck, "--condition", "3,4", "--measure"], &["--measure needs --condition to name one digit"]);
     refused(&["export", "--checkpoint", ck, "--format", "onnx", "--out", &path("m.onnx")], &["conditioned on 10 labels"]);
     refused(&["edit", "--checkpoint", ck, "--add", "7"], &["conditioned", "sample --condition"]);
     refused(&["attributes", "--checkpoint", ck], &["conditioned", "sample --condition"]);
@@ -605,4 +624,5 @@ fn conditioned_training_and_sampling_from_the_cli() {
     );
     assert_eq!(code, 0, "{stderr}");
     refused(&["sample", "--checkpoint", plain.to_str().unwrap(), "--condition", "7"], &["not conditioned", "--conditioned"]);
+    refused(&["sample", "--checkpoint", plain.to_str().unwrap(), "--measure"], &["conditioned on the digits 0–9"]);
 }

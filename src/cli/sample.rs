@@ -38,10 +38,37 @@ pub struct SampleArgs {
     /// sample i takes label i mod (number of labels) alone, a column per label.
     #[arg(long, value_name = "LABELS")]
     condition: Option<String>,
-    /// With --condition naming one MNIST digit: the share of the samples the MNIST
-    /// classifier reads as that digit.
+    /// For a model conditioned on MNIST's digits: how often the MNIST classifier reads each
+    /// sample as the digit it was conditioned on (per digit, and overall), and the paper's
+    /// attribute similarity (mean cosine of the requested one-hot label and the classifier's
+    /// probabilities). With --condition, one digit.
     #[arg(long)]
     measure: bool,
+}
+
+/// The table `--measure` prints: per requested digit, the samples and the share the
+/// classifier reads as it; overall; and the mean cosine similarity of each requested one-hot
+/// label with the classifier's probabilities (Larsen et al.'s attribute similarity).
+fn conditioned_scores(labels: &[f32], probs: &[f32], classes: usize) -> String {
+    use crate::quality::classifier::argmax;
+    let (mut count, mut hits) = (vec![0usize; classes], vec![0usize; classes]);
+    let mut cosine = 0.0f64;
+    let rows = labels.chunks(classes).zip(probs.chunks(classes));
+    for (want, p) in rows.clone() {
+        let target = argmax(want);
+        count[target] += 1;
+        hits[target] += usize::from(argmax(p) == target);
+        let norm = p.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+        cosine += p[target] as f64 / norm.max(1e-12);
+    }
+    let n = rows.count();
+    let mut out = String::from("digit  samples  classified as it\n");
+    for d in (0..classes).filter(|&d| count[d] > 0) {
+        out += &format!("{d:>5}  {:>7}  {:>16.1} %\n", count[d], 100.0 * hits[d] as f64 / count[d] as f64);
+    }
+    out += &format!("  all  {n:>7}  {:>16.1} %\n", 100.0 * hits.iter().sum::<usize>() as f64 / n as f64);
+    out += &format!("attribute similarity (mean cosine of the requested label and the classifier's probabilities): {:.3}\n", cosine / n as f64);
+    out
 }
 
 /// The labels of `n` samples of a model conditioned on `names`: `condition`'s labels for
@@ -79,10 +106,15 @@ pub fn run(device: &DeviceArgs, args: &SampleArgs) -> anyhow::Result<()> {
     if names.is_empty() && args.condition.is_some() {
         bail!("--condition: the model in {} is not conditioned (train with --conditioned)", args.ck.checkpoint.display());
     }
+    let digits: Vec<String> = (0..crate::quality::classifier::CLASSES).map(|d| d.to_string()).collect();
     if args.measure {
-        match args.condition.as_deref().map(|d| d.parse::<usize>()) {
-            Some(Ok(d)) if c.image == [28, 28, 1] && d < crate::quality::classifier::CLASSES => {}
-            _ => bail!("--measure needs a 28×28 grey model and --condition naming one digit (0–9): the share of samples the MNIST classifier reads as it"),
+        if c.image != [28, 28, 1] || *names != digits {
+            bail!(
+                "--measure scores samples with the MNIST classifier: it needs a 28×28 grey model conditioned on the digits 0–9 (train --conditioned on MNIST)"
+            );
+        }
+        if args.condition.as_deref().is_some_and(|d| !digits.iter().any(|x| x == d)) {
+            bail!("--measure needs --condition to name one digit (0–9), or no --condition (every digit in turn)");
         }
     }
     let (z, n, cols) = if args.walk {
@@ -133,14 +165,13 @@ pub fn run(device: &DeviceArgs, args: &SampleArgs) -> anyhow::Result<()> {
     };
     eprintln!("wrote {} ({n} {}, z from {from}{labels})", args.out.display(), if args.walk { "images: latent walks" } else { "samples" });
     if args.measure {
-        use crate::quality::classifier::{self, argmax, Classifier, ClassifierWeights};
-        let target: usize = args.condition.as_deref().unwrap_or_default().parse()?;
+        use crate::quality::classifier::{self, Classifier, ClassifierWeights};
+        let labels = sample_labels(names, args.condition.as_deref(), n)?;
         let weights = ClassifierWeights::load(&classifier::default_path()).map_err(anyhow::Error::msg)?;
         let mut cl = Classifier::new(&gpu, 250.min(n), 1)?;
         cl.load(&weights)?;
         let probs = cl.read(&images)?.probs;
-        let hits = probs.chunks(classifier::CLASSES).filter(|p| argmax(p) == target).count();
-        println!("samples conditioned on {target}: {n}; classified as {target}: {:.1} %", 100.0 * hits as f64 / n as f64);
+        print!("{}", conditioned_scores(&labels, &probs, classifier::CLASSES));
     }
     Ok(())
 }
