@@ -341,8 +341,9 @@ fn bench_flags_choose_what_is_timed() {
     assert!(kernels.iter().any(|k| s(k, "shape") == "4x512x784"), "the model's first layer at batch 4");
     assert!(kernels.iter().filter(|k| k["gb_s"].is_number()).all(|k| k["gb_s"].as_f64().unwrap() > 0.0));
     assert!(!cache.path().join("autotune.json").exists() && !err.contains("tuning"), "--no-autotune tuned: {err}");
-    // The same without --no-autotune tunes the conv shapes (within 2 s) and caches them.
-    bench_json(&tuned_env, &args[1..]);
+    // The same section without --no-autotune (one tile, f32: the control needs no more)
+    // tunes the conv shapes (within 2 s) and caches them.
+    bench_json(&tuned_env, &["bench", "--kernels", "--quick", "--sizes", "33", "--batches", "4", "--tiles", "16x16@8x8"]);
     assert!(cache.path().join("autotune.json").exists(), "the tuner's control run wrote no tunings");
 
     // --step: the models and batch asked for, in both precisions where f16 exists.
@@ -387,7 +388,7 @@ fn bench_flags_choose_what_is_timed() {
     assert!((ar[0]["grad_mb"].as_f64().unwrap() - params as f64 * 4.0 / 1e6).abs() < 1e-9, "{} vs {params} parameters", ar[0]);
 
     // --profile: every dispatch of one step, by kernel; the counts and shares add up.
-    let o = ok(&["bench", "--profile", "--preset", "mnist-mlp", "--batches", "4"]);
+    let o = ok(&["bench", "--profile", "--quick", "--preset", "mnist-mlp", "--batches", "4"]);
     let text = String::from_utf8_lossy(&o.stdout);
     let head = text.lines().find(|l| l.contains("step at batch 4:")).unwrap_or_else(|| panic!("{text}"));
     let dispatches: usize = head.split(": ").nth(1).and_then(|t| t.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap();
