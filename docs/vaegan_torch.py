@@ -61,10 +61,25 @@ def _with_bn(layer, bn):
     return layer
 
 
-def _block(layer, x):
-    """A layer, then its batch norm if it has one (before the activation)."""
+def _block(layer, x, side=None):
+    """A layer, plus `side` (a conditioned layer's labels times their weight), then its
+    batch norm if it has one (before the activation)."""
     x = layer(x)
+    if side is not None:
+        x = x + side
     return layer.bn(x) if hasattr(layer, "bn") else x
+
+
+def _labels(module, labels):
+    """A conditioned network's y·V (added to its first dense layer), or None. A conditioned
+    network needs its labels (N x number of labels, 1 where the image has the label)."""
+    if not hasattr(module, "condition"):
+        if labels is not None:
+            raise ValueError("labels given to a model that is not conditioned")
+        return None
+    if labels is None:
+        raise ValueError(f"the model is conditioned on {module.config['conditions']}: pass labels")
+    return module.condition(labels)
 
 
 class Encoder(nn.Module):
@@ -111,7 +126,7 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """z (N x latent) -> images (N x C x H x W)."""
+    """z (N x latent) and, for a conditioned model, labels (N x labels) -> images (N x C x H x W)."""
 
     def __init__(self, config):
         super().__init__()
@@ -125,6 +140,7 @@ class Decoder(nn.Module):
             k, chans, n = config["kernel"], config["decoder"], len(config["decoder"])
             self.first = (chans[0], h >> n, w >> n)
             self.dense = _with_bn(nn.Linear(config["latent"], chans[0] * (h >> n) * (w >> n), bias=False), nn.BatchNorm1d(chans[0] * (h >> n) * (w >> n)))
+            first = chans[0] * (h >> n) * (w >> n)
             ch = chans[0]
             for i in range(n):
                 last_to_image = not config["decoder_final_conv"] and i + 1 == n
@@ -143,20 +159,25 @@ class Decoder(nn.Module):
             for i in range(len(widths) - 1):
                 self.add_module(str(i), nn.Linear(widths[i], widths[i + 1]))
                 self.layers.append(str(i))
+            first = widths[1]
+        if config.get("conditions"):
+            self.condition = nn.Linear(len(config["conditions"]), first, bias=False)
 
-    def forward(self, z):
+    def forward(self, z, labels=None):
         h, w, c = self.config["image"]
-        x = z
+        x, side = z, _labels(self, labels)
         if self.conv:
-            x = self.act(_block(self.dense, x)).unflatten(1, self.first)
+            x = self.act(_block(self.dense, x, side)).unflatten(1, self.first)
+            side = None
         for i, name in enumerate(self.layers):
-            x = _block(getattr(self, name), x)
+            x = _block(getattr(self, name), x, side if i == 0 else None)
             x = self.out_act(x) if i + 1 == len(self.layers) else self.act(x)
         return x.reshape(x.shape[0], c, h, w)
 
 
 class Discriminator(nn.Module):
-    """images (N x C x H x W) -> (features, logits N x 1)."""
+    """images (N x C x H x W) and, for a conditioned model, labels (N x labels) -> (features,
+    logits N x 1)."""
 
     def __init__(self, config):
         super().__init__()
@@ -187,10 +208,13 @@ class Discriminator(nn.Module):
                 self.add_module(str(i), nn.Linear(width, out))
                 self.dense.append(str(i))
                 width = out
+        if config.get("conditions"):
+            first = (config["discriminator_dense"] if self.conv else config["discriminator"])[0]
+            self.condition = nn.Linear(len(config["conditions"]), first, bias=False)
         self.out = nn.Linear(width, 1)
 
-    def forward(self, images):
-        x, features = images, None
+    def forward(self, images, labels=None):
+        x, features, side = images, None, _labels(self, labels)
         for name in self.convs:
             layer = getattr(self, name)
             features = x = layer(x)
@@ -198,8 +222,8 @@ class Discriminator(nn.Module):
                 x = layer.bn(x)
             x = self.act(x)
         x = x.flatten(1)
-        for name in self.dense:
-            x = self.act(_block(getattr(self, name), x))
+        for i, name in enumerate(self.dense):
+            x = self.act(_block(getattr(self, name), x, side if i == 0 else None))
         if not self.conv:
             features = x
         return features, self.out(x)

@@ -28,7 +28,15 @@ use crate::interrupt::{finish, setup, vaegan};
 /// biases, batch-norm scales and shifts, and running statistics (all of them zero or one
 /// at initialisation, where a permutation mistake would not show).
 pub fn random_checkpoint(preset: &str, seed: u64) -> Checkpoint {
+    // "<preset>+labels": the preset conditioned on three labels.
+    let (preset, conditioned) = match preset.strip_suffix("+labels") {
+        Some(p) => (p, true),
+        None => (preset, false),
+    };
     let mut config = RunConfig::from_toml(&format!("preset = {preset:?}\n"), "test.toml").unwrap();
+    if conditioned {
+        config.model.conditions = ["red", "square", "large"].map(String::from).to_vec();
+    }
     // celeba64's layers, on 16×16 images: every op of the preset, a sixteenth of the work
     // (its export is checked against the f64 twin on the CPU, 2 GFLOP an image at 64×64).
     if preset == "celeba64" {
@@ -83,11 +91,13 @@ pub fn random_checkpoint(preset: &str, seed: u64) -> Checkpoint {
 }
 
 /// Runs a part's evaluation graph on the GPU with the checkpoint's weights.
-fn engine(graph: Graph, input: TensorId, data: &[f32], outputs: &[TensorId], ck: &Checkpoint) -> Vec<Vec<f32>> {
+fn engine(graph: Graph, inputs: &[(TensorId, &[f32])], outputs: &[TensorId], ck: &Checkpoint) -> Vec<Vec<f32>> {
     let mut exec = GpuExecutor::new(gpu(), graph, ExecOptions::default()).unwrap();
     exec.load_params(&[0], &|n| ck.tensor(n), None).unwrap();
     exec.load_state(&|n| ck.tensor(n)).unwrap();
-    exec.set_input(input, data).unwrap();
+    for (input, data) in inputs {
+        exec.set_input(*input, data).unwrap();
+    }
     exec.step().unwrap();
     gpu().wait().unwrap();
     outputs.iter().map(|&t| exec.read(t).unwrap()).collect()
@@ -103,24 +113,39 @@ fn images(c: &ModelConfig, n: usize, rng: &mut StdRng) -> (Vec<f32>, Vec<f32>) {
 }
 
 /// The engine's outputs for each part on fresh inputs: (part, [(output name, values in the
-/// export's layout)]), with the inputs (z for the decoder, NCHW images for the others).
+/// export's layout)]), with the inputs (z for the decoder, NCHW images for the others, and
+/// a conditioned model's labels for both decoder and discriminator).
 type PartOutputs = Vec<(Part, Vec<(String, Vec<f32>)>)>;
 
-fn engine_outputs(ck: &Checkpoint, n: usize, rng: &mut StdRng) -> (Vec<f32>, Vec<f32>, PartOutputs) {
+struct Inputs {
+    z: Vec<f32>,
+    nchw: Vec<f32>,
+    /// n × labels, 0 or 1, rows differing (empty for an unconditioned model).
+    labels: Vec<f32>,
+}
+
+fn engine_outputs(ck: &Checkpoint, n: usize, rng: &mut StdRng) -> (Inputs, PartOutputs) {
     let c = &ck.config.model;
     let [h, w, ch] = c.image;
     let (rows, nchw) = images(c, n, rng);
     let z: Vec<f32> = (0..n * c.latent).map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal)).collect();
+    let k = c.conditions.len();
+    let labels: Vec<f32> = (0..n * k).map(|i| ((i + i / k.max(1)) % 2) as f32).collect();
+    let with_labels = |first: (TensorId, &[f32]), y: Option<TensorId>| -> Vec<(TensorId, Vec<f32>)> {
+        [Some((first.0, first.1.to_vec())), y.map(|y| (y, labels.clone()))].into_iter().flatten().collect()
+    };
     let mut out = vec![];
     let d = vaegan::model::build_decode(c, n).unwrap();
-    let img = engine(d.graph, d.z, &z, &[d.images], ck).remove(0);
+    let di = with_labels((d.z, &z), d.y);
+    let img = engine(d.graph, &di.iter().map(|(t, v)| (*t, v.as_slice())).collect::<Vec<_>>(), &[d.images], ck).remove(0);
     out.push((Part::Decoder, vec![("images".to_string(), export::nhwc_to_nchw(&img, n, ch, h, w))]));
     let e = vaegan::model::build_encode(c, n).unwrap();
-    let v = engine(e.graph, e.x, &rows, &[e.mu, e.logvar], ck);
+    let v = engine(e.graph, &[(e.x, &rows)], &[e.mu, e.logvar], ck);
     out.push((Part::Encoder, vec![("mu".to_string(), v[0].clone()), ("logvar".to_string(), v[1].clone())]));
     if let Some(d) = vaegan::model::build_discriminate(c, n).unwrap() {
         let f_shape = d.graph.shape(d.features);
-        let v = engine(d.graph, d.x, &rows, &[d.features, d.logits], ck);
+        let di = with_labels((d.x, &rows), d.y);
+        let v = engine(d.graph, &di.iter().map(|(t, v)| (*t, v.as_slice())).collect::<Vec<_>>(), &[d.features, d.logits], ck);
         // A conv discriminator's features are an image: NCHW outside.
         let features = match c.arch {
             vaegan::model::Arch::Conv => {
@@ -132,7 +157,7 @@ fn engine_outputs(ck: &Checkpoint, n: usize, rng: &mut StdRng) -> (Vec<f32>, Vec
         };
         out.push((Part::Discriminator, vec![("features".to_string(), features), ("logits".to_string(), v[1].clone())]));
     }
-    (z, nchw, out)
+    (Inputs { z, nchw, labels }, out)
 }
 
 /// |a − b| ≤ tol·max(1, |b|) everywhere, and every value finite.
@@ -147,15 +172,22 @@ fn assert_each_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
 #[test]
 fn exported_networks_compute_what_the_engine_computes() {
     let mut rng = rng("export");
-    for preset in ["mnist-mlp", "mnist-conv", "celeba64", "pytorch-vae"] {
+    for preset in ["mnist-mlp", "mnist-conv", "celeba64", "pytorch-vae", "mnist-mlp+labels", "mnist-conv+labels"] {
         let ck = random_checkpoint(preset, rng.random());
         let c = &ck.config.model;
         let n = 2;
-        let (z, nchw, outputs) = engine_outputs(&ck, n, &mut rng);
+        let (inputs, outputs) = engine_outputs(&ck, n, &mut rng);
         for (part, want) in outputs {
             let net = export::network(c, part, &|name| ck.tensor(name)).unwrap();
-            let input = if part == Part::Decoder { z.as_slice() } else { nchw.as_slice() };
-            let got = export::run(&net, &[(net.inputs[0].name.as_str(), input)], n).unwrap();
+            let input = if part == Part::Decoder { inputs.z.as_slice() } else { inputs.nchw.as_slice() };
+            let mut given = vec![(net.inputs[0].name.as_str(), input)];
+            if part != Part::Encoder && !c.conditions.is_empty() {
+                assert_eq!(net.inputs.iter().map(|v| (v.name.as_str(), v.dims.clone())).nth(1), Some(("labels", vec![3])), "{preset} {part}: the labels input");
+                given.push(("labels", &inputs.labels));
+            } else {
+                assert_eq!(net.inputs.len(), 1, "{preset} {part}: one input");
+            }
+            let got = export::run(&net, &given, n).unwrap();
             assert_eq!(net.outputs.iter().map(|o| o.name.clone()).collect::<Vec<_>>(), want.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>());
             for (name, values) in &want {
                 // The engine in f32 on the GPU, the export's twin in f64.
@@ -211,7 +243,7 @@ fn write_safetensors(path: &Path, tensors: &[(&str, Vec<usize>, &[f32])]) {
 fn roundtrip_onnxruntime_and_pytorch_reproduce_the_engine() {
     let py = python();
     let mut rng = rng("export roundtrip");
-    for preset in ["mnist-mlp", "mnist-conv", "celeba64"] {
+    for preset in ["mnist-mlp", "mnist-conv", "celeba64", "mnist-conv+labels"] {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let ck = random_checkpoint(preset, rng.random());
@@ -246,9 +278,12 @@ fn roundtrip_onnxruntime_and_pytorch_reproduce_the_engine() {
 
         // The engine's encoder and discriminator on fresh images, for Python to compare.
         let n = 3;
-        let (_, nchw, outputs) = engine_outputs(&ck, n, &mut rng);
+        let (inputs, outputs) = engine_outputs(&ck, n, &mut rng);
         let [h, w, ch] = c.image;
-        let mut probe: Vec<(&str, Vec<usize>, &[f32])> = vec![("images", vec![n, ch, h, w], &nchw)];
+        let mut probe: Vec<(&str, Vec<usize>, &[f32])> = vec![("images", vec![n, ch, h, w], &inputs.nchw)];
+        if !c.conditions.is_empty() {
+            probe.push(("labels", vec![n, c.conditions.len()], &inputs.labels));
+        }
         for (part, outs) in &outputs {
             if *part == Part::Decoder {
                 continue;
@@ -274,7 +309,7 @@ fn write_probe(path: &Path, c: &ModelConfig, n: usize, probe: &[(&str, Vec<usize
         .iter()
         .map(|(name, dims, v)| {
             let dims = match *name {
-                "images" => dims.clone(),
+                "images" | "labels" => dims.clone(),
                 "mu" | "logvar" => vec![n, c.latent],
                 "logits" => vec![n, 1],
                 _ => match c.arch {

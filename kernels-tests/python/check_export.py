@@ -59,15 +59,31 @@ def main(d):
     assert sorted(everything.config) == sorted(decoder.config)
 
     z, images = raw["z"], raw["images"]
+    # A conditioned model: the labels `vaegan sample` decoded with, and the probe's for D.
+    dec_in = {"z": z, **({"labels": raw["labels"]} if "labels" in raw else {})}
+    dec_args = [torch.from_numpy(v) for v in dec_in.values()]
+    dis_in = {"images": probe["images"], **({"labels": probe["labels"]} if "labels" in probe else {})}
+    dis_args = [torch.from_numpy(v) for v in dis_in.values()]
     # Constant or saturated outputs would make the comparison say little.
     if float(np.std(images)) < 1e-3 or float(np.mean((np.abs(images) > 0.999) | (np.abs(images) < 1e-3))) > 0.5:
         sys.exit(f"the engine's images are nearly constant or saturated (std {np.std(images):.2e}): a degenerate test model")
-    close("decoder, onnxruntime vs engine", sessions["decoder"].run(["images"], {"z": z})[0], images, ONNX_TOL)
+    close("decoder, onnxruntime vs engine", sessions["decoder"].run(["images"], dec_in)[0], images, ONNX_TOL)
     with torch.no_grad():
-        close("decoder, pytorch vs engine", decoder(torch.from_numpy(z)).numpy(), images, TORCH_TOL)
-        close("decoder (--part all), pytorch vs engine", everything.decoder(torch.from_numpy(z)).numpy(), images, TORCH_TOL)
+        close("decoder, pytorch vs engine", decoder(*dec_args).numpy(), images, TORCH_TOL)
+        close("decoder (--part all), pytorch vs engine", everything.decoder(*dec_args).numpy(), images, TORCH_TOL)
     # The batch is dynamic: one latent code alone decodes to the same image.
-    close("decoder at batch 1, onnxruntime vs engine", sessions["decoder"].run(["images"], {"z": z[:1]})[0], images[:1], ONNX_TOL)
+    close("decoder at batch 1, onnxruntime vs engine", sessions["decoder"].run(["images"], {k: v[:1] for k, v in dec_in.items()})[0], images[:1], ONNX_TOL)
+    if "labels" in dec_in:
+        # Other labels, the same codes: other images (the labels are read).
+        flipped = dict(dec_in, labels=1.0 - dec_in["labels"])
+        moved = float(np.abs(sessions["decoder"].run(["images"], flipped)[0] - images).max())
+        if moved < 1e-4:
+            sys.exit(f"the exported decoder ignores its labels (images moved by {moved:.1e})")
+        try:
+            decoder(torch.from_numpy(z))
+            sys.exit("a conditioned pytorch decoder ran without labels")
+        except ValueError as e:
+            print(f"labels required: {e}")
 
     x = probe["images"]
     mu, logvar = sessions["encoder"].run(["mu", "logvar"], {"images": x})
@@ -78,11 +94,11 @@ def main(d):
     close("encoder mu, pytorch vs engine", mu.numpy(), probe["mu"], TORCH_TOL)
     close("encoder logvar, pytorch vs engine", logvar.numpy(), probe["logvar"], TORCH_TOL)
     if "discriminator" in sessions:
-        features, logits = sessions["discriminator"].run(["features", "logits"], {"images": x})
+        features, logits = sessions["discriminator"].run(["features", "logits"], dis_in)
         close("discriminator features, onnxruntime vs engine", features, probe["features"], ONNX_TOL)
         close("discriminator logits, onnxruntime vs engine", logits, probe["logits"], ONNX_TOL)
         with torch.no_grad():
-            features, logits = everything.discriminator(torch.from_numpy(x))
+            features, logits = everything.discriminator(*dis_args)
         close("discriminator features, pytorch vs engine", features.numpy(), probe["features"], TORCH_TOL)
         close("discriminator logits, pytorch vs engine", logits.numpy(), probe["logits"], TORCH_TOL)
 

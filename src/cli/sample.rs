@@ -30,7 +30,8 @@ pub struct SampleArgs {
     out: PathBuf,
     /// Also write the latent codes and the decoder's raw output as safetensors: "z"
     /// [n, latent] and "images" [n, channels, height, width] in the output activation's
-    /// range (the layout of an exported decoder's output, to compare with it).
+    /// range (the layout of an exported decoder's output, to compare with it), and for a
+    /// conditioned model the "labels" [n, labels] they were decoded with.
     #[arg(long)]
     raw: Option<PathBuf>,
     /// A conditioned model's labels for every sample, comma-separated names (`7`, or
@@ -137,8 +138,9 @@ pub fn run(device: &DeviceArgs, args: &SampleArgs) -> anyhow::Result<()> {
     };
     let mut decoder = Decoder::new(&gpu, c, n)?;
     decoder.load(&|name| ck.tensor(name))?;
+    let labels = if names.is_empty() { vec![] } else { sample_labels(names, args.condition.as_deref(), n)? };
     if !names.is_empty() {
-        decoder.condition(&sample_labels(names, args.condition.as_deref(), n)?)?;
+        decoder.condition(&labels)?;
     }
     let raw = decoder.decode_raw(&z)?;
     let images = decoder.scale_to_unit(&raw);
@@ -146,7 +148,10 @@ pub fn run(device: &DeviceArgs, args: &SampleArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.raw {
         let [h, w, ch] = c.image;
         let nchw = crate::export::nhwc_to_nchw(&raw, n, ch, h, w);
-        let entries = [("z", vec![n, c.latent], &z), ("images", vec![n, ch, h, w], &nchw)];
+        let mut entries = vec![("z", vec![n, c.latent], &z), ("images", vec![n, ch, h, w], &nchw)];
+        if !names.is_empty() {
+            entries.push(("labels", vec![n, names.len()], &labels));
+        }
         let views = entries
             .iter()
             .map(|(name, dims, v)| {
@@ -158,15 +163,14 @@ pub fn run(device: &DeviceArgs, args: &SampleArgs) -> anyhow::Result<()> {
         eprintln!("wrote {} (z and the raw images)", path.display());
     }
     let from = if prior.is_some() { "the fitted prior" } else { "N(0, I)" };
-    let labels = match (names.is_empty(), &args.condition) {
+    let labelled = match (names.is_empty(), &args.condition) {
         (true, _) => String::new(),
         (false, Some(list)) => format!(", labels {list}"),
         (false, None) => format!(", sample i labelled {}[i mod {}]", "{".to_string() + &names.join(", ") + "}", names.len()),
     };
-    eprintln!("wrote {} ({n} {}, z from {from}{labels})", args.out.display(), if args.walk { "images: latent walks" } else { "samples" });
+    eprintln!("wrote {} ({n} {}, z from {from}{labelled})", args.out.display(), if args.walk { "images: latent walks" } else { "samples" });
     if args.measure {
         use crate::quality::classifier::{self, Classifier, ClassifierWeights};
-        let labels = sample_labels(names, args.condition.as_deref(), n)?;
         let weights = ClassifierWeights::load(&classifier::default_path()).map_err(anyhow::Error::msg)?;
         let mut cl = Classifier::new(&gpu, 250.min(n), 1)?;
         cl.load(&weights)?;

@@ -96,6 +96,8 @@ pub enum NetOp {
         eps: f32,
     },
     Act(Act),
+    /// [a, b] → a + b, same shapes (a conditioned layer's x·W + y·V).
+    Add,
     /// N×C×H×W → N×(C·H·W).
     Flatten,
     /// N×(C·H·W) → N×C×H×W.
@@ -163,38 +165,36 @@ fn out_pad(g: &ConvGeom) -> usize {
     g.in_h + 2 * g.pad - ((g.out_h - 1) * g.stride + g.k_h)
 }
 
-/// A part's evaluation graph, its input and its outputs (graph tensors with the names and
-/// dimensions the export gives them).
-type PartGraph = (Graph, (TensorId, Value), Vec<(TensorId, Value)>);
+/// A part's evaluation graph, its inputs (the first the data; then a conditioned model's
+/// labels) and its outputs (graph tensors with the names and dimensions the export gives them).
+type PartGraph = (Graph, Vec<(TensorId, Value)>, Vec<(TensorId, Value)>);
 
 /// The evaluation graph of `part`, with its input and outputs named as the export names
 /// them. Errors for a part the model lacks.
 fn part_graph(c: &ModelConfig, part: Part) -> Result<PartGraph, ExportError> {
     let model = |e: crate::graph::GraphError| ExportError::Model(e.to_string());
-    if !c.conditions.is_empty() {
-        return Err(ExportError::Model(format!(
-            "the model is conditioned on {} labels, which the ONNX and PyTorch exports do not take as an input yet",
-            c.conditions.len()
-        )));
-    }
     let [h, w, ch] = c.image;
     let image = |name: &str| Value { name: name.into(), dims: vec![ch, h, w] };
     let latent = |name: &str| Value { name: name.into(), dims: vec![c.latent] };
+    // A conditioned model's labels: a second input, "labels", one 0/1 value per condition.
+    let labels = |y: Option<TensorId>| y.map(|y| (y, Value { name: "labels".into(), dims: vec![c.conditions.len()] }));
     Ok(match part {
         Part::Decoder => {
             let d = crate::model::build_decode(c, 1).map_err(model)?;
-            (d.graph, (d.z, latent("z")), vec![(d.images, image("images"))])
+            let inputs = [Some((d.z, latent("z"))), labels(d.y)].into_iter().flatten().collect();
+            (d.graph, inputs, vec![(d.images, image("images"))])
         }
         Part::Encoder => {
             let e = crate::model::build_encode(c, 1).map_err(model)?;
-            (e.graph, (e.x, image("images")), vec![(e.mu, latent("mu")), (e.logvar, latent("logvar"))])
+            (e.graph, vec![(e.x, image("images"))], vec![(e.mu, latent("mu")), (e.logvar, latent("logvar"))])
         }
         Part::Discriminator => {
             let d = crate::model::build_discriminate(c, 1)
                 .map_err(model)?
                 .ok_or_else(|| ExportError::Model(format!("the model is a plain VAE (mode {:?}): it has no discriminator", Mode::Vae)))?;
             let features = Value { name: "features".into(), dims: vec![] };
-            (d.graph, (d.x, image("images")), vec![(d.features, features), (d.logits, Value { name: "logits".into(), dims: vec![1] })])
+            let inputs = [Some((d.x, image("images"))), labels(d.y)].into_iter().flatten().collect();
+            (d.graph, inputs, vec![(d.features, features), (d.logits, Value { name: "logits".into(), dims: vec![1] })])
         }
     })
 }
@@ -202,7 +202,7 @@ fn part_graph(c: &ModelConfig, part: Part) -> Result<PartGraph, ExportError> {
 /// Reads `part` of the model `c` out of its evaluation graph, with weights from `tensor`
 /// (a checkpoint's parameters and running statistics by name).
 pub fn network(c: &ModelConfig, part: Part, tensor: &dyn Fn(&str) -> Option<Vec<f32>>) -> Result<Net, ExportError> {
-    let (g, (input, input_value), outputs) = part_graph(c, part)?;
+    let (g, inputs, outputs) = part_graph(c, part)?;
     let prefix = format!("{}.", part.name());
     let torch_name = |t: TensorId| g.name(t).strip_prefix(&prefix).unwrap_or(g.name(t)).to_string();
 
@@ -227,18 +227,23 @@ pub fn network(c: &ModelConfig, part: Part, tensor: &dyn Fn(&str) -> Option<Vec<
         }
     }
     for n in nodes.iter().rev() {
-        if matches!(n.op, Op::Activation { .. } | Op::BatchNormEval { .. }) {
+        if matches!(n.op, Op::Activation { .. } | Op::BatchNormEval { .. } | Op::Add) {
             if let Some(&img) = image_rows.get(&n.outputs[0]) {
-                image_rows.insert(n.inputs[0], img);
+                for &t in if n.op == Op::Add { &n.inputs[..2] } else { &n.inputs[..1] } {
+                    image_rows.insert(t, img);
+                }
             }
         }
     }
 
-    let mut net = Net { part, inputs: vec![input_value.clone()], outputs: vec![], nodes: vec![], tensors: vec![], batch_norms: vec![] };
+    let mut net = Net { part, inputs: inputs.iter().map(|(_, v)| v.clone()).collect(), outputs: vec![], nodes: vec![], tensors: vec![], batch_norms: vec![] };
     let mut values: HashMap<TensorId, (String, Layout)> = HashMap::new();
     let [h, w, ch] = c.image;
-    let input_layout = if part == Part::Decoder { Layout::Rows { image: None } } else { Layout::Nchw { h, w, c: ch } };
-    values.insert(input, (input_value.name.clone(), input_layout));
+    for (i, (t, v)) in inputs.iter().enumerate() {
+        // The data (images, or the decoder's codes), then labels as rows.
+        let layout = if i == 0 && part != Part::Decoder { Layout::Nchw { h, w, c: ch } } else { Layout::Rows { image: None } };
+        values.insert(*t, (v.name.clone(), layout));
+    }
     let mut fresh = 0usize;
     let mut emit = |net: &mut Net, op: NetOp, inputs: Vec<String>| -> String {
         fresh += 1;
@@ -350,6 +355,32 @@ pub fn network(c: &ModelConfig, part: Part, tensor: &dyn Fn(&str) -> Option<Vec<
                 (emit(&mut net, NetOp::BatchNorm { eps: *eps }, inputs), layout)
             }
             Op::Activation { act } => (if *act == Act::None { x } else { emit(&mut net, NetOp::Act(*act), vec![x]) }, layout),
+            // A conditioned layer's y·V: a Gemm without bias, V [labels, out] → [out, labels],
+            // its columns in the exported order of the value it is added to.
+            Op::Matmul { trans: crate::types::Trans::NN } if matches!(g.tensors[n.inputs[1]].kind, TensorKind::Param { .. }) => {
+                let Layout::Rows { image: None } = layout else {
+                    return Err(ExportError::Unsupported(format!("{} of a value that is not a row of labels", n.op.name())));
+                };
+                let (ins, outs) = (g.shape(n.inputs[1]).rows, g.shape(n.inputs[1]).cols);
+                let out_order = image_rows.get(&n.outputs[0]).copied();
+                let cols = out_order.map(chw_to_hwc).unwrap_or_else(|| (0..outs).collect());
+                let vv = load(n.inputs[1])?;
+                let data = cols.iter().flat_map(|&o| (0..ins).map(move |i| (i, o))).map(|(i, o)| vv[i * outs + o]).collect();
+                let vname = torch_name(n.inputs[1]);
+                net.tensors.push(NetTensor { name: vname.clone(), dims: vec![outs, ins], data });
+                (emit(&mut net, NetOp::Gemm, vec![x, vname]), Layout::Rows { image: out_order })
+            }
+            Op::Add => {
+                let (b, b_layout) =
+                    values.get(&n.inputs[1]).cloned().ok_or_else(|| ExportError::Unsupported("add (its second input is not a network value)".into()))?;
+                let (Layout::Rows { image: ia }, Layout::Rows { image: ib }) = (layout, b_layout) else {
+                    return Err(ExportError::Unsupported("add of images (only rows are added)".into()));
+                };
+                if ia != ib {
+                    return Err(ExportError::Unsupported("add of rows in different orders".into()));
+                }
+                (emit(&mut net, NetOp::Add, vec![x, b]), layout)
+            }
             other => return Err(ExportError::Unsupported(other.name())),
         };
         values.insert(n.outputs[0], (out, out_layout));
@@ -460,6 +491,10 @@ pub fn run(net: &Net, inputs: &[(&str, &[f32])], batch: usize) -> Result<HashMap
                 (y, dims)
             }
             NetOp::Act(a) => (x.iter().map(|&v| reference::elementwise::activate(*a, v)).collect(), dims),
+            NetOp::Add => {
+                let (b, _) = get(&vals, &node.inputs[1])?;
+                (x.iter().zip(&b).map(|(a, b)| a + b).collect(), dims)
+            }
             NetOp::Flatten => (x, vec![dims.iter().product()]),
             NetOp::Unflatten { c, h, w } => (x, vec![*c, *h, *w]),
         };

@@ -184,6 +184,7 @@ fn describe(name: &str, output_act: Act) -> String {
     };
     match name {
         "z" => "latent codes, batch x latent (standard normal for samples)".into(),
+        "labels" => "a conditioned model's labels, batch x labels, 1 where the image has the label, else 0 (the config's model.conditions names them)".into(),
         "images" => format!("images, batch x channels x height x width, {range}"),
         "mu" => "the posterior mean of z, batch x latent".into(),
         "logvar" => "the posterior log-variance of z, batch x latent".into(),
@@ -228,6 +229,7 @@ pub fn to_onnx(net: &Net, output_act: Act, metadata: &[(&str, String)]) -> Vec<u
             NetOp::Act(Act::Tanh) => ("Tanh", vec![]),
             NetOp::Act(Act::Sigmoid) => ("Sigmoid", vec![]),
             NetOp::Act(Act::None) => ("Identity", vec![]),
+            NetOp::Add => ("Add", vec![]),
             NetOp::Flatten => ("Flatten", vec![int("axis", 1)]),
             NetOp::Unflatten { c, h, w } => {
                 // Reshape's target shape is an input: −1 keeps the batch free.
