@@ -14,6 +14,8 @@ seed on the first 6,400 MNIST images, and checks:
     distribution, not digit by digit;
   - the downloaded checkpoint samples with `vaegan sample --checkpoint` and loads back
     into the page at the same step;
+  - a short conditioned run (`&conditioned=1`) draws a column per digit, and its
+    checkpoint samples a chosen digit with `vaegan sample --condition`;
 and saves a screenshot of the page after training.
 
 Usage: check_page.py --vaegan target/debug/vaegan --work DIR [--screenshot PNG]
@@ -229,6 +231,24 @@ def main():
         if step != STEPS:
             fail(f"the checkpoint loaded back at step {step}, expected {STEPS}")
         print(f"the page loaded its checkpoint back at step {step}")
+
+        # A conditioned run: the model reads each image's digit, the grid has a column
+        # per digit, and its checkpoint samples a chosen digit with the CLI.
+        steps = 20
+        d.get(f"{url}?preset=mnist-mlp&batch={BATCH}&seed={SEED}&limit=640&steps={steps}&grid={steps}&autostart=1&conditioned=1")
+        wait_state(d, ["done"], 1200, "a conditioned run in the page")
+        width = d.execute_script("return document.getElementById('grid').width")
+        if width != 10 * 30 + 2:
+            fail(f"the conditioned grid is {width} pixels wide, expected a column per digit ({10 * 30 + 2})")
+        d.find_element(By.ID, "download").click()
+        path = os.path.join(downloads, f"vaegan-mnist-mlp-step{steps}.safetensors")
+        if not wait_for_file(path, 600):
+            fail(f"the conditioned run's checkpoint did not arrive in {downloads}: {os.listdir(downloads)}")
+        sample = os.path.join(work, "conditioned_7.png")
+        r = subprocess.run([vaegan, "sample", "--checkpoint", path, "--condition", "7", "--out", sample], capture_output=True, text=True)
+        if r.returncode != 0 or "labels 7" not in r.stderr:
+            fail(f"`vaegan sample --checkpoint {path} --condition 7` failed: {r.stderr}")
+        print(f"a conditioned run in the page: a grid of a column per digit, and its checkpoint samples 7s with the CLI ({sample})")
     finally:
         for e in d.get_log("browser"):
             if e["level"] == "SEVERE" and "favicon" not in e["message"]:

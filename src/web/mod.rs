@@ -94,8 +94,10 @@ impl Picture {
 struct Inner {
     trainer: Trainer<'static>,
     decoder: Decoder<'static>,
-    /// Fixed codes: the grid shows the same 64 samples as training goes on.
+    /// Fixed codes: the grid shows the same samples as training goes on.
     z: Vec<f32>,
+    /// The grid's samples and columns (a conditioned model's: a column per label).
+    grid: (usize, usize),
     /// History entries already handed to the page.
     reported: usize,
 }
@@ -111,7 +113,10 @@ pub struct Session {
 impl Session {
     /// A new run of `preset` (or, with `checkpoint`'s bytes, the run saved there, continued
     /// exactly: its config, batch and seed win over the other arguments) on the MNIST files'
-    /// bytes. `lr` 0 keeps the preset's rates; `limit` 0 trains on every image.
+    /// bytes. `lr` 0 keeps the preset's rates; `limit` 0 trains on every image;
+    /// `conditioned`: the decoder and discriminator read each image's digit (Larsen et al.'s
+    /// conditional VAE-GAN), and the grid shows a column per digit.
+    #[allow(clippy::too_many_arguments)]
     pub async fn create(
         preset: String,
         batch: usize,
@@ -120,6 +125,7 @@ impl Session {
         limit: usize,
         train_images: Vec<u8>,
         train_labels: Vec<u8>,
+        conditioned: bool,
         checkpoint: Option<Vec<u8>>,
     ) -> Result<Session, JsError> {
         let gpu = gpu().await?;
@@ -142,12 +148,12 @@ impl Session {
                     config.optim.lr_decoder = lr;
                     config.optim.lr_discriminator = lr;
                 }
+                if conditioned {
+                    config.model.conditions = train.attribute_table().map(|t| t.names).unwrap_or_default();
+                }
                 (config, batch, seed as u64, (limit > 0).then_some(limit))
             }
         };
-        if !config.model.conditions.is_empty() {
-            return Err(JsError::new("the page trains and samples unconditioned models; this checkpoint is conditioned on labels"));
-        }
         let [h, w, c] = config.model.image;
         if [h, w, c] != [train.height, train.width, 1] {
             return Err(JsError::new(&format!("the page trains on MNIST (28x28 grey); this model takes {h}x{w}x{c} images")));
@@ -160,9 +166,21 @@ impl Session {
         let mut trainer = Trainer::new(gpu, config, batch, seed, &train, ck.as_ref()).map_err(js_error)?;
         trainer.data_source = "datasets/mnist".into();
         trainer.data_limit = limit;
-        let decoder = Decoder::new(gpu, &model, GRID).map_err(js_error)?;
-        let z = fixed_normals(GRID, model.latent, GRID_SEED);
-        Ok(Session { inner: Rc::new(RefCell::new(Inner { trainer, decoder, z, reported: 0 })), gpu })
+        // A conditioned model's grid: a column per label (sample i takes label i mod k alone).
+        let k = model.conditions.len();
+        let grid = if k == 0 {
+            (GRID, 8)
+        } else {
+            let cols = if k <= 16 { k } else { 8 };
+            (GRID / cols * cols, cols)
+        };
+        let mut decoder = Decoder::new(gpu, &model, grid.0).map_err(js_error)?;
+        if k > 0 {
+            let labels: Vec<f32> = (0..grid.0).flat_map(|i| (0..k).map(move |j| if j == i % k { 1.0 } else { 0.0 })).collect();
+            decoder.condition(&labels).map_err(js_error)?;
+        }
+        let z = fixed_normals(grid.0, model.latent, GRID_SEED);
+        Ok(Session { inner: Rc::new(RefCell::new(Inner { trainer, decoder, z, grid, reported: 0 })), gpu })
     }
 
     fn inner(&self) -> Result<std::cell::RefMut<'_, Inner>, JsError> {
@@ -243,7 +261,8 @@ impl Session {
             let values: HashMap<String, Vec<f32>> = params.into_iter().chain(state).map(|(n, _, v)| (n, v)).collect();
             inner.decoder.load(&|n| values.get(n).cloned()).map_err(fail)?;
             let images = inner.decoder.decode_async(&inner.z).await.map_err(fail)?;
-            let (width, height, grey) = crate::pictures::grid_pixels(&images, GRID, inner.trainer.config.model.image, 8);
+            let (n, cols) = inner.grid;
+            let (width, height, grey) = crate::pictures::grid_pixels(&images, n, inner.trainer.config.model.image, cols);
             let rgba = grey.iter().flat_map(|&v| [v, v, v, 255]).collect();
             Ok(JsValue::from(Picture { width: width as u32, height: height as u32, rgba }))
         })

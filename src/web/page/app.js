@@ -3,6 +3,7 @@
 //
 // The URL can preset and start a run (the end-to-end test uses it):
 //   ?preset=mnist-mlp&batch=64&lr=2e-4&seed=1&limit=6400&steps=300&grid=100&autostart=1
+//   (&conditioned=1: the model reads each image's digit; the grid shows a column per digit)
 // and `window.vaeganRun` holds the run's state for a driver to read: {state, step,
 // history, adapter, samplesPerSecond, error}; state is "loading", "ready", "running",
 // "paused", "done" or "error".
@@ -85,7 +86,7 @@ async function newSession(checkpoint) {
   session = null;
   session = await vaegan.Session.create(
     $("preset").value, Number($("batch").value), lr, Number($("seed").value), Number($("limit").value),
-    d.images, d.labels, checkpoint ?? undefined);
+    d.images, d.labels, $("conditioned").checked, checkpoint ?? undefined);
   run.history = [];
   series.clear();
   lastGrid = -1;
@@ -246,6 +247,7 @@ async function main() {
     await init();
     for (const p of vaegan.presets()) $("preset").add(new Option(p, p));
     for (const id of ["preset", "batch", "lr", "seed", "limit"]) if (params.has(id)) $(id).value = params.get(id);
+    if (params.get("conditioned") === "1") $("conditioned").checked = true;
     // The browser's own words for its adapter (wgpu's name field is empty on the web).
     const info = (await navigator.gpu?.requestAdapter())?.info;
     const named = info ? [info.vendor, info.architecture, info.device, info.description].filter((x) => x).join(" ") : "";
