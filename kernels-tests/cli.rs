@@ -602,28 +602,10 @@ fn conditioned_training_and_sampling_from_the_cli() {
     let args = ["train", "--config", run.config.to_str().unwrap(), "--data", unlabelled.to_str().unwrap(), "--out", other.to_str().unwrap(), "--conditioned"];
     refused(&args, &["labels"]);
     // An unconditioned model takes no labels.
-    let plain = run.dir.path().join("plain");
-    let (code, stderr) = finish(
-        vaegan()
-            .args([
-                "train",
-                "--config",
-                run.config.to_str().unwrap(),
-                "--data",
-                run.data.to_str().unwrap(),
-                "--out",
-                plain.to_str().unwrap(),
-                "--batch",
-                "16",
-                "--eval-batch",
-                "32",
-                "--epochs",
-                "1",
-            ])
-            .spawn()
-            .unwrap(),
-    );
+    let plain = setup();
+    let (code, stderr) = finish(plain.train(1, &[]).spawn().unwrap());
     assert_eq!(code, 0, "{stderr}");
+    let plain = plain.out.clone();
     refused(&["sample", "--checkpoint", plain.to_str().unwrap(), "--condition", "7"], &["not conditioned", "--conditioned"]);
     refused(&["sample", "--checkpoint", plain.to_str().unwrap(), "--measure"], &["conditioned on the digits 0–9"]);
 }

@@ -114,6 +114,19 @@ def wait_for_file(path, timeout):
     return True
 
 
+def download_and_sample(d, vaegan, downloads, steps, sample, extra=()):
+    """Clicks *Download checkpoint*, waits for the file, samples it with `vaegan sample`
+    (plus `extra` arguments); returns the checkpoint's path and the CLI's stderr."""
+    d.find_element(By.ID, "download").click()
+    path = os.path.join(downloads, f"vaegan-mnist-mlp-step{steps}.safetensors")
+    if not wait_for_file(path, 600):
+        fail(f"the page's checkpoint at step {steps} did not arrive in {downloads}: {os.listdir(downloads)}")
+    r = subprocess.run([vaegan, "sample", "--checkpoint", path, *extra, "--out", sample], capture_output=True, text=True)
+    if r.returncode != 0 or not os.path.exists(sample):
+        fail(f"`vaegan sample --checkpoint {path} {' '.join(extra)}` failed: {r.stderr}")
+    return path, r.stderr
+
+
 def mean(values):
     return sum(values) / len(values)
 
@@ -216,14 +229,8 @@ def main():
                 fail(f"mean {n} over the last 100 steps: page {w} vs native {v}: {z:.1f} standard errors apart > {Z_MAX}")
 
         # The checkpoint: downloaded, sampled by the CLI, loaded back.
-        d.find_element(By.ID, "download").click()
-        path = os.path.join(downloads, f"vaegan-mnist-mlp-step{STEPS}.safetensors")
-        if not wait_for_file(path, 600):
-            fail(f"the page's checkpoint did not arrive in {downloads}: {os.listdir(downloads)}")
         sample = os.path.join(work, "samples_from_page_checkpoint.png")
-        r = subprocess.run([vaegan, "sample", "--checkpoint", path, "--out", sample], capture_output=True, text=True)
-        if r.returncode != 0 or not os.path.exists(sample):
-            fail(f"`vaegan sample --checkpoint {path}` failed: {r.stderr}")
+        path, _ = download_and_sample(d, vaegan, downloads, STEPS, sample)
         print(f"`vaegan sample` read the page's checkpoint: {sample}")
         d.find_element(By.ID, "load").send_keys(path)
         wait_state(d, ["ready"], 1200, "loading the checkpoint back")
@@ -240,14 +247,10 @@ def main():
         width = d.execute_script("return document.getElementById('grid').width")
         if width != 10 * 30 + 2:
             fail(f"the conditioned grid is {width} pixels wide, expected a column per digit ({10 * 30 + 2})")
-        d.find_element(By.ID, "download").click()
-        path = os.path.join(downloads, f"vaegan-mnist-mlp-step{steps}.safetensors")
-        if not wait_for_file(path, 600):
-            fail(f"the conditioned run's checkpoint did not arrive in {downloads}: {os.listdir(downloads)}")
         sample = os.path.join(work, "conditioned_7.png")
-        r = subprocess.run([vaegan, "sample", "--checkpoint", path, "--condition", "7", "--out", sample], capture_output=True, text=True)
-        if r.returncode != 0 or "labels 7" not in r.stderr:
-            fail(f"`vaegan sample --checkpoint {path} --condition 7` failed: {r.stderr}")
+        _, said = download_and_sample(d, vaegan, downloads, steps, sample, ("--condition", "7"))
+        if "labels 7" not in said:
+            fail(f"`vaegan sample --condition 7` of the conditioned page run: {said}")
         print(f"a conditioned run in the page: a grid of a column per digit, and its checkpoint samples 7s with the CLI ({sample})")
     finally:
         for e in d.get_log("browser"):
