@@ -250,6 +250,12 @@ impl<'g> Decoder<'g> {
     }
 }
 
+/// Labels for `n` samples of a model conditioned on `k` labels: sample i has label i mod k
+/// alone (a grid with k columns shows a column per label).
+pub fn cycled_labels(n: usize, k: usize) -> Vec<f32> {
+    (0..n).flat_map(|i| (0..k).map(move |j| if j == i % k { 1.0 } else { 0.0 })).collect()
+}
+
 /// `n` × `latent` standard normals from `seed` (on the host: fixed codes for sample grids).
 pub fn fixed_normals(n: usize, latent: usize, seed: u64) -> Vec<f32> {
     use rand::{Rng, SeedableRng};

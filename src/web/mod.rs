@@ -20,7 +20,7 @@ use crate::checkpoint::Checkpoint;
 use crate::data::idx;
 use crate::gpu::{Gpu, GpuOptions};
 use crate::model::RunConfig;
-use crate::train::eval::{fixed_normals, Decoder};
+use crate::train::eval::{cycled_labels, fixed_normals, Decoder};
 use crate::train::Trainer;
 
 /// Samples in the page's grid (8 × 8) and the seed of their fixed codes.
@@ -176,8 +176,7 @@ impl Session {
         };
         let mut decoder = Decoder::new(gpu, &model, grid.0).map_err(js_error)?;
         if k > 0 {
-            let labels: Vec<f32> = (0..grid.0).flat_map(|i| (0..k).map(move |j| if j == i % k { 1.0 } else { 0.0 })).collect();
-            decoder.condition(&labels).map_err(js_error)?;
+            decoder.condition(&cycled_labels(grid.0, k)).map_err(js_error)?;
         }
         let z = fixed_normals(grid.0, model.latent, GRID_SEED);
         Ok(Session { inner: Rc::new(RefCell::new(Inner { trainer, decoder, z, grid, reported: 0 })), gpu })
