@@ -277,12 +277,13 @@ fn attributes_and_edit_move_codes_by_attribute_vectors() {
     let pct = |what: &str| -> f64 {
         text.lines().find(|l| l.starts_with(what)).and_then(|l| l.rsplit(": ").next()).and_then(|v| v.trim_end_matches(" %").parse().ok()).unwrap_or(-1.0)
     };
-    for what in ["classified as 7 after the edit", "classified as 7 before it", "reconstructions classified as their own digit"] {
+    for what in ["classified as 7 after the edit", "classified as 7 before it", "reconstructions classified with all their own labels"] {
         assert!((0.0..=100.0).contains(&pct(what)), "{what}: {text}");
     }
 
     refused(&["edit", "--checkpoint", ck, "--add", "12"], &["attributes.safetensors", "no attribute vector \"12\""]);
-    refused(&["edit", "--checkpoint", ck, "--add", "7,8", "--measure"], &["exactly one --add digit"]);
+    assert!(!text.contains("edits that keep their own"), "MNIST's one head is the edited one: {text}");
+    refused(&["edit", "--checkpoint", ck, "--add", "7,8", "--measure"], &["--add 7 and 8: both are classes of \"class\""]);
     refused(&["edit", "--checkpoint", ck], &["nothing to edit"]);
     refused(&["edit", "--checkpoint", ck, "--add", "7", "--vectors", "nowhere.safetensors"], &["nowhere.safetensors", "run `vaegan attributes"]);
     let (code, stderr) = finish(run.train(2, &[]).spawn().unwrap());
@@ -608,4 +609,66 @@ fn conditioned_training_and_sampling_from_the_cli() {
     let plain = plain.out.clone();
     refused(&["sample", "--checkpoint", plain.to_str().unwrap(), "--condition", "7"], &["not conditioned", "--conditioned"]);
     refused(&["sample", "--checkpoint", plain.to_str().unwrap(), "--measure"], &["conditioned on the digits 0–9"]);
+}
+
+/// A colour model measured as MNIST's are: `classifier` on a labelled folder trains a head
+/// per factor (shape, colour, background); `train` on 32×32 RGB data reports each epoch's
+/// sample FD in the shipped shapes classifier's features; `eval --quality` reports the
+/// factor combinations its samples cover, confidence per factor, and takes the shipped
+/// shapes classifier by default, as `edit --measure` does (the target factor, and the share
+/// of edits that keep the others); a classifier of another image shape is refused.
+#[test]
+fn a_colour_model_is_measured_with_a_classifier_per_factor() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, run, weights) = (dir.path().join("shapes"), dir.path().join("run"), dir.path().join("c.safetensors"));
+    ok(&["make-dataset", "shapes", "--out", data.to_str().unwrap(), "-n", "240", "--size", "32"]);
+    let o = ok(&["classifier", "--data", data.to_str().unwrap(), "--size", "32", "--epochs", "1", "--batch", "32", "--out", weights.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("heads: shape (3), colour (6), background (4)") && err.contains("epoch 1/1: test accuracy") && err.contains("on every head (shape "),
+        "{err}"
+    );
+    let w = vaegan::quality::ClassifierWeights::load(&weights).unwrap();
+    assert_eq!((w.spec.image, w.spec.heads.len(), w.head_accuracy.len()), ([32, 32, 3], 3, 3));
+
+    let mut c = vaegan();
+    c.args(["train", "--preset", "shapes32", "--data", data.to_str().unwrap(), "--out", run.to_str().unwrap()]);
+    c.args(["--epochs", "1", "--batch", "16", "--limit", "32", "--test-limit", "24", "--eval-batch", "24", "--fd-samples", "30"]);
+    let (code, stderr) = finish(c.spawn().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.lines().any(|l| l.starts_with("epoch 1/1: ") && l.contains(" samples FD ")), "no sample FD on the epoch line: {stderr}");
+
+    let eval = |extra: &[&str]| {
+        let args = [&["eval", "--checkpoint", run.to_str().unwrap(), "--test-limit", "24", "--quality", "-n", "40"][..], extra].concat();
+        String::from_utf8_lossy(&ok(&args).stdout).into_owned()
+    };
+    let text = eval(&["--classifier", weights.to_str().unwrap()]);
+    let covered = text.lines().find(|l| l.contains("shape × colour × background combinations covered: ")).unwrap_or_else(|| panic!("{text}"));
+    let (k, of) = covered.split(": ").nth(1).unwrap().split_once(" of ").unwrap();
+    assert!((1..=40).contains(&k.parse::<usize>().unwrap()) && of == "72", "{covered}");
+    for what in [
+        "combination entropy: ",
+        "samples whose shape is classified with confidence >= 0.9: ",
+        "samples whose background is",
+        "confident (>= 0.9) on every head: ",
+    ] {
+        assert!(text.contains(what), "no {what:?}: {text}");
+    }
+    assert!(eval(&[]).contains("shapes32-classifier.safetensors"), "the shipped shapes classifier is the default for 32x32 RGB");
+    // Edits of the colour model, scored per factor by the shipped shapes classifier.
+    ok(&["attributes", "--checkpoint", run.to_str().unwrap()]);
+    let grid = dir.path().join("e.png");
+    let edit = |extra: &[&str]| {
+        let args = [&["edit", "--checkpoint", run.to_str().unwrap(), "--measure", "--out", grid.to_str().unwrap()][..], extra].concat();
+        String::from_utf8_lossy(&ok(&args).stdout).into_owned()
+    };
+    let text = edit(&["--add", "red"]);
+    assert!(text.contains("classified as red after the edit: ") && text.contains("edits that keep their own shape and background: "), "{text}");
+    let text = edit(&["--add", "red", "--remove", "circle"]);
+    assert!(text.contains("classified as not circle and red after the edit: ") && text.contains("edits that keep their own background: "), "{text}");
+    let mnist = vaegan::quality::classifier::default_path();
+    refused(
+        &["eval", "--checkpoint", run.to_str().unwrap(), "--test-limit", "24", "--quality", "-n", "40", "--classifier", mnist.to_str().unwrap()],
+        &["the classifier reads 28x28x1 images", "this model's images are 32x32x3"],
+    );
 }

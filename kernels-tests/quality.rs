@@ -59,8 +59,7 @@ fn blur(images: &[f32], radius: usize) -> Vec<f32> {
 
 #[test]
 fn frechet_distance_behaves_on_mnist() {
-    let mut clf = Classifier::new(gpu(), 500, 0).unwrap();
-    clf.load(&shipped()).unwrap();
+    let mut clf = Classifier::with(gpu(), &shipped(), 500).unwrap();
     let n = 2000;
     let test = scale_images(&mnist().test, 0..n, Scaling::UNIT);
     let train = scale_images(&mnist().train, 0..n, Scaling::UNIT);
@@ -92,9 +91,9 @@ fn frechet_distance_behaves_on_mnist() {
 fn the_shipped_classifier_reaches_98_percent() {
     let w = shipped();
     assert!(w.test_accuracy >= 0.98 && w.made_by.contains("vaegan classifier"), "{w:?}");
-    let mut clf = Classifier::new(gpu(), 500, 0).unwrap();
-    clf.load(&w).unwrap();
-    let acc = clf.accuracy(&mnist().test).unwrap();
+    assert_eq!(w.spec, vaegan::quality::classifier::Spec::mnist(), "the shipped file has no spec: MNIST's");
+    let mut clf = Classifier::with(gpu(), &w, 500).unwrap();
+    let acc = clf.accuracy(&mnist().test).unwrap().all;
     assert!(acc >= 0.98, "test accuracy {acc}");
 }
 
@@ -102,7 +101,7 @@ fn the_shipped_classifier_reaches_98_percent() {
 fn the_classifier_trains_with_vaegans_kernels() {
     let small = vaegan::train::limited(Split { train: mnist().train.clone(), test: mnist().test.clone() }, Some(3000), Some(500));
     let mut seen = vec![];
-    let w = vaegan::quality::classifier::train(gpu(), &small.train, &small.test, 2, 50, 1e-3, 3, |_, a| seen.push(a)).unwrap();
+    let w = vaegan::quality::classifier::train(gpu(), &small.train, &small.test, 2, 50, 1e-3, 3, |_, a| seen.push(a.all)).unwrap();
     assert_eq!(seen.len(), 2);
     assert!(w.test_accuracy > 0.85, "after 2 epochs on 3000 images: {}", w.test_accuracy);
 }
@@ -125,4 +124,119 @@ fn reconstruct_all_covers_every_image() {
         let got: Vec<f64> = all[start * 784..(start + n) * 784].iter().map(|&v| v as f64).collect();
         assert_close(&format!("images {start}..{}", start + n), &got, &want.iter().map(|&v| v as f64).collect::<Vec<_>>(), 1e-6);
     }
+}
+
+/// Coverage over heads: every combination of predicted classes counted (head 0 slowest),
+/// the entropy of their spread, confidence per head and on all heads; past
+/// `MAX_COMBINATIONS` only the per-head figures.
+#[test]
+fn coverage_counts_combinations_and_confidence_per_head() {
+    use vaegan::quality::classifier::{coverage, Head, Spec, MAX_COMBINATIONS};
+    let head = |name: &str, k: usize| {
+        let classes: Vec<String> = (0..k).map(|c| format!("{name}{c}")).collect();
+        Head { name: name.into(), classes: classes.clone(), attributes: classes, binary: false }
+    };
+    let spec = Spec { image: [4, 4, 3], conv: vec![], dense: vec![8], heads: vec![head("a", 2), head("b", 3)] };
+    // Four images: (a1, b2) sure, (a1, b2) unsure on b, (a0, b0) sure, (a0, b1) unsure on a.
+    let probs = [[0.05, 0.95, 0.0, 0.05, 0.95], [0.0, 1.0, 0.3, 0.2, 0.5], [0.99, 0.01, 0.92, 0.04, 0.04], [0.6, 0.4, 0.0, 1.0, 0.0]].concat();
+    let c = coverage(&spec, &probs);
+    let mut want = vec![0usize; 6];
+    want[3 + 2] = 2;
+    want[0] = 1;
+    want[1] = 1;
+    assert_eq!(c.histogram, want);
+    let q = [0.5f64, 0.25, 0.25];
+    let entropy: f64 = q.iter().map(|p| -p * p.ln()).sum();
+    assert!((c.entropy - entropy).abs() < 1e-12 && (c.uniform_entropy - 6f64.ln()).abs() < 1e-12, "{c:?}");
+    assert_eq!(c.head_confident, vec![0.75, 0.75]);
+    assert_eq!(c.confident, 0.5);
+    // MNIST's one head: the digit histogram.
+    let digits = coverage(
+        &Spec::mnist(),
+        &[[0.0; 10], [0.0; 10]].concat().iter().enumerate().map(|(i, _)| if i == 3 || i == 17 { 1.0 } else { 0.0 }).collect::<Vec<f32>>(),
+    );
+    assert_eq!(digits.histogram, vec![0, 0, 0, 1, 0, 0, 0, 1, 0, 0]);
+    assert!((digits.entropy - 2f64.ln()).abs() < 1e-12 && digits.confident == 1.0);
+    // 13 binary heads: 8192 combinations, none counted; each head still scored.
+    let many = Spec { heads: (0..13).map(|i| head(&format!("h{i}"), 2)).collect(), ..spec };
+    const { assert!(8192 > MAX_COMBINATIONS) };
+    let c = coverage(&many, &[0.0, 1.0].repeat(13 * 3));
+    assert!(c.histogram.is_empty() && c.entropy == 0.0 && c.head_confident == vec![1.0; 13] && c.confident == 1.0, "{c:?}");
+}
+
+/// A labelled colour folder (the shapes set) gets a classifier with a head per factor and
+/// convolutions; a short training learns the easy factors (far above chance: background
+/// 25 %, colour 17 %); its file keeps the spec and reads the same probabilities back; a
+/// classifier of one spec refuses another's weights and images of another shape.
+#[test]
+fn a_classifier_for_colour_factors_trains_saves_and_refuses_other_shapes() {
+    use vaegan::quality::classifier::{train, Spec};
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("shapes");
+    vaegan::data::shapes::write(&set, 600, 16, 3).unwrap();
+    let image = vaegan::data::ImageOptions { height: 16, width: 16, channels: 3, crop: vaegan::data::Crop::Centre };
+    let options = vaegan::data::LoadOptions {
+        image,
+        seed: 1,
+        cache_dir: Some(dir.path().join("cache")),
+        progress: &|_, _| {},
+        labels: vaegan::data::Labels::Required(None),
+    };
+    let split = vaegan::data::load(&set, &options).unwrap().split;
+    let spec = Spec::for_data(&split.train).unwrap();
+    let heads: Vec<(&str, usize)> = spec.heads.iter().map(|h| (h.name.as_str(), h.classes.len())).collect();
+    assert_eq!(heads, [("shape", 3), ("colour", 6), ("background", 4)]);
+    assert_eq!((spec.image, spec.conv.len(), spec.feature_dim()), ([16, 16, 3], 2, 256));
+    let mut seen = vec![];
+    let w = train(gpu(), &split.train, &split.test, 3, 32, 2e-3, 1, |_, a| seen.push(a.clone())).unwrap();
+    let last = seen.last().unwrap();
+    eprintln!("per head {:?}, all {}", last.heads, last.all);
+    assert_eq!((seen.len(), w.head_accuracy.clone(), w.test_accuracy), (3, last.heads.clone(), last.all));
+    assert!(last.heads[2] > 0.8 && last.heads[1] > 0.5, "background and colour after 3 short epochs: {:?}", last.heads);
+
+    let path = dir.path().join("c.safetensors");
+    w.save(&path).unwrap();
+    let back = ClassifierWeights::load(&path).unwrap();
+    assert_eq!((&back.spec, &back.head_accuracy), (&spec, &w.head_accuracy));
+    let images = scale_images(&split.test, 0..split.test.count, Scaling::UNIT);
+    let (a, b) = (Classifier::with(gpu(), &w, 64).unwrap().read(&images).unwrap(), Classifier::with(gpu(), &back, 64).unwrap().read(&images).unwrap());
+    assert!(a.probs == b.probs && a.features == b.features, "the saved classifier reads otherwise");
+    assert_eq!(a.probs.len(), split.test.count * 13);
+    for row in a.probs.chunks(13) {
+        for (o, k) in [(0, 3), (3, 6), (9, 4)] {
+            assert!((row[o..o + k].iter().sum::<f32>() - 1.0).abs() < 1e-5, "a head's probabilities do not sum to 1: {row:?}");
+        }
+    }
+    let mut clf = Classifier::with(gpu(), &w, 64).unwrap();
+    let err = clf.load(&shipped()).unwrap_err().to_string();
+    assert!(err.contains("another spec"), "{err}");
+    let err = clf.check_shape([28, 28, 1], "these images").unwrap_err().to_string();
+    assert!(err.contains("reads 16x16x3 images (shape, colour, background); these images are 28x28x1"), "{err}");
+}
+
+/// A classifier file whose spec is not JSON, names no head, or disagrees with its tensors
+/// is refused with the file and what is wrong named.
+#[test]
+fn classifier_files_with_a_bad_spec_are_refused() {
+    use vaegan::quality::classifier::Spec;
+    let dir = tempfile::tempdir().unwrap();
+    let w = shipped();
+    let write = |name: &str, spec: &str| -> String {
+        let path = dir.path().join(name);
+        let tensors: Vec<(&str, Vec<usize>, &[f32])> = w.tensors.iter().map(|(n, s, v)| (n.as_str(), s.to_vec(), v.as_slice())).collect();
+        vaegan::tensor_file::write(&path, vaegan::quality::classifier::FORMAT, &[("spec", spec.to_string())], &tensors).unwrap();
+        let err = ClassifierWeights::load(&path).err().unwrap_or_else(|| panic!("{name}: accepted"));
+        assert!(err.contains(path.to_str().unwrap()), "{err}");
+        err
+    };
+    assert!(write("json.safetensors", "{").contains("metadata \"spec\""));
+    let no_heads = serde_json::to_string(&Spec { heads: vec![], ..Spec::mnist() }).unwrap();
+    assert!(write("heads.safetensors", &no_heads).contains("heads of at least two classes"));
+    let wider = serde_json::to_string(&Spec { dense: vec![512, 128], ..Spec::mnist() }).unwrap();
+    assert!(write("wider.safetensors", &wider).contains("tensor classifier.1.weight has shape [512, 256], expected [512, 128]"));
+    let mnist = serde_json::to_string(&Spec::mnist()).unwrap();
+    let path = dir.path().join("ok.safetensors");
+    let tensors: Vec<(&str, Vec<usize>, &[f32])> = w.tensors.iter().map(|(n, s, v)| (n.as_str(), s.to_vec(), v.as_slice())).collect();
+    vaegan::tensor_file::write(&path, vaegan::quality::classifier::FORMAT, &[("spec", mnist)], &tensors).unwrap();
+    assert_eq!(ClassifierWeights::load(&path).unwrap().spec, Spec::mnist(), "the same file with its spec spelled out loads");
 }

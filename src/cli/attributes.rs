@@ -2,7 +2,7 @@
 //! images with an attribute minus the mean of those without; `model::attributes`), and
 //! `vaegan edit`: test images, their reconstructions, and the reconstructions with vectors
 //! added or removed, as a grid like Larsen et al.'s figure; `--measure` scores the edits
-//! with the MNIST classifier.
+//! with the shipped classifier for the model's images (MNIST's digits, the shapes set's factors).
 
 use std::path::{Path, PathBuf};
 
@@ -15,7 +15,7 @@ use crate::checkpoint::Checkpoint;
 use crate::data::{Labels, Split};
 use crate::model::AttributeVectors;
 use crate::pictures;
-use crate::quality::classifier::{self, argmax, Classifier, ClassifierWeights};
+use crate::quality::classifier::{self, Classifier, ClassifierWeights};
 
 #[derive(Args, Debug)]
 pub struct AttributesArgs {
@@ -59,8 +59,10 @@ pub struct EditArgs {
     data: Option<PathBuf>,
     #[arg(long)]
     labels: Option<PathBuf>,
-    /// Also score the edits of every such test image with the MNIST classifier (28×28 grey
-    /// models, one added digit): the share now classified as that digit.
+    /// Also score the edits of every such test image with the shipped classifier for the
+    /// model's images (MNIST's digits for 28×28 grey, the shapes set's shape, colour and
+    /// background for 32×32 RGB): the share now classified with the added attributes (and
+    /// without the removed ones), and the share whose other factors stay their own.
     #[arg(long)]
     measure: bool,
     #[arg(long, default_value = "edit.png")]
@@ -156,12 +158,13 @@ pub fn run_edit(device: &DeviceArgs, args: &EditArgs) -> anyhow::Result<()> {
     if eligible.is_empty() {
         bail!("{}: no test image lacks every added attribute and has every removed one", path.display());
     }
-    if args.measure {
-        measure_readiness(c.image, &args.add)?;
-    }
     let shown = if args.measure { eligible.clone() } else { eligible[..args.n.min(eligible.len())].to_vec() };
     let set = test.pick(&shown);
     let gpu = device.open()?;
+    let classifier = if args.measure { Some(measure_classifier(&gpu, c.image)?) } else { None };
+    // The labels' own names of the attributes asked for (`column=value` resolved).
+    let (add_names, remove_names): (Vec<String>, Vec<String>) =
+        (add_t.iter().map(|&a| table.names[a].clone()).collect(), remove_t.iter().map(|&a| table.names[a].clone()).collect());
     let shift = v.shift(&add, &remove, args.scale);
     let e = crate::train::attributes::edit(&gpu, c, &|n| ck.tensor(n), &set, &shift)?;
     // The grid: blocks of up to 16 columns, each three rows: originals, reconstructions, edits.
@@ -187,34 +190,31 @@ pub fn run_edit(device: &DeviceArgs, args: &EditArgs) -> anyhow::Result<()> {
         args.scale
     );
     if args.measure {
-        let target: usize = args.add[0].parse()?;
-        let weights = ClassifierWeights::load(&classifier::default_path()).map_err(anyhow::Error::msg)?;
-        let mut cl = Classifier::new(&gpu, 250, 1)?;
-        cl.load(&weights)?;
-        let mut share = |images: &[f32], class: &dyn Fn(usize) -> usize| -> anyhow::Result<f64> {
-            let probs = cl.read(images)?.probs;
-            Ok(probs.chunks(classifier::CLASSES).enumerate().filter(|(i, p)| argmax(p) == class(*i)).count() as f64 / set.count as f64)
-        };
-        let edited = share(&e.edited, &|_| target)?;
-        let recon_target = share(&e.reconstructions, &|_| target)?;
-        println!("test images edited: {} (every one that lacks the added attributes and has the removed ones)", set.count);
-        println!("classified as {target} after the edit: {:.1} %", 100.0 * edited);
-        println!("classified as {target} before it (reconstructions): {:.1} %", 100.0 * recon_target);
-        if let Some(labels) = &set.labels {
-            let own = share(&e.reconstructions, &|i| labels[i] as usize)?;
-            println!("reconstructions classified as their own digit: {:.1} %", 100.0 * own);
+        let score = crate::quality::score_edits(
+            &mut classifier.expect("loaded for --measure"),
+            &set.attribute_table().expect("labels required"),
+            &e.reconstructions,
+            &e.edited,
+            &add_names,
+            &remove_names,
+        )?;
+        println!("test images edited: {} (every one that lacks the added attributes and has the removed ones)", score.images);
+        println!("classified as {} after the edit: {:.1} %", score.target, 100.0 * score.after);
+        println!("classified as {} before it (reconstructions): {:.1} %", score.target, 100.0 * score.before);
+        if let Some((heads, kept)) = &score.kept {
+            println!("edits that keep their own {}: {:.1} %", heads.join(" and "), 100.0 * kept);
         }
+        println!("reconstructions classified with all their own labels: {:.1} %", 100.0 * score.own);
     }
     Ok(())
 }
 
-/// `--measure` scores with the MNIST classifier: a 28×28 grey model and one added digit.
-fn measure_readiness(image: [usize; 3], add: &[String]) -> anyhow::Result<()> {
-    if image != [28, 28, 1] {
-        bail!("--measure scores edits with the MNIST classifier, which reads 28×28 grey images; this model's are {image:?} (a classifier for other attributes is not built yet)");
-    }
-    match add {
-        [digit] if digit.parse::<usize>().is_ok_and(|d| d < classifier::CLASSES) => Ok(()),
-        _ => bail!("--measure needs exactly one --add digit (0–9): the share of edits the classifier then reads as that digit"),
-    }
+/// `--measure` scores with the shipped classifier for the model's images (MNIST's digits,
+/// the shapes set's factors), which must read them.
+fn measure_classifier<'g>(gpu: &'g crate::gpu::Gpu, image: [usize; 3]) -> anyhow::Result<Classifier<'g>> {
+    let path = classifier::default_for(image);
+    let weights = ClassifierWeights::load(&path).map_err(anyhow::Error::msg)?;
+    let cl = Classifier::with(gpu, &weights, 250)?;
+    cl.check_shape(image, "this model's images").with_context(|| format!("--measure scores edits with {}", path.display()))?;
+    Ok(cl)
 }

@@ -24,14 +24,16 @@ pub struct EvalArgs {
     batch: usize,
     #[arg(long)]
     test_limit: Option<usize>,
-    /// Also measure sample quality: Fréchet distance in the MNIST classifier's features,
-    /// class coverage and confidence of generated samples.
+    /// Also measure sample quality: Fréchet distance in a classifier's features (MNIST's for
+    /// 28x28 grey models, the shapes set's for 32x32 RGB), class coverage and confidence of
+    /// generated samples.
     #[arg(long)]
     quality: bool,
     /// Samples to generate for --quality.
     #[arg(short, long, default_value_t = 10_000)]
     n: usize,
-    /// Classifier weights for --quality (default: the one shipped in datasets/classifier).
+    /// Classifier weights for --quality (default: the one shipped in datasets/classifier for
+    /// the model's image shape).
     #[arg(long)]
     classifier: Option<PathBuf>,
     /// Seed of the generated samples' latent codes.
@@ -74,7 +76,7 @@ pub fn run(device: &DeviceArgs, args: &EvalArgs) -> anyhow::Result<()> {
 /// Sample quality: what `quality::measure` finds, printed.
 fn quality(gpu: &crate::gpu::Gpu, ck: &Checkpoint, ev: &mut Evaluator, split: &Split, prior: Option<&GaussianMixture>, args: &EvalArgs) -> anyhow::Result<()> {
     use crate::quality::ClassifierWeights;
-    let path = args.classifier.clone().unwrap_or_else(crate::quality::classifier::default_path);
+    let path = args.classifier.clone().unwrap_or_else(|| crate::quality::classifier::default_for(ck.config.model.image));
     let weights = ClassifierWeights::load(&path).map_err(anyhow::Error::msg)?;
     let q = crate::quality::measure(gpu, ck, ev, split, args.n, args.seed, prior, &weights)?;
     println!("sample quality (classifier {}, test accuracy {:.2}%):", path.display(), 100.0 * weights.test_accuracy);
@@ -82,8 +84,35 @@ fn quality(gpu: &crate::gpu::Gpu, ck: &Checkpoint, ev: &mut Evaluator, split: &S
     println!("  Fréchet distance, {} samples ({from}) vs {} test images: {:.3}", q.samples, q.test_images, q.frechet_samples);
     println!("  Fréchet distance, reconstructions Dec(μ) of the test images vs the test images: {:.3}", q.frechet_reconstructions);
     println!("  Fréchet distance, {} training vs test images (the floor): {:.3}", q.train_images, q.frechet_floor);
-    println!("  predicted classes 0-9: {:?}", q.coverage.histogram);
-    println!("  class entropy: {:.3} nats (uniform: {:.3})", q.coverage.entropy, (10f64).ln());
-    println!("  samples classified with confidence >= 0.9: {:.1}%", 100.0 * q.coverage.confident);
+    print!("{}", coverage_lines(&weights.spec, &q.coverage));
     Ok(())
+}
+
+/// The samples' coverage as the classifier sees it: MNIST's per-digit counts and class
+/// entropy, or for a classifier of several heads the combinations covered, their entropy
+/// and the confident share per head.
+fn coverage_lines(spec: &crate::quality::classifier::Spec, c: &crate::quality::classifier::Coverage) -> String {
+    let mut out = String::new();
+    if let [head] = &spec.heads[..] {
+        out += &format!("  predicted classes {}: {:?}\n", head.classes.join(" "), c.histogram);
+        out += &format!("  class entropy: {:.3} nats (uniform: {:.3})\n", c.entropy, c.uniform_entropy);
+        out += &format!("  samples classified with confidence >= 0.9: {:.1}%\n", 100.0 * c.confident);
+        return out;
+    }
+    let names: Vec<&str> = spec.heads.iter().map(|h| h.name.as_str()).collect();
+    if !c.histogram.is_empty() {
+        let covered = c.histogram.iter().filter(|&&h| h > 0).count();
+        out += &format!("  {} combinations covered: {covered} of {}\n", names.join(" × "), c.histogram.len());
+        out += &format!(
+            "  combination entropy: {:.3} nats (uniform: {:.3}; {:.3} of it)\n",
+            c.entropy,
+            c.uniform_entropy,
+            c.entropy / c.uniform_entropy.max(f64::MIN_POSITIVE)
+        );
+    }
+    for (h, share) in spec.heads.iter().zip(&c.head_confident) {
+        out += &format!("  samples whose {} is classified with confidence >= 0.9: {:.1}%\n", h.name, 100.0 * share);
+    }
+    out += &format!("  samples confident (>= 0.9) on every head: {:.1}%\n", 100.0 * c.confident);
+    out
 }

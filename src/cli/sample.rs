@@ -172,8 +172,7 @@ pub fn run(device: &DeviceArgs, args: &SampleArgs) -> anyhow::Result<()> {
     if args.measure {
         use crate::quality::classifier::{self, Classifier, ClassifierWeights};
         let weights = ClassifierWeights::load(&classifier::default_path()).map_err(anyhow::Error::msg)?;
-        let mut cl = Classifier::new(&gpu, 250.min(n), 1)?;
-        cl.load(&weights)?;
+        let mut cl = Classifier::with(&gpu, &weights, 250.min(n))?;
         let probs = cl.read(&images)?.probs;
         print!("{}", conditioned_scores(&labels, &probs, classifier::CLASSES));
     }

@@ -31,6 +31,7 @@ pub struct TrainArgs {
     #[command(flatten)]
     data_args: DataArgs,
     /// Model preset: mnist-mlp (dense VAE-GAN), mnist-conv (convolutional VAE-GAN, 28×28),
+    /// shapes32 (mnist-conv's networks on 32×32 RGB, for `make-dataset shapes --size 32`),
     /// celeba64 (Larsen et al.'s 64×64 colour model), seed (the seed document's model,
     /// fixed) or pytorch-vae (the classic PyTorch VAE).
     #[arg(long, default_value = "mnist-mlp")]
@@ -109,8 +110,9 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 250)]
     eval_batch: usize,
     /// Each epoch, the Fréchet distance of this many samples from N(0, I) to the test images
-    /// in the MNIST classifier's features (metrics.csv's fd_samples, TensorBoard, the epoch
-    /// line), for 28x28 grey data; 0 turns it off.
+    /// in a shipped classifier's features (metrics.csv's fd_samples, TensorBoard, the epoch
+    /// line), for 28x28 grey data (MNIST's classifier) and 32x32 RGB (the shapes set's); 0
+    /// turns it off.
     #[arg(long, env = "VAEGAN_FD_SAMPLES", default_value_t = 2000)]
     fd_samples: usize,
     /// Keep the training set on the GPU only when it takes at most this many MiB (default:
@@ -128,8 +130,9 @@ fn prepare_out(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The per-epoch Fréchet distance of `n` N(0, I) samples, where it applies: 28x28 grey data
-/// (what the MNIST classifier reads) and the shipped classifier at hand; a note where not.
+/// The per-epoch Fréchet distance of `n` N(0, I) samples, where it applies: images of a
+/// shape a shipped classifier reads (28x28 grey: MNIST's; 32x32 RGB: the shapes set's)
+/// and that classifier at hand; a note where not.
 fn epoch_frechet<'g>(
     gpu: &'g crate::gpu::Gpu,
     model: &crate::model::ModelConfig,
@@ -137,7 +140,8 @@ fn epoch_frechet<'g>(
     n: usize,
     seed: u64,
 ) -> anyhow::Result<Option<crate::quality::EpochFrechet<'g>>> {
-    if n == 0 || test.height != 28 || test.width != 28 || test.channels != 1 {
+    use crate::quality::classifier::{default_for, SHIPPED};
+    if n == 0 || !SHIPPED.iter().any(|(shape, _)| *shape == test.shape()) {
         return Ok(None);
     }
     if n == 1 {
@@ -147,9 +151,9 @@ fn epoch_frechet<'g>(
         eprintln!("note: no sample Fréchet distance per epoch: the test set has {} image(s), a covariance needs 2", test.count);
         return Ok(None);
     }
-    let path = crate::quality::classifier::default_path();
+    let path = default_for(test.shape());
     if !path.is_file() {
-        eprintln!("note: no sample Fréchet distance per epoch: the MNIST classifier {} is not here", path.display());
+        eprintln!("note: no sample Fréchet distance per epoch: the classifier {} is not here", path.display());
         return Ok(None);
     }
     let weights = crate::quality::ClassifierWeights::load(&path).map_err(anyhow::Error::msg)?;

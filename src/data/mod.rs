@@ -223,6 +223,12 @@ pub fn load(path: &Path, o: &LoadOptions) -> Result<Loaded> {
     Ok(Loaded { split, cache: Some(status), labels_warning })
 }
 
+/// Whether `path` is a folder of IDX files (grey images with their own labels), not one of
+/// PNG and JPEG images.
+pub fn is_idx_folder(path: &Path) -> bool {
+    path.is_dir() && find(path, &["train-images.idx3-ubyte", "train-images-idx3-ubyte"]).is_some()
+}
+
 /// The MNIST shipped with vaegan: `datasets/mnist` under the current directory, else
 /// under the source tree the binary was built from.
 pub fn default_mnist() -> PathBuf {

@@ -57,15 +57,9 @@ pub fn measure(
             split.test.source, split.test.count, split.train.count
         )));
     }
-    if split.test.dim() != super::classifier::WIDTHS[0] {
-        return Err(TrainError::Invalid(format!(
-            "sample quality uses the MNIST classifier (28x28 grey images); this model's images are {}x{}x{}",
-            split.test.height, split.test.width, split.test.channels
-        )));
-    }
     let c = &ck.config.model;
-    let mut clf = Classifier::new(gpu, 500, 0)?;
-    clf.load(weights)?;
+    let mut clf = Classifier::with(gpu, weights, 500)?;
+    clf.check_shape(split.test.shape(), "this model's images")?;
     let stats = |clf: &mut Classifier, images: &[f32]| -> Result<(FeatureStats, Vec<f32>)> {
         let r = clf.read(images)?;
         Ok((FeatureStats::from_rows(&r.features, clf.feature_dim()), r.probs))
@@ -101,7 +95,7 @@ pub fn measure(
         frechet_samples: frechet_distance(&generated, &test),
         frechet_reconstructions: frechet_distance(&reconstructions, &test),
         frechet_floor: frechet_distance(&train, &test),
-        coverage: coverage(&probs),
+        coverage: coverage(&weights.spec, &probs),
     })
 }
 
@@ -123,21 +117,15 @@ pub struct EpochFrechet<'g> {
 }
 
 impl<'g> EpochFrechet<'g> {
-    /// For a model of `c` whose test set is `test`; refused unless the images are MNIST's
-    /// shape (28×28 grey, what the classifier reads) and `n` ≥ 2.
+    /// For a model of `c` whose test set is `test`; refused unless the images are of the
+    /// shape the classifier reads and `n` ≥ 2.
     pub fn new(gpu: &'g Gpu, c: &crate::model::ModelConfig, test: &crate::data::Dataset, weights: &ClassifierWeights, n: usize, seed: u64) -> Result<Self> {
         let test_images = test;
         if n < 2 || test.count < 2 {
             return Err(TrainError::Invalid(format!("sample quality needs at least 2 samples and 2 test images for a covariance ({n} and {})", test.count)));
         }
-        if test.dim() != super::classifier::WIDTHS[0] || test.channels != 1 {
-            return Err(TrainError::Invalid(format!(
-                "sample quality uses the MNIST classifier (28x28 grey images); these images are {}x{}x{}",
-                test.height, test.width, test.channels
-            )));
-        }
-        let mut classifier = Classifier::new(gpu, 500, 0)?;
-        classifier.load(weights)?;
+        let mut classifier = Classifier::with(gpu, weights, 500)?;
+        classifier.check_shape(test.shape(), "these images")?;
         let r = classifier.read(&scale_images(test, 0..test.count, Scaling::UNIT))?;
         let test = FeatureStats::from_rows(&r.features, classifier.feature_dim());
         let batch = 500.min(n);
@@ -161,4 +149,92 @@ impl crate::train::run::SampleQuality for EpochFrechet<'_> {
         let r = self.classifier.read(&samples)?;
         Ok(frechet_distance(&FeatureStats::from_rows(&r.features, self.classifier.feature_dim()), &self.test))
     }
+}
+
+/// How a classifier reads edited images (`vaegan edit --measure`): the share that now have
+/// the target — every added attribute's class, and not a removed category's (a removed
+/// binary attribute: its "not" class) — the same share of the plain reconstructions, the
+/// share of edits whose untouched factors stay the image's own, and of reconstructions
+/// read with all their own labels.
+#[derive(Clone, Debug)]
+pub struct EditScore {
+    pub images: usize,
+    /// The target, as printed: "7", "red", "not circle", joined by " and ".
+    pub target: String,
+    pub after: f64,
+    pub before: f64,
+    /// The heads no edit touches, and the share of edits that keep them all; None when the
+    /// edit touches every head (MNIST's one).
+    pub kept: Option<(Vec<String>, f64)>,
+    pub own: f64,
+}
+
+/// Scores edits of the images whose attributes are `table` (their labels, in order):
+/// `reconstructions` and `edited` (n × the classifier's input, in [0, 1]); `add` and
+/// `remove` name attributes of `table`.
+pub fn score_edits(
+    clf: &mut Classifier,
+    table: &crate::data::Attributes,
+    reconstructions: &[f32],
+    edited: &[f32],
+    add: &[String],
+    remove: &[String],
+) -> Result<EditScore> {
+    let spec = clf.spec.clone();
+    let locate = |name: &str| -> Result<(usize, usize)> {
+        spec.heads.iter().enumerate().find_map(|(h, head)| head.attributes.iter().position(|a| a == name).map(|c| (h, c))).ok_or_else(|| {
+            TrainError::Invalid(format!(
+                "the classifier predicts no attribute {name:?} (its heads: {})",
+                spec.heads.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+        })
+    };
+    // Per head: Some((class, true)) = must be that class, Some((class, false)) = must not.
+    let mut targets: Vec<Option<(usize, bool)>> = vec![None; spec.heads.len()];
+    for name in add {
+        let (h, c) = locate(name)?;
+        let class = if spec.heads[h].binary { 1 } else { c };
+        if let Some((other, true)) = targets[h] {
+            if other != class {
+                return Err(TrainError::Invalid(format!(
+                    "--add {} and {}: both are classes of {:?}, and an image has one",
+                    spec.heads[h].classes[other], spec.heads[h].classes[class], spec.heads[h].name
+                )));
+            }
+        }
+        targets[h] = Some((class, true));
+    }
+    for name in remove {
+        let (h, c) = locate(name)?;
+        match (spec.heads[h].binary, targets[h]) {
+            (true, _) => targets[h] = Some((0, true)),
+            (false, Some((_, true))) => {}
+            (false, _) => targets[h] = Some((c, false)),
+        }
+    }
+    let n = table.count();
+    let truth = spec.classes_of(table)?;
+    let k = spec.heads.len();
+    let read = |clf: &mut Classifier, images: &[f32]| -> Result<Vec<usize>> {
+        let r = clf.read(images)?;
+        Ok(clf.predictions(&r.probs))
+    };
+    let (edits, recons) = (read(clf, edited)?, read(clf, reconstructions)?);
+    let hits = |p: &[usize]| targets.iter().enumerate().all(|(h, t)| t.is_none_or(|(c, is)| (p[h] == c) == is));
+    let share = |count: usize| count as f64 / n.max(1) as f64;
+    let after = share((0..n).filter(|&i| hits(&edits[i * k..(i + 1) * k])).count());
+    let before = share((0..n).filter(|&i| hits(&recons[i * k..(i + 1) * k])).count());
+    let untouched: Vec<usize> = (0..k).filter(|&h| targets[h].is_none()).collect();
+    let kept = (!untouched.is_empty()).then(|| {
+        let names = untouched.iter().map(|&h| spec.heads[h].name.clone()).collect();
+        (names, share((0..n).filter(|&i| untouched.iter().all(|&h| edits[i * k + h] == truth[i * k + h])).count()))
+    });
+    let own = share((0..n).filter(|&i| recons[i * k..(i + 1) * k] == truth[i * k..(i + 1) * k]).count());
+    let target = targets
+        .iter()
+        .enumerate()
+        .filter_map(|(h, t)| t.map(|(c, is)| format!("{}{}", if is { "" } else { "not " }, spec.heads[h].classes[c])))
+        .collect::<Vec<_>>()
+        .join(" and ");
+    Ok(EditScore { images: n, target, after, before, kept, own })
 }

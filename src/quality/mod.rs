@@ -1,6 +1,7 @@
-//! Sample quality you can measure: a classifier trained by vaegan itself on MNIST, the
-//! Fréchet distance between its features of generated and of test images (the MNIST
-//! counterpart of FID), class coverage and confidence.
+//! Sample quality you can measure: classifiers trained by vaegan itself (MNIST's digits; the
+//! shapes set's shape, colour and background), the Fréchet distance between their features
+//! of generated and of test images (the counterpart of FID), coverage, confidence, and how
+//! edited images read.
 
 pub mod classifier;
 pub mod frechet;
@@ -8,4 +9,4 @@ pub mod measure;
 
 pub use classifier::{Classifier, ClassifierWeights};
 pub use frechet::{frechet_distance, FeatureStats};
-pub use measure::{measure, EpochFrechet, Quality};
+pub use measure::{measure, score_edits, EditScore, EpochFrechet, Quality};
