@@ -283,7 +283,12 @@ fn attributes_and_edit_move_codes_by_attribute_vectors() {
 
     refused(&["edit", "--checkpoint", ck, "--add", "12"], &["attributes.safetensors", "no attribute vector \"12\""]);
     assert!(!text.contains("edits that keep their own"), "MNIST's one head is the edited one: {text}");
-    refused(&["edit", "--checkpoint", ck, "--add", "7,8", "--measure"], &["--add 7 and 8: both are classes of \"class\""]);
+    let unwritten = run.dir.path().join("refused.png");
+    refused(
+        &["edit", "--checkpoint", ck, "--add", "7,8", "--measure", "--out", unwritten.to_str().unwrap()],
+        &["--add 7 and 8: both are classes of \"class\""],
+    );
+    assert!(!unwritten.exists(), "a measurement it cannot make is refused before the grid is written");
     refused(&["edit", "--checkpoint", ck], &["nothing to edit"]);
     refused(&["edit", "--checkpoint", ck, "--add", "7", "--vectors", "nowhere.safetensors"], &["nowhere.safetensors", "run `vaegan attributes"]);
     let (code, stderr) = finish(run.train(2, &[]).spawn().unwrap());

@@ -161,10 +161,16 @@ pub fn run_edit(device: &DeviceArgs, args: &EditArgs) -> anyhow::Result<()> {
     let shown = if args.measure { eligible.clone() } else { eligible[..args.n.min(eligible.len())].to_vec() };
     let set = test.pick(&shown);
     let gpu = device.open()?;
-    let classifier = if args.measure { Some(measure_classifier(&gpu, c.image)?) } else { None };
-    // The labels' own names of the attributes asked for (`column=value` resolved).
-    let (add_names, remove_names): (Vec<String>, Vec<String>) =
-        (add_t.iter().map(|&a| table.names[a].clone()).collect(), remove_t.iter().map(|&a| table.names[a].clone()).collect());
+    // --measure: the classifier and what the edits should make it read, refused before any
+    // work (by the labels' own names of the attributes: `column=value` resolved).
+    let measuring = if args.measure {
+        let classifier = measure_classifier(&gpu, c.image)?;
+        let names = |ids: &[usize]| -> Vec<String> { ids.iter().map(|&a| table.names[a].clone()).collect() };
+        let targets = crate::quality::EditTargets::new(&classifier.spec, &names(&add_t), &names(&remove_t))?;
+        Some((classifier, targets))
+    } else {
+        None
+    };
     let shift = v.shift(&add, &remove, args.scale);
     let e = crate::train::attributes::edit(&gpu, c, &|n| ck.tensor(n), &set, &shift)?;
     // The grid: blocks of up to 16 columns, each three rows: originals, reconstructions, edits.
@@ -189,15 +195,8 @@ pub fn run_edit(device: &DeviceArgs, args: &EditArgs) -> anyhow::Result<()> {
         what(&args.remove, "−"),
         args.scale
     );
-    if args.measure {
-        let score = crate::quality::score_edits(
-            &mut classifier.expect("loaded for --measure"),
-            &set.attribute_table().expect("labels required"),
-            &e.reconstructions,
-            &e.edited,
-            &add_names,
-            &remove_names,
-        )?;
+    if let Some((mut classifier, targets)) = measuring {
+        let score = crate::quality::score_edits(&mut classifier, &targets, &set.attribute_table().expect("labels required"), &e.reconstructions, &e.edited)?;
         println!("test images edited: {} (every one that lacks the added attributes and has the removed ones)", score.images);
         println!("classified as {} after the edit: {:.1} %", score.target, 100.0 * score.after);
         println!("classified as {} before it (reconstructions): {:.1} %", score.target, 100.0 * score.before);

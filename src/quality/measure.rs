@@ -169,48 +169,60 @@ pub struct EditScore {
     pub own: f64,
 }
 
-/// Scores edits of the images whose attributes are `table` (their labels, in order):
-/// `reconstructions` and `edited` (n × the classifier's input, in [0, 1]); `add` and
-/// `remove` name attributes of `table`.
-pub fn score_edits(
-    clf: &mut Classifier,
-    table: &crate::data::Attributes,
-    reconstructions: &[f32],
-    edited: &[f32],
-    add: &[String],
-    remove: &[String],
-) -> Result<EditScore> {
-    let spec = clf.spec.clone();
-    let locate = |name: &str| -> Result<(usize, usize)> {
-        spec.heads.iter().enumerate().find_map(|(h, head)| head.attributes.iter().position(|a| a == name).map(|c| (h, c))).ok_or_else(|| {
-            TrainError::Invalid(format!(
-                "the classifier predicts no attribute {name:?} (its heads: {})",
-                spec.heads.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", ")
-            ))
-        })
-    };
-    // Per head: Some((class, true)) = must be that class, Some((class, false)) = must not.
-    let mut targets: Vec<Option<(usize, bool)>> = vec![None; spec.heads.len()];
-    for name in add {
-        let (h, c) = locate(name)?;
-        let class = if spec.heads[h].binary { 1 } else { c };
-        if let Some((other, true)) = targets[h] {
-            if other != class {
-                return Err(TrainError::Invalid(format!(
-                    "--add {} and {}: both are classes of {:?}, and an image has one",
-                    spec.heads[h].classes[other], spec.heads[h].classes[class], spec.heads[h].name
-                )));
+/// What an edit should make the classifier read: per head, nothing, a class the edited
+/// images must have (an added attribute; a removed binary one's "not" class), or a class
+/// they must not have (a removed category with no added one in its head).
+#[derive(Clone, Debug)]
+pub struct EditTargets {
+    heads: Vec<Option<(usize, bool)>>,
+}
+
+impl EditTargets {
+    /// The targets of `--add` / `--remove` (attribute names of the labels) for a classifier
+    /// of `spec`; refused where the classifier has no head for a name, or two added names
+    /// are classes of one head.
+    pub fn new(spec: &super::classifier::Spec, add: &[String], remove: &[String]) -> Result<Self> {
+        let locate = |name: &str| -> Result<(usize, usize)> {
+            spec.heads.iter().enumerate().find_map(|(h, head)| head.attributes.iter().position(|a| a == name).map(|c| (h, c))).ok_or_else(|| {
+                TrainError::Invalid(format!(
+                    "the classifier predicts no attribute {name:?} (its heads: {})",
+                    spec.heads.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", ")
+                ))
+            })
+        };
+        let mut heads: Vec<Option<(usize, bool)>> = vec![None; spec.heads.len()];
+        for name in add {
+            let (h, c) = locate(name)?;
+            let class = if spec.heads[h].binary { 1 } else { c };
+            if let Some((other, true)) = heads[h] {
+                if other != class {
+                    return Err(TrainError::Invalid(format!(
+                        "--add {} and {}: both are classes of {:?}, and an image has one",
+                        spec.heads[h].classes[other], spec.heads[h].classes[class], spec.heads[h].name
+                    )));
+                }
+            }
+            heads[h] = Some((class, true));
+        }
+        for name in remove {
+            let (h, c) = locate(name)?;
+            match (spec.heads[h].binary, heads[h]) {
+                (true, _) => heads[h] = Some((0, true)),
+                (false, Some((_, true))) => {}
+                (false, _) => heads[h] = Some((c, false)),
             }
         }
-        targets[h] = Some((class, true));
+        Ok(EditTargets { heads })
     }
-    for name in remove {
-        let (h, c) = locate(name)?;
-        match (spec.heads[h].binary, targets[h]) {
-            (true, _) => targets[h] = Some((0, true)),
-            (false, Some((_, true))) => {}
-            (false, _) => targets[h] = Some((c, false)),
-        }
+}
+
+/// Scores edits of the images whose attributes are `table` (their labels, in order):
+/// `reconstructions` and `edited` (n × the classifier's input, in [0, 1]).
+pub fn score_edits(clf: &mut Classifier, targets: &EditTargets, table: &crate::data::Attributes, reconstructions: &[f32], edited: &[f32]) -> Result<EditScore> {
+    let spec = clf.spec.clone();
+    let targets = &targets.heads;
+    if targets.len() != spec.heads.len() {
+        return Err(TrainError::Invalid("edit targets made for another classifier".into()));
     }
     let n = table.count();
     let truth = spec.classes_of(table)?;

@@ -9,4 +9,4 @@ pub mod measure;
 
 pub use classifier::{Classifier, ClassifierWeights};
 pub use frechet::{frechet_distance, FeatureStats};
-pub use measure::{measure, score_edits, EditScore, EpochFrechet, Quality};
+pub use measure::{measure, score_edits, EditScore, EditTargets, EpochFrechet, Quality};
