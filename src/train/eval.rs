@@ -130,7 +130,8 @@ impl<'g> Evaluator<'g> {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn reconstruct(&mut self, set: &Dataset, n: usize) -> Result<(Vec<f32>, Vec<f32>)> {
         let n = n.min(self.graph.batch).min(set.count);
-        let rec = self.reconstruct_range(set, 0..n)?;
+        let labels = label_rows(&self.config, set)?;
+        let rec = self.reconstruct_range(set, labels.as_deref(), 0..n)?;
         Ok((self.to_unit(&scale_images(set, 0..n, self.scaling)), rec))
     }
 
@@ -139,19 +140,22 @@ impl<'g> Evaluator<'g> {
     pub fn reconstruct_all(&mut self, set: &Dataset) -> Result<Vec<f32>> {
         let b = self.graph.batch;
         let mut out = Vec::with_capacity(set.count * set.dim());
+        // A conditioned model's labels, as floats once for the whole set.
+        let labels = label_rows(&self.config, set)?;
         for start in (0..set.count).step_by(b) {
-            out.extend(self.reconstruct_range(set, start..(start + b).min(set.count))?);
+            out.extend(self.reconstruct_range(set, labels.as_deref(), start..(start + b).min(set.count))?);
         }
         Ok(out)
     }
 
     /// Dec(μ(x)) for the images in `range` (at most one batch; a short one is padded by
-    /// repeating its images, whose reconstructions are dropped), in [0, 1].
+    /// repeating its images, whose reconstructions are dropped), in [0, 1]; `labels` are
+    /// `label_rows` of `set` for a conditioned model.
     #[cfg(not(target_arch = "wasm32"))]
-    fn reconstruct_range(&mut self, set: &Dataset, range: std::ops::Range<usize>) -> Result<Vec<f32>> {
+    fn reconstruct_range(&mut self, set: &Dataset, labels: Option<&[f32]>, range: std::ops::Range<usize>) -> Result<Vec<f32>> {
         let (b, n) = (self.graph.batch, range.len());
-        if let (Some(y), Some(rows)) = (self.graph.y, label_rows(&self.config, set)?) {
-            self.exec.set_input(y, &padded_rows(&rows, self.config.conditions.len(), range.clone(), b))?;
+        if let (Some(y), Some(rows)) = (self.graph.y, labels) {
+            self.exec.set_input(y, &padded_rows(rows, self.config.conditions.len(), range.clone(), b))?;
         }
         let first = scale_images(set, range, self.scaling);
         let mut x = first.clone();
