@@ -35,7 +35,7 @@ pub struct RunPlan<'a> {
 
 /// Sample quality at each epoch's end, with the epoch's weights: the Fréchet distance of
 /// samples decoded from z ~ N(0, I) to the test images. The quality layer implements it
-/// (`quality::EpochFrechet`, in the MNIST classifier's features); the run only asks, and
+/// (`quality::EpochFrechet`, in a shipped classifier's features); the run only asks, and
 /// writes the answer to `metrics.csv` (`fd_samples`), TensorBoard and the epoch line.
 pub trait SampleQuality {
     /// `params` looks the epoch's parameters and running statistics up by name.
