@@ -439,7 +439,7 @@ fn classifier_and_eval_flags_mean_what_they_say() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("epoch 1/2: test accuracy") && err.contains("epoch 2/2: test accuracy") && !err.contains("epoch 3/"), "{err}");
     let w = vaegan::quality::ClassifierWeights::load(&weights).unwrap();
-    assert!(w.made_by.contains("--epochs 2 --batch 32 --lr 0.002 --seed 4") && w.made_by.contains("256 images"), "{}", w.made_by);
+    assert!(w.made_by.contains("--epochs 2 --batch 32 --lr 0.002 --seed 4") && w.made_by.contains("256 training images"), "{}", w.made_by);
     // 256 training images, two epochs: far above chance (10 %), short of the shipped 98 %.
     assert!((0.3..0.98).contains(&w.test_accuracy), "test accuracy {}", w.test_accuracy);
 

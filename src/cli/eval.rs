@@ -94,7 +94,10 @@ fn quality(gpu: &crate::gpu::Gpu, ck: &Checkpoint, ev: &mut Evaluator, split: &S
 fn coverage_lines(spec: &crate::quality::classifier::Spec, c: &crate::quality::classifier::Coverage) -> String {
     let mut out = String::new();
     if let [head] = &spec.heads[..] {
-        out += &format!("  predicted classes {}: {:?}\n", head.classes.join(" "), c.histogram);
+        // MNIST's digits read as a range, as they always have: "predicted classes 0-9".
+        let numbered = head.classes.iter().enumerate().all(|(i, c)| *c == i.to_string());
+        let classes = if numbered { format!("0-{}", head.classes.len() - 1) } else { head.classes.join(" ") };
+        out += &format!("  predicted classes {classes}: {:?}\n", c.histogram);
         out += &format!("  class entropy: {:.3} nats (uniform: {:.3})\n", c.entropy, c.uniform_entropy);
         out += &format!("  samples classified with confidence >= 0.9: {:.1}%\n", 100.0 * c.confident);
         return out;
