@@ -20,6 +20,7 @@ mod kl;
 mod losses;
 mod matmul;
 mod mmd;
+mod pool;
 mod reduce;
 mod reparam;
 mod rmsprop;

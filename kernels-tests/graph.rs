@@ -629,3 +629,44 @@ fn decoder_bn_stats_chooses_the_passes_that_move_the_running_statistics() {
         .expect_err("prior with joint batches accepted");
     assert!(err.contains("k.toml") && err.contains("model.decoder_bn_stats") && err.contains("joint_batches"), "{err}");
 }
+
+/// Global max pooling inside a graph (the colour classifiers' trunk): a convolution, batch
+/// norm, the maximum over positions and a softmax head; every parameter's GPU gradient
+/// against central differences on the CPU interpreter. Random inputs leave no ties within
+/// the difference step, where the maximum is not differentiable.
+#[test]
+fn position_max_gradients_match_finite_differences() {
+    use vaegan::nn;
+    use vaegan::types::ConvGeom;
+    let mut rng = rng("position_max_gradients_match_finite_differences");
+    for batch in [1, 3] {
+        let mut g = Graph::new();
+        let x_id = g.input("x", [batch, 5 * 5 * 2]);
+        let group = g.group("classifier");
+        let conv = nn::conv2d_unbiased(&mut g, group, "conv", ConvGeom::conv(batch, (5, 5, 2), 4, (3, 3), 1, 1).unwrap(), false, 1);
+        let bn = nn::batch_norm(&mut g, group, "bn", 4);
+        let head = nn::linear(&mut g, group, "head", 4, 3, 2);
+        let h = g.conv2d(x_id, &conv, Act::None);
+        let h = g.batch_norm(h, &bn);
+        let h = g.activation(h, Act::Tanh);
+        let pooled = g.position_max(h, 4);
+        let logits = g.linear(pooled, &head, Act::None);
+        let targets = g.constant("targets", [batch, 3], (0..batch * 3).map(|i| if i % 3 == (i / 3) % 3 { 1.0 } else { 0.0 }).collect());
+        let loss = g.loss(LossKind::SoftmaxCe, logits, targets, 1.0 / batch as f32);
+        g.output("loss", loss);
+        g.objective(group, "classifier", loss).unwrap();
+        let x = as_f32(&uniform(&mut rng, batch * 50, 0.0, 1.0));
+        let mut exec = GpuExecutor::new(gpu(), g.clone(), ExecOptions { seed: SEED, reuse: true, update: None, ..Default::default() }).unwrap();
+        exec.set_input(x_id, &x.iter().map(|&v| v as f32).collect::<Vec<_>>()).unwrap();
+        exec.step_with(true, None).unwrap();
+        gpu().wait().unwrap();
+        assert!(dump::text(&g, None).contains("position_max_backward 4 channels"));
+        let group = &g.groups[0];
+        for (&p, &d) in group.params.iter().zip(&group.grads) {
+            let p0: Vec<f64> = g.tensors[p].init.as_ref().unwrap().iter().map(|&v| v as f64).collect();
+            let got: Vec<f64> = exec.read(d).unwrap().into_iter().map(|v| v as f64).collect();
+            let what = format!("batch {batch}: ∂loss/∂{}", g.name(p));
+            check_grad_tol(&what, &mut rng, |v| cpu_objective(&g, x_id, &x, p, v, loss), &p0, &got, GRAPH_FD_TOL);
+        }
+    }
+}

@@ -27,6 +27,7 @@ mod losses;
 mod matmul;
 mod mmd;
 mod parallel;
+mod pool;
 mod presets;
 mod prior;
 mod quality;

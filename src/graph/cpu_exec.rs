@@ -3,7 +3,7 @@
 
 use super::ops::ConvRole;
 use super::{Graph, LossKind, Op, Section, TensorId};
-use crate::reference::{batch_norm, conv2d, elementwise, kl, losses, matmul, mmd, reduce, reparam};
+use crate::reference::{batch_norm, conv2d, elementwise, kl, losses, matmul, mmd, pool, reduce, reparam};
 use crate::types::RngKey;
 use crate::types::Trans;
 
@@ -127,6 +127,8 @@ impl<'g> CpuExecutor<'g> {
                     ConvRole::WeightGrad => conv2d::conv2d_backward_weight(geom, ins[0], ins[1]),
                 }],
                 Op::ChannelSum { channels } => vec![reduce::column_sum(ins[0], ins[0].len() / channels, *channels)],
+                Op::PositionMax { channels } => vec![pool::position_max(ins[0], shape(0).rows, shape(0).cols / channels, *channels)],
+                Op::PositionMaxBackward { channels } => vec![pool::position_max_backward(ins[0], ins[1], shape(0).rows, shape(0).cols / channels, *channels)],
                 Op::BatchNorm { channels, eps, momentum } => {
                     // The running statistics are left as they are: the interpreter checks
                     // gradients, which do not depend on them.

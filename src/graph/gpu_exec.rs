@@ -16,7 +16,7 @@ use crate::kernels::conv2d;
 use crate::kernels::matmul::{self, MatmulSpec};
 use crate::kernels::reparam;
 use crate::kernels::{adam, rmsprop};
-use crate::kernels::{cast, elementwise, kl, losses, mmd, reduce};
+use crate::kernels::{cast, elementwise, kl, losses, mmd, pool, reduce};
 use crate::types::{AdamParams, RngKey, UpdateRule};
 
 /// Tensors by name with their [rows, cols] shape and values (a checkpoint's layout).
@@ -426,6 +426,14 @@ impl<'g> GpuExecutor<'g> {
                 ConvRole::InputGrad => launches.extend(conv2d::conv2d_backward_input(gpu, geom, &v(0), &v(1), &out(0))?),
                 ConvRole::WeightGrad => launches.push(conv2d::conv2d_backward_weight(gpu, geom, &v(0), &v(1), &out(0))?),
             },
+            Op::PositionMax { channels } => {
+                let x = shape(node.inputs[0]);
+                launches.push(pool::position_max(gpu, x.rows, x.cols / channels, *channels, &v(0), &out(0))?);
+            }
+            Op::PositionMaxBackward { channels } => {
+                let x = shape(node.inputs[0]);
+                launches.push(pool::position_max_backward(gpu, x.rows, x.cols / channels, *channels, &v(0), &v(1), &out(0))?);
+            }
             Op::ChannelSum { channels } => {
                 let n = v(0).len;
                 launches.push(reduce::column_sum(gpu, &v(0), n / channels, *channels, &out(0))?);

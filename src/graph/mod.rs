@@ -270,6 +270,11 @@ impl Graph {
         self.forward(Op::BatchNormEval { channels: bn.channels, eps: bn.eps }, vec![x, bn.gamma, bn.beta, bn.running_mean, bn.running_var])
     }
 
+    /// Each channel's maximum over the positions of NHWC image rows: rows × `channels`.
+    pub fn position_max(&mut self, x: TensorId, channels: usize) -> TensorId {
+        self.forward(Op::PositionMax { channels }, vec![x])
+    }
+
     pub fn matmul(&mut self, a: TensorId, b: TensorId, trans: Trans) -> TensorId {
         self.forward(Op::Matmul { trans }, vec![a, b])
     }

@@ -97,6 +97,11 @@ pub enum Op {
     ChannelSum { channels: usize },
     /// [x, dy, γ, mean, invstd] → [dx, dγ, dβ].
     BatchNormBackward { channels: usize },
+    /// [x] → rows × `channels`: each channel's maximum over a row's positions (global max
+    /// pooling of NHWC images).
+    PositionMax { channels: usize },
+    /// [x, dy] → dx: dy at each channel's maximum (the first, on ties), 0 elsewhere.
+    PositionMaxBackward { channels: usize },
 }
 
 /// Which of a convolution's three GEMMs a `ConvGemm` is.
@@ -157,6 +162,8 @@ impl Op {
             Op::ConvGemm { geom, role } => format!("conv2d {role:?} {geom}"),
             Op::ChannelSum { channels } => format!("channel_sum {channels}"),
             Op::BatchNormBackward { channels } => format!("batch_norm_backward {channels} channels"),
+            Op::PositionMax { channels } => format!("position_max {channels} channels"),
+            Op::PositionMaxBackward { channels } => format!("position_max_backward {channels} channels"),
         }
     }
 
@@ -188,6 +195,8 @@ impl Op {
             Op::ConvGemm { .. } => "dconv",
             Op::ChannelSum { .. } => "chsum",
             Op::BatchNormBackward { .. } => "dbn",
+            Op::PositionMax { .. } => "pmax",
+            Op::PositionMaxBackward { .. } => "dpmax",
             Op::ReparamBackward => "dreparam",
             Op::KlBackward => "dkl",
             Op::LossBackward { .. } => "dloss",
@@ -338,6 +347,19 @@ impl Op {
                 if matches!(self, Op::BatchNorm { .. }) {
                     vec![s[0], per_channel, per_channel]
                 } else {
+                    vec![s[0]]
+                }
+            }
+            Op::PositionMax { channels } | Op::PositionMaxBackward { channels } => {
+                arity(if matches!(self, Op::PositionMax { .. }) { 1 } else { 2 })?;
+                expect(*channels > 0 && s[0].cols.is_multiple_of(*channels), || {
+                    format!("{} rows are not a whole number of {channels}-channel positions", s[0])
+                })?;
+                let pooled = Shape { rows: s[0].rows, cols: *channels };
+                if matches!(self, Op::PositionMax { .. }) {
+                    vec![pooled]
+                } else {
+                    same(s[1], pooled)?;
                     vec![s[0]]
                 }
             }
@@ -506,6 +528,9 @@ pub fn backward(
             grads[0] = Some(d[0]);
             grads[1] = Some(d[1]);
             grads[2] = Some(d[2]);
+        }
+        Op::PositionMax { channels } => {
+            grads[0] = Some(emit(g, Op::PositionMaxBackward { channels: *channels }, vec![inputs[0], dy])[0]);
         }
         other => return Err(format!("{} is backward-only and has no gradient", other.name())),
     }

@@ -12,6 +12,7 @@ pub mod kl;
 pub mod losses;
 pub mod matmul;
 pub mod mmd;
+pub mod pool;
 pub mod reduce;
 pub mod reparam;
 pub mod rmsprop;
