@@ -574,6 +574,8 @@ fn conditioned_training_and_sampling_from_the_cli() {
         let text = String::from_utf8_lossy(&ok(&args).stdout).to_string();
         let similarity: f64 = text.lines().last().and_then(|l| l.rsplit(": ").next()).and_then(|v| v.parse().ok()).unwrap_or(-1.0);
         assert!((0.0..=1.0).contains(&similarity), "{text}");
+        let ceiling = text.lines().find_map(|l| l.strip_prefix("attribute similarity of the test images with their own labels (the classifier's ceiling): "));
+        assert!(ceiling.and_then(|v| v.parse::<f64>().ok()).is_some_and(|v| (0.0..=1.0).contains(&v)), "{text}");
         let rows: Vec<Vec<String>> =
             text.lines().skip(1).filter(|l| !l.starts_with("attribute")).map(|l| l.split_whitespace().map(String::from).collect()).collect();
         for r in &rows {
@@ -594,7 +596,7 @@ fn conditioned_training_and_sampling_from_the_cli() {
     assert_eq!(code, 0, "a conditioned run resumes: {stderr}");
 
     refused(&["sample", "--checkpoint", ck, "--condition", "12"], &["--condition \"12\"", "labels are 0, 1, 2"]);
-    refused(&["sample", "--checkpoint", ck, "--condition", "3,4", "--measure"], &["--measure needs --condition to name one digit"]);
+    refused(&["sample", "--checkpoint", ck, "--condition", "3,4", "--measure"], &["\"4\" and \"3\" are both classes of \"class\": name one per factor"]);
     refused(&["edit", "--checkpoint", ck, "--add", "7"], &["conditioned", "sample --condition"]);
     refused(&["attributes", "--checkpoint", ck], &["conditioned", "sample --condition"]);
     refused(&["restat", "--checkpoint", ck, "--out", &path("r.safetensors")], &["conditioned"]);
@@ -613,7 +615,7 @@ fn conditioned_training_and_sampling_from_the_cli() {
     assert_eq!(code, 0, "{stderr}");
     let plain = plain.out.clone();
     refused(&["sample", "--checkpoint", plain.to_str().unwrap(), "--condition", "7"], &["not conditioned", "--conditioned"]);
-    refused(&["sample", "--checkpoint", plain.to_str().unwrap(), "--measure"], &["conditioned on the digits 0–9"]);
+    refused(&["sample", "--checkpoint", plain.to_str().unwrap(), "--measure"], &["--measure scores a conditioned model's samples", "not conditioned"]);
 }
 
 /// A colour model measured as MNIST's are: `classifier` on a labelled folder trains a head

@@ -136,7 +136,7 @@ fn coverage_counts_combinations_and_confidence_per_head() {
         let classes: Vec<String> = (0..k).map(|c| format!("{name}{c}")).collect();
         Head { name: name.into(), classes: classes.clone(), attributes: classes, binary: false }
     };
-    let spec = Spec { image: [4, 4, 3], conv: vec![], dense: vec![8], heads: vec![head("a", 2), head("b", 3)] };
+    let spec = Spec { image: [4, 4, 3], conv: vec![], pool: false, dense: vec![8], heads: vec![head("a", 2), head("b", 3)] };
     // Four images: (a1, b2) sure, (a1, b2) unsure on b, (a0, b0) sure, (a0, b1) unsure on a.
     let probs = [[0.05, 0.95, 0.0, 0.05, 0.95], [0.0, 1.0, 0.3, 0.2, 0.5], [0.99, 0.01, 0.92, 0.04, 0.04], [0.6, 0.4, 0.0, 1.0, 0.0]].concat();
     let c = coverage(&spec, &probs);
@@ -186,7 +186,7 @@ fn a_classifier_for_colour_factors_trains_saves_and_refuses_other_shapes() {
     let spec = Spec::for_data(&split.train).unwrap();
     let heads: Vec<(&str, usize)> = spec.heads.iter().map(|h| (h.name.as_str(), h.classes.len())).collect();
     assert_eq!(heads, [("shape", 3), ("colour", 6), ("background", 4)]);
-    assert_eq!((spec.image, spec.conv.len(), spec.feature_dim()), ([16, 16, 3], 2, 256));
+    assert_eq!((spec.image, spec.conv.len(), spec.pool, spec.feature_dim()), ([16, 16, 3], 5, true, 256));
     let mut seen = vec![];
     let w = train(gpu(), &split.train, &split.test, 3, 32, 2e-3, 1, |_, a| seen.push(a.clone())).unwrap();
     let last = seen.last().unwrap();
@@ -239,4 +239,81 @@ fn classifier_files_with_a_bad_spec_are_refused() {
     let tensors: Vec<(&str, Vec<usize>, &[f32])> = w.tensors.iter().map(|(n, s, v)| (n.as_str(), s.to_vec(), v.as_slice())).collect();
     vaegan::tensor_file::write(&path, vaegan::quality::classifier::FORMAT, &[("spec", mnist)], &tensors).unwrap();
     assert_eq!(ClassifierWeights::load(&path).unwrap().spec, Spec::mnist(), "the same file with its spec spelled out loads");
+    // The first colour classifiers spelled a conv layer as its channel count (5×5, stride 2,
+    // no batch norm) and had no "pool": such a spec still reads so.
+    use vaegan::quality::classifier::ConvLayer;
+    let old: Spec = serde_json::from_str(
+        r#"{"image":[32,32,3],"conv":[32,64],"dense":[256],"heads":[{"name":"a","classes":["x","y"],"attributes":["x","y"],"binary":false}]}"#,
+    )
+    .unwrap();
+    assert_eq!((old.conv[1], old.pool), (ConvLayer { channels: 64, kernel: 5, stride: 2, batch_norm: false }, false));
+    let even = serde_json::to_string(&Spec {
+        image: [8, 8, 3],
+        conv: vec![ConvLayer { channels: 4, kernel: 4, stride: 1, batch_norm: true }],
+        pool: true,
+        ..Spec::mnist()
+    })
+    .unwrap();
+    assert!(write("even.safetensors", &even).contains("conv 0: 4×4 stride 1 to 4 channels: expected an odd kernel"));
+    let pool = serde_json::to_string(&Spec { pool: true, ..Spec::mnist() }).unwrap();
+    assert!(write("pool.safetensors", &pool).contains("the spec has no convolution"));
+}
+
+/// What a conditioned model's labels mean to a classifier (`sample --measure`): a
+/// categorical head is conditioned when the model has a label per class, a binary one when
+/// it has its attribute; combinations hold what `--condition` fixes and cycle the free
+/// heads (the first fastest); two classes of one head, or a label the classifier does not
+/// know, are refused; scores count per requested class, on every head, and the cosine of
+/// requested and predicted attributes.
+#[test]
+fn conditioned_samples_are_scored_per_factor_against_their_labels() {
+    use vaegan::quality::classifier::{Head, Spec};
+    use vaegan::quality::conditioned::{score, ConditionScore, LabelMap};
+    let cat = |name: &str, classes: &[&str]| Head {
+        name: name.into(),
+        classes: classes.iter().map(|c| c.to_string()).collect(),
+        attributes: classes.iter().map(|c| c.to_string()).collect(),
+        binary: false,
+    };
+    let glasses = Head { name: "glasses".into(), classes: vec!["not glasses".into(), "glasses".into()], attributes: vec!["glasses".into()], binary: true };
+    let spec = Spec {
+        image: [4, 4, 3],
+        conv: vec![],
+        pool: false,
+        dense: vec![8],
+        heads: vec![cat("shape", &["circle", "square"]), cat("colour", &["red", "green", "blue"]), glasses],
+    };
+    let names: Vec<String> = ["red", "green", "blue", "circle", "square"].iter().map(|s| s.to_string()).collect();
+    let map = LabelMap::new(&spec, &names).unwrap();
+    assert_eq!((map.conditioned(0), map.conditioned(1), map.conditioned(2)), (true, true, false), "glasses is not among the model's labels");
+    let rows = |v: Vec<f32>| v.chunks(5).map(|r| r.iter().map(|&x| x as u8).collect::<Vec<_>>()).collect::<Vec<_>>();
+    // Free: shape fastest, then colour: (circle, red), (square, red), (circle, green), …
+    let all = map.combinations(&names, &[], 7).unwrap();
+    assert_eq!(rows(all), [[1, 0, 0, 1, 0], [1, 0, 0, 0, 1], [0, 1, 0, 1, 0], [0, 1, 0, 0, 1], [0, 0, 1, 1, 0], [0, 0, 1, 0, 1], [1, 0, 0, 1, 0]]);
+    let blue = map.combinations(&names, &["blue"], 3).unwrap();
+    assert_eq!(rows(blue), [[0, 0, 1, 1, 0], [0, 0, 1, 0, 1], [0, 0, 1, 1, 0]]);
+    let err = map.combinations(&names, &["red", "blue"], 1).unwrap_err().to_string();
+    assert!(err.contains("\"blue\" and \"red\" are both classes of \"colour\""), "{err}");
+    let err = map.combinations(&names, &["pink"], 1).unwrap_err().to_string();
+    assert!(err.contains("\"pink\": the model's labels are red, green, blue, circle, square"), "{err}");
+    let err = LabelMap::new(&spec, &["red".into(), "hat".into()]).unwrap_err().to_string();
+    assert!(err.contains("conditioned on \"hat\", which the classifier (shape, colour, glasses) does not predict"), "{err}");
+
+    // Two samples asked (circle, red) and (square, blue): the first read right on both, the
+    // second right on shape, as green on colour.
+    let labels = [1., 0., 0., 1., 0., 0., 0., 1., 0., 1.];
+    let probs = [0.9, 0.1, 0.8, 0.1, 0.1, 0.5, 0.5, /**/ 0.2, 0.8, 0.1, 0.6, 0.3, 0.5, 0.5];
+    let s = score(&map, &labels, &probs);
+    let table = |h: usize| s.heads[h].1.iter().map(|(c, n, k)| (c.as_str(), *n, *k)).collect::<Vec<_>>();
+    assert_eq!((s.heads.len(), s.heads[0].0.as_str(), s.heads[1].0.as_str()), (2, "shape", "colour"));
+    assert_eq!(table(0), [("circle", 1, 1), ("square", 1, 1)]);
+    assert_eq!(table(1), [("red", 1, 1), ("green", 0, 0), ("blue", 1, 0)]);
+    assert_eq!((ConditionScore::head_share(&s.heads[0]), ConditionScore::head_share(&s.heads[1]), s.all, s.samples), (1.0, 0.5, 0.5, 2));
+    // Predicted attributes over (red, green, blue, circle, square): (.8, .1, .1, .9, .1) and
+    // (.1, .6, .3, .2, .8) against (1, 0, 0, 1, 0) and (0, 0, 1, 0, 1).
+    let cos = |a: [f64; 5], b: [f64; 5]| {
+        a.iter().zip(&b).map(|(x, y)| x * y).sum::<f64>() / (a.iter().map(|x| x * x).sum::<f64>() * b.iter().map(|x| x * x).sum::<f64>()).sqrt()
+    };
+    let want = (cos([0.8, 0.1, 0.1, 0.9, 0.1], [1., 0., 0., 1., 0.]) + cos([0.1, 0.6, 0.3, 0.2, 0.8], [0., 0., 1., 0., 1.])) / 2.0;
+    assert!((s.similarity - want).abs() < 1e-6, "{} vs {want}", s.similarity);
 }

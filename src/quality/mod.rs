@@ -4,6 +4,7 @@
 //! edited images read.
 
 pub mod classifier;
+pub mod conditioned;
 pub mod frechet;
 pub mod measure;
 
