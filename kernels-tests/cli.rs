@@ -678,4 +678,51 @@ fn a_colour_model_is_measured_with_a_classifier_per_factor() {
         &["eval", "--checkpoint", run.to_str().unwrap(), "--test-limit", "24", "--quality", "-n", "40", "--classifier", mnist.to_str().unwrap()],
         &["the classifier reads 28x28x1 images", "this model's images are 32x32x3"],
     );
+
+    // A model conditioned on the factors, measured per factor: without --condition the 36
+    // samples cycle the 72 combinations (shape fastest), with `--condition red` every sample
+    // asks for red and the other factors cycle.
+    let cond = dir.path().join("cond");
+    let mut c = vaegan();
+    c.args(["train", "--preset", "shapes32", "--data", data.to_str().unwrap(), "--out", cond.to_str().unwrap(), "--conditioned"]);
+    c.args(["--epochs", "1", "--batch", "16", "--limit", "32", "--test-limit", "24", "--eval-batch", "24", "--fd-samples", "30"]);
+    let (code, stderr) = finish(c.spawn().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    let measure = |extra: &[&str]| {
+        let args = [&["sample", "--checkpoint", cond.to_str().unwrap(), "-n", "36", "--measure", "--out", grid.to_str().unwrap()][..], extra].concat();
+        String::from_utf8_lossy(&ok(&args).stdout).into_owned()
+    };
+    // (class, samples) rows of each factor's table.
+    let tables = |text: &str| -> Vec<(String, Vec<(String, usize)>)> {
+        let mut out: Vec<(String, Vec<(String, usize)>)> = vec![];
+        for l in text.lines() {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            match f[..] {
+                [head, "samples", "read", "as", "it"] => out.push((head.to_string(), vec![])),
+                [class, n, pct, "%"] if pct.parse::<f64>().is_ok_and(|p| (0.0..=100.0).contains(&p)) => {
+                    out.last_mut().unwrap_or_else(|| panic!("{text}")).1.push((class.to_string(), n.parse().unwrap()))
+                }
+                _ => {}
+            }
+        }
+        out
+    };
+    let text = measure(&["--classifier", weights.to_str().unwrap()]);
+    let t = tables(&text);
+    let rows = |i: usize| t[i].1.iter().map(|(c, n)| (c.as_str(), *n)).collect::<Vec<_>>();
+    assert_eq!(t.iter().map(|h| h.0.as_str()).collect::<Vec<_>>(), ["shape", "colour", "background"], "{text}");
+    assert_eq!(rows(0), [("circle", 12), ("square", 12), ("triangle", 12), ("all", 36)], "{text}");
+    assert_eq!(rows(1), [("blue", 6), ("cyan", 6), ("green", 6), ("magenta", 6), ("red", 6), ("yellow", 6), ("all", 36)], "{text}");
+    assert_eq!(rows(2), [("black", 18), ("grey", 18), ("all", 36)], "{text}");
+    assert!(text.contains("every requested factor: ") && text.contains("attribute similarity of the test images with their own labels"), "{text}");
+    let t = tables(&measure(&["--condition", "red"]));
+    assert_eq!(t[1].1, [("red".to_string(), 36), ("all".to_string(), 36)], "the shipped classifier by default; red asked of every sample");
+    refused(
+        &["sample", "--checkpoint", cond.to_str().unwrap(), "--measure", "--condition", "red,blue"],
+        &["\"blue\" and \"red\" are both classes of \"colour\""],
+    );
+    refused(
+        &["sample", "--checkpoint", cond.to_str().unwrap(), "--measure", "--classifier", mnist.to_str().unwrap()],
+        &["reads [28, 28, 1] images, the model makes [32, 32, 3]"],
+    );
 }
