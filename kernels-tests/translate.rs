@@ -111,6 +111,10 @@ fn make_every_pipeline(dev: &Gpu) {
     let perm = data.permutation_buffer(dev).unwrap();
     data.gather(dev, &perm, 2, 0, Scaling::UNIT, &dev.zeros("batch", 2 * 12, DType::F32).unwrap()).unwrap();
     data.gather_labels(dev, &perm, 2, 0, 10, &dev.zeros("labels", 2 * 10, DType::F32).unwrap()).unwrap();
+    // Global max pooling (the colour classifiers' trunk) and its backward.
+    let (x, y) = (f32s(2 * 3 * 4), f32s(2 * 4));
+    vaegan::kernels::pool::position_max(dev, 2, 3, 4, &x, &y).unwrap();
+    vaegan::kernels::pool::position_max_backward(dev, 2, 3, 4, &x, &y, &f32s(2 * 3 * 4)).unwrap();
 }
 
 /// naga's validator with what the engine may use: f16, subgroups in compute.
