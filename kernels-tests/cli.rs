@@ -690,7 +690,14 @@ fn a_colour_model_is_measured_with_a_classifier_per_factor() {
     assert_eq!(code, 0, "{stderr}");
     let measure = |extra: &[&str]| {
         let args = [&["sample", "--checkpoint", cond.to_str().unwrap(), "-n", "36", "--measure", "--out", grid.to_str().unwrap()][..], extra].concat();
-        String::from_utf8_lossy(&ok(&args).stdout).into_owned()
+        let o = ok(&args);
+        let said = if extra.contains(&"--condition") {
+            "labels red, the other factors of shape × colour × background cycling"
+        } else {
+            "labels cycling through the combinations of shape × colour × background"
+        };
+        assert!(String::from_utf8_lossy(&o.stderr).contains(said), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
     };
     // (class, samples) rows of each factor's table.
     let tables = |text: &str| -> Vec<(String, Vec<(String, usize)>)> {

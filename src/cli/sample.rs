@@ -192,6 +192,14 @@ pub fn run(device: &DeviceArgs, args: &SampleArgs) -> anyhow::Result<()> {
     let from = if prior.is_some() { "the fitted prior" } else { "N(0, I)" };
     let labelled = match (names.is_empty(), &args.condition) {
         (true, _) => String::new(),
+        (false, condition) if measure.is_some() => {
+            let (_, map, _) = measure.as_ref().expect("measuring");
+            let heads: Vec<&str> = (0..map.spec.heads.len()).filter(|&h| map.conditioned(h)).map(|h| map.spec.heads[h].name.as_str()).collect();
+            match condition {
+                Some(list) => format!(", labels {list}, the other factors of {} cycling", heads.join(" × ")),
+                None => format!(", labels cycling through the combinations of {}", heads.join(" × ")),
+            }
+        }
         (false, Some(list)) => format!(", labels {list}"),
         (false, None) => format!(", sample i labelled {}[i mod {}]", "{".to_string() + &names.join(", ") + "}", names.len()),
     };
