@@ -722,7 +722,11 @@ fn a_colour_model_is_measured_with_a_classifier_per_factor() {
     assert_eq!(rows(1), [("blue", 6), ("cyan", 6), ("green", 6), ("magenta", 6), ("red", 6), ("yellow", 6), ("all", 36)], "{text}");
     assert_eq!(rows(2), [("black", 18), ("grey", 18), ("all", 36)], "{text}");
     assert!(text.contains("every requested factor: ") && text.contains("attribute similarity of the test images with their own labels"), "{text}");
+    let ((w, h, _), _) = png(&grid);
+    assert_eq!((w, h), (18 * 34 + 2, 2 * 34 + 2), "a row per background: its shape × colour combinations across");
     let t = tables(&measure(&["--condition", "red"]));
+    let ((w, h, _), _) = png(&grid);
+    assert_eq!((w, h), (3 * 34 + 2, 12 * 34 + 2), "red asked: a row per background, its shapes across");
     assert_eq!(t[1].1, [("red".to_string(), 36), ("all".to_string(), 36)], "the shipped classifier by default; red asked of every sample");
     refused(
         &["sample", "--checkpoint", cond.to_str().unwrap(), "--measure", "--condition", "red,blue"],

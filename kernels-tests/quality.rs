@@ -288,9 +288,11 @@ fn conditioned_samples_are_scored_per_factor_against_their_labels() {
     assert_eq!((map.conditioned(0), map.conditioned(1), map.conditioned(2)), (true, true, false), "glasses is not among the model's labels");
     let rows = |v: Vec<f32>| v.chunks(5).map(|r| r.iter().map(|&x| x as u8).collect::<Vec<_>>()).collect::<Vec<_>>();
     // Free: shape fastest, then colour: (circle, red), (square, red), (circle, green), …
-    let all = map.combinations(&names, &[], 7).unwrap();
+    let (all, free) = map.combinations(&names, &[], 7).unwrap();
+    assert_eq!(free, [2, 3], "shape, then colour");
     assert_eq!(rows(all), [[1, 0, 0, 1, 0], [1, 0, 0, 0, 1], [0, 1, 0, 1, 0], [0, 1, 0, 0, 1], [0, 0, 1, 1, 0], [0, 0, 1, 0, 1], [1, 0, 0, 1, 0]]);
-    let blue = map.combinations(&names, &["blue"], 3).unwrap();
+    let (blue, free) = map.combinations(&names, &["blue"], 3).unwrap();
+    assert_eq!(free, [2]);
     assert_eq!(rows(blue), [[0, 0, 1, 1, 0], [0, 0, 1, 0, 1], [0, 0, 1, 1, 0]]);
     let err = map.combinations(&names, &["red", "blue"], 1).unwrap_err().to_string();
     assert!(err.contains("\"blue\" and \"red\" are both classes of \"colour\""), "{err}");

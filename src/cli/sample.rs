@@ -136,8 +136,8 @@ pub fn run(device: &DeviceArgs, args: &SampleArgs) -> anyhow::Result<()> {
         }
         let map = LabelMap::new(&weights.spec, names).map_err(|e| anyhow::anyhow!("--measure with {}: {e}", path.display()))?;
         let fixed: Vec<&str> = args.condition.as_deref().map(|l| l.split(',').map(str::trim).collect()).unwrap_or_default();
-        let labels = map.combinations(names, &fixed, args.n).map_err(|e| anyhow::anyhow!("--condition {e}"))?;
-        Some((weights, map, labels))
+        let (labels, free) = map.combinations(names, &fixed, args.n).map_err(|e| anyhow::anyhow!("--condition {e}"))?;
+        Some((weights, map, labels, free))
     } else {
         None
     };
@@ -155,14 +155,23 @@ pub fn run(device: &DeviceArgs, args: &SampleArgs) -> anyhow::Result<()> {
         }
         (z, rows * 10, 10)
     } else {
-        // A conditioned model without --condition: a column per label (up to 16 labels).
-        let cols = if !names.is_empty() && args.condition.is_none() && names.len() <= 16 { names.len() } else { (args.n as f64).sqrt().ceil() as usize };
+        // A conditioned model without --condition: a column per label (up to 16 labels);
+        // measured, a row per class of the slowest cycling factor (the shapes set: a row per
+        // background, its shape × colour combinations across).
+        let square = (args.n as f64).sqrt().ceil() as usize;
+        let cols = match &measure {
+            Some((_, _, _, free)) if free.len() > 1 => free[..free.len() - 1].iter().product::<usize>().min(32),
+            Some((_, _, _, free)) if free.len() == 1 && free[0] <= 16 => free[0],
+            Some(_) => square,
+            None if !names.is_empty() && args.condition.is_none() && names.len() <= 16 => names.len(),
+            None => square,
+        };
         (draw(args.n, args.seed), args.n, cols)
     };
     let mut decoder = Decoder::new(&gpu, c, n)?;
     decoder.load(&|name| ck.tensor(name))?;
     let labels = match &measure {
-        Some((_, _, labels)) => labels.clone(),
+        Some((_, _, labels, _)) => labels.clone(),
         None if names.is_empty() => vec![],
         None => sample_labels(names, args.condition.as_deref(), n)?,
     };
@@ -193,7 +202,7 @@ pub fn run(device: &DeviceArgs, args: &SampleArgs) -> anyhow::Result<()> {
     let labelled = match (names.is_empty(), &args.condition) {
         (true, _) => String::new(),
         (false, condition) if measure.is_some() => {
-            let (_, map, _) = measure.as_ref().expect("measuring");
+            let (_, map, _, _) = measure.as_ref().expect("measuring");
             let heads: Vec<&str> = (0..map.spec.heads.len()).filter(|&h| map.conditioned(h)).map(|h| map.spec.heads[h].name.as_str()).collect();
             match condition {
                 Some(list) => format!(", labels {list}, the other factors of {} cycling", heads.join(" × ")),
@@ -204,7 +213,7 @@ pub fn run(device: &DeviceArgs, args: &SampleArgs) -> anyhow::Result<()> {
         (false, None) => format!(", sample i labelled {}[i mod {}]", "{".to_string() + &names.join(", ") + "}", names.len()),
     };
     eprintln!("wrote {} ({n} {}, z from {from}{labelled})", args.out.display(), if args.walk { "images: latent walks" } else { "samples" });
-    if let Some((weights, map, _)) = &measure {
+    if let Some((weights, map, _, _)) = &measure {
         let mut cl = Classifier::with(&gpu, weights, 250.min(n))?;
         let probs = cl.read(&images)?.probs;
         let test = test_similarity(&mut cl, &ck, map);

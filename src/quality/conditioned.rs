@@ -62,8 +62,8 @@ impl LabelMap {
     /// `n` label rows, each a full combination: the classes `fixed` names (label names, at
     /// most one class per head), and every other conditioned head's class cycling, sample
     /// by sample (the first free head fastest), so that n ≥ the free combinations covers
-    /// each equally.
-    pub fn combinations(&self, names: &[String], fixed: &[&str], n: usize) -> Result<Vec<f32>> {
+    /// each equally. Also returns the free heads' class counts, fastest first.
+    pub fn combinations(&self, names: &[String], fixed: &[&str], n: usize) -> Result<(Vec<f32>, Vec<usize>)> {
         let mut chosen: Vec<Option<usize>> = vec![None; self.spec.heads.len()];
         for want in fixed {
             let Some(col) = names.iter().position(|name| name == want) else {
@@ -97,7 +97,7 @@ impl LabelMap {
                 }
             }
         }
-        Ok(rows)
+        Ok((rows, free.iter().map(|&h| self.columns[h].len()).collect()))
     }
 
     /// The attribute vector (over the model's labels) a classifier's probability row
