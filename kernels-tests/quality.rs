@@ -221,6 +221,10 @@ fn classifier_files_with_a_bad_spec_are_refused() {
     assert!(write("json.safetensors", "{").contains("metadata \"spec\""));
     let no_heads = serde_json::to_string(&Spec { heads: vec![], ..Spec::mnist() }).unwrap();
     assert!(write("heads.safetensors", &no_heads).contains("heads of at least two classes"));
+    // A dense layer of width 0 reached the graph, which panics on an empty tensor: found by
+    // the `classifier` fuzz target (corpus/classifier/crash-dense-width-0).
+    let empty = serde_json::to_string(&Spec { dense: vec![0, 256], ..Spec::mnist() }).unwrap();
+    assert!(write("empty.safetensors", &empty).contains("dense layers at least 1 wide"));
     let wider = serde_json::to_string(&Spec { dense: vec![512, 128], ..Spec::mnist() }).unwrap();
     assert!(write("wider.safetensors", &wider).contains("tensor classifier.1.weight has shape [512, 256], expected [512, 128]"));
     let mnist = serde_json::to_string(&Spec::mnist()).unwrap();
@@ -246,6 +250,14 @@ fn classifier_files_with_a_bad_spec_are_refused() {
     assert!(write("even.safetensors", &even).contains("conv 0: 4×4 stride 1 to 4 channels: expected an odd kernel"));
     let pool = serde_json::to_string(&Spec { pool: true, ..Spec::mnist() }).unwrap();
     assert!(write("pool.safetensors", &pool).contains("the spec has no convolution"));
+    // A few bytes of metadata that declare gigabytes of weights, or images past the loader's
+    // limit, or sizes whose products overflow, are refused before anything is built: found
+    // while the `classifier` fuzz target was written (building allocated the weights first).
+    let huge = |spec: Spec| write("huge.safetensors", &serde_json::to_string(&spec).unwrap());
+    let err = huge(Spec { dense: vec![1 << 20, 1 << 20], ..Spec::mnist() });
+    assert!(err.contains("declare 1100346294282 parameters, more than the file's "), "{err}");
+    assert!(huge(Spec { image: [1 << 16, 1 << 16, 1], ..Spec::mnist() }).contains("images over 67108864 pixels"));
+    assert!(huge(Spec { image: [1 << 40, 1 << 40, 3], ..Spec::mnist() }).contains("declare more than 2^64"));
 }
 
 /// What a conditioned model's labels mean to a classifier (`sample --measure`): a

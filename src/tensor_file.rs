@@ -16,8 +16,13 @@ impl TensorFile {
     /// Reads `path`, which must carry metadata "format" = `format`; `kind` names what it
     /// should be ("vaegan prior") and `hint`, if any, how to make one.
     pub fn read(path: &Path, format: &str, kind: &str, hint: Option<&str>) -> Result<Self, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        Self::parse(bytes, path, format, kind, hint)
+    }
+
+    /// `read` of a file's bytes (`path` names it in errors): what the fuzz targets call.
+    pub fn parse(bytes: Vec<u8>, path: &Path, format: &str, kind: &str, hint: Option<&str>) -> Result<Self, String> {
         let fail = |e: String| format!("{}: {e}", path.display());
-        let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
         safetensors::SafeTensors::deserialize(&bytes).map_err(|e| fail(format!("not a readable safetensors file: {e}")))?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| fail(e.to_string()))?;
         let meta = header.metadata().clone().unwrap_or_default();
@@ -26,6 +31,11 @@ impl TensorFile {
             return Err(fail(format!("not a {kind} (metadata \"format\" should be {format:?}{hint})")));
         }
         Ok(TensorFile { path: path.to_path_buf(), bytes, meta })
+    }
+
+    /// The file's size in bytes.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
     }
 
     /// `e`, prefixed with the file.

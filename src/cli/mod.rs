@@ -14,7 +14,7 @@ mod reconstruct;
 mod restat;
 mod sample;
 mod train;
-mod web;
+pub mod web;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 

@@ -52,6 +52,34 @@ fn plain_name(name: &str) -> bool {
     !name.is_empty() && !name.starts_with('.') && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
+/// What a request's URL asks for: one of the page's own files, a file of `pkg` or of the
+/// MNIST folder (by a plain name), or nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route<'a> {
+    Page(&'static str, &'static str),
+    Pkg(&'a str),
+    Mnist(&'a str),
+    NotFound,
+}
+
+/// The route of a request's URL (its query and fragment ignored). Only plain names reach the
+/// disk, so no URL names a file outside the two folders. What the fuzz target calls.
+pub fn route(url: &str) -> Route<'_> {
+    match url.split(['?', '#']).next().unwrap_or("/") {
+        "/" | "/index.html" => Route::Page(INDEX, "index.html"),
+        "/app.js" => Route::Page(APP, "app.js"),
+        path => {
+            if let Some(name) = path.strip_prefix("/pkg/").filter(|n| plain_name(n)) {
+                Route::Pkg(name)
+            } else if let Some(name) = path.strip_prefix("/datasets/mnist/").filter(|n| plain_name(n)) {
+                Route::Mnist(name)
+            } else {
+                Route::NotFound
+            }
+        }
+    }
+}
+
 pub fn run(args: &WebArgs) -> anyhow::Result<()> {
     let pkg = args.pkg.clone().unwrap_or_else(default_pkg);
     let data = args.data.clone().unwrap_or_else(crate::data::default_mnist);
@@ -70,17 +98,11 @@ pub fn run(args: &WebArgs) -> anyhow::Result<()> {
     println!("serving the vaegan page at http://{addr}/ (WebAssembly from {}, MNIST from {}); Ctrl-C stops", pkg.display(), data.display());
     for request in server.incoming_requests() {
         let url = request.url().split(['?', '#']).next().unwrap_or("/").to_string();
-        let (body, name): (Option<Vec<u8>>, &str) = match url.as_str() {
-            "/" | "/index.html" => (Some(INDEX.as_bytes().to_vec()), "index.html"),
-            "/app.js" => (Some(APP.as_bytes().to_vec()), "app.js"),
-            path => {
-                let file = if let Some(name) = path.strip_prefix("/pkg/").filter(|n| plain_name(n)) {
-                    Some(pkg.join(name))
-                } else {
-                    path.strip_prefix("/datasets/mnist/").filter(|n| plain_name(n)).map(|name| data.join(name))
-                };
-                (file.and_then(|f| std::fs::read(f).ok()), path.rsplit('/').next().unwrap_or(""))
-            }
+        let (body, name): (Option<Vec<u8>>, &str) = match route(&url) {
+            Route::Page(text, name) => (Some(text.as_bytes().to_vec()), name),
+            Route::Pkg(name) => (std::fs::read(pkg.join(name)).ok(), name),
+            Route::Mnist(name) => (std::fs::read(data.join(name)).ok(), name),
+            Route::NotFound => (None, ""),
         };
         let response = match body {
             Some(bytes) => {

@@ -110,10 +110,15 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Decodes a PNG or JPEG file (by its first bytes, not its name).
 pub fn decode(path: &Path) -> Result<Decoded> {
     let bytes = std::fs::read(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?;
+    decode_bytes(path, &bytes)
+}
+
+/// `decode` of a file's bytes (`path` names it in errors).
+pub fn decode_bytes(path: &Path, bytes: &[u8]) -> Result<Decoded> {
     if bytes.starts_with(&[0x89, b'P', b'N', b'G']) {
-        decode_png(path, &bytes)
+        decode_png(path, bytes)
     } else if bytes.starts_with(&[0xFF, 0xD8]) {
-        decode_jpeg(path, &bytes)
+        decode_jpeg(path, bytes)
     } else {
         Err(DataError::new(path, "neither a PNG nor a JPEG file (unrecognised signature)"))
     }

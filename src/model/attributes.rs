@@ -12,6 +12,8 @@ use crate::data::Attributes;
 use crate::tensor_file::TensorFile;
 
 pub const FORMAT: &str = "vaegan-attributes-1";
+const KIND: &str = "vaegan attribute-vector file";
+const HINT: Option<&str> = Some("`vaegan attributes` writes one");
 
 /// One vector per attribute, and how many images each side of it had.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,7 +102,15 @@ impl AttributeVectors {
 
     /// Reads vectors written by `save`; every problem is an error naming the file.
     pub fn load(path: &Path) -> Result<Self, String> {
-        let file = TensorFile::read(path, FORMAT, "vaegan attribute-vector file", Some("`vaegan attributes` writes one"))?;
+        Self::from_file(TensorFile::read(path, FORMAT, KIND, HINT)?)
+    }
+
+    /// `load` of a file's bytes (`path` names it in errors).
+    pub fn from_bytes(bytes: Vec<u8>, path: &Path) -> Result<Self, String> {
+        Self::from_file(TensorFile::parse(bytes, path, FORMAT, KIND, HINT)?)
+    }
+
+    fn from_file(file: TensorFile) -> Result<Self, String> {
         let step = file.meta.get("step").and_then(|s| s.parse().ok()).ok_or_else(|| file.fail("metadata \"step\" is missing or not a number"))?;
         let names: Vec<String> = file
             .meta

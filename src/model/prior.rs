@@ -19,6 +19,8 @@ use rand::{Rng, SeedableRng};
 use crate::tensor_file::TensorFile;
 
 pub const FORMAT: &str = "vaegan-prior-1";
+const KIND: &str = "vaegan prior";
+const HINT: Option<&str> = Some("`vaegan prior` writes one");
 
 /// Variances never fall below this: a component on one repeated code would otherwise
 /// collapse to zero width and infinite likelihood.
@@ -203,7 +205,15 @@ impl GaussianMixture {
     /// Reads a mixture written by `save`; every problem is an error naming the file and what
     /// was expected.
     pub fn load(path: &Path) -> Result<Self, String> {
-        let file = TensorFile::read(path, FORMAT, "vaegan prior", Some("`vaegan prior` writes one"))?;
+        Self::from_file(TensorFile::read(path, FORMAT, KIND, HINT)?)
+    }
+
+    /// `load` of a file's bytes (`path` names it in errors).
+    pub fn from_bytes(bytes: Vec<u8>, path: &Path) -> Result<Self, String> {
+        Self::from_file(TensorFile::parse(bytes, path, FORMAT, KIND, HINT)?)
+    }
+
+    fn from_file(file: TensorFile) -> Result<Self, String> {
         let step = file.meta.get("step").and_then(|s| s.parse().ok()).ok_or_else(|| file.fail("metadata \"step\" is missing or not a number"))?;
         let read = |name: &str| file.tensor(name).map(|(shape, v)| (shape, v.into_iter().map(f64::from).collect::<Vec<f64>>()));
         let (ws, weights) = read("weights")?;

@@ -25,6 +25,7 @@ use crate::data::{Attributes, Dataset};
 use crate::gpu::Gpu;
 use crate::graph::{ExecOptions, GpuExecutor, Graph, LossKind, TensorId};
 use crate::nn::{batch_norm, conv2d, conv2d_unbiased, linear, Mlp};
+use crate::tensor_file::TensorFile;
 use crate::train::eval::scale_images;
 use crate::train::{permutation, Result, TrainError};
 use crate::types::{Act, AdamParams, ConvGeom, Scaling, Trans};
@@ -125,6 +126,33 @@ impl Spec {
 
     pub fn input(&self) -> usize {
         self.image.iter().product()
+    }
+
+    /// The number of weights and batch-norm statistics this spec declares, computed before
+    /// anything is built or allocated (None past u64): a file must hold that many f32
+    /// values, so a spec that declares far more is refused before its graph asks for the
+    /// memory. Layers that cannot be built are counted as if they could; building refuses
+    /// them.
+    pub fn parameter_count(&self) -> Option<u64> {
+        let [mut h, mut w, mut c] = self.image.map(|v| v as u64);
+        let mut n: u64 = 0;
+        for l in &self.conv {
+            let (k, out, stride) = (l.kernel as u64, l.channels as u64, l.stride.max(1) as u64);
+            // Batch norm: γ, β and the two running statistics; without it a bias.
+            let stats = out.checked_mul(if l.batch_norm { 4 } else { 1 })?;
+            n = n.checked_add(k.checked_mul(k)?.checked_mul(c)?.checked_mul(out)?)?.checked_add(stats)?;
+            (h, w, c) = (h.saturating_sub(1) / stride + 1, w.saturating_sub(1) / stride + 1, out);
+        }
+        let mut width = if self.pool { c } else { h.checked_mul(w)?.checked_mul(c)? };
+        let outs = self.dense.iter().map(|&d| d as u64).chain(self.heads.iter().map(|h| h.classes.len() as u64));
+        for (i, out) in outs.enumerate() {
+            n = n.checked_add(width.checked_mul(out)?.checked_add(out)?)?;
+            // The heads all read the last dense layer.
+            if i < self.dense.len() {
+                width = out;
+            }
+        }
+        Some(n)
     }
 
     /// Columns of a row of probabilities (every head's classes, head after head).
@@ -245,22 +273,64 @@ impl ClassifierWeights {
     }
 
     pub fn load(path: &Path) -> std::result::Result<Self, String> {
-        let file = crate::tensor_file::TensorFile::read(path, FORMAT, "vaegan classifier", None)?;
+        Self::from_file(TensorFile::read(path, FORMAT, "vaegan classifier", None)?)
+    }
+
+    /// A classifier of `spec` with its initial weights (drawn by `seed`), untrained: the
+    /// smallest real file of a spec, for tests and the fuzz corpus.
+    pub fn untrained(spec: Spec, seed: u64) -> Result<Self> {
+        let cg = build(&spec, 1, false, seed)?;
+        let tensors = cg
+            .graph
+            .params()
+            .chain(cg.graph.state.iter().copied())
+            .map(|t| {
+                let s = cg.graph.shape(t);
+                let init = cg.graph.tensors[t].init.clone().unwrap_or_else(|| vec![0.0; s.rows * s.cols]);
+                (cg.graph.name(t).to_string(), [s.rows, s.cols], init)
+            })
+            .collect();
+        Ok(ClassifierWeights { spec, tensors, test_accuracy: f64::NAN, head_accuracy: vec![], made_by: "ClassifierWeights::untrained".into() })
+    }
+
+    /// `load` of a file's bytes (`path` names it in errors).
+    pub fn from_bytes(bytes: Vec<u8>, path: &Path) -> std::result::Result<Self, String> {
+        Self::from_file(TensorFile::parse(bytes, path, FORMAT, "vaegan classifier", None)?)
+    }
+
+    fn from_file(file: TensorFile) -> std::result::Result<Self, String> {
         let meta = &file.meta;
         let spec = match meta.get("spec") {
             Some(s) => serde_json::from_str::<Spec>(s).map_err(|e| file.fail(format!("metadata \"spec\": {e}")))?,
             None => Spec::mnist(),
         };
         if spec.dense.is_empty()
+            || spec.dense.contains(&0)
             || spec.heads.is_empty()
             || spec.heads.iter().any(|h| h.classes.len() < 2 || h.classes.len() != h.attributes.len() + h.binary as usize)
         {
             return Err(file.fail(
-                "metadata \"spec\": a classifier needs a dense layer and heads of at least two classes, one attribute per class (one for a binary head)",
+                "metadata \"spec\": a classifier needs dense layers at least 1 wide and heads of at least two classes, one attribute per class (one for a binary head)",
             ));
         }
         if !matches!(spec.image, [h, w, c] if h > 0 && w > 0 && (c == 1 || c == 3)) {
             return Err(file.fail(format!("metadata \"spec\": image {:?} is not [height, width, 1 or 3]", spec.image)));
+        }
+        // A spec's graph is built (its initial weights allocated) before the tensors are
+        // compared with it: one that declares more than the file holds, beyond a small model's
+        // 2^24 values (64 MiB), is refused first, so a few bytes of metadata cannot ask for
+        // gigabytes. Below that, the comparison names the tensor that is missing.
+        let values = file.byte_len() as u64 / 4;
+        match spec.parameter_count() {
+            Some(n) if n <= values.max(1 << 24) && (spec.image[0] as u64).saturating_mul(spec.image[1] as u64) <= crate::data::images::MAX_PIXELS => {}
+            n => {
+                let declared = n.map_or("more than 2^64".to_string(), |n| n.to_string());
+                return Err(file.fail(format!(
+                    "metadata \"spec\": images {:?} and its layers declare {declared} parameters, more than the file's {values} values (or images over {} pixels)",
+                    spec.image,
+                    crate::data::images::MAX_PIXELS
+                )));
+            }
         }
         let cg = build(&spec, 1, false, 0).map_err(|e| file.fail(format!("metadata \"spec\": {e}")))?;
         let mut tensors = vec![];

@@ -79,6 +79,19 @@ impl CsvLog {
             }
             Err(e) => return Err(e),
         };
+        let (rows, repair) = self.read_rows(&text, keep_through);
+        match repair {
+            Some(repair) => {
+                write_atomically(&self.path, self.render(&rows))?;
+                Ok((rows, Some(repair)))
+            }
+            None => Ok((rows, None)),
+        }
+    }
+
+    /// The rows `reopen` keeps from a file's text, and what it drops (None when the text
+    /// needs no repair). What the fuzz target calls.
+    pub fn read_rows(&self, text: &str, keep_through: u64) -> (Vec<Row>, Option<Repair>) {
         let mut repair = Repair { path: self.path.clone(), bad_lines: vec![], past_checkpoint: 0, replaced_header: false, added_columns: vec![] };
         let mut lines = text.split('\n');
         let header = lines.next().unwrap_or("").trim_end_matches('\r');
@@ -117,17 +130,18 @@ impl CsvLog {
                 }
             }
         }
-        if repair.replaced_header || !repair.added_columns.is_empty() || !repair.bad_lines.is_empty() || repair.past_checkpoint > 0 {
-            let mut text = format!("{}\n", self.header);
-            for row in &rows {
-                text.push_str(&format_row(row));
-                text.push('\n');
-            }
-            write_atomically(&self.path, &text)?;
-            Ok((rows, Some(repair)))
-        } else {
-            Ok((rows, None))
+        let needed = repair.replaced_header || !repair.added_columns.is_empty() || !repair.bad_lines.is_empty() || repair.past_checkpoint > 0;
+        (rows, needed.then_some(repair))
+    }
+
+    /// The file's text for `rows`: the header, then a line per row.
+    pub fn render(&self, rows: &[Row]) -> String {
+        let mut text = format!("{}\n", self.header);
+        for row in rows {
+            text.push_str(&format_row(row));
+            text.push('\n');
         }
+        text
     }
 
     /// A row of `columns` numbers (the first an integer), or None.

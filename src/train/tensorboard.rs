@@ -129,11 +129,15 @@ pub fn read_records(bytes: &[u8]) -> Vec<&[u8]> {
     let mut at = 0;
     while at + 12 <= bytes.len() {
         let len_bytes = &bytes[at..at + 8];
-        let len = u64::from_le_bytes(len_bytes.try_into().unwrap()) as usize;
+        let len = u64::from_le_bytes(len_bytes.try_into().unwrap());
         let len_crc = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap());
-        if len_crc != masked_crc(len_bytes) || at + 12 + len + 4 > bytes.len() {
+        // A length past the file's end (a cut record, or one near u64::MAX whose sum would
+        // overflow) ends the reading, as a damaged one does.
+        let room = (bytes.len() - at - 12) as u64;
+        if len_crc != masked_crc(len_bytes) || len.checked_add(4).is_none_or(|n| n > room) {
             break;
         }
+        let len = len as usize;
         let data = &bytes[at + 12..at + 12 + len];
         if u32::from_le_bytes(bytes[at + 12 + len..at + 16 + len].try_into().unwrap()) != masked_crc(data) {
             break;
@@ -142,6 +146,23 @@ pub fn read_records(bytes: &[u8]) -> Vec<&[u8]> {
         at += 16 + len;
     }
     out
+}
+
+/// The records of an old events file that a run resumed at `keep` keeps: its summaries of
+/// steps up to `keep`, whole and in order (a step that does not fit in 63 bits is not one).
+/// Returns them as file bytes and their count. What the fuzz target calls.
+pub fn kept_summaries(old: &[u8], keep: u64) -> (Vec<u8>, usize) {
+    let (mut bytes, mut kept) = (vec![], 0);
+    for data in read_records(old) {
+        match Event::decode(data) {
+            Ok(e) if matches!(e.what, Some(What::Summary(_))) && u64::try_from(e.step).is_ok_and(|s| s <= keep) => {
+                bytes.extend(record(data));
+                kept += 1;
+            }
+            _ => {}
+        }
+    }
+    (bytes, kept)
 }
 
 fn now() -> f64 {
@@ -192,15 +213,9 @@ impl EventWriter {
         let mut bytes = record(&Event { wall_time: now(), step: 0, what: Some(What::FileVersion("brain.Event:2".into())) }.encode_to_vec());
         let mut kept = 0;
         if let (Some(keep), Ok(old)) = (keep_through, std::fs::read(&path)) {
-            for data in read_records(&old) {
-                match Event::decode(data) {
-                    Ok(e) if matches!(e.what, Some(What::Summary(_))) && e.step as u64 <= keep => {
-                        bytes.extend(record(data));
-                        kept += 1;
-                    }
-                    _ => {}
-                }
-            }
+            let (records, n) = kept_summaries(&old, keep);
+            bytes.extend(records);
+            kept = n;
         }
         super::logs::write_atomically(&path, &bytes)?;
         let file = std::fs::OpenOptions::new().append(true).open(&path)?;
