@@ -21,6 +21,22 @@ The data is MNIST from datasets/mnist. Each epoch ends with the measurements of
 class entropy and confident share (top class >= 0.9) of the samples, test -ELBO (BCE of
 Dec(z) summed over pixels + KL), the pixel MSE of Dec(mu), and D's accuracy on test images
 against as many samples. One JSON line per epoch on stdout; the last also in --out.
+
+With --data DIR (a labelled colour folder, `vaegan make-dataset shapes --size 32`; needs
+Pillow) the model trains on that folder instead (10 % held out by the seed; not vaegan's
+draw) and is measured in the shipped shapes32 classifier's features (ColourClassifier, the
+file read as vaegan reads it): FD, the combinations' entropy over shape × colour ×
+background, the share of samples confident on every head, and per factor the share of
+test reconstructions read as their own image's class (`reconstruction_accuracy`: whether
+the decoder draws the shape, not only the colour). --grid writes test images, their
+reconstructions and samples each epoch. `--set probe_encoder_pool=max|cat` and
+`probe_discriminator_pool=...` try an architecture vaegan does not build (the last
+convolution read through each channel's maximum over positions, alone or beside the
+flattened activations), to decide whether it is worth building:
+
+    vaegan graph --preset shapes32 --config-json /tmp/shapes32.json
+    python3 kernels-tests/python/recipe_ablation.py /tmp/shapes32.json --data data/shapes32 \\
+        --epochs 5 --samples 2000 --reestimate 0 --set optim.lr_encoder=2e-3 --grid /tmp/g.png
 """
 
 import argparse
@@ -68,7 +84,88 @@ class Classifier(nn.Module):
         for w, b in self.layers[:2]:
             h = torch.relu(h @ w + b)
         w, b = self.layers[2]
-        return h.double(), torch.softmax(h @ w + b, 1)
+        return h.double(), [torch.softmax(h @ w + b, 1)]
+
+
+class ColourClassifier(nn.Module):
+    """vaegan's colour classifier (src/quality/classifier.rs; the shipped
+    shapes32-classifier.safetensors): its spec from the file's metadata, convolutions stored
+    [kh*kw*in, out] (HWIO) read into PyTorch's OIHW, batch norm with its running statistics,
+    each channel's maximum over positions, dense 256 (the features), one head per factor."""
+
+    def __init__(self, path):
+        super().__init__()
+        from safetensors import safe_open
+
+        with safe_open(path, "pt") as f:
+            self.spec = json.loads(f.metadata()["spec"])
+            t = {k: f.get_tensor(k) for k in f.keys()}
+        h, w, c = self.spec["image"]
+        self.convs = []
+        for i, layer in enumerate(self.spec["conv"]):
+            k, out = layer["kernel"], layer["channels"]
+            name = f"classifier.conv{i}"
+            weight = t[f"{name}.weight"].reshape(k, k, c, out).permute(3, 2, 0, 1).contiguous()
+            bias = t.get(f"{name}.bias")
+            bn = None
+            if layer["batch_norm"]:
+                bn = [t[f"{name}.bn.{n}"].reshape(-1) for n in ("weight", "bias", "running_mean", "running_var")]
+            self.convs.append((weight, None if bias is None else bias.reshape(-1), layer["stride"], k // 2, bn))
+            c = out
+        n = len(self.spec["dense"])
+        self.dense = [(t[f"classifier.{i}.weight"], t[f"classifier.{i}.bias"].reshape(-1)) for i in range(n)]
+        self.heads = [(t[f"classifier.{n}.head{k}.weight"], t[f"classifier.{n}.head{k}.bias"].reshape(-1)) for k in range(len(self.spec["heads"]))]
+
+    @torch.no_grad()
+    def read(self, images):
+        """(features, [probabilities per head]) of images in [0, 1], N x C x H x W."""
+        h = images
+        for weight, bias, stride, pad, bn in self.convs:
+            h = F.conv2d(h, weight, bias, stride=stride, padding=pad)
+            if bn is not None:
+                g, b, m, v = bn
+                h = F.batch_norm(h, m, v, g, b, False, 0.0, 1e-5)
+            h = torch.relu(h)
+        h = h.amax((2, 3)) if self.spec["pool"] else h.permute(0, 2, 3, 1).reshape(len(h), -1)
+        for w, b in self.dense:
+            h = torch.relu(h @ w + b)
+        return h.double(), [torch.softmax(h @ w + b, 1) for w, b in self.heads]
+
+
+def folder_images(folder, limit=None):
+    """A labelled image folder as `vaegan make-dataset shapes` writes it: factors.csv (a `file`
+    column, then one column per factor) and the PNGs it names. Returns (images N x C x H x W in
+    [0, 1], {factor: class indices}, {factor: class names}). Needs Pillow (pip install pillow)."""
+    import csv
+
+    from PIL import Image
+
+    with open(os.path.join(folder, "factors.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))[:limit]
+    images = np.stack([np.asarray(Image.open(os.path.join(folder, r["file"])).convert("RGB")) for r in rows])
+    x = torch.from_numpy(images.astype(np.float32) / 255.0).permute(0, 3, 1, 2).contiguous()
+    labels, names = {}, {}
+    for col in rows[0]:
+        if col == "file":
+            continue
+        values = [r[col] for r in rows]
+        classes = sorted(set(values))
+        if len(classes) <= 8:  # a categorical factor (position, size and angle are numbers)
+            names[col] = classes
+            labels[col] = torch.tensor([classes.index(v) for v in values])
+    return x, labels, names
+
+
+def write_grid(path, *rows, cols=16):
+    """Image sets (N x C x H x W in [0, 1]) as rows of `cols` tiles in one PNG."""
+    from PIL import Image
+
+    tiles = torch.cat([r.clamp(0, 1) for r in rows])
+    n, c, h, w = tiles.shape
+    tiles = torch.cat([tiles, torch.zeros((-n) % cols, c, h, w)])
+    grid = tiles.reshape(-1, cols, c, h, w).permute(0, 3, 1, 4, 2).reshape(-1, cols * w, c)
+    pixels = (grid * 255 + 0.5).to(torch.uint8).numpy()
+    Image.fromarray(pixels[..., 0] if c == 1 else pixels).save(path)
 
 
 def frechet(a, b):
@@ -91,11 +188,63 @@ def frechet(a, b):
     return float(((m1 - m2).dot(m1 - m2) + s1.trace() + s2.trace() - 2 * tr).clamp(min=0))
 
 
-def coverage(probs):
-    top, cls = probs.max(1)
-    q = torch.bincount(cls, minlength=10).double() / len(cls)
+def coverage(heads):
+    """Entropy of the top combination of classes over the heads (in nats; ln of the number of
+    combinations at most) and the share of images whose top class is >= 0.9 on every head."""
+    combo, confident, total = 0, torch.ones(len(heads[0]), dtype=torch.bool), 1
+    for probs in heads:
+        top, cls = probs.max(1)
+        combo, total = combo * probs.shape[1] + cls, total * probs.shape[1]
+        confident &= top >= 0.9
+    q = torch.bincount(combo, minlength=total).double() / len(combo)
     entropy = float(-(q[q > 0] * q[q > 0].log()).sum())
-    return entropy, float((top >= 0.9).double().mean())
+    return entropy, float(confident.double().mean())
+
+
+def pool_positions(net, mode):
+    """A probe of an architecture vaegan does not build yet: `net` (a vaegan_torch Encoder or
+    Discriminator) reads its last convolution's activations through each channel's maximum
+    over positions ("max", what made the shapes classifier read shape), or through the
+    flattened activations and that maximum side by side ("cat"), instead of flattened. Its
+    first dense layer is rebuilt for the new width."""
+    if mode in (None, "", "none", "flatten"):
+        return
+    is_dis = isinstance(net, vaegan_torch.Discriminator)
+    convs = net.convs if is_dis else [n for n in net.trunk if n.startswith("conv")]
+    channels = getattr(net, convs[-1]).out_channels
+    old = net.dense0
+    width = channels if mode == "max" else old.in_features + channels
+    new = nn.Linear(width, old.out_features, bias=False)
+    if hasattr(old, "bn"):
+        new.bn = nn.BatchNorm1d(old.out_features)
+    net.dense0 = new
+
+    def flatten(x):
+        return x.amax((2, 3)) if mode == "max" else torch.cat([x.flatten(1), x.amax((2, 3))], 1)
+
+    def encoder_forward(images):
+        x = images
+        for name in net.trunk:
+            layer = getattr(net, name)
+            if isinstance(layer, nn.Linear) and x.dim() == 4:
+                x = flatten(x)
+            x = net.act(vaegan_torch._block(layer, x))
+        return net.mu(x.flatten(1)), net.logvar(x.flatten(1))
+
+    def discriminator_forward(images, labels=None):
+        x, features = images, None
+        for name in net.convs:
+            layer = getattr(net, name)
+            features = x = layer(x)
+            if hasattr(layer, "bn"):
+                x = layer.bn(x)
+            x = net.act(x)
+        x = flatten(x)
+        for name in net.dense:
+            x = net.act(vaegan_torch._block(getattr(net, name), x))
+        return features, net.out(x)
+
+    net.forward = discriminator_forward if is_dis else encoder_forward
 
 
 def parse_value(v):
@@ -122,6 +271,8 @@ def main():
     ap.add_argument("--reestimate", type=int, default=100, help="prior batches that re-estimate the decoder's statistics for fd_samples_reestimated (0: off)")
     ap.add_argument("--out", default=None, help="write the last epoch's JSON here")
     ap.add_argument("--save", default=None, help="save the model's state dict here (torch.save)")
+    ap.add_argument("--data", default=None, help="a labelled colour folder (`vaegan make-dataset shapes --size 32`) instead of MNIST; measured with the shipped shapes32 classifier")
+    ap.add_argument("--grid", default=None, help="write test images, their reconstructions and samples as a PNG here each epoch (needs Pillow)")
     args = ap.parse_args()
     with open(args.config) as f:
         config = json.load(f)
@@ -131,21 +282,34 @@ def main():
         key, _, value = kv.partition("=")
         if key.startswith("optim."):
             config["optim"][key[6:]] = parse_value(value)
-        elif key in config or key in ("pixel_weight_decoder",):
+        elif key in config or key in ("pixel_weight_decoder", "probe_encoder_pool", "probe_discriminator_pool"):
             config[key] = parse_value(value)
         else:
             sys.exit(f"--set {kv}: unknown key {key!r}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
-    mnist = os.path.join(ROOT, "datasets", "mnist")
-    train = idx_images(os.path.join(mnist, "train-images.idx3-ubyte.gz"))[: args.limit]
-    test = idx_images(os.path.join(mnist, "t10k-images.idx3-ubyte.gz"))
-    clf = Classifier(os.path.join(ROOT, "datasets", "classifier", "mnist-classifier.safetensors"))
+    test_labels = None
+    if args.data:
+        # 10 % held out by the seed, as vaegan holds out a folder's images (not the same draw).
+        images, labels, _ = folder_images(args.data)
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed))
+        n_test = max(1, len(images) // 10)
+        test, train = images[order[:n_test]], images[order[n_test:]][: args.limit]
+        test_labels = {k: v[order[:n_test]] for k, v in labels.items()}
+        clf = ColourClassifier(os.path.join(ROOT, "datasets", "classifier", "shapes32-classifier.safetensors"))
+        heads = [h["name"] for h in clf.spec["heads"]]
+    else:
+        mnist = os.path.join(ROOT, "datasets", "mnist")
+        train = idx_images(os.path.join(mnist, "train-images.idx3-ubyte.gz"))[: args.limit]
+        test = idx_images(os.path.join(mnist, "t10k-images.idx3-ubyte.gz"))
+        clf = Classifier(os.path.join(ROOT, "datasets", "classifier", "mnist-classifier.safetensors"))
     test_features, _ = clf.read(test)
     floor = frechet(clf.read(train[: len(test)])[0], test_features)
 
     model = vaegan_torch.VAEGAN(config).train()
+    pool_positions(model.encoder, config.pop("probe_encoder_pool", None))
+    pool_positions(model.discriminator, config.pop("probe_discriminator_pool", None))
     enc, dec, dis = model.encoder, model.decoder, model.discriminator
     b = args.batch
     step = make_step(config, model, b)
@@ -170,7 +334,14 @@ def main():
             _, lr = dis(xb)
             _, lf = dis(dec(torch.randn(len(xb), config["latent"], generator=gen)))
             correct += int((lr > 0).sum() + (lf < 0).sum())
-        rec_feats, _ = clf.read(torch.cat(recs))
+        recs = torch.cat(recs)
+        rec_feats, rec_probs = clf.read(recs)
+        # Per factor: the share of reconstructions read as their own image's class.
+        rec_accuracy = None
+        if test_labels is not None:
+            rec_accuracy = {h: float((p.argmax(1) == test_labels[h]).double().mean()) for h, p in zip(heads, rec_probs)}
+        if args.grid:
+            write_grid(args.grid, test[:16], recs[:16], samples[:32])
         # The same decoder with its batch-norm statistics re-estimated on prior codes: the
         # running statistics reset, then averaged (momentum None: a cumulative mean) over
         # --reestimate batches of decoded z ~ N(0, I) in training mode.
@@ -191,6 +362,7 @@ def main():
             "epoch": epoch,
             "fd_samples": frechet(feats, test_features),
             "fd_reconstructions": frechet(rec_feats, test_features),
+            "reconstruction_accuracy": rec_accuracy,
             "fd_samples_reestimated": fd_reestimated,
             "fd_floor": floor,
             "class_entropy": entropy,
