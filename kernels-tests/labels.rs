@@ -142,6 +142,9 @@ fn bad_labels_files_name_the_line() {
             vec!["line 5", "\"0\" of Big for img_00.png: expected 1 or -1"],
         ),
         ("a wrong count", "attr.txt", good.replacen("3\n", "4\n", 1), vec!["announces 4 images, but 3"]),
+        // Found by the `labels_celeba` fuzz target: the count was an allocation before it was
+        // checked (a capacity overflow, or gigabytes).
+        ("an enormous count", "attr.txt", good.replacen("3\n", "33666666666666663\n", 1), vec!["announces 33666666666666663 images, but 3"]),
         ("no count", "attr.txt", good.replacen("3\n", "three\n", 1), vec!["line 1", "expected the number of images"]),
         ("a repeated attribute", "attr.txt", good.replacen("Big", "Odd", 1), vec!["line 2", "\"Odd\" is named twice"]),
         ("a repeated file", "attr.txt", good.replacen("img_00.png", "img_01.png", 1), vec!["line 5", "img_01.png is listed again (first on line 4)"]),

@@ -153,8 +153,12 @@ pub fn parse_celeba(path: &Path, text: &str) -> Result<LabelTable> {
         return Err(at_line(path, n, format!("attribute {:?} is named twice", dup.1)));
     }
     let a = names.len();
-    let mut files = Vec::with_capacity(count);
-    let mut values = Vec::with_capacity(count * a);
+    // The count is the file's word, not yet checked: room for at most a row per two bytes of
+    // text, so that a count of 10^16 is an error below and not an allocation (found by the
+    // `labels_celeba` fuzz target).
+    let rows = count.min(text.len() / 2 + 1);
+    let mut files = Vec::with_capacity(rows);
+    let mut values = Vec::with_capacity(rows.saturating_mul(a).min(text.len()));
     for (n, line) in lines {
         let mut fields = line.split_whitespace();
         let file = fields.next().unwrap_or_default();
