@@ -104,7 +104,8 @@ pub fn attributes(data: &[u8]) {
     }
 }
 
-fn check_table(t: &labels::LabelTable) {
+/// What an accepted labels table must be: a 0/1 row per listed file, unique names.
+pub fn check_table(t: &labels::LabelTable) {
     assert_eq!(t.values.len(), t.files.len() * t.names.len());
     assert!(t.values.iter().all(|&v| v <= 1));
     let mut names = t.names.clone();
