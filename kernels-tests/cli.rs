@@ -77,6 +77,15 @@ fn graph_describes_the_step_asked_for() {
     // The f16 plan has f16 copies; the default (f32) plan none. The mode is the preset's.
     let copies = |text: &str| -> f64 { text.split("f16 copies ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap() };
     assert!(copies(&text) > 0.0, "{text}");
+    // --config-json: the preset's model and optimiser, as docs/vaegan_torch.py reads them.
+    let json_path = dir.path().join("config.json");
+    ok(&["graph", "--preset", "mnist-conv", "--config-json", json_path.to_str().unwrap()]);
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let preset = vaegan::model::RunConfig::preset("mnist-conv").unwrap();
+    assert_eq!(json["latent"], preset.model.latent, "{json}");
+    assert_eq!(json["encoder"], serde_json::json!(preset.model.encoder), "{json}");
+    assert_eq!(json["arch"], "conv", "{json}");
+    assert_eq!(json["optim"]["lr_decoder"].as_f64().unwrap() as f32, preset.optim.lr_decoder, "{json}");
     let f32_gan = ok(&["graph", "--preset", "mnist-mlp", "--batch", "8"]);
     let f32_gan = String::from_utf8_lossy(&f32_gan.stdout);
     assert!(f32_gan.contains("VaeGan at batch 8:") && f32_gan.contains("in 3 groups") && copies(&f32_gan) == 0.0, "{f32_gan}");
@@ -198,12 +207,21 @@ fn train_reports_the_sample_frechet_distance_each_epoch() {
 #[test]
 fn recipe_flags_reach_the_run_config() {
     let run = setup();
-    let (code, stderr) =
-        finish(run.train(1, &["--kl-weight", "0.5", "--gan-fakes", "prior", "--latent-mmd", "2", "--latent-adversary", "0.5"]).spawn().unwrap());
+    let (code, stderr) = finish(
+        run.train(
+            1,
+            &["--kl-weight", "0.5", "--gan-fakes", "prior", "--latent-mmd", "2", "--latent-adversary", "0.5", "--balance", "--lr-discriminator", "3e-4"],
+        )
+        .spawn()
+        .unwrap(),
+    );
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("mmd"), "the epoch line shows the MMD term: {stderr}");
     let ck = vaegan::checkpoint::Checkpoint::load(&vaegan::checkpoint::path_in(&run.out)).unwrap();
     assert_eq!((ck.config.model.kl_weight, ck.config.model.gan_fakes, ck.config.model.latent_mmd), (0.5, vaegan::model::GanFakes::Prior, 2.0));
+    // --balance and --lr-discriminator reach the optimiser; a balanced run saves its last losses.
+    assert!(ck.config.optim.balance && ck.balance_losses.is_some(), "--balance did not reach the run");
+    assert_eq!(ck.config.optim.lr_discriminator, 3e-4);
     // The latent discriminator is saved as a fourth group (weights and Adam's step count).
     assert_eq!((ck.config.model.latent_adversary, ck.updates.len()), (0.5, 4));
     assert!(ck.param("latent_discriminator.0.weight").is_some(), "the latent discriminator's weights are in the checkpoint");
@@ -352,8 +370,9 @@ fn bench_flags_choose_what_is_timed() {
     bench_json(&tuned_env, &["bench", "--kernels", "--quick", "--sizes", "33", "--batches", "4", "--tiles", "16x16@8x8"]);
     assert!(cache.path().join("autotune.json").exists(), "the tuner's control run wrote no tunings");
 
-    // --step: the models and batch asked for, in both precisions where f16 exists.
-    let (r, _) = bench_json(&[], &["bench", "--step", "--quick", "--models", "mnist-mlp", "--batches", "4", "--f16"]);
+    // --step: the models and batch asked for, in both precisions where f16 exists, each
+    // timed over --steps steps (given, it wins over --quick's 3).
+    let (r, _) = bench_json(&[], &["bench", "--step", "--quick", "--models", "mnist-mlp", "--batches", "4", "--f16", "--steps", "2"]);
     let steps = rows(&r, "steps");
     let got: Vec<(String, String)> = steps.iter().map(|k| (s(k, "model"), s(k, "precision"))).collect();
     let mut want = vec![];
@@ -364,7 +383,7 @@ fn bench_flags_choose_what_is_timed() {
     assert!(want.iter().all(|w| got.contains(w)), "{got:?}");
     for k in &steps {
         let (sps, ms) = (k["samples_per_s"].as_f64().unwrap(), k["ms_per_step"].as_f64().unwrap());
-        assert_eq!(k["batch"], 4);
+        assert_eq!((&k["batch"], &k["steps"]), (&serde_json::json!(4), &serde_json::json!(2)), "{k}");
         assert!(sps > 0.0 && (sps * ms / 1e3 / 4.0 - 1.0).abs() < 1e-6, "samples/s and ms/step agree: {k}");
     }
     assert!(rows(&r, "kernels").is_empty());
@@ -663,6 +682,16 @@ fn a_colour_model_is_measured_with_a_classifier_per_factor() {
     }
     assert!(eval(&[]).contains("shapes32-classifier.safetensors"), "the shipped shapes classifier is the default for 32x32 RGB");
     // Edits of the colour model, scored per factor by the shipped shapes classifier.
+    // --labels: another labels file for the same folder (here its colour column alone) gives
+    // vectors for exactly its attributes; --out puts them elsewhere.
+    let factors = std::fs::read_to_string(data.join("factors.csv")).unwrap();
+    let colours_only: String = factors.lines().map(|l| format!("{},{}\n", l.split(',').next().unwrap(), l.split(',').nth(2).unwrap())).collect();
+    let (labels, vectors) = (dir.path().join("colours.csv"), dir.path().join("colours.safetensors"));
+    std::fs::write(&labels, colours_only).unwrap();
+    ok(&["attributes", "--checkpoint", run.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--out", vectors.to_str().unwrap()]);
+    let mut names = vaegan::model::AttributeVectors::load(&vectors).unwrap().names;
+    names.sort();
+    assert_eq!(names, ["blue", "cyan", "green", "magenta", "red", "yellow"]);
     ok(&["attributes", "--checkpoint", run.to_str().unwrap()]);
     let grid = dir.path().join("e.png");
     let edit = |extra: &[&str]| {

@@ -67,9 +67,10 @@ pub struct BenchArgs {
     /// Timed samples per kernel (the median is reported).
     #[arg(long, default_value_t = 5)]
     samples: usize,
-    /// Timed steps per configuration for --step.
-    #[arg(long, default_value_t = 20)]
-    steps: usize,
+    /// Timed steps per configuration for --step, --feed and --allreduce [default: 20; 3 with
+    /// --quick]. Given, it wins over --quick's.
+    #[arg(long)]
+    steps: Option<usize>,
     /// The models --step times, of mnist-mlp (its vae-gan and vae), mnist-conv and celeba64
     /// (comma-separated); default: all of them (celeba64 not with --quick).
     #[arg(long, value_delimiter = ',')]
@@ -157,6 +158,8 @@ struct StepRow {
     /// What the matmuls read: f32, or f16 (mixed precision, `--precision f16`).
     precision: String,
     batch: usize,
+    /// How many steps the wall clock timed.
+    steps: usize,
     samples_per_s: f64,
     ms_per_step: f64,
     dispatches: usize,
@@ -334,7 +337,16 @@ fn bench_allreduce(gpu: &Gpu, args: &BenchArgs, collective: &dyn crate::train::p
     let ranks = collective.size();
     let leader = collective.rank() == 0;
     let cpu = gpu.info.device_type == wgpu::DeviceType::Cpu;
-    let steps = if args.quick { 3 } else { args.steps.max(1).min(if cpu { 10 } else { 50 }) };
+    let steps = args.steps.map_or(
+        if args.quick {
+            3
+        } else if cpu {
+            10
+        } else {
+            20
+        },
+        |s| s.max(1),
+    );
     let mut models = vec![("mnist-mlp", vec![64, 256]), ("celeba64", if cpu { vec![4] } else { vec![16, 64] })];
     if let Some(wanted) = &args.models {
         if let Some(bad) = wanted.iter().find(|w| !models.iter().any(|m| m.0 == w.as_str())) {
@@ -640,7 +652,7 @@ fn bench_steps(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<Vec<StepRow>> {
     use crate::graph::{ExecOptions, GpuExecutor};
     use crate::model::{build_step, Mode, ModelConfig, RunConfig};
     let batches = args.batches.clone().unwrap_or_else(|| if args.quick { vec![16] } else { vec![64, 256, 1024] });
-    let steps = if args.quick { 3 } else { args.steps.max(1) };
+    let steps = args.steps.map_or(if args.quick { 3 } else { 20 }, |s| s.max(1));
     let mut precisions = vec![Precision::F32];
     if args.f16 && gpu.features.shader_f16 {
         precisions.push(Precision::F16);
@@ -702,6 +714,7 @@ fn bench_steps(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<Vec<StepRow>> {
                 model: label.to_string(),
                 precision: precision.name().into(),
                 batch,
+                steps,
                 samples_per_s: batch as f64 / secs,
                 ms_per_step: secs * 1e3,
                 dispatches: exec.dispatches_per_step(),
@@ -736,12 +749,11 @@ fn bench_feed(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<Vec<FeedRow>> {
         let images: Vec<u8> = (0..count * h * w * c).map(|i| ((i * 7919) % 251) as u8).collect();
         let set = Dataset { images: images.into(), labels: None, attributes: None, count, height: h, width: w, channels: c, source: "synthetic".into() };
         // A few steps of the 64×64 model take a minute on a CPU adapter.
-        let steps = if args.quick {
-            3
-        } else if cpu && preset == "celeba64" {
-            args.steps.min(6)
-        } else {
-            args.steps.max(2)
+        let steps = match args.steps {
+            Some(s) => s.max(1),
+            None if args.quick => 3,
+            None if cpu && preset == "celeba64" => 6,
+            None => 20,
         };
         let time = |budget: u64| -> anyhow::Result<f64> {
             let mut t = Trainer::with_budget(gpu, config.clone(), batch, 1, &set, None, budget)?;
