@@ -155,6 +155,7 @@ def make_step(config, model, b):
             opt.step()
         return tuple(float(t.detach()) for t in (kl, llike, gan_d, pixel))
 
+    step.optimizers = opts  # for a per-epoch schedule (optim.lr_decay) in the caller
     return step
 
 

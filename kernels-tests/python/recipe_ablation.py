@@ -272,6 +272,7 @@ def main():
     ap.add_argument("--out", default=None, help="write the last epoch's JSON here")
     ap.add_argument("--save", default=None, help="save the model's state dict here (torch.save)")
     ap.add_argument("--data", default=None, help="a labelled colour folder (`vaegan make-dataset shapes --size 32`) instead of MNIST; measured with the shipped shapes32 classifier")
+    ap.add_argument("--ema", type=float, default=0.0, help="also measure samples from an exponential moving average of the decoder's weights with this decay per step (e.g. 0.999; 0: off), its statistics re-estimated on prior codes")
     ap.add_argument("--grid", default=None, help="write test images, their reconstructions and samples as a PNG here each epoch (needs Pillow)")
     args = ap.parse_args()
     with open(args.config) as f:
@@ -313,6 +314,9 @@ def main():
     enc, dec, dis = model.encoder, model.decoder, model.discriminator
     b = args.batch
     step = make_step(config, model, b)
+    # The decoder's weights averaged over steps (Polyak averaging, as in Yazici et al. 2019):
+    # a probe of whether sampling from an average beats sampling from the last step.
+    ema = copy.deepcopy(dec) if args.ema > 0 else None
 
     @torch.no_grad()
     def measure(epoch, secs, losses):
@@ -356,6 +360,17 @@ def main():
                 dec2(torch.randn(b, config["latent"], generator=gen))
             dec2.eval()
             fd_reestimated = frechet(clf.read(torch.cat([dec2(c) for c in zs.split(500)]))[0], test_features)
+        fd_ema = None
+        if ema is not None:
+            dec3 = copy.deepcopy(ema)
+            for m in batch_norms(dec3):
+                m.reset_running_stats()
+                m.momentum = None
+            dec3.train()
+            for _ in range(max(args.reestimate, 100)):
+                dec3(torch.randn(b, config["latent"], generator=gen))
+            dec3.eval()
+            fd_ema = frechet(clf.read(torch.cat([dec3(c) for c in zs.split(500)]))[0], test_features)
         model.train()
         n = len(test)
         return {
@@ -364,6 +379,7 @@ def main():
             "fd_reconstructions": frechet(rec_feats, test_features),
             "reconstruction_accuracy": rec_accuracy,
             "fd_samples_reestimated": fd_reestimated,
+            "fd_samples_ema": fd_ema,
             "fd_floor": floor,
             "class_entropy": entropy,
             "confident": confident,
@@ -389,6 +405,14 @@ def main():
                 sys.exit(f"diverged at epoch {epoch}, step {steps}: {out}")
             sums = [s + v for s, v in zip(sums, out)]
             steps += 1
+            if ema is not None:
+                with torch.no_grad():
+                    for pe, p in zip(ema.parameters(), dec.parameters()):
+                        pe.lerp_(p, 1.0 - args.ema)
+        # vaegan's schedule: the rates times optim.lr_decay after each epoch.
+        for opt in step.optimizers:
+            for g in opt.param_groups:
+                g["lr"] *= float(config["optim"].get("lr_decay", 1.0))
         result = measure(epoch, time.time() - t0, [s / steps for s in sums])
         print(json.dumps(result), flush=True)
     if args.out:
