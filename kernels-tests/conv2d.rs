@@ -57,6 +57,31 @@ gpu_test! {
 }
 
 gpu_test! {
+    /// The narrow kernel writes its taps out unrolled up to `NARROW_UNROLL` channel groups;
+    /// past that it loops over them. The suite's geometries all unroll: here one that loops
+    /// (25 taps × 3 quads × 16 outputs), against the twin and bit for bit against the GEMM.
+    async fn the_narrow_kernel_loops_over_taps_past_its_unroll_limit() {
+        let mut rng = rng("the_narrow_kernel_loops_over_taps_past_its_unroll_limit");
+        let g = ConvGeom::conv(2, (6, 5, 16), 12, (5, 5), 1, 2).unwrap();
+        assert!(25 * 3 * 16 > conv2d::NARROW_UNROLL, "the geometry no longer reaches the loop");
+        let (w, dy) = (as_f32(&randn(&mut rng, g.weight_len())), as_f32(&randn(&mut rng, g.output_len())));
+        let (wb, dyb) = (upload(&w), upload(&dy));
+        let mut outs = vec![];
+        for path in [conv2d::InputPath::Gemm, conv2d::InputPath::Narrow] {
+            let out = poisoned(g.input_len());
+            let launches = conv2d::conv2d_backward_input_via(gpu(), &g, path, &dyb, &wb, &out).unwrap();
+            assert_eq!(launches.iter().any(|l| l.name.contains("narrow")), path == conv2d::InputPath::Narrow, "{g}: {path:?} ran {:?}", launches[0].name);
+            gpu().run(&launches).unwrap();
+            outs.push(download(&out).await);
+        }
+        let want = reference::conv2d::conv2d_backward_input(&g, &dy, &w);
+        let mag = reference::conv2d::conv2d_backward_input(&g, &abs(&dy), &abs(&w));
+        assert_close_mag(&format!("conv2d dx {g}, narrow with a loop"), &outs[1], &want, &mag, TOL);
+        assert_same_bits(&format!("conv2d dx {g}: narrow with a loop vs GEMM"), &outs[1], &outs[0]);
+    }
+}
+
+gpu_test! {
     async fn conv2d_backwards_match_twin_and_finite_differences() {
         let mut rng = rng("conv2d_backwards_match_twin_and_finite_differences");
         for g in geometries() {

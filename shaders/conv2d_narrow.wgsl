@@ -5,7 +5,11 @@
 // One invocation per pixel of one stride phase (PH, PW) (see conv2d.wgsl: pixels
 // ih = PH + S·i, iw = PW + S·j, taps kh = KH0 + S·th, kw = KW0 + S·tw); it walks the
 // phase's taps, finds dy's pixel once per tap, and runs along that pixel's c_out contiguous
-// channels with all c_in outputs in vec4 accumulators. The products are the GEMM's, in
+// channels with one scalar accumulator per c_in output. The taps and channels are written out
+// unrolled by the wrapper (up to a size; conv2d.rs, `narrow_taps`), and no invocation returns
+// early: lavapipe runs a load inside any loop or branch as a per-lane scalar loop, which made
+// this kernel twice as slow. (Vec4 accumulators, as before, also loaded each weight four
+// times where c_in = 1.) The products are the GEMM's, in
 // the GEMM's order k = (th, tw, co), as the same chain of FMAs from 0 (a tap that reaches
 // no output contributes zeros, as the GEMM's loader returns): the two paths give the same
 // bits (kernels-tests/conv2d.rs checks it).
@@ -43,52 +47,28 @@ const TW: u32 = $CV_TW;
 const MH: u32 = $CV_MH;
 const MW: u32 = $CV_MW;
 
-// Vec4 accumulators per pixel: ⌈c_in / 4⌉.
-const NQ: u32 = (CI + 3u) / 4u;
-
-// Where output column j's weights start in a tap's c_in × c_out block: columns past c_in
-// read c_in − 1's (finite, never stored).
-fn col(j: u32) -> u32 {
-    return min(j, CI - 1u) * CO;
-}
-
 fn activate(x: f32) -> f32 {
     $ACT
 }
 
 @compute @workgroup_size($WG)
 fn conv2d_narrow(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let m = gid.x + gid.y * nwg.x * WG;
-    if (m >= p.rows) {
-        return;
-    }
+    // No early return: past the last pixel an invocation computes the last pixel again and
+    // does not store (see the header).
+    let m_raw = gid.x + gid.y * nwg.x * WG;
+    let m = min(m_raw, p.rows - 1u);
     let bi = m / (MH * MW);
     let r = m % (MH * MW);
     let ih = PH + S * (r / MW);
     let iw = PW + S * (r % MW);
-    // Outputs ci = 4q … 4q + 3 in acc[q].
-    var acc: array<vec4<f32>, NQ>;
-    for (var q = 0u; q < NQ; q++) {
-        acc[q] = vec4<f32>(0.0);
-    }
-    for (var th = 0u; th < TH; th++) {
-        let kh = KH0 + S * th;
-        // Multiples of S by the choice of KH0 and KW0.
-        let y = i32(ih + P) - i32(kh);
-        for (var tw = 0u; tw < TW; tw++) {
-            let kw = KW0 + S * tw;
-            let x = i32(iw + P) - i32(kw);
-            let oh = u32(max(y, 0)) / S;
-            let ow = u32(max(x, 0)) / S;
-            let reached = y >= 0 && x >= 0 && oh < OH && ow < OW;
-            let a0 = ((bi * OH + min(oh, OH - 1u)) * OW + min(ow, OW - 1u)) * CO;
-            let w0 = (kh * KW + kw) * CI * CO;
-            // Along the tap's channels co = 0, 1, …: acc += dy[a0 + co]·w[w0 + ci·CO + co].
-$CV_CHANNELS
-        }
-    }
+    // Output ci in acc_ci.
+$CV_ACC
+    // The phase's taps (th, tw), unrolled or in a loop: kh = KH0 + S·th, kw = KW0 + S·tw, so that
+    // ih + P − kh and iw + P − kw are multiples of S. Per tap, along its channels
+    // co = 0, 1, …: acc_ci += dy[a0 + co]·w[w0 + ci·CO + co].
+$CV_TAPS
     let row = (bi * IH + ih) * IW + iw;
-    for (var j = 0u; j < CI; j++) {
-        dx[row * CI + j] = activate(acc[j / 4u][j % 4u]$BIAS_ADD);
+    if (m_raw < p.rows) {
+$CV_STORE
     }
 }

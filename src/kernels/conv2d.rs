@@ -285,32 +285,71 @@ pub fn conv_transpose2d_forward_via(
 /// The narrow kernel's walk along one tap's c_out channels (`$CHANNELS`): a channel at a
 /// time, or where c_out is a multiple of 4 a quad at a time (dy and w bound as vec4, a0 and
 /// w0 multiples of 4), its four channels' FMAs in channel order either way.
-fn channels_loop(quads: bool) -> String {
-    if quads {
-        "            for (var cq = 0u; cq < CO / 4u; cq++) {
-                let a = select(vec4<f32>(0.0), dy[a0 / 4u + cq], reached);
-                for (var q = 0u; q < NQ; q++) {
-                    let w_0 = w[(w0 + col(4u * q)) / 4u + cq];
-                    let w_1 = w[(w0 + col(4u * q + 1u)) / 4u + cq];
-                    let w_2 = w[(w0 + col(4u * q + 2u)) / 4u + cq];
-                    let w_3 = w[(w0 + col(4u * q + 3u)) / 4u + cq];
-                    acc[q] = fma(vec4<f32>(a.x), vec4<f32>(w_0.x, w_1.x, w_2.x, w_3.x), acc[q]);
-                    acc[q] = fma(vec4<f32>(a.y), vec4<f32>(w_0.y, w_1.y, w_2.y, w_3.y), acc[q]);
-                    acc[q] = fma(vec4<f32>(a.z), vec4<f32>(w_0.z, w_1.z, w_2.z, w_3.z), acc[q]);
-                    acc[q] = fma(vec4<f32>(a.w), vec4<f32>(w_0.w, w_1.w, w_2.w, w_3.w), acc[q]);
+/// Unrolled taps × channel groups × c_in outputs up to which the narrow kernel is written
+/// without a loop over its taps: on lavapipe (Mesa 22) a load inside any loop or branch runs
+/// as a per-lane scalar loop, and unrolling the taps halved mnist-conv's narrow dispatches
+/// (BENCHMARKS.md); past this the source would grow to thousands of lines per pipeline.
+pub const NARROW_UNROLL: usize = 1024;
+
+/// The narrow kernel's taps: for each tap of the phase, dy's pixel, then along its c_out
+/// channels acc_ci = fma(dy[co], w[ci, co], acc_ci) for every c_in output, in co order (the
+/// GEMM's k order, so the same bits). With `quads` (c_out a multiple of 4) dy and w load as
+/// vec4 and the four products chain in x, y, z, w order. The taps are unrolled where the
+/// body stays under `NARROW_UNROLL` groups, else a loop over them; channels always are.
+fn narrow_taps(th: usize, tw: usize, quads: bool, c_in: usize, c_out: usize) -> String {
+    let groups = if quads { c_out / 4 } else { c_out };
+    let tap = |t: &str, u: &str, pad: &str| -> String {
+        let mut body = format!("{pad}{{\n");
+        let line = |body: &mut String, text: String| {
+            body.push_str(pad);
+            body.push_str("    ");
+            body.push_str(&text);
+            body.push('\n');
+        };
+        line(&mut body, format!("let kh = KH0 + S * {t};"));
+        line(&mut body, format!("let kw = KW0 + S * {u};"));
+        line(&mut body, "let y = i32(ih + P) - i32(kh);".into());
+        line(&mut body, "let x = i32(iw + P) - i32(kw);".into());
+        line(&mut body, "let oh = u32(max(y, 0)) / S;".into());
+        line(&mut body, "let ow = u32(max(x, 0)) / S;".into());
+        line(&mut body, "let reached = y >= 0 && x >= 0 && oh < OH && ow < OW;".into());
+        line(&mut body, "let a0 = ((bi * OH + min(oh, OH - 1u)) * OW + min(ow, OW - 1u)) * CO;".into());
+        line(&mut body, "let w0 = (kh * KW + kw) * CI * CO;".into());
+        for g in 0..groups {
+            if quads {
+                line(&mut body, format!("let a_{g} = select(vec4<f32>(0.0), dy[a0 / 4u + {g}u], reached);"));
+                for ci in 0..c_in {
+                    line(&mut body, format!("let w_{g}_{ci} = w[(w0 + {ci}u * CO) / 4u + {g}u];"));
+                    for c in ["x", "y", "z", "w"] {
+                        line(&mut body, format!("acc_{ci} = fma(a_{g}.{c}, w_{g}_{ci}.{c}, acc_{ci});"));
+                    }
                 }
-            }"
-        .into()
+            } else {
+                line(&mut body, format!("let a_{g} = select(0.0, dy[a0 + {g}u], reached);"));
+                for ci in 0..c_in {
+                    line(&mut body, format!("acc_{ci} = fma(a_{g}, w[w0 + {ci}u * CO + {g}u], acc_{ci});"));
+                }
+            }
+        }
+        body.push_str(pad);
+        body.push_str("}\n");
+        body
+    };
+    if th * tw * groups * c_in <= NARROW_UNROLL {
+        (0..th).flat_map(|t| (0..tw).map(move |u| (t, u))).map(|(t, u)| tap(&format!("{t}u"), &format!("{u}u"), "    ")).collect()
     } else {
-        "            for (var co = 0u; co < CO; co++) {
-                let a = select(0.0, dy[a0 + co], reached);
-                for (var q = 0u; q < NQ; q++) {
-                    let wv = vec4<f32>(w[w0 + col(4u * q) + co], w[w0 + col(4u * q + 1u) + co], w[w0 + col(4u * q + 2u) + co], w[w0 + col(4u * q + 3u) + co]);
-                    acc[q] = fma(vec4<f32>(a), wv, acc[q]);
-                }
-            }"
-        .into()
+        format!("    for (var th = 0u; th < TH; th++) {{\n        for (var tw = 0u; tw < TW; tw++) {{\n{}        }}\n    }}\n", tap("th", "tw", "            "))
     }
+}
+
+/// The narrow kernel's accumulators (one f32 per c_in output) and their stores.
+fn narrow_accumulators(c_in: usize, bias: bool) -> (String, String) {
+    let decl = (0..c_in).map(|ci| format!("    var acc_{ci} = 0.0;")).collect::<Vec<_>>().join("\n");
+    let store = (0..c_in)
+        .map(|ci| format!("        dx[row * CI + {ci}u] = activate(acc_{ci}{});", if bias { format!(" + bias[{ci}]") } else { String::new() }))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (decl, store)
 }
 
 /// Whether `Auto` takes the narrow kernel for `g` (c_in ≤ 16, f32): as the autotuner found
@@ -375,14 +414,16 @@ fn narrow(gpu: &Gpu, name: &str, g: &ConvGeom, act: Act, dy: &GpuBuffer, w: &Gpu
     for ph in Phase::all(g).into_iter().filter(|p| p.mh > 0 && p.mw > 0) {
         let key = format!("conv2d_narrow/{g}/{ph:?}/bias{}/{}", bias.is_some() as u8, act.name());
         let source = || {
+            let (acc, store) = narrow_accumulators(g.in_c, bias.is_some());
             let mut values: Vec<(&str, String)> = geometry_values(g, &ph).into_iter().filter(|(k, _)| has_marker(NARROW, k)).collect();
             values.extend([
                 ("WG", NARROW_WG.to_string()),
                 ("CV_ELEM", if quads { "vec4<f32>" } else { "f32" }.to_string()),
-                ("CV_CHANNELS", channels_loop(quads)),
+                ("CV_TAPS", narrow_taps(ph.th, ph.tw, quads, g.in_c, g.out_c)),
+                ("CV_ACC", acc),
+                ("CV_STORE", store),
                 ("ACT", act_body(act).to_string()),
                 ("BIAS_DECL", if bias.is_some() { "@group(0) @binding(4) var<storage, read> bias: array<f32>;".into() } else { String::new() }),
-                ("BIAS_ADD", if bias.is_some() { " + bias[j]".into() } else { String::new() }),
             ]);
             Ok(format!("{}\n{}", super::ACTIVATIONS_WGSL, fill("conv2d_narrow", NARROW, &values)?))
         };
