@@ -63,7 +63,7 @@ gpu_test! {
     async fn the_narrow_kernel_loops_over_taps_past_its_unroll_limit() {
         let mut rng = rng("the_narrow_kernel_loops_over_taps_past_its_unroll_limit");
         let g = ConvGeom::conv(2, (6, 5, 16), 12, (5, 5), 1, 2).unwrap();
-        assert!(25 * 3 * 16 > conv2d::NARROW_UNROLL, "the geometry no longer reaches the loop");
+        const { assert!(25 * 3 * 16 > conv2d::NARROW_UNROLL, "the geometry no longer reaches the loop") };
         let (w, dy) = (as_f32(&randn(&mut rng, g.weight_len())), as_f32(&randn(&mut rng, g.output_len())));
         let (wb, dyb) = (upload(&w), upload(&dy));
         let mut outs = vec![];
