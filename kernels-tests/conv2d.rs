@@ -56,6 +56,20 @@ gpu_test! {
     }
 }
 
+/// dx of `g` from dy and w by the GEMM and by the narrow kernel, in that order, each into
+/// a NaN-poisoned buffer, checking that each path ran what it names.
+async fn gemm_and_narrow_dx(g: &ConvGeom, dyb: &vaegan::GpuBuffer, wb: &vaegan::GpuBuffer) -> Vec<Vec<f64>> {
+    let mut outs = vec![];
+    for path in [conv2d::InputPath::Gemm, conv2d::InputPath::Narrow] {
+        let out = poisoned(g.input_len());
+        let launches = conv2d::conv2d_backward_input_via(gpu(), g, path, dyb, wb, &out).unwrap();
+        assert_eq!(launches.iter().any(|l| l.name.contains("narrow")), path == conv2d::InputPath::Narrow, "{g}: {path:?} ran {:?}", launches[0].name);
+        gpu().run(&launches).unwrap();
+        outs.push(download(&out).await);
+    }
+    outs
+}
+
 gpu_test! {
     /// The narrow kernel writes its taps out unrolled up to `NARROW_UNROLL` channel groups;
     /// past that it loops over them. The suite's geometries all unroll: here one that loops
@@ -66,14 +80,7 @@ gpu_test! {
         const { assert!(25 * 3 * 16 > conv2d::NARROW_UNROLL, "the geometry no longer reaches the loop") };
         let (w, dy) = (as_f32(&randn(&mut rng, g.weight_len())), as_f32(&randn(&mut rng, g.output_len())));
         let (wb, dyb) = (upload(&w), upload(&dy));
-        let mut outs = vec![];
-        for path in [conv2d::InputPath::Gemm, conv2d::InputPath::Narrow] {
-            let out = poisoned(g.input_len());
-            let launches = conv2d::conv2d_backward_input_via(gpu(), &g, path, &dyb, &wb, &out).unwrap();
-            assert_eq!(launches.iter().any(|l| l.name.contains("narrow")), path == conv2d::InputPath::Narrow, "{g}: {path:?} ran {:?}", launches[0].name);
-            gpu().run(&launches).unwrap();
-            outs.push(download(&out).await);
-        }
+        let outs = gemm_and_narrow_dx(&g, &dyb, &wb).await;
         let want = reference::conv2d::conv2d_backward_input(&g, &dy, &w);
         let mag = reference::conv2d::conv2d_backward_input(&g, &abs(&dy), &abs(&w));
         assert_close_mag(&format!("conv2d dx {g}, narrow with a loop"), &outs[1], &want, &mag, TOL);
@@ -108,14 +115,7 @@ gpu_test! {
             // Where the narrow kernel serves c_in, it and the GEMM give the same bits, and the
             // path Auto took (narrow up to 4 channels, the GEMM above without a tuner) too.
             if g.in_c <= conv2d::NARROW_MAX_CHANNELS {
-                let mut outs = vec![];
-                for path in [conv2d::InputPath::Gemm, conv2d::InputPath::Narrow] {
-                    let out = poisoned(g.input_len());
-                    let launches = conv2d::conv2d_backward_input_via(gpu(), &g, path, &dyb, &wb, &out).unwrap();
-                    assert_eq!(launches.iter().any(|l| l.name.contains("narrow")), path == conv2d::InputPath::Narrow, "{g}: {path:?} ran {:?}", launches[0].name);
-                    gpu().run(&launches).unwrap();
-                    outs.push(download(&out).await);
-                }
+                let outs = gemm_and_narrow_dx(&g, &dyb, &wb).await;
                 assert_same_bits(&format!("conv2d dx {g}: narrow vs GEMM"), &outs[1], &outs[0]);
                 assert_same_bits(&format!("conv2d dx {g}: Auto vs GEMM"), &got_dx, &outs[0]);
             } else {
