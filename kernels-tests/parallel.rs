@@ -202,9 +202,13 @@ mod mpi {
         w.wait_for("epoch 2/50: training from step");
         // Each rank's stderr reaches us through mpirun on its own: rank 1's first line may
         // come after rank 0's epoch line (it did once the pipelines compiled faster).
-        w.wait_for("rank 1 of 2 (pid ");
-        let line = w.text().lines().find(|l| l.starts_with("rank 1 of 2 (pid ")).map(str::to_string).expect("rank 1 said its pid");
-        let pid: i32 = line["rank 1 of 2 (pid ".len()..].split(')').next().unwrap().parse().unwrap();
+        // Rank 1 writes its line whole, but rank 0's lines reach the pipe in pieces, so
+        // rank 1's may land inside one of them (it did in CI): look for it anywhere.
+        const SAID: &str = "rank 1 of 2 (pid ";
+        w.wait_for(SAID);
+        let text = w.text();
+        let at = text.find(SAID).expect("rank 1 said its pid") + SAID.len();
+        let pid: i32 = text[at..].split(')').next().unwrap().parse().unwrap_or_else(|e| panic!("rank 1's pid: {e}\n{text}"));
         unsafe {
             libc::kill(pid, libc::SIGKILL);
         }
