@@ -104,7 +104,7 @@ pub fn run_attributes(device: &DeviceArgs, args: &AttributesArgs) -> anyhow::Res
     refuse_conditioned(&ck, &args.ck.checkpoint)?;
     let (split, path) = labelled_data(&ck, args.data.as_deref(), args.labels.as_deref())?;
     let gpu = device.open()?;
-    eprintln!("encoding {} labelled training images of {}…", split.train.count, path.display());
+    say!("encoding {} labelled training images of {}…", split.train.count, path.display());
     let v = crate::train::attributes::attribute_vectors(&gpu, &ck.config.model, &|n| ck.tensor(n), &split.train, ck.step)?;
     let out = args.out.clone().unwrap_or_else(|| default_vectors_path(&args.ck.checkpoint));
     v.save(&out).with_context(|| format!("{}: cannot write", out.display()))?;
@@ -188,7 +188,7 @@ pub fn run_edit(device: &DeviceArgs, args: &EditArgs) -> anyhow::Result<()> {
     }
     pictures::grid_png(&args.out, &cells, cells.len() / dim, c.image, cols)?;
     let what = |names: &[String], sign: &str| names.iter().map(|n| format!("{sign}{n}")).collect::<Vec<_>>().join(" ");
-    eprintln!(
+    say!(
         "wrote {}: {n} test images (row 1), their reconstructions (row 2) and with {} {} ×{} (row 3)",
         args.out.display(),
         what(&args.add, "+"),

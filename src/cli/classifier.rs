@@ -60,16 +60,9 @@ pub fn run(device: &DeviceArgs, args: &ClassifierArgs) -> anyhow::Result<()> {
         (None, Some(_)) => PathBuf::from("classifier.safetensors"),
     };
     let heads: Vec<String> = spec.heads.iter().map(|h| format!("{} ({})", h.name, h.classes.len())).collect();
-    eprintln!(
-        "data: {} — {} training and {} test images of {:?}; heads: {}",
-        path.display(),
-        split.train.count,
-        split.test.count,
-        spec.image,
-        heads.join(", ")
-    );
+    say!("data: {} — {} training and {} test images of {:?}; heads: {}", path.display(), split.train.count, split.test.count, spec.image, heads.join(", "));
     let gpu = device.open()?;
-    eprintln!("adapter: {}", gpu.describe());
+    say!("adapter: {}", gpu.describe());
     let show = |acc: &crate::quality::classifier::Accuracy| {
         let per: Vec<String> = spec.heads.iter().zip(&acc.heads).map(|(h, a)| format!("{} {:.2}%", h.name, 100.0 * a)).collect();
         if per.len() == 1 {
@@ -79,13 +72,13 @@ pub fn run(device: &DeviceArgs, args: &ClassifierArgs) -> anyhow::Result<()> {
         }
     };
     let weights = crate::quality::classifier::train(&gpu, &split.train, &split.test, args.epochs, args.batch, args.lr, args.seed, |e, acc| {
-        eprintln!("epoch {e}/{}: test accuracy {}", args.epochs, show(acc));
+        say!("epoch {e}/{}: test accuracy {}", args.epochs, show(acc));
     })?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     }
     weights.save(&out).with_context(|| format!("{}: cannot write", out.display()))?;
     let acc = crate::quality::classifier::Accuracy { heads: weights.head_accuracy.clone(), all: weights.test_accuracy };
-    eprintln!("wrote {} (test accuracy {})", out.display(), show(&acc));
+    say!("wrote {} (test accuracy {})", out.display(), show(&acc));
     Ok(())
 }

@@ -101,19 +101,19 @@ pub fn load_data(
         let mut last = last_line.lock().unwrap();
         if !std::io::stderr().is_terminal() && tenth > *last {
             *last = tenth;
-            eprintln!("decoding images into the cache: {done}/{total}");
+            say!("decoding images into the cache: {done}/{total}");
         }
     };
     let options = data::LoadOptions { image, seed, cache_dir: args.cache_dir.clone(), progress: &progress, labels };
     let loaded = data::load(path, &options)?;
     bar.finish_and_clear();
     match &loaded.cache {
-        Some(data::CacheStatus::Built(p)) => eprintln!("decoded images cached in {}", p.display()),
-        Some(data::CacheStatus::Unwritable(p, why)) => eprintln!("warning: cannot write the image cache {} ({why}); the next run decodes again", p.display()),
+        Some(data::CacheStatus::Built(p)) => say!("decoded images cached in {}", p.display()),
+        Some(data::CacheStatus::Unwritable(p, why)) => say!("warning: cannot write the image cache {} ({why}); the next run decodes again", p.display()),
         _ => {}
     }
     if let Some(w) = &loaded.labels_warning {
-        eprintln!("warning: {w}");
+        say!("warning: {w}");
     }
     let mut split = limited(loaded.split, limit, test_limit);
     split.train.source = path.display().to_string();

@@ -66,7 +66,7 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
     };
     write_atomically(&args.out, &bytes)?;
     let what: Vec<String> = nets.iter().map(|n| format!("{} ({} tensors, {} layers)", n.part, n.tensors.len(), n.nodes.len())).collect();
-    eprintln!("wrote {} ({:?}): {}", args.out.display(), args.format, what.join(", "));
+    say!("wrote {} ({:?}): {}", args.out.display(), args.format, what.join(", "));
     Ok(())
 }
 

@@ -31,6 +31,6 @@ pub fn run(args: &MakeDatasetArgs) -> anyhow::Result<()> {
     }
     let t0 = std::time::Instant::now();
     let n = shapes::write(&args.out, args.n, args.size, args.seed)?;
-    eprintln!("wrote {n} images of {}x{} and factors.csv to {} in {:.1}s", args.size, args.size, args.out.display(), t0.elapsed().as_secs_f64());
+    say!("wrote {n} images of {}x{} and factors.csv to {} in {:.1}s", args.size, args.size, args.out.display(), t0.elapsed().as_secs_f64());
     Ok(())
 }

@@ -1,5 +1,16 @@
 //! The `vaegan` command line.
 
+/// `eprintln!`, but the line reaches stderr in one write. Stderr is unbuffered, so
+/// `eprintln!` writes each formatted piece apart; under `mpirun`, which merges the ranks'
+/// output, another rank's line then lands inside this one (CI saw rank 1's line inside
+/// rank 0's "epoch 2/50: training from step …").
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let line = format!("{}\n", format_args!($($arg)*));
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+    }};
+}
+
 mod attributes;
 mod bench;
 mod classifier;

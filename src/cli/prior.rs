@@ -39,7 +39,7 @@ pub fn run(device: &DeviceArgs, args: &PriorArgs) -> anyhow::Result<()> {
     let gpu = device.open()?;
     let (split, path, _) = checkpoint_evaluator(&gpu, &ck, args.data.as_deref(), 1, Some(1))?;
     let start = Instant::now();
-    eprintln!("encoding {} training images of {} and fitting {} components…", split.train.count, path.display(), args.k);
+    say!("encoding {} training images of {} and fitting {} components…", split.train.count, path.display(), args.k);
     let (mut prior, fit) = crate::train::prior::fit_prior(&gpu, &ck.config.model, &|n| ck.tensor(n), &split.train, args.k, args.iterations, args.seed)?;
     prior.step = ck.step;
     let out = args.out.clone().unwrap_or_else(|| default_prior_path(&args.ck.checkpoint));

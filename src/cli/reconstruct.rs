@@ -33,6 +33,6 @@ pub fn run(device: &DeviceArgs, args: &ReconstructArgs) -> anyhow::Result<()> {
     let (orig, rec) = ev.reconstruct(&split.test, args.n)?;
     let n = orig.len() / ck.config.model.input;
     pictures::pairs_png(&args.out, &orig, &rec, n, ck.config.model.image, 8)?;
-    eprintln!("wrote {}: {n} test images, each beside its reconstruction Dec(μ)", args.out.display());
+    say!("wrote {}: {n} test images, each beside its reconstruction Dec(μ)", args.out.display());
     Ok(())
 }

@@ -196,7 +196,7 @@ pub fn run(device: &DeviceArgs, args: &SampleArgs) -> anyhow::Result<()> {
             .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
         let bytes = safetensors::tensor::serialize(views, None)?;
         super::export::write_atomically(path, &bytes)?;
-        eprintln!("wrote {} (z and the raw images)", path.display());
+        say!("wrote {} (z and the raw images)", path.display());
     }
     let from = if prior.is_some() { "the fitted prior" } else { "N(0, I)" };
     let labelled = match (names.is_empty(), &args.condition) {
@@ -212,7 +212,7 @@ pub fn run(device: &DeviceArgs, args: &SampleArgs) -> anyhow::Result<()> {
         (false, Some(list)) => format!(", labels {list}"),
         (false, None) => format!(", sample i labelled {}[i mod {}]", "{".to_string() + &names.join(", ") + "}", names.len()),
     };
-    eprintln!("wrote {} ({n} {}, z from {from}{labelled})", args.out.display(), if args.walk { "images: latent walks" } else { "samples" });
+    say!("wrote {} ({n} {}, z from {from}{labelled})", args.out.display(), if args.walk { "images: latent walks" } else { "samples" });
     if let Some((weights, map, _, _)) = &measure {
         let mut cl = Classifier::with(&gpu, weights, 250.min(n))?;
         let probs = cl.read(&images)?.probs;

@@ -148,12 +148,12 @@ fn epoch_frechet<'g>(
         bail!("--fd-samples 1: a Fréchet distance needs at least 2 samples (0 turns it off)");
     }
     if test.count < 2 {
-        eprintln!("note: no sample Fréchet distance per epoch: the test set has {} image(s), a covariance needs 2", test.count);
+        say!("note: no sample Fréchet distance per epoch: the test set has {} image(s), a covariance needs 2", test.count);
         return Ok(None);
     }
     let path = default_for(test.shape());
     if !path.is_file() {
-        eprintln!("note: no sample Fréchet distance per epoch: the classifier {} is not here", path.display());
+        say!("note: no sample Fréchet distance per epoch: the classifier {} is not here", path.display());
         return Ok(None);
     }
     let weights = crate::quality::ClassifierWeights::load(&path).map_err(anyhow::Error::msg)?;
@@ -185,7 +185,7 @@ pub fn run(device: &DeviceArgs, args: &TrainArgs) -> anyhow::Result<()> {
         // A failing rank ends them all: the others would wait for it forever. The last
         // checkpoint is whole (written to a temporary file, then renamed).
         Err(e) if several => {
-            eprintln!(
+            say!(
                 "error (rank {} of {}): {e:#}
 stopping every rank; the last checkpoint on disk is whole",
                 collective.rank(),
@@ -325,16 +325,12 @@ fn run_as(device: &DeviceArgs, args: &TrainArgs, collective: Rc<dyn Collective>)
 
     let gpu = if ranks > 1 { device.open_for_rank(parallel::local_rank())? } else { device.open()? };
     if ranks > 1 {
-        // One write for the whole line: stderr is unbuffered, so eprintln! writes each
-        // formatted piece apart, and mpirun, which merges the ranks' output, interleaved
-        // two ranks' pieces ("rank rank 0 of 2 … \n1 of 2 …").
-        let line = format!("rank {rank} of {ranks} (pid {}): adapter {}, {} of each batch of {batch}\n", std::process::id(), gpu.describe(), batch / ranks);
-        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+        say!("rank {rank} of {ranks} (pid {}): adapter {}, {} of each batch of {batch}", std::process::id(), gpu.describe(), batch / ranks);
     } else {
-        eprintln!("adapter: {}", gpu.describe());
+        say!("adapter: {}", gpu.describe());
     }
     if leader {
-        eprintln!(
+        say!(
             "data: {} — {} training and {} test images of {}x{}x{}",
             data_path.display(),
             split.train.count,
@@ -351,7 +347,7 @@ fn run_as(device: &DeviceArgs, args: &TrainArgs, collective: Rc<dyn Collective>)
     trainer.test_limit = test_limit;
     trainer.crop = image.crop;
     if trainer.streams() && leader {
-        eprintln!(
+        say!(
             "data: {:.0} MiB of training images exceed the GPU data budget of {:.0} MiB: streaming {} batches ahead from host memory",
             crate::train::feed::resident_bytes(&split.train) as f64 / 1048576.0,
             budget as f64 / 1048576.0,
@@ -366,10 +362,10 @@ fn run_as(device: &DeviceArgs, args: &TrainArgs, collective: Rc<dyn Collective>)
         let stop = stop.clone();
         let _ = ctrlc::set_handler(move || {
             if stop.swap(true, Ordering::SeqCst) {
-                eprintln!("\nsecond interrupt: exiting now (the last checkpoint on disk is intact)");
+                say!("\nsecond interrupt: exiting now (the last checkpoint on disk is intact)");
                 std::process::exit(130);
             }
-            eprintln!("\ninterrupt: finishing the step and writing a checkpoint (again to exit at once)");
+            say!("\ninterrupt: finishing the step and writing a checkpoint (again to exit at once)");
         });
     }
 
@@ -383,17 +379,17 @@ fn run_as(device: &DeviceArgs, args: &TrainArgs, collective: Rc<dyn Collective>)
     match outcome {
         _ if !leader => Ok(if matches!(outcome, Outcome::Interrupted { .. }) { Ended::Interrupted } else { Ended::Done }),
         Outcome::Finished { curves } => {
-            eprintln!("wrote {} and the per-epoch grids, metrics.csv and checkpoint in {}", curves.display(), out.display());
+            say!("wrote {} and the per-epoch grids, metrics.csv and checkpoint in {}", curves.display(), out.display());
             Ok(Ended::Done)
         }
         Outcome::AlreadyDone => Ok(Ended::Done),
         Outcome::Interrupted { checkpoint, step, epoch, step_in_epoch, steps, during_evaluation } => {
             if during_evaluation {
-                eprintln!("interrupted during the epoch's evaluation; checkpoint: {}", checkpoint.display());
+                say!("interrupted during the epoch's evaluation; checkpoint: {}", checkpoint.display());
             } else {
-                eprintln!("stopped at step {step} (epoch {epoch}, step {step_in_epoch} of {steps}); checkpoint: {}", checkpoint.display());
+                say!("stopped at step {step} (epoch {epoch}, step {step_in_epoch} of {steps}); checkpoint: {}", checkpoint.display());
             }
-            eprintln!("continue with: vaegan train --resume {}", out.display());
+            say!("continue with: vaegan train --resume {}", out.display());
             Ok(Ended::Interrupted)
         }
     }
@@ -423,8 +419,8 @@ impl Printer {
 
     fn event(&mut self, e: Event) {
         match e {
-            Event::Repaired(r) => eprintln!("warning: {r}"),
-            Event::AlreadyDone { done, asked } => eprintln!("{done} epochs already done (asked for {asked}): nothing to train"),
+            Event::Repaired(r) => say!("warning: {r}"),
+            Event::AlreadyDone { done, asked } => say!("{done} epochs already done (asked for {asked}): nothing to train"),
             Event::EpochStarted { epoch, epochs, step_in_epoch, steps } => {
                 (self.epoch, self.epochs, self.last_tenth) = (epoch, epochs, step_in_epoch * 10 / steps.max(1));
                 if self.terminal {
@@ -438,7 +434,7 @@ impl Printer {
                     bar.set_position(step_in_epoch as u64);
                     self.bar = Some(bar);
                 } else {
-                    eprintln!("epoch {epoch}/{epochs}: training from step {step_in_epoch} of {steps}");
+                    say!("epoch {epoch}/{epochs}: training from step {step_in_epoch} of {steps}");
                 }
             }
             Event::Step { step_in_epoch, steps, samples_per_s, losses } => {
@@ -451,7 +447,7 @@ impl Printer {
                     }
                 } else if step_in_epoch * 10 / steps.max(1) > self.last_tenth && step_in_epoch < steps {
                     self.last_tenth = step_in_epoch * 10 / steps.max(1);
-                    eprintln!(
+                    say!(
                         "epoch {}/{}: step {step_in_epoch} of {steps}, {} samples/s | {}",
                         self.epoch,
                         self.epochs,
@@ -463,24 +459,24 @@ impl Printer {
             Event::CheckpointWriting { epoch } => {
                 self.clear();
                 if !self.terminal {
-                    eprintln!("epoch {epoch}/{}: writing the checkpoint", self.epochs);
+                    say!("epoch {epoch}/{}: writing the checkpoint", self.epochs);
                 }
             }
             Event::CheckpointWritten { epoch, path } => {
                 if !self.terminal {
-                    eprintln!("epoch {epoch}/{}: checkpoint written to {}", self.epochs, path.display());
+                    say!("epoch {epoch}/{}: checkpoint written to {}", self.epochs, path.display());
                 }
             }
             Event::Evaluating { epoch } => {
                 if !self.terminal {
-                    eprintln!("epoch {epoch}/{}: evaluating on the test set", self.epochs);
+                    say!("epoch {epoch}/{}: evaluating on the test set", self.epochs);
                 }
             }
             Event::EpochDone(s) => {
                 let skipped = s.skipped.map(|[d, g]| format!(" | balancing skipped D {d} and decoder {g} updates")).unwrap_or_default();
                 let fd = s.fd_samples.map(|fd| format!(" | samples FD {fd:.2}")).unwrap_or_default();
                 let means = s.train_means.iter().map(|(n, v)| format!("{n} {v:.4}")).collect::<Vec<_>>().join(" ");
-                eprintln!(
+                say!(
                     "epoch {}/{}: {:.1}s, {} samples/s | train {means} | test {}{fd}{skipped}",
                     s.epoch,
                     s.epochs,

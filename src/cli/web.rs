@@ -114,7 +114,7 @@ pub fn run(args: &WebArgs) -> anyhow::Result<()> {
             None => request.respond(tiny_http::Response::from_string(format!("{url}: not found")).with_status_code(404)),
         };
         if let Err(e) = response {
-            eprintln!("warning: {url}: the browser went away before the answer was sent ({e})");
+            say!("warning: {url}: the browser went away before the answer was sent ({e})");
         }
     }
     Ok(())
