@@ -399,15 +399,16 @@ fn bench_flags_choose_what_is_timed() {
     assert!(!convs.is_empty() && convs.iter().all(|k| s(k, "geometry").starts_with("1x")), "{convs:?}");
     assert!(convs.iter().any(|k| s(k, "kernel") == "input grad") && convs.iter().any(|k| s(k, "kernel") == "weight grad"));
 
-    // --feed: resident against streamed, for the model it names.
-    let (r, _) = bench_json(&[], &["bench", "--feed", "--quick"]);
+    // --feed: resident against streamed, for the model it names, over --steps steps.
+    let (r, _) = bench_json(&[], &["bench", "--feed", "--quick", "--steps", "2"]);
     let feeds = rows(&r, "feeds");
     assert!(!feeds.is_empty() && feeds.iter().all(|k| k["resident_ms"].as_f64().unwrap() > 0.0 && k["streamed_ms"].as_f64().unwrap() > 0.0), "{feeds:?}");
+    assert!(feeds.iter().all(|k| k["steps"] == 2), "--steps 2 reaches --feed: {feeds:?}");
 
     // --allreduce alone: one rank, the model asked for, its gradient's size.
-    let (r, _) = bench_json(&[], &["bench", "--allreduce", "--quick", "--models", "mnist-mlp", "--batches", "4"]);
+    let (r, _) = bench_json(&[], &["bench", "--allreduce", "--quick", "--models", "mnist-mlp", "--batches", "4", "--steps", "2"]);
     let ar = rows(&r, "allreduce");
-    assert_eq!(ar.len(), 1, "{r}");
+    assert_eq!((ar.len(), &r["steps"]), (1, &serde_json::json!(2)), "{r}");
     let params: usize = vaegan::model::param_shapes(&vaegan::model::ModelConfig::mnist_mlp()).unwrap().iter().map(|(_, s)| s.iter().product::<usize>()).sum();
     assert_eq!((s(&ar[0], "model"), ar[0]["ranks"].as_u64(), ar[0]["batch_per_rank"].as_u64()), ("mnist-mlp".into(), Some(1), Some(4)));
     assert!((ar[0]["grad_mb"].as_f64().unwrap() - params as f64 * 4.0 / 1e6).abs() < 1e-9, "{} vs {params} parameters", ar[0]);
