@@ -74,6 +74,7 @@ def make_step(config, model, b):
     fakes = str(config.get("gan_fakes", "both")).lower()
     sees_rec, sees_p = fakes in ("both", "reconstructions"), fakes in ("both", "prior")
     w_mmd = float(config.get("latent_mmd", 0.0))
+    w_llike_enc = float(config.get("probe_encoder_llike", 1.0))
     bn_stats = str(config.get("decoder_bn_stats", "both"))
     optim = config["optim"]
     opts = [
@@ -129,7 +130,9 @@ def make_step(config, model, b):
             if seen:
                 gan_d = gan_d + d_fake * bce(logit, zeros)
                 gan_g = gan_g + bce(logit, ones)
-        l_enc = kl_weight * kl + llike
+        # probe_encoder_llike (a probe, not a vaegan key; 1 unless set) weighs Dis_l in the
+        # encoder's objective: 0 leaves a pixel-only autoencoder when gamma is 0 too.
+        l_enc = kl_weight * kl + w_llike_enc * llike
         l_dec = gamma * llike + gan_g
         if w_mmd > 0:
             l_enc = l_enc + w_mmd * mmd_imq(z, z_p)

@@ -32,7 +32,9 @@ the decoder draws the shape, not only the colour). --grid writes test images, th
 reconstructions and samples each epoch. `--set probe_encoder_pool=max|cat` and
 `probe_discriminator_pool=...` try an architecture vaegan does not build (the last
 convolution read through each channel's maximum over positions, alone or beside the
-flattened activations), to decide whether it is worth building:
+flattened activations), to decide whether it is worth building; `probe_encoder_llike=W`
+weighs Dis_l in the encoder's objective (0, with gamma=0, kl_weight=0, gan_fakes=none and
+pixel_weight=1: a pixel-only autoencoder, to ask whether the networks can draw at all):
 
     vaegan graph --preset shapes32 --config-json /tmp/shapes32.json
     python3 kernels-tests/python/recipe_ablation.py /tmp/shapes32.json --data data/shapes32 \\
@@ -283,7 +285,7 @@ def main():
         key, _, value = kv.partition("=")
         if key.startswith("optim."):
             config["optim"][key[6:]] = parse_value(value)
-        elif key in config or key in ("pixel_weight_decoder", "probe_encoder_pool", "probe_discriminator_pool"):
+        elif key in config or key in ("pixel_weight_decoder", "probe_encoder_pool", "probe_discriminator_pool", "probe_encoder_llike"):
             config[key] = parse_value(value)
         else:
             sys.exit(f"--set {kv}: unknown key {key!r}")
