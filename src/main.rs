@@ -13,8 +13,8 @@ fn main() {
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     if let Err(e) = vaegan::cli::main() {
-        // One write, as the CLI's `say!` does: under mpirun each rank's error stays whole.
-        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), format!("error: {e:#}\n").as_bytes());
+        // One write: under mpirun each rank's error stays whole.
+        vaegan::cli::say_line(format_args!("error: {e:#}"));
         std::process::exit(1);
     }
 }

@@ -5,10 +5,14 @@
 /// output, another rank's line then lands inside this one (CI saw rank 1's line inside
 /// rank 0's "epoch 2/50: training from step …").
 macro_rules! say {
-    ($($arg:tt)*) => {{
-        let line = format!("{}\n", format_args!($($arg)*));
-        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
-    }};
+    ($($arg:tt)*) => {
+        $crate::cli::say_line(format_args!($($arg)*))
+    };
+}
+
+/// One stderr line in one write (`say!`, and main's `error:` line).
+pub fn say_line(args: std::fmt::Arguments) {
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), format!("{args}\n").as_bytes());
 }
 
 mod attributes;
