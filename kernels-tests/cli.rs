@@ -210,7 +210,21 @@ fn recipe_flags_reach_the_run_config() {
     let (code, stderr) = finish(
         run.train(
             1,
-            &["--kl-weight", "0.5", "--gan-fakes", "prior", "--latent-mmd", "2", "--latent-adversary", "0.5", "--balance", "--lr-discriminator", "3e-4"],
+            &[
+                "--kl-weight",
+                "0.5",
+                "--gan-fakes",
+                "prior",
+                "--latent-mmd",
+                "2",
+                "--latent-adversary",
+                "0.5",
+                "--balance",
+                "--lr-discriminator",
+                "3e-4",
+                "--latent",
+                "5",
+            ],
         )
         .spawn()
         .unwrap(),
@@ -222,6 +236,9 @@ fn recipe_flags_reach_the_run_config() {
     // --balance and --lr-discriminator reach the optimiser; a balanced run saves its last losses.
     assert!(ck.config.optim.balance && ck.balance_losses.is_some(), "--balance did not reach the run");
     assert_eq!(ck.config.optim.lr_discriminator, 3e-4);
+    // --latent sizes the code: the encoder's μ head has one bias per dimension.
+    assert_eq!(ck.config.model.latent, 5);
+    assert_eq!(ck.param("encoder.mu.bias").map(|b| b.len()), Some(5), "the encoder's μ head has 5 outputs");
     // The latent discriminator is saved as a fourth group (weights and Adam's step count).
     assert_eq!((ck.config.model.latent_adversary, ck.updates.len()), (0.5, 4));
     assert!(ck.param("latent_discriminator.0.weight").is_some(), "the latent discriminator's weights are in the checkpoint");
@@ -236,6 +253,7 @@ fn recipe_flags_reach_the_run_config() {
         ("--gan-fakes", "real", "expected both, prior or reconstructions"),
         ("--latent-mmd", "-2", "--latent-mmd -2: must be a number of at least 0"),
         ("--latent-adversary", "nan", "--latent-adversary NaN: must be a number of at least 0"),
+        ("--latent", "0", "model.latent must be at least 1"),
         ("--decoder-bn-stats", "all", "expected both, prior or posterior"),
         // This run's model is dense: it has no batch norm to choose statistics for.
         ("--decoder-bn-stats", "prior", "model.decoder_bn_stats = \"prior\" needs a convolutional vae-gan"),
