@@ -15,6 +15,7 @@ mod batch_norm;
 mod conv2d;
 mod data;
 mod elementwise;
+mod ema;
 mod f16;
 mod kl;
 mod losses;

@@ -224,6 +224,8 @@ fn recipe_flags_reach_the_run_config() {
                 "3e-4",
                 "--latent",
                 "5",
+                "--decoder-ema",
+                "0.99",
             ],
         )
         .spawn()
@@ -242,6 +244,28 @@ fn recipe_flags_reach_the_run_config() {
     // The latent discriminator is saved as a fourth group (weights and Adam's step count).
     assert_eq!((ck.config.model.latent_adversary, ck.updates.len()), (0.5, 4));
     assert!(ck.param("latent_discriminator.0.weight").is_some(), "the latent discriminator's weights are in the checkpoint");
+    // --decoder-ema keeps an average of the decoder's weights: sampling uses it, and
+    // --live-weights the last weights; the epoch's FD is measured for both.
+    assert_eq!(ck.config.optim.decoder_ema, 0.99);
+    assert!(!ck.average.is_empty() && ck.average.iter().all(|(n, _, _)| n.starts_with("decoder.")), "the checkpoint holds the decoder's average");
+    let metrics = std::fs::read_to_string(run.out.join("metrics.csv")).unwrap();
+    let (header, row) = (metrics.lines().next().unwrap(), metrics.lines().nth(1).unwrap());
+    let at = header.split(',').position(|c| c == "fd_samples_live").expect("an fd_samples_live column");
+    assert!(row.split(',').nth(at).is_some_and(|v| v.parse::<f64>().is_ok_and(f64::is_finite)), "the last weights' FD: {row}");
+    let raw = |extra: &[&str]| {
+        let path = run.dir.path().join(format!("raw{}", extra.len()));
+        let o = vaegan()
+            .args(["sample", "--checkpoint", run.out.to_str().unwrap(), "-n", "4", "--out"])
+            .arg(run.dir.path().join("s.png"))
+            .arg("--raw")
+            .arg(&path)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read(path).unwrap()
+    };
+    assert_ne!(raw(&[]), raw(&["--live-weights"]), "--live-weights decodes with other weights than the average");
     let toml = std::fs::read_to_string(run.out.join("config.toml")).unwrap();
     assert!(toml.contains("kl_weight = 0.5") && toml.contains("gan_fakes = \"prior\"") && toml.contains("latent_mmd = 2.0"), "{toml}");
     let losses = std::fs::read_to_string(run.out.join("losses.csv")).unwrap();
@@ -254,6 +278,7 @@ fn recipe_flags_reach_the_run_config() {
         ("--latent-mmd", "-2", "--latent-mmd -2: must be a number of at least 0"),
         ("--latent-adversary", "nan", "--latent-adversary NaN: must be a number of at least 0"),
         ("--latent", "0", "model.latent must be at least 1"),
+        ("--decoder-ema", "1", "optim.decoder_ema = 1: must be in [0, 1)"),
         ("--decoder-bn-stats", "all", "expected both, prior or posterior"),
         // This run's model is dense: it has no batch norm to choose statistics for.
         ("--decoder-bn-stats", "prior", "model.decoder_bn_stats = \"prior\" needs a convolutional vae-gan"),

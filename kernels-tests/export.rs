@@ -87,6 +87,7 @@ pub fn random_checkpoint(preset: &str, seed: u64) -> Checkpoint {
         state,
         adam_m: zeros.clone(),
         adam_v: zeros,
+        average: vec![],
     }
 }
 

@@ -165,6 +165,7 @@ pub fn tiny_checkpoint() -> Checkpoint {
         state: vec![],
         adam_m: tensors.clone(),
         adam_v: tensors,
+        average: vec![],
     }
 }
 

@@ -15,6 +15,7 @@ mod conv2d;
 mod data;
 mod device;
 mod elementwise;
+mod ema;
 mod export;
 mod f16;
 mod fuzz;

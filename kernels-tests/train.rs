@@ -257,3 +257,127 @@ fn restat_moves_the_decoder_statistics_to_the_prior_batches() {
     let err = vaegan::train::restat::decoder_stats_on_prior(gpu(), &mlp, &|_| None, 1, 8, 1).err().unwrap().to_string();
     assert!(err.contains("no batch norm"), "{err}");
 }
+
+/// A small convolutional VAE-GAN (batch norm in the decoder) with the decoder averaged.
+fn small_conv_averaged(decay: f32) -> RunConfig {
+    let mut c = RunConfig::preset("mnist-conv").unwrap();
+    c.model.encoder = vec![4, 8];
+    c.model.encoder_dense = vec![16];
+    c.model.decoder = vec![8, 4];
+    c.model.discriminator = vec![4, 8];
+    c.model.discriminator_dense = vec![16];
+    c.model.latent = 4;
+    c.model.latent_adversary = 0.0;
+    c.optim.decoder_ema = decay;
+    c
+}
+
+fn decoder_tensors(list: Vec<(String, [usize; 2], Vec<f32>)>) -> Vec<(String, [usize; 2], Vec<f32>)> {
+    list.into_iter().filter(|(n, _, _)| n.starts_with("decoder.")).collect()
+}
+
+/// `optim.decoder_ema`: the average the trainer keeps is the twin's moving average of the
+/// decoder's weights as they are after each step, with the warm-up's decays — the decoder's
+/// only; the checkpoint holds it with statistics re-estimated for it, `tensor` (what every
+/// use of the model loads) prefers it and `live` drops it; a resumed run continues it bit
+/// for bit, and a resume that turns averaging on starts it from the weights it resumes.
+#[test]
+fn the_decoder_average_follows_every_update_and_resumes_exactly() {
+    use vaegan::kernels::ema::decay_at;
+    let decay = 0.9;
+    let config = small_conv_averaged(decay);
+    let batch = 16;
+    let mut t = Trainer::new(gpu(), config.clone(), batch, 13, &mnist().train, None).unwrap();
+    let live = |t: &Trainer| decoder_tensors(t.exec.read_params().unwrap());
+    let start = live(&t);
+    let mut avg: Vec<Vec<f64>> = start.iter().map(|(_, _, v)| v.iter().map(|&x| x as f64).collect()).collect();
+    let mut size: Vec<Vec<f64>> = avg.iter().map(|v| abs(v)).collect();
+    let steps = 6;
+    for step in 1..=steps {
+        t.step().unwrap();
+        // Reading the weights waits for this step's work, the average's update included.
+        for (a, (s, (_, _, p))) in avg.iter_mut().zip(size.iter_mut().zip(live(&t))) {
+            let p: Vec<f64> = p.iter().map(|&x| x as f64).collect();
+            vaegan::reference::ema::ema(decay_at(decay, step), &p, a);
+            s.iter_mut().zip(&p).for_each(|(s, p)| *s = s.max(p.abs()));
+        }
+    }
+    let got = t.exec.read_averages().unwrap();
+    let last = live(&t);
+    assert_eq!(
+        got.iter().map(|(n, s, _)| (n, s)).collect::<Vec<_>>(),
+        last.iter().map(|(n, s, _)| (n, s)).collect::<Vec<_>>(),
+        "the decoder's weights, no other"
+    );
+    let mut differs = 0.0f64;
+    for (((name, _, g), want), (s, (_, _, l))) in got.iter().zip(&avg).zip(size.iter().zip(&last)) {
+        let g: Vec<f64> = g.iter().map(|&x| x as f64).collect();
+        assert_close_mag(&format!("average of {name}"), &g, want, s, 1e-5);
+        differs = differs.max(g.iter().zip(l).map(|(a, b)| (a - *b as f64).abs()).fold(0.0, f64::max));
+    }
+    assert!(differs > 1e-4, "the average is not the last weights (largest difference {differs})");
+
+    // The checkpoint: averaged weights and re-estimated statistics for every decoder tensor.
+    let ck = saved_and_loaded(t);
+    let decoder_state: Vec<&String> = ck.state.iter().map(|(n, _, _)| n).filter(|n| n.starts_with("decoder.")).collect();
+    assert!(!decoder_state.is_empty(), "the decoder has batch norm");
+    let mut names: Vec<&String> = ck.average.iter().map(|(n, _, _)| n).collect();
+    let mut want: Vec<&String> = got.iter().map(|(n, _, _)| n).chain(decoder_state.iter().copied()).collect();
+    names.sort();
+    want.sort();
+    assert_eq!(names, want);
+    for (name, _, values) in &got {
+        assert_eq!(ck.tensor(name).as_ref(), Some(values), "{name}: tensor() gives the average");
+        assert_ne!(ck.param(name).as_ref(), Some(values), "{name}: param() gives the last weights");
+        assert_eq!(ck.clone().live().tensor(name), ck.param(name), "{name}: live() gives the last weights");
+    }
+    for name in decoder_state {
+        let (restated, trained) = (ck.averaged(name).unwrap(), ck.state(name).unwrap());
+        assert!(restated.iter().all(|v| v.is_finite()) && restated != trained, "{name}: re-estimated for the average");
+    }
+    assert_eq!(ck.clone().live().config.optim.decoder_ema, 0.0, "a live checkpoint promises no average");
+
+    // Resumed: the same average as a run that never stopped.
+    let resume_steps = 4;
+    let mut whole = Trainer::new(gpu(), config.clone(), batch, 13, &mnist().train, None).unwrap();
+    for _ in 0..steps + resume_steps {
+        whole.step().unwrap();
+    }
+    let mut resumed = Trainer::new(gpu(), ck.config.clone(), batch, ck.seed, &mnist().train, Some(&ck)).unwrap();
+    for _ in 0..resume_steps {
+        resumed.step().unwrap();
+    }
+    for ((n, _, a), (_, _, b)) in whole.exec.read_averages().unwrap().iter().zip(resumed.exec.read_averages().unwrap()) {
+        assert_same_bits(
+            &format!("average of {n} after a resume"),
+            &a.iter().map(|&x| x as f64).collect::<Vec<_>>(),
+            &b.iter().map(|&x| x as f64).collect::<Vec<_>>(),
+        );
+    }
+
+    // Turned on at a resume of a run without one: it starts from the resumed weights.
+    let mut plain = ck.clone().live();
+    plain.config.optim.decoder_ema = 0.0;
+    let mut config = plain.config.clone();
+    config.optim.decoder_ema = decay;
+    let turned_on = Trainer::new(gpu(), config, batch, plain.seed, &mnist().train, Some(&plain)).unwrap();
+    let sorted = |mut l: Vec<(String, [usize; 2], Vec<f32>)>| {
+        l.sort_by(|a, b| a.0.cmp(&b.0));
+        l
+    };
+    assert_eq!(sorted(turned_on.exec.read_averages().unwrap()), sorted(decoder_tensors(plain.params.clone())));
+}
+
+/// The average's decay is validated with the config, and a conditioned model (whose
+/// statistics would need labels to re-estimate) is refused.
+#[test]
+fn a_bad_decoder_average_is_refused() {
+    for bad in [1.0, -0.5, f32::NAN] {
+        let err = Trainer::new(gpu(), small_conv_averaged(bad), 16, 1, &mnist().train, None).err().expect("refused").to_string();
+        assert!(err.contains("optim.decoder_ema") && err.contains("[0, 1)"), "{bad}: {err}");
+    }
+    let mut c = small_conv_averaged(0.99);
+    c.model.conditions = (0..10).map(|d| d.to_string()).collect();
+    let err = c.validate().expect_err("refused");
+    assert!(err.contains("optim.decoder_ema") && err.contains("conditioned"), "{err}");
+}

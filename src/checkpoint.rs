@@ -1,5 +1,7 @@
 //! Checkpoints in safetensors: every weight under its readable name
-//! ("encoder.0.weight"), Adam's moments as "adam.m.<name>" and "adam.v.<name>", and in the
+//! ("encoder.0.weight"), Adam's moments as "adam.m.<name>" and "adam.v.<name>", the
+//! decoder's averaged weights and their statistics as "average.<name>" (`optim.decoder_ema`),
+//! and in the
 //! metadata the run's config (TOML), step, epoch, position in the epoch, Adam's per-group
 //! step counts and the seed. The RNG is counter-based (Philox keyed by seed, step and
 //! stream; epoch permutations drawn from (seed, epoch)), so these numbers are its state.
@@ -61,6 +63,10 @@ pub struct Checkpoint {
     pub state: Tensors,
     pub adam_m: Tensors,
     pub adam_v: Tensors,
+    /// The decoder's averaged weights and the running statistics re-estimated for them on
+    /// prior codes (`optim.decoder_ema`; empty when it is off). `tensor` — what every use
+    /// of the trained model loads — prefers them; resuming training takes `param`/`state`.
+    pub average: Tensors,
 }
 
 /// Where a run folder keeps its checkpoint.
@@ -79,9 +85,22 @@ impl Checkpoint {
     pub fn state(&self, name: &str) -> Option<Vec<f32>> {
         Self::find(&self.state, name)
     }
-    /// A parameter or a state tensor by name (what an evaluation graph loads).
+    /// A parameter or a state tensor by name (what an evaluation graph loads): the
+    /// decoder's averaged one where the run keeps an average.
     pub fn tensor(&self, name: &str) -> Option<Vec<f32>> {
-        self.param(name).or_else(|| self.state(name))
+        self.averaged(name).or_else(|| self.param(name)).or_else(|| self.state(name))
+    }
+    /// The decoder's averaged weight or re-estimated statistic by name (None without).
+    pub fn averaged(&self, name: &str) -> Option<Vec<f32>> {
+        Self::find(&self.average, name)
+    }
+    /// The same checkpoint with the decoder's last weights in place of their average
+    /// (`--live-weights`): the model as training left it.
+    pub fn live(self) -> Checkpoint {
+        let mut config = self.config.clone();
+        // Consistent as a file too (what `restat` writes): no average, none promised.
+        config.optim.decoder_ema = 0.0;
+        Checkpoint { average: vec![], config, ..self }
     }
     pub fn moment_m(&self, name: &str) -> Option<Vec<f32>> {
         Self::find(&self.adam_m, name)
@@ -108,7 +127,7 @@ impl Checkpoint {
         // f32's Display is the shortest text that reads back to the same bits.
         metadata.insert("balance_losses".to_string(), self.balance_losses.map(|(s, r, f)| format!("{s},{r},{f}")).unwrap_or_default());
         let mut entries: Vec<(String, [usize; 2], Vec<u8>)> = vec![];
-        for (prefix, list) in [("", &self.params), ("", &self.state), ("adam.m.", &self.adam_m), ("adam.v.", &self.adam_v)] {
+        for (prefix, list) in [("", &self.params), ("", &self.state), ("adam.m.", &self.adam_m), ("adam.v.", &self.adam_v), ("average.", &self.average)] {
             for (name, shape, values) in list {
                 entries.push((format!("{prefix}{name}"), *shape, bytemuck::cast_slice(values).to_vec()));
             }
@@ -184,6 +203,7 @@ impl Checkpoint {
         let mut state = vec![];
         let mut adam_m = vec![];
         let mut adam_v = vec![];
+        let mut average = vec![];
         let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
         names.sort();
         for name in names {
@@ -203,6 +223,8 @@ impl Checkpoint {
                 adam_m.push((p.to_string(), shape, values));
             } else if let Some(p) = name.strip_prefix("adam.v.") {
                 adam_v.push((p.to_string(), shape, values));
+            } else if let Some(p) = name.strip_prefix("average.") {
+                average.push((p.to_string(), shape, values));
             } else if expected_state.iter().any(|(n, _)| *n == name) {
                 state.push((name, shape, values));
             } else {
@@ -227,6 +249,28 @@ impl Checkpoint {
             if let Some((name, _, _)) = list.iter().find(|(n, _, _)| !expected.iter().any(|(e, _)| e == n)) {
                 return Err(err(path, format!("tensor {name} is not part of the config's model")));
             }
+        }
+        // The average: exactly the decoder's weights and running statistics when the config
+        // keeps one, nothing otherwise.
+        let decoder: Vec<(String, [usize; 2])> = expected.iter().chain(&expected_state).filter(|(n, _)| n.starts_with("decoder.")).cloned().collect();
+        if config.optim.decoder_ema > 0.0 {
+            for (name, shape) in &decoder {
+                match average.iter().find(|(n, _, _)| n == name) {
+                    None => {
+                        return Err(err(path, format!("the average of {name} is missing (the config has optim.decoder_ema = {})", config.optim.decoder_ema)))
+                    }
+                    Some((_, s, _)) if s != shape => {
+                        return Err(err(path, format!("the average of {name} is {}x{}, the config's model needs {}x{}", s[0], s[1], shape[0], shape[1])))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Some((name, _, _)) = average.iter().find(|(n, _, _)| config.optim.decoder_ema == 0.0 || !decoder.iter().any(|(d, _)| d == n)) {
+            return Err(err(
+                path,
+                format!("tensor average.{name} is not an averaged decoder tensor of the config's model (optim.decoder_ema = {})", config.optim.decoder_ema),
+            ));
         }
         let groups = config.model.groups();
         if updates.len() != groups {
@@ -258,6 +302,7 @@ impl Checkpoint {
             state,
             adam_m,
             adam_v,
+            average,
         })
     }
 }

@@ -100,7 +100,7 @@ fn labelled_data(ck: &Checkpoint, data: Option<&Path>, labels: Option<&Path>) ->
 }
 
 pub fn run_attributes(device: &DeviceArgs, args: &AttributesArgs) -> anyhow::Result<()> {
-    let ck = load_checkpoint(&args.ck.checkpoint)?;
+    let ck = load_checkpoint(&args.ck)?;
     refuse_conditioned(&ck, &args.ck.checkpoint)?;
     let (split, path) = labelled_data(&ck, args.data.as_deref(), args.labels.as_deref())?;
     let gpu = device.open()?;
@@ -126,7 +126,7 @@ pub fn run_edit(device: &DeviceArgs, args: &EditArgs) -> anyhow::Result<()> {
     if !args.scale.is_finite() {
         bail!("--scale {}: expected a finite number", args.scale);
     }
-    let ck = load_checkpoint(&args.ck.checkpoint)?;
+    let ck = load_checkpoint(&args.ck)?;
     refuse_conditioned(&ck, &args.ck.checkpoint)?;
     let c = &ck.config.model;
     let vectors_path = args.vectors.clone().unwrap_or_else(|| default_vectors_path(&args.ck.checkpoint));

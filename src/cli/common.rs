@@ -125,11 +125,18 @@ pub struct CheckpointArgs {
     /// A run folder (its checkpoint.safetensors) or a checkpoint file.
     #[arg(long)]
     pub checkpoint: PathBuf,
+    /// Decode with the decoder's last weights instead of their average (a run trained with
+    /// --decoder-ema keeps both; the average is the default).
+    #[arg(long)]
+    pub live_weights: bool,
 }
 
-pub fn load_checkpoint(path: &Path) -> anyhow::Result<Checkpoint> {
+/// The checkpoint `args` names (the decoder's last weights with --live-weights).
+pub fn load_checkpoint(args: &CheckpointArgs) -> anyhow::Result<Checkpoint> {
+    let path = &args.checkpoint;
     let file = if path.is_dir() { checkpoint::path_in(path) } else { path.to_path_buf() };
-    Ok(Checkpoint::load(&file)?)
+    let ck = Checkpoint::load(&file)?;
+    Ok(if args.live_weights { ck.live() } else { ck })
 }
 
 /// A checkpoint's test data (from --data or where it was trained) and an evaluator with

@@ -49,7 +49,7 @@ pub fn run(device: &DeviceArgs, args: &EvalArgs) -> anyhow::Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let ck = load_checkpoint(&args.ck.checkpoint)?;
+    let ck = load_checkpoint(&args.ck)?;
     let c = &ck.config.model;
     if args.prior.is_some() && !args.quality {
         bail!("--prior chooses where --quality's samples come from: add --quality");

@@ -41,7 +41,7 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
-    let ck = load_checkpoint(&args.ck.checkpoint)?;
+    let ck = load_checkpoint(&args.ck)?;
     let c = &ck.config.model;
     let parts: Vec<Part> = match args.part {
         PartArg::Encoder => vec![Part::Encoder],

@@ -35,7 +35,7 @@ pub struct PriorArgs {
 pub fn run(device: &DeviceArgs, args: &PriorArgs) -> anyhow::Result<()> {
     at_least_one("k", args.k)?;
     at_least_one("iterations", args.iterations)?;
-    let ck = load_checkpoint(&args.ck.checkpoint)?;
+    let ck = load_checkpoint(&args.ck)?;
     let gpu = device.open()?;
     let (split, path, _) = checkpoint_evaluator(&gpu, &ck, args.data.as_deref(), 1, Some(1))?;
     let start = Instant::now();

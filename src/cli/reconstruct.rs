@@ -27,7 +27,7 @@ pub fn run(device: &DeviceArgs, args: &ReconstructArgs) -> anyhow::Result<()> {
     if args.n == 0 {
         bail!("-n must be at least 1");
     }
-    let ck = load_checkpoint(&args.ck.checkpoint)?;
+    let ck = load_checkpoint(&args.ck)?;
     let gpu = device.open()?;
     let (split, _, mut ev) = checkpoint_evaluator(&gpu, &ck, args.data.as_deref(), args.n, None)?;
     let (orig, rec) = ev.reconstruct(&split.test, args.n)?;

@@ -39,12 +39,15 @@ pub fn run(device: &DeviceArgs, args: &RestatArgs) -> anyhow::Result<()> {
     if out.canonicalize().ok().is_some_and(|o| source.canonicalize().ok() == Some(o)) {
         bail!("--out {}: that is the checkpoint being read; write the re-estimated one elsewhere (nothing saved is overwritten)", out.display());
     }
-    let mut ck = load_checkpoint(&args.ck.checkpoint)?;
+    let mut ck = load_checkpoint(&args.ck)?;
     let gpu = device.open()?;
     let stats = crate::train::restat::decoder_stats_on_prior(&gpu, &ck.config.model, &|n| ck.tensor(n), args.batches, args.batch, args.seed)?;
     let mut moved = 0.0f64;
+    // A run with an averaged decoder samples with the average: its statistics are the ones
+    // re-estimated (the last weights', with --live-weights).
+    let target = if ck.average.is_empty() { &mut ck.state } else { &mut ck.average };
     for (name, shape, values) in stats {
-        let slot = ck.state.iter_mut().find(|(n, _, _)| *n == name).with_context(|| format!("the checkpoint has no running statistic {name}"))?;
+        let slot = target.iter_mut().find(|(n, _, _)| *n == name).with_context(|| format!("the checkpoint has no running statistic {name}"))?;
         moved = moved.max(slot.2.iter().zip(&values).map(|(a, b)| (a - b).abs() as f64).fold(0.0, f64::max));
         *slot = (name, shape, values);
     }

@@ -106,7 +106,7 @@ pub fn run(device: &DeviceArgs, args: &SampleArgs) -> anyhow::Result<()> {
     if args.n == 0 {
         bail!("-n must be at least 1");
     }
-    let ck = load_checkpoint(&args.ck.checkpoint)?;
+    let ck = load_checkpoint(&args.ck)?;
     let c = &ck.config.model;
     let prior = load_prior(&args.prior, &args.ck.checkpoint, &ck)?;
     let gpu = device.open()?;

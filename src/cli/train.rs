@@ -95,6 +95,12 @@ pub struct TrainArgs {
     /// needed), with f32 master weights, Adam and accumulation. May change on --resume.
     #[arg(long)]
     precision: Option<crate::types::Precision>,
+    /// Keep an exponential moving average of the decoder's weights with this decay per
+    /// update (e.g. 0.999; 0: off) and sample, evaluate and export with it (its batch-norm
+    /// statistics re-estimated on prior codes); training goes on with the last weights,
+    /// which `--live-weights` selects later. May change on --resume.
+    #[arg(long)]
+    decoder_ema: Option<f32>,
     /// Seeds weights, data order and every random draw: a run is reproducible on one adapter.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -290,6 +296,9 @@ fn run_as(device: &DeviceArgs, args: &TrainArgs, collective: Rc<dyn Collective>)
     if let Some(p) = args.precision {
         config.optim.precision = p;
     }
+    if let Some(d) = args.decoder_ema {
+        config.optim.decoder_ema = d;
+    }
     if args.gpu_data_mib == Some(0) {
         bail!("--gpu-data-mib 0: must be at least 1 (a smaller budget streams every batch anyway)");
     }
@@ -481,7 +490,8 @@ impl Printer {
             }
             Event::EpochDone(s) => {
                 let skipped = s.skipped.map(|[d, g]| format!(" | balancing skipped D {d} and decoder {g} updates")).unwrap_or_default();
-                let fd = s.fd_samples.map(|fd| format!(" | samples FD {fd:.2}")).unwrap_or_default();
+                let live = s.fd_samples_live.map(|fd| format!(" (last weights {fd:.2})")).unwrap_or_default();
+                let fd = s.fd_samples.map(|fd| format!(" | samples FD {fd:.2}{live}")).unwrap_or_default();
                 let means = s.train_means.iter().map(|(n, v)| format!("{n} {v:.4}")).collect::<Vec<_>>().join(" ");
                 say!(
                     "epoch {}/{}: {:.1}s, {} samples/s | train {means} | test {}{fd}{skipped}",

@@ -15,7 +15,7 @@ use crate::kernels::batch_norm::{self, BatchNormSettings};
 use crate::kernels::conv2d;
 use crate::kernels::matmul::{self, MatmulSpec};
 use crate::kernels::reparam;
-use crate::kernels::{adam, rmsprop};
+use crate::kernels::{adam, ema, rmsprop};
 use crate::kernels::{cast, elementwise, kl, losses, mmd, pool, reduce};
 use crate::types::{AdamParams, RngKey, UpdateRule};
 
@@ -71,6 +71,14 @@ pub struct StepTiming {
     pub record: Duration,
 }
 
+/// A moving average of one group's weights (`GpuExecutor::average_group`).
+struct Average {
+    group: usize,
+    decay: f32,
+    buffer: GpuBuffer,
+    launch: Launch,
+}
+
 struct GroupBuffers {
     params: GpuBuffer,
     grads: GpuBuffer,
@@ -104,6 +112,8 @@ pub struct GpuExecutor<'g> {
     rng: Vec<(usize, usize, u32)>,
     /// Each group's update launch, its length and its rule.
     optimizer: Vec<(Launch, usize, UpdateRule)>,
+    /// Moving averages of groups' weights, each updated after its group's update.
+    averages: Vec<Average>,
     /// Updates applied per group (Adam's t).
     pub updates: Vec<u32>,
     /// Steps run (the RNG's step number).
@@ -211,6 +221,7 @@ impl<'g> GpuExecutor<'g> {
             launches: vec![],
             rng: vec![],
             optimizer: vec![],
+            averages: vec![],
             updates: vec![0; graph.groups.len()],
             step: 0,
             staging: vec![],
@@ -529,41 +540,103 @@ impl<'g> GpuExecutor<'g> {
 
     async fn read_group_buffers(&self, which: impl Fn(&GroupBuffers) -> &GpuBuffer) -> Result<NamedTensors> {
         let mut out = vec![];
-        for (gi, group) in self.graph.groups.iter().enumerate() {
-            let flat = self.gpu.download_f32_async(which(&self.groups[gi])).await?;
-            for &p in &group.params {
-                let Placement::GroupParam { offset, .. } = self.plan.placement[p] else { unreachable!("params live in their group") };
-                let s = self.graph.shape(p);
-                out.push((self.graph.name(p).to_string(), [s.rows, s.cols], flat[offset..offset + s.len()].to_vec()));
-            }
+        for gi in 0..self.graph.groups.len() {
+            out.extend(self.read_group_flat(gi, which(&self.groups[gi])).await?);
         }
         Ok(out)
+    }
+
+    /// A buffer laid out as group `gi`'s parameters, split into them by name.
+    async fn read_group_flat(&self, gi: usize, buffer: &GpuBuffer) -> Result<NamedTensors> {
+        let flat = self.gpu.download_f32_async(buffer).await?;
+        let mut out = vec![];
+        for &p in &self.graph.groups[gi].params {
+            let Placement::GroupParam { offset, .. } = self.plan.placement[p] else { unreachable!("params live in their group") };
+            let s = self.graph.shape(p);
+            out.push((self.graph.name(p).to_string(), [s.rows, s.cols], flat[offset..offset + s.len()].to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Keeps a moving average of group `group`'s weights with `decay` (warming up as
+    /// `ema::decay_at` says), updated after every update of the group; it starts from the
+    /// weights the group has now (see `restart_averages`).
+    pub fn average_group(&mut self, group: usize, decay: f32) -> Result<()> {
+        let Some((_, n, _)) = self.optimizer.get(group) else {
+            return Err(GraphError::Invalid(format!("group {group} has no update rule to average after")));
+        };
+        if self.averages.iter().any(|a| a.group == group) {
+            return Err(GraphError::Invalid(format!("group {} is averaged already", self.graph.groups[group].name)));
+        }
+        let buffer = self.gpu.zeros(&format!("{} average", self.graph.groups[group].name), *n, DType::F32)?;
+        let launch = ema::ema(self.gpu, decay, &self.groups[group].params, &buffer)?;
+        self.averages.push(Average { group, decay, buffer, launch });
+        self.restart_averages()
+    }
+
+    /// Sets every average to its group's weights now (after `load_params`, when there is no
+    /// average to load).
+    pub fn restart_averages(&self) -> Result<()> {
+        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("restart averages") });
+        for a in &self.averages {
+            let p = &self.groups[a.group].params;
+            enc.copy_buffer_to_buffer(&p.buffer, p.offset, &a.buffer.buffer, a.buffer.offset, p.len as u64 * 4);
+        }
+        let commands = enc.finish();
+        self.gpu.scoped("restart averages", || {
+            self.gpu.queue.submit([commands]);
+        })?;
+        Ok(())
+    }
+
+    /// The averaged groups' weights by parameter name (empty without averages).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_averages(&self) -> Result<NamedTensors> {
+        pollster::block_on(self.read_averages_async())
+    }
+
+    pub async fn read_averages_async(&self) -> Result<NamedTensors> {
+        let mut out = vec![];
+        for a in &self.averages {
+            out.extend(self.read_group_flat(a.group, &a.buffer).await?);
+        }
+        Ok(out)
+    }
+
+    /// Sets every average from `values` (by parameter name); a missing name or a wrong
+    /// length is an error naming it.
+    pub fn load_averages(&self, values: ByName) -> Result<()> {
+        for a in &self.averages {
+            let flat = self.group_flat(a.group, values, "average")?;
+            self.gpu.write_f32(&a.buffer, &flat)?;
+        }
+        Ok(())
+    }
+
+    /// Group `gi`'s parameters from `source` (by name) laid out as its flat buffer.
+    fn group_flat(&self, gi: usize, source: ByName, what: &str) -> Result<Vec<f32>> {
+        let mut flat = vec![0.0f32; self.plan.group_len[gi]];
+        for &p in &self.graph.groups[gi].params {
+            let name = self.graph.name(p);
+            let Placement::GroupParam { offset, .. } = self.plan.placement[p] else { unreachable!("params live in their group") };
+            let v = source(name).ok_or_else(|| GraphError::Invalid(format!("{what} for {name} missing")))?;
+            let want = self.graph.shape(p).len();
+            if v.len() != want {
+                return Err(GraphError::Invalid(format!("{what} for {name}: {} values, expected {want} ({})", v.len(), self.graph.shape(p))));
+            }
+            flat[offset..offset + want].copy_from_slice(&v);
+        }
+        Ok(flat)
     }
 
     /// Sets every parameter of the listed groups from `values` (by name); with
     /// `moments`, Adam's m and v too. A missing name or a wrong length is an error naming it.
     pub fn load_params(&self, groups: &[usize], values: ByName, moments: Option<(ByName, ByName)>) -> Result<()> {
         for &gi in groups {
-            let group = &self.graph.groups[gi];
-            let n = self.plan.group_len[gi];
-            let fill = |source: &dyn Fn(&str) -> Option<Vec<f32>>, what: &str| -> Result<Vec<f32>> {
-                let mut flat = vec![0.0f32; n];
-                for &p in &group.params {
-                    let name = self.graph.name(p);
-                    let Placement::GroupParam { offset, .. } = self.plan.placement[p] else { unreachable!() };
-                    let v = source(name).ok_or_else(|| GraphError::Invalid(format!("{what} for {name} missing")))?;
-                    let want = self.graph.shape(p).len();
-                    if v.len() != want {
-                        return Err(GraphError::Invalid(format!("{what} for {name}: {} values, expected {want} ({})", v.len(), self.graph.shape(p))));
-                    }
-                    flat[offset..offset + want].copy_from_slice(&v);
-                }
-                Ok(flat)
-            };
-            self.gpu.write_f32(&self.groups[gi].params, &fill(values, "values")?)?;
+            self.gpu.write_f32(&self.groups[gi].params, &self.group_flat(gi, values, "values")?)?;
             if let Some((m, v)) = moments {
-                self.gpu.write_f32(&self.groups[gi].m, &fill(m, "Adam m")?)?;
-                self.gpu.write_f32(&self.groups[gi].v, &fill(v, "Adam v")?)?;
+                self.gpu.write_f32(&self.groups[gi].m, &self.group_flat(gi, m, "Adam m")?)?;
+                self.gpu.write_f32(&self.groups[gi].v, &self.group_flat(gi, v, "Adam v")?)?;
             }
         }
         Ok(())
@@ -637,10 +710,11 @@ impl<'g> GpuExecutor<'g> {
         let t0 = Instant::now();
         let updated = self.begin_step(update);
         let optimizer = self.optimizer.iter().zip(&updated).filter(|(_, &u)| u).map(|((l, _, _), _)| l);
+        let averages = self.averages.iter().filter(|a| updated[a.group]).map(|a| &a.launch);
         let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
-            for l in self.prelude.iter().chain(&self.param_casts).chain(&self.launches).chain(optimizer) {
+            for l in self.prelude.iter().chain(&self.param_casts).chain(&self.launches).chain(optimizer).chain(averages) {
                 l.record(&mut pass);
             }
         }
@@ -685,6 +759,11 @@ impl<'g> GpuExecutor<'g> {
             self.updates[gi] += 1;
             if let UpdateRule::Adam(hp) = rule {
                 adam::set_params(self.gpu, launch, *n, AdamParams { step: self.updates[gi], ..*hp });
+            }
+        }
+        for a in &self.averages {
+            if updated[a.group] {
+                ema::set_decay(self.gpu, &a.launch, a.buffer.len, ema::decay_at(a.decay, self.updates[a.group]));
             }
         }
         updated
@@ -806,7 +885,8 @@ impl<'g> GpuExecutor<'g> {
             reducing += t.elapsed();
             self.gpu.write_f32(&self.groups[g].grads, values)?;
         }
-        let optimizer: Vec<&Launch> = self.optimizer.iter().zip(&updated).filter(|(_, &u)| u).map(|((l, _, _), _)| l).collect();
+        let averages = self.averages.iter().filter(|a| updated[a.group]).map(|a| &a.launch);
+        let optimizer: Vec<&Launch> = self.optimizer.iter().zip(&updated).filter(|(_, &u)| u).map(|((l, _, _), _)| l).chain(averages).collect();
         if !optimizer.is_empty() {
             let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("updates") });
             {

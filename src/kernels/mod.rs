@@ -8,6 +8,7 @@ pub mod batch_norm;
 pub mod cast;
 pub mod conv2d;
 pub mod elementwise;
+pub mod ema;
 pub mod kl;
 pub mod losses;
 pub mod matmul;

@@ -279,6 +279,14 @@ pub struct OptimConfig {
     /// Every group's learning rate is multiplied by this after each epoch (1: constant).
     #[serde(default = "one")]
     pub lr_decay: f32,
+    /// Polyak averaging of the decoder's weights (Yazici et al. 2019): an exponential moving
+    /// average with this decay per decoder update (warming up as `kernels::ema::decay_at`
+    /// says) is kept beside the weights, and every use of the trained model — the epochs'
+    /// samples and FD, `sample`, `eval`, `reconstruct`, `edit`, exports — decodes with it,
+    /// its batch-norm statistics re-estimated on prior codes at each checkpoint. Training
+    /// itself goes on with the last weights. 0: off. May be turned on at a resume.
+    #[serde(default)]
+    pub decoder_ema: f32,
 }
 
 /// Everything that defines a run's model and optimiser (stored in checkpoints).
@@ -724,6 +732,7 @@ impl OptimConfig {
                 optimizer_discriminator: Optimizer::Adam,
                 rho: rho(),
                 lr_decay: 1.0,
+                decoder_ema: 0.0,
             },
             // GAN practice (Radford et al. 2015): lr 2e-4, β₁ = 0.5.
             Mode::VaeGan => OptimConfig { lr_encoder: 2e-4, lr_decoder: 2e-4, lr_discriminator: 2e-4, beta1: 0.5, ..Self::for_mode(Mode::Vae) },
@@ -752,6 +761,9 @@ impl OptimConfig {
         }
         if !(self.margin > 0.0 && self.equilibrium > 0.0) {
             return Err("optim.margin and optim.equilibrium must be positive".into());
+        }
+        if !(0.0..1.0).contains(&self.decoder_ema) {
+            return Err(format!("optim.decoder_ema = {}: must be in [0, 1) (the average's decay per update, e.g. 0.999; 0: off)", self.decoder_ema));
         }
         Ok(())
     }
@@ -786,7 +798,14 @@ impl RunConfig {
 
     pub fn validate(&self) -> Result<(), String> {
         self.model.validate()?;
-        self.optim.validate()
+        self.optim.validate()?;
+        if self.optim.decoder_ema > 0.0 && !self.model.conditions.is_empty() {
+            // The average's statistics are re-estimated on prior codes alone.
+            return Err(
+                "optim.decoder_ema: not available for a conditioned model yet (its batch-norm statistics would need labels to decode prior codes with)".into(),
+            );
+        }
+        Ok(())
     }
 
     /// Switches the training mode: the optimiser takes that mode's defaults (keeping the

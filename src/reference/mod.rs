@@ -8,6 +8,7 @@ pub mod cast;
 pub mod conv2d;
 pub mod data;
 pub mod elementwise;
+pub mod ema;
 pub mod kl;
 pub mod losses;
 pub mod matmul;

@@ -9,7 +9,6 @@ pub mod logs;
 pub mod parallel;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod prior;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod restat;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod run;
@@ -226,6 +225,14 @@ impl<'g> Trainer<'g> {
             exec.step = ck.step;
             position = Position { epoch: ck.epoch, step_in_epoch: ck.step_in_epoch };
         }
+        // The decoder's averaged weights: the checkpoint's average, or (a new run, or one
+        // that turns averaging on at this resume) the weights it starts from.
+        if config.optim.decoder_ema > 0.0 {
+            exec.average_group(step_graph.decoder, config.optim.decoder_ema)?;
+            if let Some(ck) = resume.filter(|ck| !ck.average.is_empty()) {
+                exec.load_averages(&|n| ck.averaged(n))?;
+            }
+        }
         exec.set_replica(shard.index, shard.count)?;
         let feed = feed::Feed::new(gpu, train, labels.as_ref(), batch, shard, seed, data_budget, &position)?;
         let scaling = scaling_for(config.model.output_act);
@@ -434,6 +441,7 @@ impl<'g> Trainer<'g> {
         let params = self.exec.read_params_async().await?;
         let (m, v) = self.exec.read_moments_async().await?;
         let state = self.exec.read_state_async().await?;
+        let average = self.average_async(&state).await?;
         // An epoch whose steps are all taken counts as completed.
         let (epoch, step_in_epoch) = if self.epoch_done() { (self.position.epoch + 1, 0) } else { (self.position.epoch, self.position.step_in_epoch) };
         Ok(Checkpoint {
@@ -453,7 +461,24 @@ impl<'g> Trainer<'g> {
             state,
             adam_m: m,
             adam_v: v,
+            average,
         })
+    }
+
+    /// The decoder's averaged weights with running statistics re-estimated for them on
+    /// `restat::AVERAGE_BATCHES` batches of prior codes, starting from the last weights'
+    /// statistics (`state`); empty when the run keeps no average. The codes are drawn from
+    /// the seed and the step, so a resumed run writes the same.
+    async fn average_async(&self, state: &crate::graph::gpu_exec::NamedTensors) -> Result<crate::graph::gpu_exec::NamedTensors> {
+        if self.config.optim.decoder_ema == 0.0 {
+            return Ok(vec![]);
+        }
+        let mut average = self.exec.read_averages_async().await?;
+        let find = |n: &str| average.iter().chain(state).find(|(k, _, _)| k == n).map(|(_, _, v)| v.clone());
+        let seed = self.seed ^ self.exec.step.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let stats = restat::prior_statistics(self.gpu, &self.config.model, &find, restat::AVERAGE_BATCHES, self.batch.max(2), seed).await?;
+        average.extend(stats);
+        Ok(average)
     }
 
     #[cfg(not(target_arch = "wasm32"))]

@@ -4,6 +4,8 @@
 //! z ~ N(0, I) alone. Decoding many batches of prior codes with batch norm in train mode
 //! moves each running mean and variance toward the prior batches' own (PyTorch's rule:
 //! momentum 0.1, unbiased variance), as re-estimating BN statistics after training does.
+//! `vaegan restat` does it to a checkpoint; a run with `optim.decoder_ema` does it to its
+//! averaged weights at every checkpoint (their statistics were never tracked in training).
 
 use crate::gpu::Gpu;
 use crate::graph::gpu_exec::NamedTensors;
@@ -13,10 +15,32 @@ use crate::model::{build_decode_in, ModelConfig, Phase};
 use super::eval::fixed_normals;
 use super::{Result, TrainError};
 
+/// Batches of prior codes a run re-estimates its averaged decoder's statistics on: with
+/// momentum 0.1, 0.9⁵⁰ = 0.5 % of the starting statistics (the last weights') remain.
+pub const AVERAGE_BATCHES: usize = 50;
+
 /// The decoder's running statistics (name, [rows, cols], values) after `batches` batches of
 /// `batch` codes z ~ N(0, I) from `seed`, starting from the weights and statistics `values`
 /// gives (a checkpoint's). A decoder without batch norm is refused.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn decoder_stats_on_prior(
+    gpu: &Gpu,
+    config: &ModelConfig,
+    values: &dyn Fn(&str) -> Option<Vec<f32>>,
+    batches: usize,
+    batch: usize,
+    seed: u64,
+) -> Result<NamedTensors> {
+    let stats = pollster::block_on(prior_statistics(gpu, config, values, batches, batch, seed))?;
+    if stats.is_empty() {
+        return Err(TrainError::Invalid("this decoder has no batch norm: it has no running statistics to re-estimate".into()));
+    }
+    Ok(stats)
+}
+
+/// As `decoder_stats_on_prior`, without blocking (the browser's way); a decoder without
+/// batch norm gives no statistics.
+pub async fn prior_statistics(
     gpu: &Gpu,
     config: &ModelConfig,
     values: &dyn Fn(&str) -> Option<Vec<f32>>,
@@ -32,7 +56,7 @@ pub fn decoder_stats_on_prior(
     }
     let graph = build_decode_in(config, batch, Phase::Train)?;
     if graph.graph.state.is_empty() {
-        return Err(TrainError::Invalid("this decoder has no batch norm: it has no running statistics to re-estimate".into()));
+        return Ok(vec![]);
     }
     let mut exec = GpuExecutor::new(gpu, graph.graph.clone(), ExecOptions::default())?;
     exec.load_params(&[0], values, None)?;
@@ -41,5 +65,5 @@ pub fn decoder_stats_on_prior(
         exec.set_input(graph.z, &fixed_normals(batch, config.latent, seed.wrapping_add(k as u64)))?;
         exec.step()?;
     }
-    Ok(exec.read_state()?)
+    Ok(exec.read_state_async().await?)
 }

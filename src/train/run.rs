@@ -52,8 +52,11 @@ pub struct EpochSummary<'a> {
     pub test: &'a EvalResult,
     /// Discriminator and decoder updates skipped by the balancing (when it is on).
     pub skipped: Option<[u64; 2]>,
-    /// The Fréchet distance of N(0, I) samples, where the run measures it (`SampleQuality`).
+    /// The Fréchet distance of N(0, I) samples, where the run measures it (`SampleQuality`):
+    /// from the averaged decoder when the run keeps one (`optim.decoder_ema`).
     pub fd_samples: Option<f64>,
+    /// The same from the decoder's last weights, when the run keeps an average.
+    pub fd_samples_live: Option<f64>,
 }
 
 /// What happens during a run, in order. Epochs are counted from 1 here.
@@ -165,7 +168,7 @@ pub fn run_epochs<'g>(
     let metrics = CsvLog::new(
         plan.out.join("metrics.csv"),
         format!(
-            "epoch,step,seconds,samples_per_s,{},test_nelbo,test_bce,test_kl,test_mse,d_accuracy,fd_samples",
+            "epoch,step,seconds,samples_per_s,{},test_nelbo,test_bce,test_kl,test_mse,d_accuracy,fd_samples,fd_samples_live",
             names.iter().map(|n| format!("train_{n}")).collect::<Vec<_>>().join(",")
         ),
     );
@@ -246,7 +249,9 @@ pub fn run_epochs<'g>(
             }
         };
         on_event(Event::CheckpointWriting { epoch });
-        let path = trainer.save_checkpoint(plan.out)?;
+        let ck = trainer.checkpoint()?;
+        let path = crate::checkpoint::path_in(plan.out);
+        ck.save(&path)?;
         on_event(Event::CheckpointWritten { epoch, path: &path });
         save_losses(trainer, &mut history)?;
         if !finished {
@@ -265,11 +270,10 @@ pub fn run_epochs<'g>(
             })
             .collect();
 
-        // Evaluation and pictures with the epoch's weights.
+        // Evaluation and pictures with the epoch's weights, as the checkpoint gives them to
+        // every later use of the model (the decoder's average, where the run keeps one).
         on_event(Event::Evaluating { epoch });
-        let mut params = trainer.exec.read_params()?;
-        params.extend(trainer.exec.read_state()?);
-        let lookup = |n: &str| params.iter().find(|(k, _, _)| k == n).map(|(_, _, v)| v.clone());
+        let lookup = |n: &str| ck.tensor(n);
         evaluator.load(&lookup)?;
         decoder.load(&lookup)?;
         let test = evaluator.evaluate(plan.test)?;
@@ -280,12 +284,17 @@ pub fn run_epochs<'g>(
             Some(q) => Some(q.frechet_samples(&lookup)?),
             None => None,
         };
+        // Beside it, the last weights' samples: what the average gains, in the same run.
+        let fd_samples_live = match quality.as_deref_mut() {
+            Some(q) if !ck.average.is_empty() => Some(q.frechet_samples(&|n| ck.param(n).or_else(|| ck.state(n)))?),
+            _ => None,
+        };
         let (orig, rec) = evaluator.reconstruct(plan.test, 32.min(evaluator.batch()))?;
         let pairs = plan.out.join(format!("reconstructions_epoch_{epoch:03}.png"));
         pictures::pairs_png(&pairs, &orig, &rec, orig.len() / dim, shape, 8).map_err(io(&pairs))?;
 
         let row = format!(
-            "{epoch},{},{seconds:.2},{samples_per_s:.1},{},{},{},{:.4},{:.6},{},{}",
+            "{epoch},{},{seconds:.2},{samples_per_s:.1},{},{},{},{:.4},{:.6},{},{},{}",
             trainer.exec.step,
             train_means.iter().map(|(_, v)| cell(v.is_finite().then_some(*v), 5)).collect::<Vec<_>>().join(","),
             cell(test.nelbo, 4),
@@ -293,7 +302,8 @@ pub fn run_epochs<'g>(
             test.kl,
             test.mse,
             cell(test.d_accuracy, 4),
-            cell(fd_samples, 4)
+            cell(fd_samples, 4),
+            cell(fd_samples_live, 4)
         );
         metrics.append(&row).map_err(io(&metrics.path))?;
         let step = trainer.exec.step;
@@ -305,6 +315,9 @@ pub fn run_epochs<'g>(
         }
         if let Some(fd) = fd_samples {
             epoch_scalars.push(("quality/fd_samples".to_string(), fd as f32));
+        }
+        if let Some(fd) = fd_samples_live {
+            epoch_scalars.push(("quality/fd_samples_live".to_string(), fd as f32));
         }
         board.send(tensorboard::scalars(step, &epoch_scalars));
         for (tag, path) in [("samples", &grid), ("reconstructions", &pairs)] {
@@ -322,6 +335,7 @@ pub fn run_epochs<'g>(
             test: &test,
             skipped,
             fd_samples,
+            fd_samples_live,
         }));
         // Every replica asks at the same point (see `follow_epochs`).
         if trainer.collective.any(stop.load(Ordering::SeqCst)) && trainer.completed_epochs() < plan.epochs {
