@@ -169,6 +169,11 @@ pub fn tiny_checkpoint() -> Checkpoint {
     }
 }
 
+/// The decoder's tensors of a list (what an averaged checkpoint's average holds).
+fn decoder_of(list: &[(String, [usize; 2], Vec<f32>)]) -> Vec<(String, [usize; 2], Vec<f32>)> {
+    list.iter().filter(|(n, _, _)| n.starts_with("decoder.")).cloned().collect()
+}
+
 #[test]
 fn hostile_checkpoints_are_refused_clearly() {
     let good = tiny_checkpoint();
@@ -216,12 +221,41 @@ fn hostile_checkpoints_are_refused_clearly() {
         ("NaN weight", with(&|c| c.params[2].2[3] = f32::NAN), "holds NaN at element 3"),
         ("Inf moment", with(&|c| c.adam_m[0].2[0] = f32::INFINITY), "holds inf at element 0"),
         ("wrong group count", with(&|c| c.updates = vec![1]), "\"updates\" has 1 entries"),
+        // The decoder's average: present exactly when the config keeps one.
+        ("average without decoder_ema", with(&|c| c.average = decoder_of(&c.params)), "tensor average.decoder."),
+        ("decoder_ema without average", with(&|c| c.config.optim.decoder_ema = 0.999), "the average of decoder."),
+        (
+            "average of a non-decoder tensor",
+            with(&|c| {
+                c.config.optim.decoder_ema = 0.999;
+                c.average = decoder_of(&c.params);
+                c.average.push(c.params.iter().find(|(n, _, _)| n.starts_with("encoder.")).unwrap().clone());
+            }),
+            "tensor average.encoder.",
+        ),
+        (
+            "average of the wrong shape",
+            with(&|c| {
+                c.config.optim.decoder_ema = 0.999;
+                c.average = decoder_of(&c.params);
+                c.average[0].1 = [1, 1];
+                c.average[0].2 = vec![0.0];
+            }),
+            "the config's model needs",
+        ),
     ];
     for (name, bytes, expect) in cases {
         let err = Checkpoint::from_bytes(&bytes, path).err().unwrap_or_else(|| panic!("{name}: accepted"));
         let text = err.to_string();
         assert!(text.contains("ck.safetensors") && text.contains(expect), "{name}: expected {expect:?} in {text:?}");
     }
+    // A checkpoint with an average loads, and keeps it.
+    let mut averaged = good.clone();
+    averaged.config.optim.decoder_ema = 0.999;
+    averaged.average = decoder_of(&good.params);
+    averaged.average[0].2[0] = 0.5;
+    let back = Checkpoint::from_bytes(&averaged.to_bytes().unwrap(), path).expect("an averaged checkpoint loads");
+    assert_eq!(back.tensor(&averaged.average[0].0).unwrap()[0], 0.5, "tensor() gives the average");
     // The balancing's last losses come back bit for bit.
     let balanced = Checkpoint { balance_losses: Some((12, 0.1 + 0.2, 1.0 / 3.0)), ..good.clone() };
     assert_eq!(Checkpoint::from_bytes(&balanced.to_bytes().unwrap(), path).unwrap().balance_losses, balanced.balance_losses);

@@ -96,6 +96,8 @@ fn make_every_pipeline(dev: &Gpu) {
     let mut run = RunConfig::preset("mnist-mlp").unwrap();
     run.model.latent_mmd = 1.0;
     GpuExecutor::new(dev, build_step(&run.model, 2, 1).unwrap().graph, ExecOptions { seed: 1, reuse: true, update: None, precision: Precision::F32 }).unwrap();
+    // The decoder's weight average (`optim.decoder_ema`).
+    vaegan::kernels::ema::ema(dev, 0.999, &f32s(8), &f32s(8)).unwrap();
     // The data set's gather, images and labels.
     let set = Dataset {
         images: vec![7u8; 4 * 12].into(),
