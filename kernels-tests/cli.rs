@@ -594,6 +594,32 @@ fn restat_writes_a_new_checkpoint_with_new_decoder_statistics() {
         assert!(!out.status.success() && err.contains(words), "vaegan {}: {err}", args.join(" "));
     };
     refused(&["restat", "--checkpoint", source.to_str().unwrap(), "--out", source.to_str().unwrap()], "that is the checkpoint being read");
+    // A run that averages its decoder samples with the average: restat moves the average's
+    // statistics and leaves the last weights' alone; with --live-weights, the reverse (and
+    // the checkpoint it writes keeps no average).
+    let mut averaged = ck.clone();
+    averaged.config.optim.decoder_ema = 0.999;
+    averaged.average = ck.params.iter().chain(&ck.state).filter(|(n, _, _)| n.starts_with("decoder.")).cloned().collect();
+    averaged.average.iter_mut().filter(|(n, _, _)| n.ends_with(".weight")).for_each(|(_, _, v)| v.iter_mut().for_each(|x| *x *= 0.5));
+    let source = dir.path().join("averaged.safetensors");
+    averaged.save(&source).unwrap();
+    for live in [false, true] {
+        let out = dir.path().join(format!("restat-{live}.safetensors"));
+        let mut args = vec!["restat", "--checkpoint", source.to_str().unwrap(), "--batches", "2", "--batch", "8", "--out", out.to_str().unwrap()];
+        if live {
+            args.push("--live-weights");
+        }
+        ok(&args);
+        let new = vaegan::checkpoint::Checkpoint::load(&out).unwrap();
+        assert_eq!(new.average.is_empty(), live, "live {live}: the average is kept unless --live-weights");
+        for (name, _, a) in ck.state.iter().filter(|(n, _, _)| n.starts_with("decoder.")) {
+            let (state, average) = (new.state(name).unwrap(), new.averaged(name));
+            assert_eq!(state != *a, live, "live {live}: {name}: the last weights' statistics move only with --live-weights");
+            if let Some(average) = average {
+                assert!(average != *a, "{name}: the average's statistics moved");
+            }
+        }
+    }
     let run = setup();
     let (code, stderr) = finish(run.train(1, &[]).spawn().unwrap());
     assert_eq!(code, 0, "{stderr}");
