@@ -106,29 +106,38 @@ fn short_epochs_have_losses_and_resumed_runs_keep_their_limits() {
     assert_whole_csv(&run.out.join("losses.csv"));
 }
 
-/// A run folder from before a metrics column was added (here: `fd_samples`) resumes with
-/// its rows kept, the new column empty in them and filled from then on — not started anew.
+/// A run folder from before metrics columns were added (`fd_samples`, then
+/// `fd_samples_live`) resumes with its rows kept, the new columns empty in them and filled
+/// from then on — not started anew.
 #[test]
 fn a_metrics_file_without_the_newest_column_keeps_its_rows() {
-    let run = setup();
-    let (code, stderr) = finish(run.train(1, &[]).spawn().unwrap());
-    assert_eq!(code, 0, "{stderr}");
-    let metrics = run.out.join("metrics.csv");
-    let text = std::fs::read_to_string(&metrics).unwrap();
-    let (header, row) = (text.lines().next().unwrap(), text.lines().nth(1).unwrap());
-    assert!(header.ends_with(",fd_samples"), "{header}");
-    // As an earlier vaegan wrote it: without the last column.
-    let old_header = header.strip_suffix(",fd_samples").unwrap();
-    let old_row = &row[..row.rfind(',').unwrap()];
-    std::fs::write(&metrics, format!("{old_header}\n{old_row}\n")).unwrap();
-    let (code, stderr) = finish(run.train(2, &[]).spawn().unwrap());
-    assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("metrics.csv: added the column(s) fd_samples, empty in its earlier rows"), "{stderr}");
-    assert_whole_csv(&metrics);
-    let text = std::fs::read_to_string(&metrics).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], header);
-    assert!(lines[1].starts_with("1,") && lines[1].ends_with(','), "epoch 1 kept, its fd_samples empty: {}", lines[1]);
-    let fd: f64 = lines[2].rsplit(',').next().unwrap().parse().unwrap_or(f64::NAN);
-    assert!(lines[2].starts_with("2,") && fd.is_finite() && fd > 0.0, "epoch 2 measured: {}", lines[2]);
+    let newest = ["fd_samples", "fd_samples_live"];
+    for missing in [1, 2] {
+        let run = setup();
+        let (code, stderr) = finish(run.train(1, &[]).spawn().unwrap());
+        assert_eq!(code, 0, "{stderr}");
+        let metrics = run.out.join("metrics.csv");
+        let text = std::fs::read_to_string(&metrics).unwrap();
+        let (header, row) = (text.lines().next().unwrap(), text.lines().nth(1).unwrap());
+        assert!(header.ends_with(&format!(",{}", newest.join(","))), "{header}");
+        // As an earlier vaegan wrote it: without the last `missing` columns.
+        let cut = |line: &str| line.rsplitn(missing + 1, ',').last().unwrap().to_string();
+        let added = &newest[newest.len() - missing..];
+        std::fs::write(&metrics, format!("{}\n{}\n", cut(header), cut(row))).unwrap();
+        let (code, stderr) = finish(run.train(2, &[]).spawn().unwrap());
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stderr.contains(&format!("metrics.csv: added the column(s) {}, empty in its earlier rows", added.join(", "))), "{missing}: {stderr}");
+        assert_whole_csv(&metrics);
+        let text = std::fs::read_to_string(&metrics).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], header);
+        let cells = |line: &str| line.split(',').map(str::to_string).collect::<Vec<_>>();
+        let (first, second) = (cells(lines[1]), cells(lines[2]));
+        let at = |name: &str| header.split(',').position(|c| c == name).unwrap();
+        assert!(first[0] == "1" && added.iter().all(|c| first[at(c)].is_empty()), "epoch 1 kept, {added:?} empty: {}", lines[1]);
+        let fd: f64 = second[at("fd_samples")].parse().unwrap_or(f64::NAN);
+        assert!(second[0] == "2" && fd.is_finite() && fd > 0.0, "epoch 2 measured: {}", lines[2]);
+        // This run keeps no average of its decoder: no last-weights FD beside it.
+        assert!(second[at("fd_samples_live")].is_empty(), "{}", lines[2]);
+    }
 }
