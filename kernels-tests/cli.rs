@@ -627,13 +627,41 @@ fn restat_writes_a_new_checkpoint_with_new_decoder_statistics() {
     refused(&["restat", "--checkpoint", run.out.to_str().unwrap()], "no batch norm");
 }
 
+/// `restat` of a conditioned model decodes its prior codes with labels drawn from its
+/// training data's (`--data`, default the checkpoint's own): the decoder's statistics move,
+/// and data without the model's labels is refused by name.
+#[test]
+fn restat_of_a_conditioned_model_draws_labels_from_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = crate::interrupt::small_idx_dataset(dir.path());
+    let source = dir.path().join("cond.safetensors");
+    let ck = crate::export::random_checkpoint("mnist-conv+digits", 5);
+    ck.save(&source).unwrap();
+    let out = dir.path().join("r.safetensors");
+    let (source, out_s) = (source.to_str().unwrap(), out.to_str().unwrap());
+    ok(&["restat", "--checkpoint", source, "--data", data.to_str().unwrap(), "--batches", "2", "--batch", "8", "--out", out_s]);
+    let new = vaegan::checkpoint::Checkpoint::load(&out).unwrap();
+    for (name, _, a) in &ck.state {
+        assert_eq!(name.starts_with("decoder."), new.state(name).unwrap() != *a, "{name}: only the decoder's statistics move");
+    }
+    // The checkpoint's own data ("nowhere" here) is the default.
+    refused(&["restat", "--checkpoint", source, "--out", out_s], &["nowhere"]);
+    let unlabelled = dir.path().join("unlabelled");
+    std::fs::create_dir_all(&unlabelled).unwrap();
+    for name in ["train-images-idx3-ubyte", "t10k-images-idx3-ubyte"] {
+        std::fs::copy(data.join(name), unlabelled.join(name)).unwrap();
+    }
+    refused(&["restat", "--checkpoint", source, "--data", unlabelled.to_str().unwrap(), "--out", out_s], &["label"]);
+}
+
 /// `train --conditioned` on IDX data: the model reads the digits' one-hot labels (its
 /// config names them "0" … "9", kept through a resume); `sample` without --condition gives a
 /// column per digit, `--condition 7` every sample the label 7 alone (different pictures from
 /// another label, from the same codes), `--measure` the classifier's share; `eval` runs with
-/// the test set's labels. Labels the model lacks, --condition on an unconditioned model,
-/// and edits and restat of a conditioned one are refused by name. (Exports of conditioned
-/// models, with their labels input: `export.rs`.)
+/// the test set's labels; a resume may turn on the decoder's average. Labels the model
+/// lacks, --condition on an unconditioned model, and edits of a conditioned one are refused
+/// by name. (Exports of conditioned models, with their labels input: `export.rs`; restat:
+/// above.)
 #[test]
 fn conditioned_training_and_sampling_from_the_cli() {
     let run = setup();
@@ -682,14 +710,15 @@ fn conditioned_training_and_sampling_from_the_cli() {
     let seven = measured(&["--condition", "7"]);
     assert_eq!(seven.iter().map(|r| (r[0].as_str(), r[1].as_str())).collect::<Vec<_>>(), [("7", "20"), ("all", "20")]);
     ok(&["eval", "--checkpoint", ck]);
-    let (code, stderr) = finish(run.train(2, &[]).spawn().unwrap());
-    assert_eq!(code, 0, "a conditioned run resumes: {stderr}");
+    let (code, stderr) = finish(run.train(2, &["--decoder-ema", "0.99"]).spawn().unwrap());
+    assert_eq!(code, 0, "a conditioned run resumes, now averaging its decoder: {stderr}");
+    let resumed = vaegan::checkpoint::Checkpoint::load(&vaegan::checkpoint::path_in(&run.out)).unwrap();
+    assert!(resumed.config.optim.decoder_ema == 0.99 && !resumed.average.is_empty(), "the conditioned run keeps an average");
 
     refused(&["sample", "--checkpoint", ck, "--condition", "12"], &["--condition \"12\"", "labels are 0, 1, 2"]);
     refused(&["sample", "--checkpoint", ck, "--condition", "3,4", "--measure"], &["\"4\" and \"3\" are both classes of \"class\": name one per factor"]);
     refused(&["edit", "--checkpoint", ck, "--add", "7"], &["conditioned", "sample --condition"]);
     refused(&["attributes", "--checkpoint", ck], &["conditioned", "sample --condition"]);
-    refused(&["restat", "--checkpoint", ck, "--out", &path("r.safetensors")], &["conditioned"]);
     // Data without labels cannot condition a model.
     let unlabelled = run.dir.path().join("unlabelled");
     std::fs::create_dir_all(&unlabelled).unwrap();

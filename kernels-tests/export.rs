@@ -28,15 +28,14 @@ use crate::interrupt::{finish, setup, vaegan};
 /// biases, batch-norm scales and shifts, and running statistics (all of them zero or one
 /// at initialisation, where a permutation mistake would not show).
 pub fn random_checkpoint(preset: &str, seed: u64) -> Checkpoint {
-    // "<preset>+labels": the preset conditioned on three labels.
-    let (preset, conditioned) = match preset.strip_suffix("+labels") {
-        Some(p) => (p, true),
-        None => (preset, false),
+    // "<preset>+labels": the preset conditioned on three labels; "+digits": on MNIST's ten.
+    let (preset, conditions) = match (preset.strip_suffix("+labels"), preset.strip_suffix("+digits")) {
+        (Some(p), _) => (p, ["red", "square", "large"].map(String::from).to_vec()),
+        (_, Some(p)) => (p, (0..10).map(|d| d.to_string()).collect()),
+        _ => (preset, vec![]),
     };
     let mut config = RunConfig::from_toml(&format!("preset = {preset:?}\n"), "test.toml").unwrap();
-    if conditioned {
-        config.model.conditions = ["red", "square", "large"].map(String::from).to_vec();
-    }
+    config.model.conditions = conditions;
     // celeba64's layers, on 16×16 images: every op of the preset, a sixteenth of the work
     // (its export is checked against the f64 twin on the CPU, 2 GFLOP an image at 64×64).
     if preset == "celeba64" {

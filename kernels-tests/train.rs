@@ -244,7 +244,7 @@ fn restat_moves_the_decoder_statistics_to_the_prior_batches() {
         exec.step().unwrap();
         exec.read(graph.images).unwrap()
     };
-    let restated = vaegan::train::restat::decoder_stats_on_prior(gpu(), c, &|n| ck.tensor(n), 40, 64, 1).unwrap();
+    let restated = vaegan::train::restat::decoder_stats_on_prior(gpu(), c, &|n| ck.tensor(n), None, 40, 64, 1).unwrap();
     assert_eq!(restated.len(), ck.state.iter().filter(|(n, _, _)| n.starts_with("decoder.")).count(), "every decoder statistic, nothing else");
     let rms = |a: &[f32], b: &[f32]| (a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>() / a.len() as f64).sqrt();
     let (before, after) = (rms(&eval_mode(&ck.state), &train_mode), rms(&eval_mode(&restated), &train_mode));
@@ -254,7 +254,7 @@ fn restat_moves_the_decoder_statistics_to_the_prior_batches() {
     assert!(after < 0.4 * before && after.is_finite(), "eval-mode vs batch-statistics output: {before:.4} before, {after:.4} after");
 
     let mlp = vaegan::model::ModelConfig::mnist_mlp();
-    let err = vaegan::train::restat::decoder_stats_on_prior(gpu(), &mlp, &|_| None, 1, 8, 1).err().unwrap().to_string();
+    let err = vaegan::train::restat::decoder_stats_on_prior(gpu(), &mlp, &|_| None, None, 1, 8, 1).err().unwrap().to_string();
     assert!(err.contains("no batch norm"), "{err}");
 }
 
@@ -368,16 +368,57 @@ fn the_decoder_average_follows_every_update_and_resumes_exactly() {
     assert_eq!(sorted(turned_on.exec.read_averages().unwrap()), sorted(decoder_tensors(plain.params.clone())));
 }
 
-/// The average's decay is validated with the config, and a conditioned model (whose
-/// statistics would need labels to re-estimate) is refused.
+/// The average's decay is validated with the config.
 #[test]
 fn a_bad_decoder_average_is_refused() {
     for bad in [1.0, -0.5, f32::NAN] {
         let err = Trainer::new(gpu(), small_conv_averaged(bad), 16, 1, &mnist().train, None).err().expect("refused").to_string();
         assert!(err.contains("optim.decoder_ema") && err.contains("[0, 1)"), "{bad}: {err}");
     }
+}
+
+/// A conditioned model keeps an average too. Its decoder reads labels beside the codes, so
+/// the prior codes its statistics are re-estimated on take labels drawn from the training
+/// set's (as training decodes its prior codes with the batch's labels): the labels reach
+/// the decoder (other labels give other statistics), and without a table it says so.
+#[test]
+fn a_conditioned_decoder_average_draws_its_labels_from_the_training_set() {
+    use vaegan::train::restat;
     let mut c = small_conv_averaged(0.99);
     c.model.conditions = (0..10).map(|d| d.to_string()).collect();
-    let err = c.validate().expect_err("refused");
-    assert!(err.contains("optim.decoder_ema") && err.contains("conditioned"), "{err}");
+    c.validate().unwrap();
+    let set = &mnist().train;
+    let mut t = Trainer::new(gpu(), c, 16, 1, set, None).unwrap();
+    for _ in 0..3 {
+        t.step().unwrap();
+    }
+    let ck = saved_and_loaded(t);
+    let stats: Vec<&String> = ck.state.iter().map(|(n, _, _)| n).filter(|n| n.starts_with("decoder.")).collect();
+    assert!(!stats.is_empty(), "the decoder has batch norm");
+    for name in &stats {
+        let (restated, trained) = (ck.averaged(name).expect("re-estimated for the average"), ck.state(name).unwrap());
+        assert!(restated.iter().all(|v| v.is_finite()) && restated != trained, "{name}: re-estimated for the average");
+    }
+
+    let table = set.attribute_table().unwrap();
+    let restat = |t: Option<&vaegan::data::Attributes>| restat::decoder_stats_on_prior(gpu(), &ck.config.model, &|n| ck.tensor(n), t, 4, 16, 3);
+    let mut sevens = table.clone();
+    sevens.values.chunks_mut(10).for_each(|row| row.iter_mut().enumerate().for_each(|(d, v)| *v = (d == 7) as u8));
+    let (mixed, only7) = (restat(Some(&table)).unwrap(), restat(Some(&sevens)).unwrap());
+    let largest = mixed.iter().zip(&only7).map(|((_, _, a), (_, _, b))| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max)).fold(0.0, f32::max);
+    assert!(largest > 1e-3, "the labels reach the decoder: statistics with every digit and with 7s alone differ by {largest}");
+    assert_eq!(mixed, restat(Some(&table)).unwrap(), "the same seed draws the same labels");
+
+    let err = restat(None).expect_err("refused").to_string();
+    assert!(err.contains("conditioned on 10 labels") && err.contains("training labels"), "{err}");
+    let mut three = table.clone();
+    three.names.truncate(3);
+    three.values.truncate(3 * 20);
+    let err = restat(Some(&three)).expect_err("refused").to_string();
+    assert!(err.contains("conditioned on 10 labels") && err.contains("has 3 labels for 20 images"), "{err}");
+
+    // The drawn rows are the table's rows, every one of them reachable.
+    let rows = restat::drawn_rows(&table, 4000, 9);
+    let seen: std::collections::HashSet<usize> = rows.chunks(10).map(|r| r.iter().position(|&v| v == 1.0).expect("one-hot")).collect();
+    assert_eq!(seen.len(), 10, "every digit drawn: {seen:?}");
 }

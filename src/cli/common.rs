@@ -156,6 +156,18 @@ pub fn checkpoint_evaluator<'g>(
     Ok((split, path, ev))
 }
 
+/// The training labels of a conditioned checkpoint's data (`data`, default the data it was
+/// trained on), which its prior codes draw their labels from; None for an unconditioned one.
+pub fn checkpoint_labels(ck: &Checkpoint, data: Option<&Path>) -> anyhow::Result<Option<data::Attributes>> {
+    if ck.config.model.conditions.is_empty() {
+        return Ok(None);
+    }
+    let path = data.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(&ck.data));
+    let image = image_options(ck.config.model.image, &DataArgs::default(), ck.crop)?;
+    let split = load_data(&path, image, ck.seed, ck.limit, ck.test_limit, &DataArgs::default(), data::Labels::Required(None))?;
+    Ok(crate::train::conditioning_labels(&ck.config.model, &split.train)?)
+}
+
 /// The processes of this run: one, or those `mpirun` started (the `mpi` feature).
 pub fn processes() -> anyhow::Result<Rc<dyn Collective>> {
     let Some((_, size)) = parallel::launched_by_mpirun() else { return Ok(Rc::new(parallel::Single)) };

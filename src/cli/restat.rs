@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use super::common::{at_least_one, load_checkpoint, CheckpointArgs};
+use super::common::{at_least_one, checkpoint_labels, load_checkpoint, CheckpointArgs};
 use super::DeviceArgs;
 use crate::checkpoint;
 
@@ -24,6 +24,10 @@ pub struct RestatArgs {
     /// Seed of the prior codes.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// A conditioned model's training data, whose labels the prior codes take (default: the
+    /// data the checkpoint was trained on).
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// The new checkpoint (default: checkpoint.prior-stats.safetensors beside the old one).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -40,8 +44,9 @@ pub fn run(device: &DeviceArgs, args: &RestatArgs) -> anyhow::Result<()> {
         bail!("--out {}: that is the checkpoint being read; write the re-estimated one elsewhere (nothing saved is overwritten)", out.display());
     }
     let mut ck = load_checkpoint(&args.ck)?;
+    let labels = checkpoint_labels(&ck, args.data.as_deref())?;
     let gpu = device.open()?;
-    let stats = crate::train::restat::decoder_stats_on_prior(&gpu, &ck.config.model, &|n| ck.tensor(n), args.batches, args.batch, args.seed)?;
+    let stats = crate::train::restat::decoder_stats_on_prior(&gpu, &ck.config.model, &|n| ck.tensor(n), labels.as_ref(), args.batches, args.batch, args.seed)?;
     let mut moved = 0.0f64;
     // A run with an averaged decoder samples with the average: its statistics are the ones
     // re-estimated (the last weights', with --live-weights).

@@ -799,12 +799,6 @@ impl RunConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.model.validate()?;
         self.optim.validate()?;
-        if self.optim.decoder_ema > 0.0 && !self.model.conditions.is_empty() {
-            // The average's statistics are re-estimated on prior codes alone.
-            return Err(
-                "optim.decoder_ema: not available for a conditioned model yet (its batch-norm statistics would need labels to decode prior codes with)".into(),
-            );
-        }
         Ok(())
     }
 

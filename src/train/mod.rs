@@ -120,6 +120,9 @@ pub struct Trainer<'g> {
     gather: usize,
     /// The prelude launch that gathers the batch's labels (conditioned models).
     gather_labels: Option<usize>,
+    /// The training labels a conditioned model with an averaged decoder draws its prior
+    /// codes' labels from, to re-estimate the average's statistics at each checkpoint.
+    prior_labels: Option<crate::data::Attributes>,
     scaling: Scaling,
     pub steps_per_epoch: usize,
     pub position: Position,
@@ -248,6 +251,7 @@ impl<'g> Trainer<'g> {
         let steps_per_epoch = train.count / batch;
         let groups = exec.graph.groups.len();
         let balance = config.optim.balance && config.model.mode == Mode::VaeGan;
+        let prior_labels = labels.filter(|_| config.optim.decoder_ema > 0.0);
         let mut trainer = Trainer {
             gpu,
             batch,
@@ -263,6 +267,7 @@ impl<'g> Trainer<'g> {
             dim: train.dim(),
             gather,
             gather_labels,
+            prior_labels,
             scaling,
             steps_per_epoch,
             position,
@@ -476,7 +481,8 @@ impl<'g> Trainer<'g> {
         let mut average = self.exec.read_averages_async().await?;
         let find = |n: &str| average.iter().chain(state).find(|(k, _, _)| k == n).map(|(_, _, v)| v.clone());
         let seed = self.seed ^ self.exec.step.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        let stats = restat::prior_statistics(self.gpu, &self.config.model, &find, restat::AVERAGE_BATCHES, self.batch.max(2), seed).await?;
+        let stats =
+            restat::prior_statistics(self.gpu, &self.config.model, &find, self.prior_labels.as_ref(), restat::AVERAGE_BATCHES, self.batch.max(2), seed).await?;
         average.extend(stats);
         Ok(average)
     }
