@@ -9,7 +9,10 @@
 # meanwhile does not trigger a rebuild. Logs append to $FUZZ_LOGS/<target>.log (default
 # target/fuzz-logs), one line per run to $FUZZ_LOGS/times.txt (rc 72: stopped at the budget,
 # libFuzzer's interrupted exit code); crashes land in
-# $FUZZ_LOGS/artifacts/. New inputs go into corpus/<target>/: merge them afterwards,
+# $FUZZ_LOGS/artifacts/. libFuzzer's -timeout (a unit taking longer is reported) counts wall
+# time too: FUZZ_TIMEOUT (default 20 s) raises it for a fuzzer at nice 19 on a busy machine,
+# where the image loader's largest legal JPEGs (≈ 55 M pixels, 10 s under ASan alone) wait
+# for the core. New inputs go into corpus/<target>/: merge them afterwards,
 #   bin/T merged/ corpus/T -merge=1
 # and keep the committed seeds and crash inputs (git checkout HEAD -- corpus/T).
 set -uo pipefail
@@ -23,7 +26,7 @@ tck=$(getconf CLK_TCK)
 for t in "$@"; do
   [ -x "$bin/$t" ] || { echo "no binary $bin/$t: run cargo fuzz build first" >&2; exit 1; }
   start=$(date +%s)
-  "$bin/$t" "kernels-tests/fuzz/corpus/$t" -rss_limit_mb=3072 -timeout=20 -print_final_stats=1 \
+  "$bin/$t" "kernels-tests/fuzz/corpus/$t" -rss_limit_mb=3072 "-timeout=${FUZZ_TIMEOUT:-20}" -print_final_stats=1 \
     "-artifact_prefix=$logs/artifacts/$t-" >>"$logs/$t.log" 2>&1 &
   pid=$!
   cpu=0
