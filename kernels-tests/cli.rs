@@ -573,7 +573,7 @@ fn train_caches_decoded_folders_where_cache_dir_says() {
 fn restat_writes_a_new_checkpoint_with_new_decoder_statistics() {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("conv.safetensors");
-    let ck = crate::export::random_checkpoint("mnist-conv", 4);
+    let ck = crate::export::random_checkpoint("mnist-conv", 4).live();
     ck.save(&source).unwrap();
     let before = std::fs::read(&source).unwrap();
     let o = ok(&["restat", "--checkpoint", source.to_str().unwrap(), "--batches", "2", "--batch", "8", "--seed", "3"]);
@@ -635,7 +635,7 @@ fn restat_of_a_conditioned_model_draws_labels_from_its_data() {
     let dir = tempfile::tempdir().unwrap();
     let data = crate::interrupt::small_idx_dataset(dir.path());
     let source = dir.path().join("cond.safetensors");
-    let ck = crate::export::random_checkpoint("mnist-conv+digits", 5);
+    let ck = crate::export::random_checkpoint("mnist-conv+digits", 5).live();
     ck.save(&source).unwrap();
     let out = dir.path().join("r.safetensors");
     let (source, out_s) = (source.to_str().unwrap(), out.to_str().unwrap());

@@ -58,7 +58,7 @@ pub fn random_checkpoint(preset: &str, seed: u64) -> Checkpoint {
         };
         params.push((name, [shape.rows, shape.cols], v));
     }
-    let state = g
+    let state: Vec<(String, [usize; 2], Vec<f32>)> = g
         .state
         .iter()
         .map(|&t| {
@@ -68,6 +68,19 @@ pub fn random_checkpoint(preset: &str, seed: u64) -> Checkpoint {
         })
         .collect();
     let zeros: Vec<_> = params.iter().map(|(n, s, v): &(String, [usize; 2], Vec<f32>)| (n.clone(), *s, vec![0.0; v.len()])).collect();
+    // A preset that averages its decoder (mnist-conv) has the average and its statistics:
+    // other values than the last weights', so that a reader taking the wrong ones shows.
+    let average = if config.optim.decoder_ema > 0.0 {
+        let decoder = |n: &String| n.starts_with("decoder.");
+        let mut average: Vec<_> = params.iter().chain(&state).filter(|(n, _, _)| decoder(n)).cloned().collect();
+        for (name, _, v) in average.iter_mut() {
+            let moved = if name.ends_with("running_var") { draw(v.len(), 0.5, 2.0) } else { draw(v.len(), -0.1, 0.1) };
+            v.iter_mut().zip(moved).for_each(|(x, m)| *x = if name.ends_with("running_var") { m } else { 0.8 * *x + m });
+        }
+        average
+    } else {
+        vec![]
+    };
     let groups = config.model.groups();
     Checkpoint {
         config,
@@ -86,7 +99,7 @@ pub fn random_checkpoint(preset: &str, seed: u64) -> Checkpoint {
         state,
         adam_m: zeros.clone(),
         adam_v: zeros,
-        average: vec![],
+        average,
     }
 }
 
