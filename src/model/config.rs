@@ -400,7 +400,8 @@ impl ModelConfig {
             latent_adversary: 30.0,
             // With the latent discriminator matching q(z) to N(0, I), a lighter KL term
             // (β = 0.25) gave samples at FD 8.7 against 11.8 from the average over epochs 8–10
-            // of the PyTorch twin, seed 1, and 9.8 against 10.6 on seed 2 (README, "Ten epochs in the twin").
+            // of the PyTorch twin, seed 1, and 9.8 on seed 2 (its β = 1 run, last weights: 10.6;
+            // README, "Ten epochs in the twin").
             kl_weight: 0.25,
             ..Self::mnist_mlp()
         }
