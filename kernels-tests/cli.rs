@@ -437,11 +437,29 @@ fn bench_flags_choose_what_is_timed() {
     let c = &r["ceiling"];
     assert!(c["copy_gb_s"].as_f64().unwrap() > 0.0 && c["matmul_gflop_s"].as_f64().unwrap() > 0.0 && !s(c, "matmul_tile").is_empty(), "{c}");
 
-    // --conv at --conv-batch: Larsen's convolutions, three kernels each, at batch 1.
+    // --conv at --conv-batch: celeba64's convolutions by default, a GEMM of each role with
+    // --quick, at batch 1 (its decoder runs [z; z_p] in one pass: batch 2 there).
     let (r, _) = bench_json(&[], &["bench", "--conv", "--quick", "--conv-batch", "1"]);
     let convs = rows(&r, "convs");
-    assert!(!convs.is_empty() && convs.iter().all(|k| s(k, "geometry").starts_with("1x")), "{convs:?}");
+    let batch_of = |k: &serde_json::Value| s(k, "geometry").split('x').next().and_then(|b| b.parse::<usize>().ok());
+    assert!(!convs.is_empty() && convs.iter().all(|k| batch_of(k) == Some(if s(k, "layer").starts_with("decoder") { 2 } else { 1 })), "{convs:?}");
+    assert_eq!(s(&convs[0], "layer"), "encoder.conv0 fwd", "{convs:?}");
     assert!(convs.iter().any(|k| s(k, "kernel") == "input grad") && convs.iter().any(|k| s(k, "kernel") == "weight grad"));
+
+    // --conv --preset: that step's convolutions, one row per GEMM, naming what it is to each
+    // layer. mnist-conv's decoder.deconv0 (7×7×32 → 14×14×16, transposed) runs the input
+    // gradient of the 14×14×16 → 7×7×32 convolution as its forward, the kernel of
+    // encoder.conv1's and discriminator.conv1's input gradients.
+    let (r, _) = bench_json(&[], &["bench", "--conv", "--quick", "--preset", "mnist-conv", "--conv-batch", "1"]);
+    let convs = rows(&r, "convs");
+    let row = |kernel: &str, geometry: &str| {
+        let found = convs.iter().find(|k| s(k, "kernel") == kernel && s(k, "geometry").starts_with(geometry));
+        s(found.unwrap_or_else(|| panic!("no {kernel} of {geometry}: {convs:?}")), "layer")
+    };
+    assert_eq!(row("forward", "1x28x28x1 → 14x14x16"), "encoder.conv0 fwd, discriminator.conv0 fwd, decoder.deconv1 dx");
+    assert_eq!(row("input grad", "1x14x14x16 → 7x7x32"), "decoder.deconv0 fwd, discriminator.conv1 dx, encoder.conv1 dx");
+    assert_eq!(row("weight grad", "1x14x14x16 → 7x7x32"), "encoder.conv1 dw, decoder.deconv0 dw, discriminator.conv1 dw");
+    assert!(convs.iter().all(|k| s(k, "gemm").split('x').all(|d| d.parse::<usize>().is_ok_and(|d| d > 0))), "{convs:?}");
 
     // --feed: resident against streamed, for the model it names, over --steps steps.
     let (r, _) = bench_json(&[], &["bench", "--feed", "--quick", "--steps", "2"]);

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::DeviceArgs;
 use crate::gpu::{Gpu, GpuBuffer, Launch};
+use crate::graph::ops::ConvRole;
 use crate::kernels::adam;
 use crate::kernels::batch_norm::{self, BatchNormSettings};
 use crate::kernels::matmul::{self, MatmulSpec, Tile};
@@ -33,9 +34,9 @@ pub struct BenchArgs {
     /// host (mnist-conv, celeba64).
     #[arg(long)]
     feed: bool,
-    /// Time the convolutions of Larsen et al.'s 64×64 model (forward, input and weight
-    /// gradients) beside a dense matmul of the same M×N×K, at --conv-batch (also part of
-    /// --kernels).
+    /// Time every convolution GEMM of --preset's training step (default celeba64, Larsen et
+    /// al.'s 64×64 model): forwards, input and weight gradients, each beside a dense matmul
+    /// of the same M×N×K, at --conv-batch (also part of --kernels).
     #[arg(long)]
     conv: bool,
     /// Batch of the --conv shapes (default: 16 on a CPU adapter, 64 on a GPU).
@@ -83,9 +84,10 @@ pub struct BenchArgs {
     /// --batches, default 256) and print where the step's time goes, by kernel.
     #[arg(long)]
     profile: bool,
-    /// The model --profile times.
-    #[arg(long, default_value = "mnist-mlp")]
-    preset: String,
+    /// The model --profile and --conv time [default: mnist-mlp for --profile, celeba64 for
+    /// --conv].
+    #[arg(long)]
+    preset: Option<String>,
 }
 
 #[derive(Serialize, Default)]
@@ -115,9 +117,10 @@ struct FeedRow {
     overhead: f64,
 }
 
-/// One convolution kernel of the 64×64 model, and a dense matmul of its M×N×K.
+/// One convolution GEMM of a preset's step, and a dense matmul of its M×N×K.
 #[derive(Serialize)]
 struct ConvRow {
+    /// The layers that run it, with what it is to each: "encoder.conv1 dx, decoder.deconv0 fwd".
     layer: String,
     kernel: String,
     geometry: String,
@@ -265,20 +268,23 @@ pub fn run(device: &DeviceArgs, args: &BenchArgs) -> anyhow::Result<()> {
         report.convs = bench_convs(&gpu, args, samples)?;
         if !args.json {
             println!();
-            println!("convolutions of the 64×64 model (implicit GEMM) beside a dense matmul of the same M×N×K, f32, default tile");
-            println!("(T: transposed, output padding 1)");
-            println!("{:<12} {:<12} {:<36} {:<18} {:>10} {:>9} {:>9} {:>9}", "layer", "kernel", "geometry", "M×N×K", "µs", "GFLOP/s", "matmul", "of matmul");
+            println!(
+                "convolutions of the {} step (implicit GEMMs, tiles as the step takes them) beside a dense matmul of the same M×N×K, f32",
+                args.preset.as_deref().unwrap_or("celeba64")
+            );
+            println!("(a transposed layer runs its adjoint convolution's GEMMs: its fwd is that geometry's input gradient, its dx that forward)");
+            println!("{:<18} {:<36} {:<18} {:>10} {:>9} {:>9} {:>9}  layers", "kernel", "geometry", "M×N×K", "µs", "GFLOP/s", "matmul", "of matmul");
             for r in &report.convs {
                 println!(
-                    "{:<12} {:<12} {:<36} {:<18} {:>10.1} {:>9.1} {:>9.1} {:>8.0}%",
-                    r.layer,
+                    "{:<18} {:<36} {:<18} {:>10.1} {:>9.1} {:>9.1} {:>8.0}%  {}",
                     r.kernel,
                     r.geometry,
                     r.gemm,
                     r.microseconds,
                     r.gflop_s,
                     r.matmul_gflop_s,
-                    100.0 * r.of_matmul
+                    100.0 * r.of_matmul,
+                    r.layer
                 );
             }
         }
@@ -434,22 +440,72 @@ struct AllreduceRow {
 }
 
 /// Larsen et al.'s 64×64 model's convolutions at `batch`: (layer, geometry, transposed).
-fn larsen_convs(batch: usize) -> anyhow::Result<Vec<(&'static str, ConvGeom, bool)>> {
-    let c = |i, o, s, p| ConvGeom::conv(batch, i, o, (5, 5), s, p).map_err(anyhow::Error::msg);
-    let t = |i, o| ConvGeom::transposed(batch, i, o, (5, 5), 2, 2, 1).map_err(anyhow::Error::msg);
-    Ok(vec![
-        ("enc conv1", c((64, 64, 3), 64, 2, 2)?, false),
-        ("enc conv2", c((32, 32, 64), 128, 2, 2)?, false),
-        ("enc conv3", c((16, 16, 128), 256, 2, 2)?, false),
-        ("dec deconv1", t((8, 8, 256), 256)?, true),
-        ("dec deconv2", t((16, 16, 256), 128)?, true),
-        ("dec deconv3", t((32, 32, 128), 32)?, true),
-        ("dec conv", c((64, 64, 32), 3, 1, 2)?, false),
-        ("dis conv1", c((64, 64, 3), 32, 1, 2)?, false),
-        ("dis conv2", c((64, 64, 32), 128, 2, 2)?, false),
-        ("dis conv3", c((32, 32, 128), 256, 2, 2)?, false),
-        ("dis conv4", c((16, 16, 256), 256, 2, 2)?, false),
-    ])
+/// One of the three GEMMs of a convolution geometry (a transposed convolution runs its
+/// adjoint's: its forward is the adjoint's input gradient and its input gradient the adjoint's
+/// forward), with the layers of the step that run it.
+struct StepConv {
+    geom: ConvGeom,
+    role: ConvRole,
+    /// "decoder.deconv0 fwd", "encoder.conv1 dw", …
+    layers: Vec<String>,
+}
+
+/// Every distinct convolution GEMM of `preset`'s training step at `batch`, in the order the
+/// step first runs it: the forwards, then the backward's input and weight gradients. Layers
+/// that share a geometry share its kernels (mnist-conv's encoder.conv1, discriminator.conv1
+/// and the adjoint of decoder.deconv0), so each GEMM is timed once and names them all.
+fn step_convs(preset: &str, batch: usize) -> anyhow::Result<Vec<StepConv>> {
+    use crate::graph::Op;
+    use crate::model::{build_step, RunConfig};
+    let config = RunConfig::preset(preset).map_err(anyhow::Error::msg)?.model;
+    let graph = build_step(&config, batch, 1)?.graph;
+    let layer = |w: usize| graph.tensors[w].name.trim_end_matches(".weight").to_string();
+    // (geometry, transposed, layer) of every convolution layer, from its forward.
+    let mut forwards: Vec<(ConvGeom, bool, String)> = vec![];
+    for node in &graph.nodes {
+        if let Op::Conv2d { geom, .. } | Op::ConvTranspose2d { geom, .. } = node.op {
+            let entry = (geom, matches!(node.op, Op::ConvTranspose2d { .. }), layer(node.inputs[1]));
+            if !forwards.contains(&entry) {
+                forwards.push(entry);
+            }
+        }
+    }
+    // What a role of the adjoint geometry is to a layer.
+    let what = |transposed: bool, role: ConvRole| match (transposed, role) {
+        (false, ConvRole::Forward) | (true, ConvRole::InputGrad) => "fwd",
+        (false, ConvRole::InputGrad) | (true, ConvRole::Forward) => "dx",
+        (_, ConvRole::WeightGrad) => "dw",
+    };
+    let mut convs: Vec<StepConv> = vec![];
+    for node in &graph.nodes {
+        // (geometry, GEMM role, the weight it reads where it reads one).
+        let (geom, role, weight) = match node.op {
+            Op::Conv2d { geom, .. } => (geom, ConvRole::Forward, Some(node.inputs[1])),
+            Op::ConvTranspose2d { geom, .. } => (geom, ConvRole::InputGrad, Some(node.inputs[1])),
+            Op::ConvGemm { geom, role: ConvRole::WeightGrad } => (geom, ConvRole::WeightGrad, None),
+            Op::ConvGemm { geom, role } => (geom, role, Some(node.inputs[1])),
+            _ => continue,
+        };
+        // A weight gradient reads no weight: every layer of its geometry computes one.
+        let names: Vec<String> = forwards
+            .iter()
+            .filter(|(g, _, name)| *g == geom && weight.is_none_or(|w| layer(w) == *name))
+            .map(|(_, t, name)| format!("{name} {}", what(*t, role)))
+            .collect();
+        let i = match convs.iter().position(|c| c.geom == geom && c.role == role) {
+            Some(i) => i,
+            None => {
+                convs.push(StepConv { geom, role, layers: vec![] });
+                convs.len() - 1
+            }
+        };
+        for n in names {
+            if !convs[i].layers.contains(&n) {
+                convs[i].layers.push(n);
+            }
+        }
+    }
+    Ok(convs)
 }
 
 fn bench_convs(gpu: &Gpu, args: &BenchArgs, samples: usize) -> anyhow::Result<Vec<ConvRow>> {
@@ -459,36 +515,44 @@ fn bench_convs(gpu: &Gpu, args: &BenchArgs, samples: usize) -> anyhow::Result<Ve
         (false, crate::gpu::AdapterClass::Cpu) => 16,
         (false, crate::gpu::AdapterClass::Gpu) => 64,
     });
-    let mut layers = larsen_convs(batch)?;
+    let preset = args.preset.as_deref().unwrap_or("celeba64");
+    let mut convs = step_convs(preset, batch)?;
+    if convs.is_empty() {
+        anyhow::bail!("--conv: the {preset} step has no convolutions");
+    }
     if args.quick {
-        layers.truncate(2);
+        // The first GEMM of each role: seconds, and every kernel family.
+        let mut roles = vec![];
+        convs.retain(|c| {
+            !roles.contains(&c.role) && {
+                roles.push(c.role);
+                true
+            }
+        });
     }
     let mut rows = vec![];
-    for (layer, g, transposed) in layers {
+    for StepConv { geom: g, role, layers } in convs {
         let (x, w, y) =
             (gpu.upload_f32("x", &filler(g.input_len()))?, gpu.upload_f32("w", &filler(g.weight_len()))?, gpu.upload_f32("y", &filler(g.output_len()))?);
         let (m_in, m_out, k_in, k_out) = (g.batch * g.in_h * g.in_w, g.batch * g.out_h * g.out_w, g.k_h * g.k_w * g.in_c, g.k_h * g.k_w * g.out_c);
-        // (kernel, launch, M, N, K): for a transposed layer its forward is the adjoint's input
-        // gradient and its input gradient the adjoint's forward.
-        // (Stride-2 input gradients are one launch per stride phase.)
-        let fwd = ("forward", vec![conv2d::conv2d_forward(gpu, &g, Act::None, &x, &w, None, &y)?], m_out, g.out_c, k_in);
-        let dx = ("input grad", conv2d::conv2d_backward_input(gpu, &g, &y, &w, &x)?, m_in, g.in_c, k_out);
-        let auto_narrow = dx.1.iter().any(|l| l.name.contains("narrow"));
-        let dw = ("weight grad", vec![conv2d::conv2d_backward_weight(gpu, &g, &x, &y, &w)?], k_in, g.out_c, m_out);
-        let mut kernels =
-            if transposed { vec![("forward", dx.1, dx.2, dx.3, dx.4), ("input grad", fwd.1, fwd.2, fwd.3, fwd.4), dw] } else { vec![fwd, dx, dw] };
-        // Where the input gradient may take the narrow kernel (c_in ≤ 16), the path the
-        // automatic choice did not take beside it.
-        if g.in_c <= conv2d::NARROW_MAX_CHANNELS {
-            let (path, what) = match (auto_narrow, transposed) {
-                (true, false) => (conv2d::InputPath::Gemm, "input grad, GEMM"),
-                (true, true) => (conv2d::InputPath::Gemm, "forward, GEMM"),
-                (false, false) => (conv2d::InputPath::Narrow, "input grad, narrow"),
-                (false, true) => (conv2d::InputPath::Narrow, "forward, narrow"),
-            };
-            kernels.push((what, conv2d::conv2d_backward_input_via(gpu, &g, path, &y, &w, &x)?, m_in, g.in_c, k_out));
-        }
-        for (kernel, launches, m, n, k) in kernels {
+        // (kernel, launches, M, N, K). Stride-2 input gradients are one launch per stride phase.
+        let mut kernels = match role {
+            ConvRole::Forward => vec![("forward", vec![conv2d::conv2d_forward(gpu, &g, Act::None, &x, &w, None, &y)?], m_out, g.out_c, k_in)],
+            ConvRole::InputGrad => {
+                let auto = conv2d::conv2d_backward_input(gpu, &g, &y, &w, &x)?;
+                let narrow = auto.iter().any(|l| l.name.contains("narrow"));
+                let mut k = vec![("input grad", auto, m_in, g.in_c, k_out)];
+                // Where the input gradient may take the narrow kernel, the path the automatic
+                // choice did not take beside it.
+                if g.in_c <= conv2d::NARROW_MAX_CHANNELS {
+                    let (path, what) = if narrow { (conv2d::InputPath::Gemm, "input grad, GEMM") } else { (conv2d::InputPath::Narrow, "input grad, narrow") };
+                    k.push((what, conv2d::conv2d_backward_input_via(gpu, &g, path, &y, &w, &x)?, m_in, g.in_c, k_out));
+                }
+                k
+            }
+            ConvRole::WeightGrad => vec![("weight grad", vec![conv2d::conv2d_backward_weight(gpu, &g, &x, &y, &w)?], k_in, g.out_c, m_out)],
+        };
+        for (kernel, launches, m, n, k) in kernels.drain(..) {
             let secs = gpu.median_time(&launches.iter().collect::<Vec<_>>(), samples)?;
             let spec = MatmulSpec::new(m, n, k, Trans::NN);
             let gflop_s = spec.flops() / secs / 1e9;
@@ -500,13 +564,9 @@ fn bench_convs(gpu: &Gpu, args: &BenchArgs, samples: usize) -> anyhow::Result<Ve
             let dense = MatmulSpec::new(rows_fit, n, k, Trans::NN);
             let matmul_gflop_s = dense.flops() / time_matmul(gpu, dense, DType::F32, samples)? / 1e9;
             rows.push(ConvRow {
-                layer: layer.to_string(),
+                layer: layers.join(", "),
                 kernel: kernel.to_string(),
-                geometry: if transposed {
-                    format!("{}x{}x{}x{} → {}x{}x{} k{}x{} s{} T", g.batch, g.out_h, g.out_w, g.out_c, g.in_h, g.in_w, g.in_c, g.k_h, g.k_w, g.stride)
-                } else {
-                    g.to_string()
-                },
+                geometry: g.to_string(),
                 gemm: format!("{m}x{n}x{k}"),
                 microseconds: secs * 1e6,
                 gflop_s,
@@ -786,7 +846,8 @@ fn profile_step(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<()> {
     use crate::graph::{ExecOptions, GpuExecutor};
     use crate::model::{build_step, RunConfig};
     let batch = args.batches.as_ref().and_then(|b| b.first().copied()).unwrap_or(256);
-    let run_config = RunConfig::preset(&args.preset).map_err(anyhow::Error::msg)?;
+    let preset = args.preset.as_deref().unwrap_or("mnist-mlp");
+    let run_config = RunConfig::preset(preset).map_err(anyhow::Error::msg)?;
     let config = &run_config.model;
     let step = build_step(config, batch, 1)?;
     let update = Some(step.graph.groups.iter().map(|g| run_config.optim.rule(&g.name, 0)).collect());
@@ -815,7 +876,7 @@ fn profile_step(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<()> {
     println!("adapter: {}", gpu.describe());
     println!(
         "{} {:?} step at batch {batch}: {} dispatches, each timed alone ({}): {:.1} ms in all",
-        args.preset,
+        preset,
         config.mode,
         launches.len(),
         gpu.clock().name(),
