@@ -438,11 +438,21 @@ fn bench_flags_choose_what_is_timed() {
     assert!(c["copy_gb_s"].as_f64().unwrap() > 0.0 && c["matmul_gflop_s"].as_f64().unwrap() > 0.0 && !s(c, "matmul_tile").is_empty(), "{c}");
 
     // --conv at --conv-batch: celeba64's convolutions by default, a GEMM of each role with
-    // --quick, at batch 1 (its decoder runs [z; z_p] in one pass: batch 2 there).
+    // --quick, at batch 1 (its decoder runs [z; z_p] in one pass and its discriminator
+    // [x; x̃; x_p]: batch 2 and 3 there).
     let (r, _) = bench_json(&[], &["bench", "--conv", "--quick", "--conv-batch", "1"]);
     let convs = rows(&r, "convs");
     let batch_of = |k: &serde_json::Value| s(k, "geometry").split('x').next().and_then(|b| b.parse::<usize>().ok());
-    assert!(!convs.is_empty() && convs.iter().all(|k| batch_of(k) == Some(if s(k, "layer").starts_with("decoder") { 2 } else { 1 })), "{convs:?}");
+    let batch_for = |layer: String| {
+        if layer.starts_with("decoder") {
+            2
+        } else if layer.starts_with("discriminator") {
+            3
+        } else {
+            1
+        }
+    };
+    assert!(!convs.is_empty() && convs.iter().all(|k| batch_of(k) == Some(batch_for(s(k, "layer")))), "{convs:?}");
     assert_eq!(s(&convs[0], "layer"), "encoder.conv0 fwd", "{convs:?}");
     assert!(convs.iter().any(|k| s(k, "kernel") == "input grad") && convs.iter().any(|k| s(k, "kernel") == "weight grad"));
 

@@ -521,11 +521,15 @@ fn bench_convs(gpu: &Gpu, args: &BenchArgs, samples: usize) -> anyhow::Result<Ve
         anyhow::bail!("--conv: the {preset} step has no convolutions");
     }
     if args.quick {
-        // The first GEMM of each role: seconds, and every kernel family.
-        let mut roles = vec![];
+        // The first GEMM of each role, and the first input gradient narrow enough for the
+        // narrow kernel (timed beside the GEMM): seconds, and every kernel family.
+        let narrow = |c: &StepConv| c.role == ConvRole::InputGrad && c.geom.in_c <= conv2d::NARROW_MAX_CHANNELS;
+        let mut kept: Vec<(ConvRole, bool)> = vec![];
         convs.retain(|c| {
-            !roles.contains(&c.role) && {
-                roles.push(c.role);
+            let first_of_role = !kept.iter().any(|(r, _)| *r == c.role);
+            let first_narrow = narrow(c) && !kept.iter().any(|(_, n)| *n);
+            (first_of_role || first_narrow) && {
+                kept.push((c.role, narrow(c)));
                 true
             }
         });
