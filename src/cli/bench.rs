@@ -90,6 +90,17 @@ pub struct BenchArgs {
     preset: Option<String>,
 }
 
+impl BenchArgs {
+    /// The model --conv times: --preset, else Larsen et al.'s 64×64 model.
+    fn conv_preset(&self) -> &str {
+        self.preset.as_deref().unwrap_or("celeba64")
+    }
+    /// The model --profile times: --preset, else mnist-mlp.
+    fn profile_preset(&self) -> &str {
+        self.preset.as_deref().unwrap_or("mnist-mlp")
+    }
+}
+
 #[derive(Serialize, Default)]
 struct Report {
     adapter: String,
@@ -270,7 +281,7 @@ pub fn run(device: &DeviceArgs, args: &BenchArgs) -> anyhow::Result<()> {
             println!();
             println!(
                 "convolutions of the {} step (implicit GEMMs, tiles as the step takes them) beside a dense matmul of the same M×N×K, f32",
-                args.preset.as_deref().unwrap_or("celeba64")
+                args.conv_preset()
             );
             println!("(a transposed layer runs its adjoint convolution's GEMMs: its fwd is that geometry's input gradient, its dx that forward)");
             println!("{:<18} {:<36} {:<18} {:>10} {:>9} {:>9} {:>9}  layers", "kernel", "geometry", "M×N×K", "µs", "GFLOP/s", "matmul", "of matmul");
@@ -439,7 +450,6 @@ struct AllreduceRow {
     samples_per_s: f64,
 }
 
-/// Larsen et al.'s 64×64 model's convolutions at `batch`: (layer, geometry, transposed).
 /// One of the three GEMMs of a convolution geometry (a transposed convolution runs its
 /// adjoint's: its forward is the adjoint's input gradient and its input gradient the adjoint's
 /// forward), with the layers of the step that run it.
@@ -515,7 +525,7 @@ fn bench_convs(gpu: &Gpu, args: &BenchArgs, samples: usize) -> anyhow::Result<Ve
         (false, crate::gpu::AdapterClass::Cpu) => 16,
         (false, crate::gpu::AdapterClass::Gpu) => 64,
     });
-    let preset = args.preset.as_deref().unwrap_or("celeba64");
+    let preset = args.conv_preset();
     let mut convs = step_convs(preset, batch)?;
     if convs.is_empty() {
         anyhow::bail!("--conv: the {preset} step has no convolutions");
@@ -540,7 +550,7 @@ fn bench_convs(gpu: &Gpu, args: &BenchArgs, samples: usize) -> anyhow::Result<Ve
             (gpu.upload_f32("x", &filler(g.input_len()))?, gpu.upload_f32("w", &filler(g.weight_len()))?, gpu.upload_f32("y", &filler(g.output_len()))?);
         let (m_in, m_out, k_in, k_out) = (g.batch * g.in_h * g.in_w, g.batch * g.out_h * g.out_w, g.k_h * g.k_w * g.in_c, g.k_h * g.k_w * g.out_c);
         // (kernel, launches, M, N, K). Stride-2 input gradients are one launch per stride phase.
-        let mut kernels = match role {
+        let kernels = match role {
             ConvRole::Forward => vec![("forward", vec![conv2d::conv2d_forward(gpu, &g, Act::None, &x, &w, None, &y)?], m_out, g.out_c, k_in)],
             ConvRole::InputGrad => {
                 let auto = conv2d::conv2d_backward_input(gpu, &g, &y, &w, &x)?;
@@ -556,7 +566,7 @@ fn bench_convs(gpu: &Gpu, args: &BenchArgs, samples: usize) -> anyhow::Result<Ve
             }
             ConvRole::WeightGrad => vec![("weight grad", vec![conv2d::conv2d_backward_weight(gpu, &g, &x, &y, &w)?], k_in, g.out_c, m_out)],
         };
-        for (kernel, launches, m, n, k) in kernels.drain(..) {
+        for (kernel, launches, m, n, k) in kernels {
             let secs = gpu.median_time(&launches.iter().collect::<Vec<_>>(), samples)?;
             let spec = MatmulSpec::new(m, n, k, Trans::NN);
             let gflop_s = spec.flops() / secs / 1e9;
@@ -850,7 +860,7 @@ fn profile_step(gpu: &Gpu, args: &BenchArgs) -> anyhow::Result<()> {
     use crate::graph::{ExecOptions, GpuExecutor};
     use crate::model::{build_step, RunConfig};
     let batch = args.batches.as_ref().and_then(|b| b.first().copied()).unwrap_or(256);
-    let preset = args.preset.as_deref().unwrap_or("mnist-mlp");
+    let preset = args.profile_preset();
     let run_config = RunConfig::preset(preset).map_err(anyhow::Error::msg)?;
     let config = &run_config.model;
     let step = build_step(config, batch, 1)?;
