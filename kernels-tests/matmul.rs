@@ -77,13 +77,18 @@ gpu_test! {
 }
 
 gpu_test! {
-    /// On the adapter class's default tile (what models run on; the rest of the suite runs on
-    /// `common::test_tile`) and on the suite's tile.
+    /// On the adapter class's default tiles (what models run on untuned, wide and narrow; the
+    /// rest of the suite runs on `common::test_tile`) and on the suite's tile.
     async fn matmul_fused_epilogues() {
         let mut rng = rng("matmul_fused_epilogues");
         let acts = [Act::None, Act::Relu, Act::LeakyRelu(0.2), Act::Tanh, Act::Sigmoid];
+        // The class default, as it applies to narrow products (`Tile::for_columns`), the suite's.
         let mut tiles = vec![Tile::class_default(gpu())];
-        tiles.extend(Some(Tile::default_for(gpu())).filter(|t| *t != tiles[0]));
+        for t in [Tile::class_default(gpu()).for_columns(1), Tile::default_for(gpu())] {
+            if !tiles.contains(&t) {
+                tiles.push(t);
+            }
+        }
         for tile in tiles {
             for (m, n, k) in swept(&[(1, 1, 1), (7, 13, 29), (64, 512, 784), (33, 10, 20)], &[1, 3]) {
                 for act in acts {
@@ -285,6 +290,48 @@ gpu_test! {
         }
         assert!("4x4@16x16/fast".parse::<Tile>().is_err());
     }
+}
+
+/// A GEMM that names no tile and is not tuned runs on `Tile::untuned`: where the class
+/// default is the 8-lane subgroup tile 32x8 (64 columns a workgroup), a product of up to 32
+/// columns runs on 32x4 instead, wider ones on 32x8 — with the same bits; a forced tile wins.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn an_untuned_narrow_product_takes_the_narrow_subgroup_tile() {
+    let mut g = fresh_gpu(false);
+    assert!(g.tuner.is_none() && g.forced_tile.is_none());
+    let wide = Tile::class_default(&g);
+    let mut rng = rng("an_untuned_narrow_product_takes_the_narrow_subgroup_tile");
+    let (m, k) = (37, 9);
+    let run = |spec: MatmulSpec, a: &vaegan::GpuBuffer, b: &vaegan::GpuBuffer| {
+        let c = g.zeros("C", spec.m * spec.n, vaegan::DType::F32).unwrap();
+        g.poison(&c);
+        let compiled = g.pipeline_sources().len();
+        g.run([&matmul(&g, &spec, a, b, None, &c).unwrap()]).unwrap();
+        let keys: Vec<String> = g.pipeline_sources()[compiled..].iter().map(|p| p.key.clone()).collect();
+        (g.download_f32(&c).unwrap(), keys)
+    };
+    // Each N compiles a pipeline of its own on first use (N % 4 picks the vector loads of B),
+    // so the one new pipeline is the one the GEMM ran on; the wide tile's runs come after.
+    let mut untuned = vec![];
+    for n in [16, 30, 33, 40] {
+        let want = if wide == Tile::subgroup(32, 8) && n <= 32 { Tile::subgroup(32, 4) } else { wide };
+        assert_eq!(Tile::untuned(&g, n), want, "N = {n}");
+        let to_gpu = |len: usize, rng: &mut rand::rngs::StdRng| {
+            g.upload_f32("operand", &as_f32(&randn(rng, len)).iter().map(|&v| v as f32).collect::<Vec<_>>()).unwrap()
+        };
+        let (a, b) = (to_gpu(m * k, &mut rng), to_gpu(k * n, &mut rng));
+        let (c, keys) = run(MatmulSpec::new(m, n, k, Trans::NN), &a, &b);
+        assert!(keys.len() == 1 && keys[0].contains(&format!("/{want}/")), "N = {n}: expected a pipeline on {want}, got {keys:?}");
+        untuned.push((n, a, b, c));
+    }
+    for (n, a, b, c) in untuned {
+        let (on_wide, _) = run(MatmulSpec::new(m, n, k, Trans::NN).tile(wide), &a, &b);
+        assert!(c.iter().zip(&on_wide).all(|(x, y)| x.to_bits() == y.to_bits() && !x.is_nan()), "N = {n}: the untuned tile and {wide} differ");
+    }
+    let forced = Tile::register(8, 4, 8, 4);
+    forced.force_on(&mut g).unwrap();
+    assert_eq!(Tile::untuned(&g, 16), forced, "a forced tile wins over the narrowing");
 }
 
 /// `Tile::force_on` (VAEGAN_TILE): checked against the adapter, then the tile of every GEMM

@@ -65,6 +65,29 @@ impl Tile {
         gpu.forced_tile.as_deref().and_then(|t| t.parse().ok()).unwrap_or_else(|| Tile::class_default(gpu))
     }
 
+    /// The tile of a product with `n` columns that no tuning chose (tuning off, its budget
+    /// spent, a product under a MFLOP, the browser): the forced tile where one is set, else
+    /// the class default as it applies to `n` columns (`for_columns`).
+    pub fn untuned(gpu: &Gpu, n: usize) -> Tile {
+        match gpu.forced_tile.as_deref().and_then(|t| t.parse().ok()) {
+            Some(forced) => forced,
+            None => Tile::class_default(gpu).for_columns(n),
+        }
+    }
+
+    /// A class default as it applies to a product of `n` columns: the 8-lane subgroup
+    /// default, 32x8, computes 64 columns a workgroup, so at N ≤ 32 half its lanes or more
+    /// (three quarters at N = 16, the width of most of mnist-conv's convolutions) compute
+    /// clamped copies that the store masks; there 32x4 (32 columns) ran 1.3–3× faster
+    /// (BENCHMARKS.md, "The untuned tile of a narrow product"). Other tiles are kept.
+    pub fn for_columns(self, n: usize) -> Tile {
+        if self == Tile::subgroup(32, 8) && n <= 32 {
+            Tile::subgroup(32, 4)
+        } else {
+            self
+        }
+    }
+
     /// Defaults measured on lavapipe (BENCHMARKS.md) and the textbook choice for GPUs.
     pub fn class_default(gpu: &Gpu) -> Tile {
         match gpu.class {
@@ -742,10 +765,10 @@ pub fn pattern(n: usize) -> Vec<f32> {
     (0..n).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect()
 }
 
-/// The tile for a spec without one: the adapter class's default, or with autotuning on, the
-/// fastest candidate for its shape class (timed now on first use, then cached).
+/// The tile for a spec without one: `Tile::untuned`, or with autotuning on, the fastest
+/// candidate for its shape class (timed now on first use, then cached).
 fn tuned_tile(gpu: &Gpu, spec: &MatmulSpec, dtype: DType) -> Result<Tile> {
-    let default = Tile::default_for(gpu);
+    let default = Tile::untuned(gpu, spec.n);
     let Some(tuner) = gpu.tuner.as_ref().filter(|_| gpu.forced_tile.is_none()) else { return Ok(default) };
     let key = super::autotune::key(gpu, spec.trans, dtype, spec.m, spec.n, spec.k);
     if let Some(t) = tuner.cached(&key).and_then(|t| t.parse::<Tile>().ok()) {
@@ -770,7 +793,7 @@ fn tuned_tile(gpu: &Gpu, spec: &MatmulSpec, dtype: DType) -> Result<Tile> {
 /// geometry, role and stride phase (a model has a few dozen, each tuned once per adapter),
 /// timed on scratch tensors of the operands' sizes.
 fn tuned_gathered_tile(gpu: &Gpu, spec: &MatmulSpec, gathered: Gathered, a: &GpuBuffer, b: &GpuBuffer, c: &GpuBuffer) -> Result<Tile> {
-    let default = Tile::default_for(gpu);
+    let default = Tile::untuned(gpu, spec.n);
     let Some(tuner) = gpu.tuner.as_ref().filter(|_| gpu.forced_tile.is_none()) else { return Ok(default) };
     let what = format!("{}/{} {}x{}x{} {:?}", gathered.a.loader(), gathered.b.loader(), spec.m, spec.n, spec.k, a.dtype);
     let key = super::autotune::conv_key(gpu, &what, &gathered.geom);
