@@ -219,17 +219,20 @@ gpu_test! {
     }
 }
 
-/// The suite's convolutions run on `common::test_tile`; models run on the adapter class's
-/// default. Every loader — the forward's im2col, the input gradient's stride phases, the
-/// weight gradient's, the transposed forward's — on that tile, at a stride-2 geometry
-/// with partial tiles, against the twin (a second device, whose GEMMs keep the default).
+/// The suite's convolutions run on `common::test_tile`; models run on the tile no tuning
+/// chose (`Tile::untuned`): the adapter class's default, where that is the 8-lane subgroup
+/// tile 32x8, narrowed to 32x4 for GEMMs of up to 32 columns. Every loader — the forward's
+/// im2col, the input gradient's stride phases, the weight gradient's, the transposed
+/// forward's — at two stride-2 geometries with partial tiles, one whose GEMMs are all at
+/// most 32 columns wide and one whose are all wider, against the twin (a second device,
+/// whose GEMMs keep those tiles); each GEMM's pipeline is checked to be on the tile expected.
 #[cfg(not(target_arch = "wasm32"))]
 #[test]
-fn convolutions_on_the_class_default_tile_match_twin() {
+fn convolutions_on_the_untuned_tiles_match_twin() {
+    use vaegan::kernels::matmul::Tile;
     let dev = fresh_gpu(false);
-    assert!(dev.forced_tile.is_none() && vaegan::kernels::matmul::Tile::default_for(&dev) == vaegan::kernels::matmul::Tile::class_default(&dev));
-    let mut rng = rng("convolutions_on_the_class_default_tile_match_twin");
-    let g = ConvGeom::conv(2, (9, 7, 2), 6, (5, 5), 2, 2).unwrap();
+    assert!(dev.forced_tile.is_none() && Tile::default_for(&dev) == Tile::class_default(&dev));
+    let mut rng = rng("convolutions_on_the_untuned_tiles_match_twin");
     let up = |v: &[f64]| dev.upload_f32("x", &v.iter().map(|&x| x as f32).collect::<Vec<_>>()).unwrap();
     let out = |n: usize| {
         let b = dev.zeros("y", n, vaegan::DType::F32).unwrap();
@@ -237,32 +240,45 @@ fn convolutions_on_the_class_default_tile_match_twin() {
         b
     };
     let read = |b: &vaegan::GpuBuffer| dev.download_f32(b).unwrap().into_iter().map(|v| v as f64).collect::<Vec<_>>();
-    let (x, w, dy) = (as_f32(&randn(&mut rng, g.input_len())), as_f32(&randn(&mut rng, g.weight_len())), as_f32(&randn(&mut rng, g.output_len())));
-    let (y, dx, dw) = (out(g.output_len()), out(g.input_len()), out(g.weight_len()));
-    let (xb, wb, dyb) = (up(&x), up(&w), up(&dy));
-    let mut launches = vec![conv2d::conv2d_forward(&dev, &g, Act::None, &xb, &wb, None, &y).unwrap()];
-    launches.extend(conv2d::conv2d_backward_input(&dev, &g, &dyb, &wb, &dx).unwrap());
-    launches.push(conv2d::conv2d_backward_weight(&dev, &g, &xb, &dyb, &dw).unwrap());
-    // The transposed convolution of the same geometry maps dy's side to x's.
-    let t = ConvGeom::transposed(2, (5, 4, 6), 2, (5, 5), 2, 2, 0).unwrap();
-    assert_eq!((t.in_h, t.in_w), (9, 7));
-    let ty = out(t.input_len());
-    launches.extend(conv2d::conv_transpose2d_forward(&dev, &t, Act::None, &dyb, &wb, None, &ty).unwrap());
-    dev.run(&launches).unwrap();
-    let tile = vaegan::kernels::matmul::Tile::class_default(&dev);
-    let r = &reference::conv2d::conv2d_forward;
-    assert_close_mag(&format!("conv2d {g} on {tile}"), &read(&y), &r(&g, Act::None, &x, &w, None), &forward_mag(&g, &x, &w), TOL);
-    let mag_dx = reference::conv2d::conv2d_backward_input(&g, &abs(&dy), &abs(&w));
-    assert_close_mag(&format!("conv2d dx {g} on {tile}"), &read(&dx), &reference::conv2d::conv2d_backward_input(&g, &dy, &w), &mag_dx, TOL);
-    let mag_dw = reference::conv2d::conv2d_backward_weight(&g, &abs(&x), &abs(&dy));
-    assert_close_mag(&format!("conv2d dw {g} on {tile}"), &read(&dw), &reference::conv2d::conv2d_backward_weight(&g, &x, &dy), &mag_dw, TOL);
-    let want_t = reference::conv2d::conv_transpose2d_forward(&t, Act::None, &dy, &w, None);
-    let mag_t = reference::conv2d::conv_transpose2d_forward(&t, Act::None, &abs(&dy), &abs(&w), None);
-    assert_close_mag(&format!("conv_transpose2d {t} on {tile}"), &read(&ty), &want_t, &mag_t, TOL);
+    // (in_c, out_c): every GEMM's N is one of the two (forward and weight gradient: out_c;
+    // input gradient and the transposed forward: in_c, where 2 channels take the narrow kernel).
+    for (in_c, out_c) in [(2, 6), (36, 40)] {
+        let narrow = in_c.max(out_c) <= 32;
+        let tile = if Tile::class_default(&dev) == Tile::subgroup(32, 8) && narrow { Tile::subgroup(32, 4) } else { Tile::class_default(&dev) };
+        let g = ConvGeom::conv(2, (9, 7, in_c), out_c, (5, 5), 2, 2).unwrap();
+        let (x, w, dy) = (as_f32(&randn(&mut rng, g.input_len())), as_f32(&randn(&mut rng, g.weight_len())), as_f32(&randn(&mut rng, g.output_len())));
+        let (y, dx, dw) = (out(g.output_len()), out(g.input_len()), out(g.weight_len()));
+        let (xb, wb, dyb) = (up(&x), up(&w), up(&dy));
+        let compiled = dev.pipeline_sources().len();
+        let mut launches = vec![conv2d::conv2d_forward(&dev, &g, Act::None, &xb, &wb, None, &y).unwrap()];
+        launches.extend(conv2d::conv2d_backward_input(&dev, &g, &dyb, &wb, &dx).unwrap());
+        launches.push(conv2d::conv2d_backward_weight(&dev, &g, &xb, &dyb, &dw).unwrap());
+        // The transposed convolution of the same geometry maps dy's side to x's.
+        let t = ConvGeom::transposed(2, (5, 4, out_c), in_c, (5, 5), 2, 2, 0).unwrap();
+        assert_eq!((t.in_h, t.in_w), (9, 7));
+        let ty = out(t.input_len());
+        launches.extend(conv2d::conv_transpose2d_forward(&dev, &t, Act::None, &dyb, &wb, None, &ty).unwrap());
+        dev.run(&launches).unwrap();
+        let gemms: Vec<String> = dev.pipeline_sources()[compiled..].iter().map(|p| p.key.clone()).filter(|k| k.starts_with("matmul/conv/")).collect();
+        assert!(gemms.len() >= 2, "{g}: at least the forward's and the weight gradient's GEMMs, got {gemms:?}");
+        for key in &gemms {
+            assert!(key.contains(&format!("/{tile}/")), "{g}: expected every GEMM on {tile}, got {key}");
+        }
+        let r = &reference::conv2d::conv2d_forward;
+        assert_close_mag(&format!("conv2d {g} on {tile}"), &read(&y), &r(&g, Act::None, &x, &w, None), &forward_mag(&g, &x, &w), TOL);
+        let mag_dx = reference::conv2d::conv2d_backward_input(&g, &abs(&dy), &abs(&w));
+        assert_close_mag(&format!("conv2d dx {g} on {tile}"), &read(&dx), &reference::conv2d::conv2d_backward_input(&g, &dy, &w), &mag_dx, TOL);
+        let mag_dw = reference::conv2d::conv2d_backward_weight(&g, &abs(&x), &abs(&dy));
+        assert_close_mag(&format!("conv2d dw {g} on {tile}"), &read(&dw), &reference::conv2d::conv2d_backward_weight(&g, &x, &dy), &mag_dw, TOL);
+        let want_t = reference::conv2d::conv_transpose2d_forward(&t, Act::None, &dy, &w, None);
+        let mag_t = reference::conv2d::conv_transpose2d_forward(&t, Act::None, &abs(&dy), &abs(&w), None);
+        assert_close_mag(&format!("conv_transpose2d {t} on {tile}"), &read(&ty), &want_t, &mag_t, TOL);
+    }
 }
 
 /// With autotuning on, an input gradient of up to 16 channels is timed on the GEMM and on
-/// the narrow kernel once, the faster recorded and taken (and right); above 16 the GEMM,
+/// the narrow kernel once (on at most `TIMED_IMAGES` images), the faster recorded and taken
+/// (and right); above 16 the GEMM,
 /// untimed. (Untimed, up to 4 channels take the narrow kernel: the suite's device, whose
 /// tile is forced, checks that in `conv2d_backwards_match_twin_and_finite_differences`.)
 #[cfg(not(target_arch = "wasm32"))]
@@ -298,6 +314,25 @@ fn autotune_picks_the_input_gradient_path_once() {
             }
         }
     }
+    // A larger batch is timed on `TIMED_IMAGES` of its images (the narrow kernel's pipeline
+    // names its geometry), then run whole on the path chosen, and right.
+    let g = ConvGeom::conv(conv2d::TIMED_IMAGES + 36, (9, 7, 8), 6, (5, 5), 2, 2).unwrap();
+    let timed = ConvGeom { batch: conv2d::TIMED_IMAGES, ..g };
+    let (w, dy) = (as_f32(&randn(&mut rng, g.weight_len())), as_f32(&randn(&mut rng, g.output_len())));
+    let dx = dev.zeros("dx", g.input_len(), vaegan::DType::F32).unwrap();
+    dev.poison(&dx);
+    let launches = conv2d::conv2d_backward_input(&dev, &g, &up(&dy), &up(&w), &dx).unwrap();
+    dev.run(&launches).unwrap();
+    let got: Vec<f64> = dev.download_f32(&dx).unwrap().into_iter().map(|v| v as f64).collect();
+    let mag = reference::conv2d::conv2d_backward_input(&g, &abs(&dy), &abs(&w));
+    assert_close_mag(&format!("conv2d dx {g}, tuned"), &got, &reference::conv2d::conv2d_backward_input(&g, &dy, &w), &mag, TOL);
+    assert!(saved().contains_key(&vaegan::kernels::autotune::conv_key(&dev, "conv input gradient", &g)), "{g}: the choice is kept for the whole batch");
+    let narrow_keys: Vec<String> = dev.pipeline_sources().into_iter().map(|p| p.key).filter(|k| k.starts_with("conv2d_narrow/")).collect();
+    assert!(narrow_keys.iter().any(|k| k.starts_with(&format!("conv2d_narrow/{timed}/"))), "{g}: timed on {timed}, pipelines {narrow_keys:?}");
+    assert!(
+        !narrow_keys.iter().any(|k| k.starts_with(&format!("conv2d_narrow/{g}/"))) || launches.iter().any(|l| l.name.contains("narrow")),
+        "{g}: timed whole"
+    );
 }
 
 /// With autotuning on, a convolution's GEMMs get their tiles as dense matmuls do: timed once

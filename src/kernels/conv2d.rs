@@ -33,6 +33,11 @@ pub const NARROW_MAX_CHANNELS: usize = 16;
 /// mnist-conv's c_in = 1 gradients at twice the class-default GEMM's speed, and c_in = 16 at
 /// a quarter (BENCHMARKS.md). With a tuner, every c_in ≤ 16 is timed both ways instead.
 pub const NARROW_UNTIMED_CHANNELS: usize = 4;
+/// The two input-gradient paths are timed on at most this many images of the geometry (its
+/// own batch where smaller), then the choice is kept for the whole batch: both scale with
+/// the batch, and timed whole, `vaegan sample -n 1000`'s decoder (a batch of 1,000) spent
+/// 83 s of lavapipe's time on one choice, against a tuning budget of 30 s for a whole run.
+pub const TIMED_IMAGES: usize = 64;
 /// Invocations per workgroup of the narrow kernel (pixels).
 const NARROW_WG: u32 = 64;
 
@@ -375,10 +380,11 @@ fn narrow_is_faster(gpu: &Gpu, g: &ConvGeom) -> Result<bool> {
     Ok(choice == "narrow")
 }
 
-/// Seconds per input gradient of `g` on the GEMM (its tile tuned first, where the budget
-/// allows) and on the narrow kernel (`matmul::time_launches`).
+/// Seconds per input gradient of `g`, at most `TIMED_IMAGES` of its images, on the GEMM (its
+/// tile tuned first, where the budget allows) and on the narrow kernel (`matmul::time_launches`).
 #[cfg(not(target_arch = "wasm32"))]
 fn time_input_paths(gpu: &Gpu, g: &ConvGeom) -> Result<Option<(f64, f64)>> {
+    let g = &ConvGeom { batch: g.batch.min(TIMED_IMAGES), ..*g };
     let dy = gpu.upload_f32("tune dy", &super::matmul::pattern(g.output_len()))?;
     let w = gpu.upload_f32("tune w", &super::matmul::pattern(g.weight_len()))?;
     let dx = gpu.zeros("tune dx", g.input_len(), DType::F32)?;
