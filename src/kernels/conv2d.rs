@@ -35,8 +35,9 @@ pub const NARROW_MAX_CHANNELS: usize = 16;
 pub const NARROW_UNTIMED_CHANNELS: usize = 4;
 /// The two input-gradient paths are timed on at most this many images of the geometry (its
 /// own batch where smaller), then the choice is kept for the whole batch: both scale with
-/// the batch, and timed whole, `vaegan sample -n 1000`'s decoder (a batch of 1,000) spent
-/// 83 s of lavapipe's time on one choice, against a tuning budget of 30 s for a whole run.
+/// the batch, and timed whole, `vaegan sample -n 1000`'s decoder (a batch of 1,000) took 72
+/// and 97 s of lavapipe's time on its two choices, 24 and 18 s on 64 images, against a
+/// tuning budget of 30 s for a whole run (BENCHMARKS.md, "The untuned tile of a narrow product").
 pub const TIMED_IMAGES: usize = 64;
 /// Invocations per workgroup of the narrow kernel (pixels).
 const NARROW_WG: u32 = 64;
