@@ -302,7 +302,7 @@ fn an_untuned_narrow_product_takes_the_narrow_subgroup_tile() {
     assert!(g.tuner.is_none() && g.forced_tile.is_none());
     let wide = Tile::class_default(&g);
     let mut rng = rng("an_untuned_narrow_product_takes_the_narrow_subgroup_tile");
-    let (m, k) = (37, 9);
+    let m = 37;
     let run = |spec: MatmulSpec, a: &vaegan::GpuBuffer, b: &vaegan::GpuBuffer| {
         let c = g.zeros("C", spec.m * spec.n, vaegan::DType::F32).unwrap();
         g.poison(&c);
@@ -311,10 +311,11 @@ fn an_untuned_narrow_product_takes_the_narrow_subgroup_tile() {
         let keys: Vec<String> = g.pipeline_sources()[compiled..].iter().map(|p| p.key.clone()).collect();
         (g.download_f32(&c).unwrap(), keys)
     };
-    // Each N compiles a pipeline of its own on first use (N % 4 picks the vector loads of B),
-    // so the one new pipeline is the one the GEMM ran on; the wide tile's runs come after.
+    // Each (N, K) compiles a pipeline of its own on first use, whichever tile it takes (N % 4
+    // and K % 4 pick the vector loads of B and A), so the one new pipeline is the one the
+    // GEMM ran on; the wide tile's runs come after.
     let mut untuned = vec![];
-    for n in [16, 30, 33, 40] {
+    for (n, k) in [(16, 9), (30, 9), (33, 8), (40, 8)] {
         let want = if wide == Tile::subgroup(32, 8) && n <= 32 { Tile::subgroup(32, 4) } else { wide };
         assert_eq!(Tile::untuned(&g, n), want, "N = {n}");
         let to_gpu = |len: usize, rng: &mut rand::rngs::StdRng| {
@@ -323,9 +324,9 @@ fn an_untuned_narrow_product_takes_the_narrow_subgroup_tile() {
         let (a, b) = (to_gpu(m * k, &mut rng), to_gpu(k * n, &mut rng));
         let (c, keys) = run(MatmulSpec::new(m, n, k, Trans::NN), &a, &b);
         assert!(keys.len() == 1 && keys[0].contains(&format!("/{want}/")), "N = {n}: expected a pipeline on {want}, got {keys:?}");
-        untuned.push((n, a, b, c));
+        untuned.push((n, k, a, b, c));
     }
-    for (n, a, b, c) in untuned {
+    for (n, k, a, b, c) in untuned {
         let (on_wide, _) = run(MatmulSpec::new(m, n, k, Trans::NN).tile(wide), &a, &b);
         assert!(c.iter().zip(&on_wide).all(|(x, y)| x.to_bits() == y.to_bits() && !x.is_nan()), "N = {n}: the untuned tile and {wide} differ");
     }
