@@ -295,16 +295,21 @@ fn autotune_picks_the_input_gradient_path_once() {
     let up = |v: &[f64]| dev.upload_f32("x", &v.iter().map(|&x| x as f32).collect::<Vec<_>>()).unwrap();
     let saved =
         || -> std::collections::HashMap<String, String> { std::fs::read_to_string(&cache).map(|t| serde_json::from_str(&t).unwrap()).unwrap_or_default() };
-    for (in_c, timed) in [(2, true), (8, true), (20, false)] {
-        let g = ConvGeom::conv(2, (9, 7, in_c), 6, (5, 5), 2, 2).unwrap();
-        let (w, dy) = (as_f32(&randn(&mut rng, g.weight_len())), as_f32(&randn(&mut rng, g.output_len())));
+    // The input gradient of `g` on random tensors, checked against the twin: its launches.
+    let tuned_dx = |g: &ConvGeom, rng: &mut rand::rngs::StdRng| {
+        let (w, dy) = (as_f32(&randn(rng, g.weight_len())), as_f32(&randn(rng, g.output_len())));
         let dx = dev.zeros("dx", g.input_len(), vaegan::DType::F32).unwrap();
         dev.poison(&dx);
-        let launches = conv2d::conv2d_backward_input(&dev, &g, &up(&dy), &up(&w), &dx).unwrap();
+        let launches = conv2d::conv2d_backward_input(&dev, g, &up(&dy), &up(&w), &dx).unwrap();
         dev.run(&launches).unwrap();
         let got: Vec<f64> = dev.download_f32(&dx).unwrap().into_iter().map(|v| v as f64).collect();
-        let mag = reference::conv2d::conv2d_backward_input(&g, &abs(&dy), &abs(&w));
-        assert_close_mag(&format!("conv2d dx {g}, tuned"), &got, &reference::conv2d::conv2d_backward_input(&g, &dy, &w), &mag, TOL);
+        let mag = reference::conv2d::conv2d_backward_input(g, &abs(&dy), &abs(&w));
+        assert_close_mag(&format!("conv2d dx {g}, tuned"), &got, &reference::conv2d::conv2d_backward_input(g, &dy, &w), &mag, TOL);
+        launches
+    };
+    for (in_c, timed) in [(2, true), (8, true), (20, false)] {
+        let g = ConvGeom::conv(2, (9, 7, in_c), 6, (5, 5), 2, 2).unwrap();
+        let launches = tuned_dx(&g, &mut rng);
         let key = vaegan::kernels::autotune::conv_key(&dev, "conv input gradient", &g);
         let ran_narrow = launches.iter().any(|l| l.name.contains("narrow"));
         match saved().get(&key) {
@@ -322,14 +327,7 @@ fn autotune_picks_the_input_gradient_path_once() {
     // names its geometry), then run whole on the path chosen, and right.
     let g = ConvGeom::conv(conv2d::TIMED_IMAGES + 36, (9, 7, 8), 6, (5, 5), 2, 2).unwrap();
     let timed = ConvGeom { batch: conv2d::TIMED_IMAGES, ..g };
-    let (w, dy) = (as_f32(&randn(&mut rng, g.weight_len())), as_f32(&randn(&mut rng, g.output_len())));
-    let dx = dev.zeros("dx", g.input_len(), vaegan::DType::F32).unwrap();
-    dev.poison(&dx);
-    let launches = conv2d::conv2d_backward_input(&dev, &g, &up(&dy), &up(&w), &dx).unwrap();
-    dev.run(&launches).unwrap();
-    let got: Vec<f64> = dev.download_f32(&dx).unwrap().into_iter().map(|v| v as f64).collect();
-    let mag = reference::conv2d::conv2d_backward_input(&g, &abs(&dy), &abs(&w));
-    assert_close_mag(&format!("conv2d dx {g}, tuned"), &got, &reference::conv2d::conv2d_backward_input(&g, &dy, &w), &mag, TOL);
+    let launches = tuned_dx(&g, &mut rng);
     assert!(saved().contains_key(&vaegan::kernels::autotune::conv_key(&dev, "conv input gradient", &g)), "{g}: the choice is kept for the whole batch");
     let narrow_keys: Vec<String> = dev.pipeline_sources().into_iter().map(|p| p.key).filter(|k| k.starts_with("conv2d_narrow/")).collect();
     assert!(narrow_keys.iter().any(|k| k.starts_with(&format!("conv2d_narrow/{timed}/"))), "{g}: timed on {timed}, pipelines {narrow_keys:?}");
