@@ -4,7 +4,7 @@
 
 use vaegan::graph::plan::Plan;
 use vaegan::graph::{dump, CpuExecutor, ExecOptions, GpuExecutor, Graph, LossKind, Section, TensorId};
-use vaegan::model::{build_step, Mode, ModelConfig, StepGraph};
+use vaegan::model::{build_eval, build_step, Mode, ModelConfig, StepGraph};
 use vaegan::types::Act;
 use vaegan::types::AdamParams;
 
@@ -484,6 +484,42 @@ fn conv_preset_step_gradients_match_finite_differences() {
         c.joint_batches = joint;
         let step = build_step(&c, 3, 5).unwrap();
         check_all_groups(&step, &mut rng);
+    }
+}
+
+/// The evaluation graph's D (what `metrics.csv`'s `d_accuracy` reads): a D that trains a
+/// pass per batch normalises each half of [x; Dec(z_p)] by its own batch, as in training, so
+/// its logits do not move when its running statistics do; a joint D reads them (eval mode).
+#[test]
+fn the_test_time_discriminator_normalises_as_it_trained() {
+    let mut rng = rng("the_test_time_discriminator_normalises_as_it_trained");
+    for joint in [false, true] {
+        let mut c = tiny_conv_config();
+        c.joint_batches = joint;
+        let ev = build_eval(&c, 4).unwrap();
+        let x = uniform(&mut rng, 4 * c.input, 0.0, 1.0);
+        let logits = |shift: f64| {
+            let mut cpu = CpuExecutor::new(&ev.graph, SEED);
+            cpu.set(ev.x, x.clone());
+            let mut moved = 0;
+            for &t in &ev.graph.state {
+                if ev.graph.name(t).starts_with("discriminator.") {
+                    let v: Vec<f64> = cpu.get(t).iter().map(|&v| v + shift).collect();
+                    cpu.set(t, v);
+                    moved += 1;
+                }
+            }
+            assert!(moved >= 4, "the tiny D has two batch norms (mean and variance each): moved {moved}");
+            cpu.run(1, true);
+            cpu.get(ev.logits.unwrap()).to_vec()
+        };
+        let (before, after) = (logits(0.0), logits(3.0));
+        assert!(before.iter().chain(&after).all(|v| v.is_finite()), "{before:?} {after:?}");
+        if joint {
+            assert_ne!(before, after, "a joint D is read with its running statistics");
+        } else {
+            assert_eq!(before, after, "a per-pass D's test logits moved with its running statistics");
+        }
     }
 }
 

@@ -391,7 +391,9 @@ pub struct EvalGraph {
     pub kl: TensorId,
     /// Mean squared pixel error of Dec(μ).
     pub mse: TensorId,
-    /// D's logits on [x; Dec(z_p)] (vae-gan only).
+    /// D's logits on [x; Dec(z_p)] (vae-gan only): a D that trains a pass per batch
+    /// normalises each half by its own batch, as it trained; a joint D reads both with its
+    /// running statistics.
     pub logits: Option<TensorId>,
 }
 
@@ -425,9 +427,21 @@ pub fn build_eval(c: &ModelConfig, batch: usize) -> Result<EvalGraph> {
         Mode::VaeGan => {
             let dis = g.group("discriminator");
             let d = Discriminator::new(&mut g, dis, c, 0);
-            let both = g.concat_rows(&[x, generated]);
-            let yy = stacked(&mut g, y, 2);
-            let logits = d.forward(&mut g, both, yy, c, Phase::Eval).1;
+            let logits = if c.arch == Arch::Mlp || !c.joint_batches {
+                // Training runs D once per batch (real images, then samples), each pass
+                // normalised by its own batch. The running statistics average those different
+                // batches, so no one pass resembles them: a D read with them in eval mode
+                // drifts (a conditioned `mnist-conv` gave every test image and sample a
+                // negative logit). Each half is normalised by its own batch here, as in
+                // training; momentum 0 leaves the statistics as they are.
+                let real = d.forward(&mut g, x, y, c, Phase::TrainKeepStats).1;
+                let fake = d.forward(&mut g, generated, y, c, Phase::TrainKeepStats).1;
+                g.concat_rows(&[real, fake])
+            } else {
+                let both = g.concat_rows(&[x, generated]);
+                let yy = stacked(&mut g, y, 2);
+                d.forward(&mut g, both, yy, c, Phase::Eval).1
+            };
             g.keep(logits);
             Some(logits)
         }
