@@ -62,17 +62,19 @@ impl Tile {
     /// The tile of every GEMM that names none: the device's forced tile (`VAEGAN_TILE`, see
     /// `force_on`) where one is set, else the adapter class's default.
     pub fn default_for(gpu: &Gpu) -> Tile {
-        gpu.forced_tile.as_deref().and_then(|t| t.parse().ok()).unwrap_or_else(|| Tile::class_default(gpu))
+        Tile::forced(gpu).unwrap_or_else(|| Tile::class_default(gpu))
+    }
+
+    /// The device's forced tile (`VAEGAN_TILE`, `force_on`), if one is set.
+    fn forced(gpu: &Gpu) -> Option<Tile> {
+        gpu.forced_tile.as_deref().and_then(|t| t.parse().ok())
     }
 
     /// The tile of a product with `n` columns that no tuning chose (tuning off, its budget
     /// spent, a product under a MFLOP, the browser): the forced tile where one is set, else
     /// the class default as it applies to `n` columns (`for_columns`).
     pub fn untuned(gpu: &Gpu, n: usize) -> Tile {
-        match gpu.forced_tile.as_deref().and_then(|t| t.parse().ok()) {
-            Some(forced) => forced,
-            None => Tile::class_default(gpu).for_columns(n),
-        }
+        Tile::forced(gpu).unwrap_or_else(|| Tile::class_default(gpu).for_columns(n))
     }
 
     /// A class default as it applies to a product of `n` columns: the 8-lane subgroup
