@@ -20,7 +20,8 @@ The data is MNIST from datasets/mnist. Each epoch ends with the measurements of
 10,000 N(0, I) samples and of the test set's reconstructions Dec(mu) against the test images,
 class entropy and confident share (top class >= 0.9) of the samples, test -ELBO (BCE of
 Dec(z) summed over pixels + KL), the pixel MSE of Dec(mu), and D's accuracy on test images
-against as many samples. One JSON line per epoch on stdout; the last also in --out.
+against as many samples (a D that trains a pass per batch normalises each test batch by
+itself, as vaegan's evaluation does). One JSON line per epoch on stdout; the last also in --out.
 
 With --data DIR (a labelled colour folder, `vaegan make-dataset shapes --size 32`; needs
 Pillow) the model trains on that folder instead (10 % held out by the seed; not vaegan's
@@ -34,11 +35,17 @@ reconstructions and samples each epoch. `--set probe_encoder_pool=max|cat` and
 convolution read through each channel's maximum over positions, alone or beside the
 flattened activations), to decide whether it is worth building; `probe_encoder_llike=W`
 weighs Dis_l in the encoder's objective (0, with gamma=0, kl_weight=0, gan_fakes=none and
-pixel_weight=1: a pixel-only autoencoder, to ask whether the networks can draw at all):
+pixel_weight=1: a pixel-only autoencoder, to ask whether the networks can draw at all);
+`probe_decoder_broadcast=[S,W,L]` replaces the decoder by a spatial broadcast one
+(BroadcastDecoder). `--probe render` trains the decoder alone to draw each image from its
+true factors, `--probe see` the encoder alone to read them (factor_probe): whether each
+network can do its half of the task at this budget, apart from the other and the objective:
 
     vaegan graph --preset shapes32 --config-json /tmp/shapes32.json
     python3 kernels-tests/python/recipe_ablation.py /tmp/shapes32.json --data data/shapes32 \\
         --epochs 5 --samples 2000 --reestimate 0 --set optim.lr_encoder=2e-3 --grid /tmp/g.png
+    python3 kernels-tests/python/recipe_ablation.py /tmp/shapes32.json --data data/shapes32 \\
+        --probe render --epochs 10 --threads 1
 """
 
 import argparse
@@ -249,6 +256,129 @@ def pool_positions(net, mode):
     net.forward = discriminator_forward if is_dis else encoder_forward
 
 
+class BroadcastDecoder(nn.Module):
+    """A probe of a decoder vaegan does not build (`--set probe_decoder_broadcast=[S,W,L]`):
+    Watters et al.'s spatial broadcast — z tiled at every cell of an S x S grid beside the
+    cell's two coordinates in [-1, 1], then L 1x1 convolutions of width W (batch norm, the
+    hidden activation), the same weights at every cell, so a shape is drawn by one function
+    of its offset from the cell instead of by a dense layer's separate weights per position.
+    At S = the image's side a last 1x1 convolution writes the pixels; at a smaller S the cells
+    feed the config's transposed convolutions (the dense layer replaced)."""
+
+    def __init__(self, base, side, width, layers):
+        super().__init__()
+        self.config, h, w, c = base.config, *base.config["image"]
+        self.side, self.act, self.out_act = side, base.act, base.out_act
+        ch, mods = base.config["latent"] + 2, []
+        for i in range(layers):
+            last_to_cells = side < h and i + 1 == layers
+            out = base.first[0] if last_to_cells else width
+            mods.append(_conv1(ch, out))
+            ch = out
+        self.mlp = nn.ModuleList(mods)
+        self.out = nn.Conv2d(ch, c, 1) if side == h else None
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, side), torch.linspace(-1, 1, side), indexing="ij")
+        self.register_buffer("coords", torch.stack([xs, ys])[None])
+        self.deconvs = nn.ModuleList([getattr(base, n) for n in base.layers] if side < h else [])
+
+    def forward(self, z, labels=None):
+        n, s = len(z), self.side
+        x = torch.cat([z[:, :, None, None].expand(n, z.shape[1], s, s), self.coords.expand(n, 2, s, s)], 1)
+        for m in self.mlp:
+            x = self.act(m.bn(m(x)))
+        if self.out is not None:
+            return self.out_act(self.out(x))
+        for i, layer in enumerate(self.deconvs):
+            x = vaegan_torch._block(layer, x)
+            x = self.out_act(x) if i + 1 == len(self.deconvs) else self.act(x)
+        return x
+
+
+def _conv1(ch, out):
+    layer = nn.Conv2d(ch, out, 1, bias=False)
+    layer.bn = nn.BatchNorm2d(out)
+    return layer
+
+
+def factor_codes(folder, labels, latent, raw_angle=False):
+    """Each image's true factors as a code of `latent` numbers, for `--probe render`: shape,
+    colour and background one-hot, the centre and size (scaled to about [-1, 1]), the angle
+    as cos and sin of k times it, k the shape's rotational symmetry (1 circle, 4 square, 3
+    triangle: the same image gives the same code), with `raw_angle` also cos and sin of the
+    angle itself; zeros after."""
+    import csv
+
+    with open(os.path.join(folder, "factors.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    num = torch.tensor([[float(r[k]) for k in ("x", "y", "size", "angle")] for r in rows])
+    angle = num[:, 3:4]
+    k = torch.tensor([1.0, 4.0, 3.0])[labels["shape"]][:, None]
+    parts = [F.one_hot(labels[h], n).float() for h, n in (("shape", 3), ("colour", 6), ("background", 4))]
+    parts += [(num[:, :3] - 0.5) * 4, torch.cos(k * angle), torch.sin(k * angle)]
+    if raw_angle:
+        parts += [torch.cos(angle), torch.sin(angle)]
+    codes = torch.cat(parts, 1)
+    if codes.shape[1] > latent:
+        sys.exit(f"the factors need {codes.shape[1]} code numbers, the config's latent is {latent}")
+    return torch.cat([codes, torch.zeros(len(codes), latent - codes.shape[1])], 1)
+
+
+def factor_probe(args, config, images, labels, order, n_test, clf, heads):
+    """`--probe render`: the config's decoder alone (or `probe_decoder_broadcast`'s) learns to
+    draw each training image from its true factors (`factor_codes`), the pixels' BCE its
+    loss — no encoder, no KL, no discriminator: can it draw the shapes at all at this budget?
+    `--probe see`: the config's encoder alone learns to read the factors (a linear head per
+    factor on its mu, cross-entropy) — can it see them? Adam at the decoder's (encoder's)
+    rate and the config's beta1, batch --batch; each epoch, the share of test images right per
+    factor: for `render`, the drawings as the shapes classifier reads them."""
+    test_idx, train_idx = order[:n_test], order[n_test:][: args.limit]
+    b, optim = args.batch, config["optim"]
+    if args.probe == "render":
+        codes = factor_codes(args.data, labels, config["latent"], config.pop("probe_raw_angle", False))
+        net = vaegan_torch.Decoder(config)
+        broadcast = config.pop("probe_decoder_broadcast", None)
+        if broadcast:
+            net = BroadcastDecoder(net, *broadcast)
+        lr = optim["lr_decoder"]
+    else:
+        net = vaegan_torch.Encoder(config)
+        sizes = [len(h["classes"]) for h in clf.spec["heads"]]
+        net.heads = nn.ModuleList([nn.Linear(config["latent"], n) for n in sizes])
+        lr = optim["lr_encoder"]
+    opt = torch.optim.Adam(net.parameters(), lr=lr, betas=(optim["beta1"], optim["beta2"]), eps=optim["eps"])
+
+    def read(x):
+        mu, _ = net(x)
+        return [head(torch.relu(mu)) for head in net.heads]
+
+    gen, t0 = torch.Generator().manual_seed(args.seed), time.time()
+    for epoch in range(1, args.epochs + 1):
+        net.train()
+        perm = train_idx[torch.randperm(len(train_idx), generator=gen)]
+        for i in range(0, len(perm) - b + 1, b):
+            idx = perm[i : i + b]
+            if args.probe == "render":
+                loss = F.binary_cross_entropy(net(codes[idx]).clamp(1e-7, 1 - 1e-7), images[idx], reduction="sum") / b
+            else:
+                loss = sum(F.cross_entropy(o, labels[h][idx]) for h, o in zip(heads, read(images[idx])))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            mse = None
+            if args.probe == "render":
+                drawn = torch.cat([net(codes[c]) for c in test_idx.split(500)])
+                outs = clf.read(drawn)[1]
+                mse = float((drawn - images[test_idx]).pow(2).mean())
+                if args.grid:
+                    write_grid(args.grid, images[test_idx[:16]], drawn[:16])
+            else:
+                outs = read(images[test_idx])
+            right = {h: float((o.argmax(1) == labels[h][test_idx]).double().mean()) for h, o in zip(heads, outs)}
+        print(json.dumps({"probe": args.probe, "epoch": epoch, "right": right, "mse": mse, "seconds": time.time() - t0, "set": args.set}), flush=True)
+
+
 def parse_value(v):
     try:
         return json.loads(v)
@@ -275,6 +405,7 @@ def main():
     ap.add_argument("--save", default=None, help="save the model's state dict here (torch.save)")
     ap.add_argument("--data", default=None, help="a labelled colour folder (`vaegan make-dataset shapes --size 32`) instead of MNIST; measured with the shipped shapes32 classifier")
     ap.add_argument("--ema", type=float, default=0.0, help="also measure samples from an exponential moving average of the decoder's weights with this decay per step (e.g. 0.999; 0: off), its statistics re-estimated on prior codes")
+    ap.add_argument("--probe", choices=["render", "see"], default=None, help="with --data: train the decoder alone to draw each image from its true factors (render), or the encoder alone to read them (see); see factor_probe")
     ap.add_argument("--grid", default=None, help="write test images, their reconstructions and samples as a PNG here each epoch (needs Pillow)")
     args = ap.parse_args()
     with open(args.config) as f:
@@ -285,7 +416,7 @@ def main():
         key, _, value = kv.partition("=")
         if key.startswith("optim."):
             config["optim"][key[6:]] = parse_value(value)
-        elif key in config or key in ("pixel_weight_decoder", "probe_encoder_pool", "probe_discriminator_pool", "probe_encoder_llike"):
+        elif key in config or key in ("pixel_weight_decoder", "probe_encoder_pool", "probe_discriminator_pool", "probe_encoder_llike", "probe_decoder_broadcast", "probe_raw_angle"):
             config[key] = parse_value(value)
         else:
             sys.exit(f"--set {kv}: unknown key {key!r}")
@@ -302,7 +433,11 @@ def main():
         test_labels = {k: v[order[:n_test]] for k, v in labels.items()}
         clf = ColourClassifier(os.path.join(ROOT, "datasets", "classifier", "shapes32-classifier.safetensors"))
         heads = [h["name"] for h in clf.spec["heads"]]
+        if args.probe:
+            return factor_probe(args, config, images, labels, order, n_test, clf, heads)
     else:
+        if args.probe:
+            sys.exit("--probe needs --data (a labelled colour folder)")
         mnist = os.path.join(ROOT, "datasets", "mnist")
         train = idx_images(os.path.join(mnist, "train-images.idx3-ubyte.gz"))[: args.limit]
         test = idx_images(os.path.join(mnist, "t10k-images.idx3-ubyte.gz"))
@@ -313,12 +448,31 @@ def main():
     model = vaegan_torch.VAEGAN(config).train()
     pool_positions(model.encoder, config.pop("probe_encoder_pool", None))
     pool_positions(model.discriminator, config.pop("probe_discriminator_pool", None))
+    broadcast = config.pop("probe_decoder_broadcast", None)
+    if broadcast:
+        model.decoder = BroadcastDecoder(model.decoder, *broadcast)
     enc, dec, dis = model.encoder, model.decoder, model.discriminator
     b = args.batch
     step = make_step(config, model, b)
     # The decoder's weights averaged over steps (Polyak averaging, as in Yazici et al. 2019):
     # a probe of whether sampling from an average beats sampling from the last step.
     ema = copy.deepcopy(dec) if args.ema > 0 else None
+
+    dis_bns = batch_norms(dis)
+
+    def test_time_dis(images):
+        # As vaegan's evaluation graph (model::build_eval): a D that trains a pass per batch
+        # normalises each test pass by its own batch, its running statistics untouched.
+        if config.get("joint_batches", False):
+            return dis(images)
+        dis.train()
+        for m in dis_bns:
+            m.momentum = 0.0
+        out = dis(images)
+        for m in dis_bns:
+            m.momentum = 0.1
+        dis.eval()
+        return out
 
     @torch.no_grad()
     def measure(epoch, secs, losses):
@@ -337,8 +491,9 @@ def main():
             xs = dec(zb).clamp(1e-7, 1 - 1e-7)
             nelbo += float(F.binary_cross_entropy(xs, xb, reduction="sum") + (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum())
             mse += float((rec - xb).pow(2).sum())
-            _, lr = dis(xb)
-            _, lf = dis(dec(torch.randn(len(xb), config["latent"], generator=gen)))
+            xp = dec(torch.randn(len(xb), config["latent"], generator=gen))
+            _, lr = test_time_dis(xb)
+            _, lf = test_time_dis(xp)
             correct += int((lr > 0).sum() + (lf < 0).sum())
         recs = torch.cat(recs)
         rec_feats, rec_probs = clf.read(recs)
