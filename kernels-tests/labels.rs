@@ -164,6 +164,14 @@ fn bad_labels_files_name_the_line() {
         ("no file column", "l.csv", "name,colour\nimg_00.png,red\n".into(), vec!["l.csv: line 1", "no `file` column", "name, colour"]),
         ("a short row", "l.csv", "file,colour,size\nimg_00.png,red,1\nimg_01.png,red\nimg_02.png,blue,2\n".into(), vec!["line 3", "2 fields, expected 3"]),
         ("an empty cell", "l.csv", "file,colour\nimg_00.png,red\nimg_01.png,\nimg_02.png,blue\n".into(), vec!["line 3", "column \"colour\" is empty"]),
+        // Found by the `labels_csv` fuzz target: column a's shared value x is qualified as
+        // "a=x", the name of a 0/1 column too.
+        (
+            "a qualified name taken",
+            "l.csv",
+            "file,a,b,a=x\nimg_00.png,x,x,1\nimg_01.png,y,z,0\nimg_02.png,x,z,1\n".into(),
+            vec!["line 1", "the attribute \"a=x\" would name two labels (from column \"a\" and column \"a=x\")"],
+        ),
         ("only numbers", "l.csv", "file,x\nimg_00.png,0.5\nimg_01.png,2\nimg_02.png,3\n".into(), vec!["no attribute columns", "(x)"]),
         (
             "an identifier column",

@@ -293,6 +293,20 @@ pub fn parse_csv(path: &Path, bytes: &[u8]) -> Result<LabelTable> {
     if names.is_empty() {
         return Err(DataError::new(path, format!("no attribute columns: every column besides `file` holds numbers ({})", skipped.join(", "))));
     }
+    // A qualified name can still meet a column or a value spelled the same ("a=x" from column
+    // a's shared value x, and a 0/1 column headed "a=x"): two labels under one name would
+    // make `--add a=x` mean either, so it is refused, naming both columns.
+    if let Some(i) = (0..names.len()).find(|&i| names[..i].contains(&names[i])) {
+        let first = names[..i].iter().position(|n| n == &names[i]).unwrap_or(0);
+        return Err(at_line(
+            path,
+            1,
+            format!(
+                "the attribute {:?} would name two labels (from column {:?} and column {:?}): rename a column or a value so that each has its own name",
+                names[i], columns[first], columns[i]
+            ),
+        ));
+    }
     let mut values = Vec::with_capacity(rows.len() * names.len());
     for (_, r) in &rows {
         for (c, _, kind) in &kinds {
