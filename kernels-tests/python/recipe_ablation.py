@@ -273,7 +273,7 @@ class BroadcastDecoder(nn.Module):
         for i in range(layers):
             last_to_cells = side < h and i + 1 == layers
             out = base.first[0] if last_to_cells else width
-            mods.append(_conv1(ch, out))
+            mods.append(vaegan_torch._with_bn(nn.Conv2d(ch, out, 1, bias=False), nn.BatchNorm2d(out)))
             ch = out
         self.mlp = nn.ModuleList(mods)
         self.out = nn.Conv2d(ch, c, 1) if side == h else None
@@ -292,12 +292,6 @@ class BroadcastDecoder(nn.Module):
             x = vaegan_torch._block(layer, x)
             x = self.out_act(x) if i + 1 == len(self.deconvs) else self.act(x)
         return x
-
-
-def _conv1(ch, out):
-    layer = nn.Conv2d(ch, out, 1, bias=False)
-    layer.bn = nn.BatchNorm2d(out)
-    return layer
 
 
 def factor_codes(folder, labels, latent, raw_angle=False):
