@@ -223,8 +223,8 @@ gpu_test! {
 /// chose (`Tile::untuned`): the adapter class's default, where that is the 8-lane subgroup
 /// tile 32x8, narrowed to 32x4 for GEMMs of up to 32 columns. Every loader — the forward's
 /// im2col, the input gradient's stride phases, the weight gradient's, the transposed
-/// forward's — at two stride-2 geometries with partial tiles, one whose GEMMs are all at
-/// most 32 columns wide and one whose are all wider, against the twin (a second device,
+/// forward's — at three stride-2 geometries with partial tiles, whose GEMMs are all at most
+/// 16 columns wide, all 17–32 and all wider (`Tile::for_columns`' three bands), against the twin (a second device,
 /// whose GEMMs keep those tiles); each GEMM's pipeline is checked to be on the tile expected.
 #[cfg(not(target_arch = "wasm32"))]
 #[test]
@@ -242,9 +242,14 @@ fn convolutions_on_the_untuned_tiles_match_twin() {
     let read = |b: &vaegan::GpuBuffer| dev.download_f32(b).unwrap().into_iter().map(|v| v as f64).collect::<Vec<_>>();
     // (in_c, out_c): every GEMM's N is one of the two (forward and weight gradient: out_c;
     // input gradient and the transposed forward: in_c, where 2 channels take the narrow kernel).
-    for (in_c, out_c) in [(2, 6), (36, 40)] {
-        let narrow = in_c.max(out_c) <= 32;
-        let tile = if Tile::class_default(&dev) == Tile::subgroup(32, 8) && narrow { Tile::subgroup(32, 4) } else { Tile::class_default(&dev) };
+    for (in_c, out_c) in [(2, 6), (20, 24), (36, 40)] {
+        let wide = Tile::class_default(&dev);
+        let tile = match in_c.max(out_c) {
+            _ if wide != Tile::subgroup(32, 8) => wide,
+            0..=16 => Tile::subgroup_rows(24, 4, 4, 2),
+            17..=32 => Tile::subgroup(32, 4),
+            _ => wide,
+        };
         let g = ConvGeom::conv(2, (9, 7, in_c), out_c, (5, 5), 2, 2).unwrap();
         let (x, w, dy) = (as_f32(&randn(&mut rng, g.input_len())), as_f32(&randn(&mut rng, g.weight_len())), as_f32(&randn(&mut rng, g.output_len())));
         let (y, dx, dw) = (out(g.output_len()), out(g.input_len()), out(g.weight_len()));

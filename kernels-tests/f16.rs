@@ -43,7 +43,7 @@ gpu_test! {
         let mut rng = rng("f16_matmul_errors_stay_within_their_roundoff_bounds_on_every_tile");
         let mut tiles = vec![Tile::class_default(g), Tile::register(8, 4, 8, 4), Tile::shared(4, 4, 16, 16)];
         if has_subgroup_kernel() {
-            tiles.push(Tile::subgroup(8, 4));
+            tiles.extend([Tile::subgroup(8, 4), Tile::subgroup_rows(8, 4, 4, 2)]);
         }
         let mut tiles: Vec<Tile> = tiles.into_iter().filter(|t| t.check(g).is_ok()).collect();
         if g.features.shader_f16 {

@@ -40,7 +40,10 @@ fn tiles() -> Vec<Tile> {
         &[2, 5],
     );
     if has_subgroup_kernel() {
-        t.extend(swept(&[Tile::subgroup(32, 8), Tile::subgroup(8, 4), Tile::subgroup(16, 12)], &[2]));
+        t.extend(swept(
+            &[Tile::subgroup(32, 8), Tile::subgroup(8, 4), Tile::subgroup(16, 12), Tile::subgroup_rows(8, 4, 4, 2), Tile::subgroup_rows(16, 8, 2, 4)],
+            &[2, 3, 4],
+        ));
     }
     t
 }
@@ -285,10 +288,19 @@ gpu_test! {
         // Tiles a workgroup cannot hold are refused with the reason.
         let err = matmul(g, &MatmulSpec::new(3, 3, 4, Trans::NN).tile(Tile::shared(64, 64, 16, 16)), &a, &b, None, &c).err().unwrap();
         assert!(err.to_string().contains("workgroup memory"), "{err}");
-        for text in ["16x16@8x8", "32x8@8/subgroup", "4x4@16x16/shared"] {
+        for text in ["16x16@8x8", "32x8@8/subgroup", "32x4@4x2/subgroup", "4x4@16x16/shared"] {
             assert_eq!(text.parse::<Tile>().unwrap().to_string(), text);
         }
+        assert_eq!("32x4@4x2/subgroup".parse::<Tile>().unwrap(), Tile::subgroup_rows(32, 4, 4, 2));
+        assert_eq!("32x4@8x1/subgroup".parse::<Tile>().unwrap(), Tile::subgroup(32, 4));
         assert!("4x4@16x16/fast".parse::<Tile>().is_err());
+        // Row groups: 8 lanes in all, and each group's rows a whole number of lane rounds.
+        if has_subgroup_kernel() {
+            for bad in [Tile::subgroup_rows(32, 4, 4, 4), Tile::subgroup_rows(4, 4, 4, 2)] {
+                let err = matmul(g, &MatmulSpec::new(3, 3, 4, Trans::NN).tile(bad), &a, &b, None, &c).err().expect("refused");
+                assert!(err.to_string().contains("8 lanes (columns × row groups)"), "{bad}: {err}");
+            }
+        }
     }
 }
 
@@ -315,8 +327,13 @@ fn an_untuned_narrow_product_takes_the_narrow_subgroup_tile() {
     // and K % 4 pick the vector loads of B and A), so the one new pipeline is the one the
     // GEMM ran on; the wide tile's runs come after.
     let mut untuned = vec![];
-    for (n, k) in [(16, 9), (30, 9), (33, 8), (40, 8)] {
-        let want = if wide == Tile::subgroup(32, 8) && n <= 32 { Tile::subgroup(32, 4) } else { wide };
+    for (n, k) in [(5, 9), (16, 9), (20, 9), (30, 9), (33, 8), (40, 8)] {
+        let want = match n {
+            _ if wide != Tile::subgroup(32, 8) => wide,
+            0..=16 => Tile::subgroup_rows(24, 4, 4, 2),
+            17..=32 => Tile::subgroup(32, 4),
+            _ => wide,
+        };
         assert_eq!(Tile::untuned(&g, n), want, "N = {n}");
         let to_gpu = |len: usize, rng: &mut rand::rngs::StdRng| {
             g.upload_f32("operand", &as_f32(&randn(rng, len)).iter().map(|&v| v as f32).collect::<Vec<_>>()).unwrap()

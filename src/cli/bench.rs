@@ -61,7 +61,7 @@ pub struct BenchArgs {
     /// Batch sizes for the model's matmul shapes and for --step.
     #[arg(long, value_delimiter = ',')]
     batches: Option<Vec<usize>>,
-    /// Matmul tiles to compare: TMxTN@WXxWY (register), TMxTN@8/subgroup or
+    /// Matmul tiles to compare: TMxTN@WXxWY (register), TMxTN@8/subgroup (8 lanes across the columns), TMxTN@4x2/subgroup (4 across, 2 row groups) or
     /// TMxTN@WXxWY/shared, e.g. 16x16@8x8,32x8@8/subgroup,4x4@16x16/shared; default: the adapter's.
     #[arg(long, value_delimiter = ',')]
     tiles: Vec<String>,

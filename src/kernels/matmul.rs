@@ -24,8 +24,9 @@ const SHARED: &str = include_str!("../../shaders/matmul_shared.wgsl");
 pub enum Kind {
     /// Each invocation loads its own operands: no workgroup memory, no barriers.
     Register,
-    /// A workgroup is one subgroup of `wg_x` lanes sharing `tm` rows; A values travel
-    /// between lanes by subgroupBroadcast (CPU-like adapters with a fixed subgroup of 8).
+    /// A workgroup is one subgroup of 8 lanes: `wg_x` lanes across the columns times `wg_y`
+    /// groups of `tm` rows; A values travel between lanes by subgroupBroadcast (CPU-like
+    /// adapters with a fixed subgroup of 8).
     Subgroup,
     /// Operand slices staged in workgroup memory, then register blocks (GPUs).
     Shared,
@@ -33,7 +34,8 @@ pub enum Kind {
 
 /// A matmul variant's blocking: the register block each invocation computes (`tm` × `tn`,
 /// both multiples of 4), the workgroup shape and the kind. Written `16x16@8x8` (register),
-/// `32x8@8/subgroup` (tm × tn per lane, 8 lanes) or `4x4@16x16/shared`.
+/// `32x8@8/subgroup` (tm × tn per lane, 8 lanes across the columns), `32x4@4x2/subgroup`
+/// (4 lanes across the columns, 2 groups of 32 rows) or `4x4@16x16/shared`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Tile {
     pub tm: u32,
@@ -54,6 +56,12 @@ impl Tile {
     }
     pub const fn subgroup(tm: u32, tn: u32) -> Tile {
         Tile { tm, tn, wg_x: SUBGROUP_LANES, wg_y: 1, kind: Kind::Subgroup }
+    }
+    /// A subgroup tile whose 8 lanes are `wg_x` across the columns by `wg_y` groups of `tm`
+    /// rows: for products narrower than 8 lanes' columns (N ≤ 16 at tn = 4), where lanes
+    /// laid across N alone would compute clamped columns that the store masks.
+    pub const fn subgroup_rows(tm: u32, tn: u32, wg_x: u32, wg_y: u32) -> Tile {
+        Tile { tm, tn, wg_x, wg_y, kind: Kind::Subgroup }
     }
     pub const fn shared(tm: u32, tn: u32, wg_x: u32, wg_y: u32) -> Tile {
         Tile { tm, tn, wg_x, wg_y, kind: Kind::Shared }
@@ -81,12 +89,15 @@ impl Tile {
     /// default, 32x8, computes 64 columns a workgroup, so at N ≤ 32 half its lanes or more
     /// (three quarters at N = 16, the width of most of mnist-conv's convolutions) compute
     /// clamped copies that the store masks; there 32x4 (32 columns) ran 1.3–3× faster
-    /// (BENCHMARKS.md, "The untuned tile of a narrow product"). Other tiles are kept.
+    /// (BENCHMARKS.md, "The untuned tile of a narrow product"), and at N ≤ 16 its lanes in
+    /// two row groups of 24 rows (16 columns) 1.0–1.4× faster again ("Subgroup lanes in row
+    /// groups"). Other tiles are kept.
     pub fn for_columns(self, n: usize) -> Tile {
-        if self == Tile::subgroup(32, 8) && n <= 32 {
-            Tile::subgroup(32, 4)
-        } else {
-            self
+        match n {
+            _ if self != Tile::subgroup(32, 8) => self,
+            0..=16 => Tile::subgroup_rows(24, 4, 4, 2),
+            17..=32 => Tile::subgroup(32, 4),
+            _ => self,
         }
     }
 
@@ -112,10 +123,7 @@ impl Tile {
 
     /// Rows and columns of C one workgroup computes.
     fn span(&self) -> (u32, u32) {
-        match self.kind {
-            Kind::Subgroup => (self.tm, self.tn * self.wg_x),
-            _ => (self.tm * self.wg_y, self.tn * self.wg_x),
-        }
+        (self.tm * self.wg_y, self.tn * self.wg_x)
     }
 
     /// Whether this adapter can run the tile, and why not.
@@ -140,8 +148,10 @@ impl Tile {
                         if gpu.features.subgroup_size == 0 { "unavailable or of varying size".to_string() } else { gpu.features.subgroup_size.to_string() }
                     ));
                 }
-                if self.wg_x != SUBGROUP_LANES || self.wg_y != 1 || !self.tm.is_multiple_of(SUBGROUP_LANES) {
-                    return bad(format!("a subgroup tile has {SUBGROUP_LANES} lanes and tm a multiple of {SUBGROUP_LANES}"));
+                // tm a multiple of 8: row r of every row group is then loaded by the same lane
+                // (r mod 8), so one broadcast index serves all groups (`subgroup_body`).
+                if invocations != SUBGROUP_LANES || !self.tm.is_multiple_of(SUBGROUP_LANES) {
+                    return bad(format!("a subgroup tile has {SUBGROUP_LANES} lanes (columns × row groups) and tm a multiple of {SUBGROUP_LANES}"));
                 }
                 Ok(())
             }
@@ -165,7 +175,8 @@ impl std::fmt::Display for Tile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.kind {
             Kind::Register => write!(f, "{}x{}@{}x{}", self.tm, self.tn, self.wg_x, self.wg_y),
-            Kind::Subgroup => write!(f, "{}x{}@{}/subgroup", self.tm, self.tn, self.wg_x),
+            Kind::Subgroup if self.wg_y == 1 => write!(f, "{}x{}@{}/subgroup", self.tm, self.tn, self.wg_x),
+            Kind::Subgroup => write!(f, "{}x{}@{}x{}/subgroup", self.tm, self.tn, self.wg_x, self.wg_y),
             Kind::Shared => write!(f, "{}x{}@{}x{}/shared", self.tm, self.tn, self.wg_x, self.wg_y),
         }
     }
@@ -175,8 +186,9 @@ impl std::str::FromStr for Tile {
     type Err = String;
     /// Parses what `Display` writes; a register tile may leave out its workgroup (8x8).
     fn from_str(text: &str) -> std::result::Result<Tile, String> {
-        let bad =
-            || format!("expected TMxTN[@WXxWY], TMxTN@8/subgroup or TMxTN@WXxWY/shared (e.g. 16x16@8x8, 32x8@8/subgroup, 4x4@16x16/shared), got {text:?}");
+        let bad = || {
+            format!("expected TMxTN[@WXxWY], TMxTN@8[xWY]/subgroup or TMxTN@WXxWY/shared (e.g. 16x16@8x8, 32x8@8/subgroup, 32x4@4x2/subgroup, 4x4@16x16/shared), got {text:?}")
+        };
         let (body, kind) = match text.trim().split_once('/') {
             None => (text.trim(), Kind::Register),
             Some((b, "subgroup")) => (b, Kind::Subgroup),
@@ -194,7 +206,7 @@ impl std::str::FromStr for Tile {
         };
         let (tm, tn) = pair(block)?;
         Ok(match (kind, wg) {
-            (Kind::Subgroup, Some(w)) => Tile { tm, tn, wg_x: num(w)?, wg_y: 1, kind },
+            (Kind::Subgroup, Some(w)) if !w.contains('x') => Tile { tm, tn, wg_x: num(w)?, wg_y: 1, kind },
             (Kind::Subgroup, None) => Tile::subgroup(tm, tn),
             (_, Some(w)) => {
                 let (wg_x, wg_y) = pair(w)?;
@@ -468,34 +480,49 @@ fn register_body(v: &Variant, b: &mut Body) {
     }
 }
 
-/// Subgroup kernel: lane l loads rows l, l + 8, … of the subgroup's TM rows (for Aᵀ: k + l/2
-/// and rows 4·(l % 2)…+3 of each group of 8), and every lane takes each row's value from
-/// the lane that loaded it.
+/// Subgroup kernel: lane l loads rows l, l + 8, … of the workgroup's tm·wg_y rows (for Aᵀ:
+/// k + l/2 and rows 4·(l % 2)…+3 of each group of 8), and every lane takes each of its row
+/// group's rows from the lane that loaded it. With row groups (wg_y > 1) a lane's row r is
+/// row y·tm + r of the workgroup (y = its group): loaded by the same lane for every y (tm is
+/// a multiple of 8) into a different register, so each group's value is one broadcast and
+/// the lane selects its own.
 fn subgroup_body(v: &Variant, b: &mut Body) {
     let (ta, tb) = v.trans.flags();
     let (tm, tn4) = (v.tile.tm as usize, v.tile.tn as usize / 4);
-    let lanes = v.tile.wg_x as usize;
-    let col = |q: usize| format!("col0 + {}u", 4 * lanes * q);
+    let (wg_x, wg_y) = (v.tile.wg_x as usize, v.tile.wg_y as usize);
+    let lanes = SUBGROUP_LANES as usize;
+    let col = |q: usize| format!("col0 + {}u", 4 * wg_x * q);
     accumulators(b, tm, tn4, |r| format!("row0 + {r}u"), col);
-    for g in 0..tm / lanes {
+    for g in 0..tm * wg_y / lanes {
         let (quad, one) = if ta {
-            (format!("a_quad(k + lane / 2u, row0 + {}u + 4u * (lane % 2u), p.k, p.m)", lanes * g), format!("a_one(k, row0 + {}u + lane, p.k, p.m)", lanes * g))
+            (
+                format!("a_quad(k + lane / 2u, rows0 + {}u + 4u * (lane % 2u), p.k, p.m)", lanes * g),
+                format!("a_one(k, rows0 + {}u + lane, p.k, p.m)", lanes * g),
+            )
         } else {
-            (format!("a_quad(row0 + {}u + lane, k, p.m, p.k)", lanes * g), format!("a_one(row0 + {}u + lane, k, p.m, p.k)", lanes * g))
+            (format!("a_quad(rows0 + {}u + lane, k, p.m, p.k)", lanes * g), format!("a_one(rows0 + {}u + lane, k, p.m, p.k)", lanes * g))
         };
         writeln!(b.step4, "        let ag{g} = {quad};").unwrap();
         writeln!(b.step1, "        let ag{g} = {one};").unwrap();
     }
     load_b(b, tb, tn4, col);
+    // The value of row r (of the lane's group) from register `part` of lane `from`.
+    let take = |r: usize, part: &str, from: usize| {
+        let mut v = format!("subgroupBroadcast(ag{}{part}, {from}u)", r / lanes);
+        for y in 1..wg_y {
+            v = format!("select({v}, subgroupBroadcast(ag{}{part}, {from}u), ly == {y}u)", (y * tm + r) / lanes);
+        }
+        v
+    };
     for r in 0..tm {
-        let (g, rr) = (r / lanes, r % lanes);
+        let rr = r % lanes;
         for i in 0..4 {
             // Which lane holds (row r, k + i), and in which component.
             let (lane, comp) = if ta { (2 * i + rr / 4, rr % 4) } else { (rr, i) };
-            writeln!(b.step4, "        let s{r}_{i} = subgroupBroadcast(ag{g}.{}, {lane}u);", LANES[comp]).unwrap();
+            writeln!(b.step4, "        let s{r}_{i} = {};", take(r, &format!(".{}", LANES[comp]), lane)).unwrap();
             fmas(&mut b.step4, r, tn4, &format!("s{r}_{i}"), Some(i));
         }
-        writeln!(b.step1, "        let s{r} = subgroupBroadcast(ag{g}, {rr}u);").unwrap();
+        writeln!(b.step1, "        let s{r} = {};", take(r, "", rr)).unwrap();
         fmas(&mut b.step1, r, tn4, &format!("s{r}"), None);
     }
 }
@@ -624,7 +651,7 @@ fn source(v: &Variant) -> Result<String> {
     let sizes: Vec<(&str, u32)> = vec![
         ("WG_X", v.tile.wg_x),
         ("WG_Y", v.tile.wg_y),
-        ("LANES", v.tile.wg_x),
+        ("LANES", SUBGROUP_LANES),
         ("SPAN", bn),
         ("BM", bm),
         ("BN", bn),
@@ -824,7 +851,7 @@ fn fastest_gathered_tile(gpu: &Gpu, spec: &MatmulSpec, gathered: Gathered, a: &G
     let (ta, tb) = (upload("tune A", a.len)?, upload("tune B", b.len)?);
     let tc = gpu.zeros("tune C", c.len, DType::F32)?;
     let mut best = (f64::INFINITY, default);
-    for tile in super::autotune::candidates(gpu) {
+    for tile in super::autotune::candidates_for(gpu, spec.n) {
         let launch = gemm(gpu, "tuning".into(), &spec.tile(tile), Some(gathered), &ta, &tb, None, &tc)?;
         let t = time_launches(gpu, &[&launch])?;
         if t < best.0 {
@@ -864,7 +891,7 @@ fn fastest_tile(gpu: &Gpu, spec: &MatmulSpec, dtype: DType, default: Tile) -> Re
     };
     let c = gpu.zeros("tune C", spec.m * spec.n, DType::F32)?;
     let mut best = (f64::INFINITY, default);
-    for tile in super::autotune::candidates(gpu) {
+    for tile in super::autotune::candidates_for(gpu, spec.n) {
         let launch = matmul(gpu, &spec.tile(tile), &a, &b, None, &c)?;
         let t = time_launches(gpu, &[&launch])?;
         if t < best.0 {
