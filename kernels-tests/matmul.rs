@@ -305,8 +305,9 @@ gpu_test! {
 }
 
 /// A GEMM that names no tile and is not tuned runs on `Tile::untuned`: where the class
-/// default is the 8-lane subgroup tile 32x8 (64 columns a workgroup), a product of up to 32
-/// columns runs on 32x4 instead, wider ones on 32x8 — with the same bits; a forced tile wins.
+/// default is the 8-lane subgroup tile 32x8 (64 columns a workgroup), a product of up to 16
+/// columns runs on 24x4@4x2 (lanes in two row groups), one of 17–32 on 32x4, wider ones on
+/// 32x8 — with the same bits; a forced tile wins.
 #[cfg(not(target_arch = "wasm32"))]
 #[test]
 fn an_untuned_narrow_product_takes_the_narrow_subgroup_tile() {
@@ -323,11 +324,13 @@ fn an_untuned_narrow_product_takes_the_narrow_subgroup_tile() {
         let keys: Vec<String> = g.pipeline_sources()[compiled..].iter().map(|p| p.key.clone()).collect();
         (g.download_f32(&c).unwrap(), keys)
     };
-    // Each (N, K) compiles a pipeline of its own on first use, whichever tile it takes (N % 4
-    // and K % 4 pick the vector loads of B and A), so the one new pipeline is the one the
-    // GEMM ran on; the wide tile's runs come after.
+    // Each (N, K, activation) compiles a pipeline of its own on first use, whichever tile it
+    // takes (N % 4 and K % 4 pick the vector loads of B and A, and the epilogue is compiled
+    // in; on adapters whose default is not the subgroup tile every product takes the same
+    // tile, so no two cases may share all three), so the one new pipeline is the one the GEMM
+    // ran on; the wide tile's runs come after.
     let mut untuned = vec![];
-    for (n, k) in [(5, 9), (16, 9), (20, 9), (30, 9), (33, 8), (40, 8)] {
+    for (n, k, act) in [(5, 9, Act::Relu), (16, 9, Act::None), (20, 8, Act::Relu), (30, 9, Act::None), (33, 8, Act::None), (40, 8, Act::None)] {
         let want = match n {
             _ if wide != Tile::subgroup(32, 8) => wide,
             0..=16 => Tile::subgroup_rows(24, 4, 4, 2),
@@ -339,12 +342,12 @@ fn an_untuned_narrow_product_takes_the_narrow_subgroup_tile() {
             g.upload_f32("operand", &as_f32(&randn(rng, len)).iter().map(|&v| v as f32).collect::<Vec<_>>()).unwrap()
         };
         let (a, b) = (to_gpu(m * k, &mut rng), to_gpu(k * n, &mut rng));
-        let (c, keys) = run(MatmulSpec::new(m, n, k, Trans::NN), &a, &b);
+        let (c, keys) = run(MatmulSpec::new(m, n, k, Trans::NN).act(act), &a, &b);
         assert!(keys.len() == 1 && keys[0].contains(&format!("/{want}/")), "N = {n}: expected a pipeline on {want}, got {keys:?}");
-        untuned.push((n, k, a, b, c));
+        untuned.push((n, k, act, a, b, c));
     }
-    for (n, k, a, b, c) in untuned {
-        let (on_wide, _) = run(MatmulSpec::new(m, n, k, Trans::NN).tile(wide), &a, &b);
+    for (n, k, act, a, b, c) in untuned {
+        let (on_wide, _) = run(MatmulSpec::new(m, n, k, Trans::NN).act(act).tile(wide), &a, &b);
         assert!(c.iter().zip(&on_wide).all(|(x, y)| x.to_bits() == y.to_bits() && !x.is_nan()), "N = {n}: the untuned tile and {wide} differ");
     }
     let forced = Tile::register(8, 4, 8, 4);
