@@ -607,7 +607,7 @@ fn measure_ceiling(gpu: &Gpu, quick: bool, samples: usize) -> anyhow::Result<Cei
         (false, crate::gpu::AdapterClass::Cpu) => 1024,
         (false, crate::gpu::AdapterClass::Gpu) => 4096,
     };
-    let candidates = crate::kernels::autotune::candidates(gpu);
+    let candidates = crate::kernels::autotune::candidates_for(gpu, size);
     let mut best = (0.0, candidates[0]);
     for tile in candidates {
         let spec = MatmulSpec::new(size, size, size, Trans::NN).tile(tile);
