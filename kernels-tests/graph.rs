@@ -377,13 +377,13 @@ fn tiny_conv_vaegan(batch: usize) -> (Graph, TensorId) {
     let mut g = Graph::new();
     let x = g.input("x", [batch, 6 * 6]);
     let (enc, dec, dis) = (g.group("encoder"), g.group("decoder"), g.group("discriminator"));
-    // Encoder: 6×6×1 → 3×3×3 → batch norm → 2×2×4 → μ, logσ² (2).
+    // Encoder: 6×6×1 → 3×3×3 → batch norm and sigmoid (fused) → 2×2×4 → μ, logσ² (2).
     let c1 = nn::conv2d(&mut g, enc, "enc.conv1", ConvGeom::conv(batch, (6, 6, 1), 3, (3, 3), 2, 1).unwrap(), 1);
     let bn1 = nn::batch_norm(&mut g, enc, "enc.bn1", 3);
     let c2 = nn::conv2d(&mut g, enc, "enc.conv2", ConvGeom::conv(batch, (3, 3, 3), 4, (3, 3), 2, 1).unwrap(), 2);
     let (mu_l, lv_l) = (nn::linear(&mut g, enc, "enc.mu", 16, 2, 3), nn::linear(&mut g, enc, "enc.logvar", 16, 2, 4));
     let h = g.conv2d(x, &c1, Act::Tanh);
-    let h = g.batch_norm(h, &bn1);
+    let h = g.batch_norm(h, &bn1, Act::Sigmoid);
     let h = g.conv2d(h, &c2, Act::Tanh);
     let (mu, logvar) = (g.linear(h, &mu_l, Act::None), g.linear(h, &lv_l, Act::None));
     let (z, _) = g.reparam(mu, logvar, 1);
@@ -394,7 +394,7 @@ fn tiny_conv_vaegan(batch: usize) -> (Graph, TensorId) {
     let t2 = nn::conv_transpose2d(&mut g, dec, "dec.deconv2", ConvGeom::transposed(batch, (3, 3, 3), 1, (3, 3), 2, 1, 1).unwrap(), 7);
     let h = g.linear(z, &d0, Act::Tanh);
     let h = g.conv_transpose2d(h, &t1, Act::Tanh);
-    let h = g.batch_norm(h, &bn2);
+    let h = g.batch_norm(h, &bn2, Act::None);
     let x_rec = g.conv_transpose2d(h, &t2, Act::Sigmoid);
     // Discriminator: 6×6×1 → 3×3×2 → 2×2×2 → 1 logit.
     let e1 = nn::conv2d(&mut g, dis, "dis.conv1", ConvGeom::conv(batch, (6, 6, 1), 2, (3, 3), 2, 1).unwrap(), 8);
@@ -441,7 +441,13 @@ fn conv_vaegan_gradients_match_finite_differences() {
         exec.step_with(true, None).unwrap();
         gpu().wait().unwrap();
         let dump = dump::text(&g, None);
-        assert!(dump.contains("conv2d+tanh") && dump.contains("conv_transpose2d+sigmoid") && dump.contains("batch_norm 3 channels"), "{dump}");
+        assert!(
+            dump.contains("conv2d+tanh")
+                && dump.contains("conv_transpose2d+sigmoid")
+                && dump.contains("batch_norm+sigmoid 3 channels")
+                && dump.contains("batch_norm+none 3 channels"),
+            "{dump}"
+        );
         for group in &g.groups {
             let objective = group.objective.expect("every group has an objective");
             for (&p, &d) in group.params.iter().zip(&group.grads) {
@@ -683,8 +689,7 @@ fn position_max_gradients_match_finite_differences() {
         let bn = nn::batch_norm(&mut g, group, "bn", 4);
         let head = nn::linear(&mut g, group, "head", 4, 3, 2);
         let h = g.conv2d(x_id, &conv, Act::None);
-        let h = g.batch_norm(h, &bn);
-        let h = g.activation(h, Act::Tanh);
+        let h = g.batch_norm(h, &bn, Act::Tanh);
         let pooled = g.position_max(h, 4);
         let logits = g.linear(pooled, &head, Act::None);
         let targets = g.constant("targets", [batch, 3], (0..batch * 3).map(|i| if i % 3 == (i / 3) % 3 { 1.0 } else { 0.0 }).collect());

@@ -19,3 +19,21 @@ fn act_tanh(x: f32) -> f32 {
 fn act_sigmoid(x: f32) -> f32 {
     return 1.0 / (1.0 + exp(-x));
 }
+
+// Their derivatives, read through the forward's output y (which is all the backward keeps):
+// dx = dy·act'(x). ReLU and LeakyReLU: y > 0 exactly where x > 0 (α > 0).
+fn act_relu_backward(y: f32, dy: f32) -> f32 {
+    return select(0.0, dy, y > 0.0);
+}
+
+fn act_leaky_relu_backward(y: f32, dy: f32, alpha: f32) -> f32 {
+    return select(alpha * dy, dy, y > 0.0);
+}
+
+fn act_tanh_backward(y: f32, dy: f32) -> f32 {
+    return dy * (1.0 - y * y);
+}
+
+fn act_sigmoid_backward(y: f32, dy: f32) -> f32 {
+    return dy * y * (1.0 - y);
+}

@@ -1,6 +1,8 @@
 // batch_norm over a rows×channels matrix (NHWC with rows = batch·height·width, or a linear
 // layer's batch×features): per-channel statistics of the batch in training, the running
-// statistics in evaluation; learnable scale γ and shift β.
+// statistics in evaluation; learnable scale γ and shift β; then the layer's activation,
+// fused (y = act(γ·x̂ + β)), so that the normalised values never make a trip through memory
+// of their own, and the backward takes act' through y in the same passes as its sums.
 //
 // The per-channel sums run in two levels, so that many workgroups share a channel and
 // every read is contiguous across neighbouring invocations (neighbouring channels of one
@@ -16,6 +18,10 @@ struct Params {
     channels: u32, // also compiled in as CH (see below)
     eps: f32,
     momentum: f32,
+    alpha: f32, // LeakyReLU slope
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -44,6 +50,17 @@ const CH: u32 = $CHu;
 
 fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
+}
+
+// The fused activation (activations.wgsl's functions, as the matmul epilogue calls them).
+fn activate(v: f32) -> f32 {
+    $ACT
+}
+
+// dy·act'(pre-activation) of element i, read through the output y[i] as the activations'
+// own backward does; just dy[i] without an activation (y then unbound).
+fn dpre(i: u32) -> f32 {
+    $DPRE
 }
 
 fn parts() -> u32 {
@@ -113,7 +130,7 @@ fn bn_stats_combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
 // [q·RP, (q + 1)·RP) of channel c: the channel's values load once, not once per element
 // (per-element gathers of four channel arrays held the pass to a third of `add`'s GB/s).
 
-// y = γ·(x − mean)·invstd + β with the batch's statistics.
+// y = act(γ·(x − mean)·invstd + β) with the batch's statistics.
 @compute @workgroup_size($WG)
 fn bn_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = index(gid, nwg);
@@ -128,11 +145,11 @@ fn bn_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let b = beta[c];
     for (var r = q * RP; r < part_end(q); r++) {
         let i = r * CH + c;
-        y[i] = g * (x[i] - m) * inv + b;
+        y[i] = activate(g * (x[i] - m) * inv + b);
     }
 }
 
-// y = γ·(x − running mean)/√(running var + ε) + β: evaluation.
+// y = act(γ·(x − running mean)/√(running var + ε) + β): evaluation.
 @compute @workgroup_size($WG)
 fn bn_forward_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = index(gid, nwg);
@@ -147,11 +164,13 @@ fn bn_forward_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     let b = beta[c];
     for (var r = q * RP; r < part_end(q); r++) {
         let i = r * CH + c;
-        y[i] = g * (x[i] - m) * inv + b;
+        y[i] = activate(g * (x[i] - m) * inv + b);
     }
 }
 
-// Backward, pass 1: invocation (q, c) sums dy and dy·x̂ (x̂ = (x − mean)·invstd) over its rows.
+// The backward sees d = dy·act' (`dpre`) where an unfused layer's would see its dy.
+
+// Backward, pass 1: invocation (q, c) sums d and d·x̂ (x̂ = (x − mean)·invstd) over its rows.
 @compute @workgroup_size($WG)
 fn bn_backward_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = index(gid, nwg);
@@ -166,7 +185,7 @@ fn bn_backward_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
     var sg = 0.0;
     for (var r = q * RP; r < part_end(q); r++) {
         let i = r * CH + c;
-        let d = dy[i];
+        let d = dpre(i);
         sb += d;
         sg += d * (x[i] - m) * inv;
     }
@@ -174,7 +193,7 @@ fn bn_backward_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
     partials[2u * t + 1u] = sg;
 }
 
-// Backward, pass 2, one invocation per channel: dβ = Σ dy and dγ = Σ dy·x̂, the partials in order.
+// Backward, pass 2, one invocation per channel: dβ = Σ d and dγ = Σ d·x̂, the partials in order.
 @compute @workgroup_size($WG)
 fn bn_backward_combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let c = index(gid, nwg);
@@ -192,7 +211,7 @@ fn bn_backward_combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
     dgamma[c] = sg;
 }
 
-// dx = γ·invstd/R · (R·dy − dβ − x̂·dγ), R = rows: the batch statistics' own gradients
+// dx = γ·invstd/R · (R·d − dβ − x̂·dγ), R = rows: the batch statistics' own gradients
 // folded in.
 @compute @workgroup_size($WG)
 fn bn_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -211,6 +230,6 @@ fn bn_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     for (var r = q * RP; r < part_end(q); r++) {
         let i = r * CH + c;
         let xhat = (x[i] - m) * inv;
-        dx[i] = scale * (rr * dy[i] - db - xhat * dg);
+        dx[i] = scale * (rr * dpre(i) - db - xhat * dg);
     }
 }

@@ -38,7 +38,7 @@ fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 @compute @workgroup_size($WG)
 fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
-    if (i < p.n) { out[i] = select(0.0, dy[i], x[i] > 0.0); }
+    if (i < p.n) { out[i] = act_relu_backward(x[i], dy[i]); }
 }
 
 @compute @workgroup_size($WG)
@@ -51,7 +51,7 @@ fn leaky_relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
 @compute @workgroup_size($WG)
 fn leaky_relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
-    if (i < p.n) { out[i] = select(p.alpha * dy[i], dy[i], x[i] > 0.0); }
+    if (i < p.n) { out[i] = act_leaky_relu_backward(x[i], dy[i], p.alpha); }
 }
 
 @compute @workgroup_size($WG)
@@ -64,7 +64,7 @@ fn tanh_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 @compute @workgroup_size($WG)
 fn tanh_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
-    if (i < p.n) { let y = x[i]; out[i] = dy[i] * (1.0 - y * y); }
+    if (i < p.n) { out[i] = act_tanh_backward(x[i], dy[i]); }
 }
 
 @compute @workgroup_size($WG)
@@ -77,7 +77,7 @@ fn sigmoid_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
 @compute @workgroup_size($WG)
 fn sigmoid_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
-    if (i < p.n) { let y = x[i]; out[i] = dy[i] * y * (1.0 - y); }
+    if (i < p.n) { out[i] = act_sigmoid_backward(x[i], dy[i]); }
 }
 
 // out = x + dy (the second operand reuses the dy binding)

@@ -665,7 +665,7 @@ fn bench_kernels(gpu: &Gpu, args: &BenchArgs, tiles: &[Tile], samples: usize, ce
     let bn_partials = gpu.zeros("batch_norm partials", batch_norm::scratch_len(n / 64, 64), DType::F32)?;
     let bn_fwd =
         batch_norm::batch_norm_forward(gpu, n / 64, 64, BatchNormSettings::default(), &x, &ch[0], &ch[1], &ch[2], &ch[3], &ch[4], &ch[5], &out, &bn_partials)?;
-    let bn_bwd = batch_norm::batch_norm_backward(gpu, n / 64, 64, &x, &y, &ch[0], &ch[4], &ch[5], &out, &ch[6], &ch[7], &bn_partials)?;
+    let bn_bwd = batch_norm::batch_norm_backward(gpu, n / 64, 64, Act::None, &x, None, &y, &ch[0], &ch[4], &ch[5], &out, &ch[6], &ch[7], &bn_partials)?;
     let memory: Vec<(&str, String, Vec<Launch>, u64)> = vec![
         ("relu_forward", format!("{n}"), vec![elementwise::activation_forward(gpu, Act::Relu, &x, &out)?], 8 * n as u64),
         ("sigmoid_backward", format!("{n}"), vec![elementwise::activation_backward(gpu, Act::Sigmoid, &x, &y, &out)?], 12 * n as u64),
@@ -697,7 +697,7 @@ fn bench_kernels(gpu: &Gpu, args: &BenchArgs, tiles: &[Tile], samples: usize, ce
         &out,
         &bn_partials_2,
     )?;
-    let mut bwd = batch_norm::batch_norm_backward(gpu, n / 64, 64, &x, &y, &ch[0], &ch[4], &ch[5], &out, &ch[6], &ch[7], &bn_partials_2)?;
+    let mut bwd = batch_norm::batch_norm_backward(gpu, n / 64, 64, Act::None, &x, None, &y, &ch[0], &ch[4], &ch[5], &out, &ch[6], &ch[7], &bn_partials_2)?;
     let (normalise, dx) = (fwd.split_off(2), bwd.split_off(2));
     let mut memory = memory;
     memory.push(("batch_norm fwd: statistics", format!("{}x64", n / 64), fwd, 8 * n as u64));

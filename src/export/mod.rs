@@ -337,7 +337,7 @@ pub fn network(c: &ModelConfig, part: Part, tensor: &dyn Fn(&str) -> Option<Vec<
                 }
                 (y, Layout::Nchw { h, w, c })
             }
-            Op::BatchNormEval { channels, eps } => {
+            Op::BatchNormEval { channels, eps, act } => {
                 // Per channel of an image, or per feature of a row (permuted as the row is).
                 let order = match layout {
                     Layout::Rows { image: Some(img) } => chw_to_hwc(img),
@@ -352,7 +352,12 @@ pub fn network(c: &ModelConfig, part: Part, tensor: &dyn Fn(&str) -> Option<Vec<
                 }
                 let gamma = torch_name(n.inputs[1]);
                 net.batch_norms.push(gamma.strip_suffix(".weight").unwrap_or(&gamma).to_string());
-                (emit(&mut net, NetOp::BatchNorm { eps: *eps }, inputs), layout)
+                // The fused activation is the exported graph's own node, as after a convolution.
+                let mut y = emit(&mut net, NetOp::BatchNorm { eps: *eps }, inputs);
+                if *act != Act::None {
+                    y = emit(&mut net, NetOp::Act(*act), vec![y]);
+                }
+                (y, layout)
             }
             Op::Activation { act } => (if *act == Act::None { x } else { emit(&mut net, NetOp::Act(*act), vec![x]) }, layout),
             // A conditioned layer's y·V: a Gemm without bias, V [labels, out] → [out, labels],

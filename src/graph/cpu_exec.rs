@@ -129,23 +129,23 @@ impl<'g> CpuExecutor<'g> {
                 Op::ChannelSum { channels } => vec![reduce::column_sum(ins[0], ins[0].len() / channels, *channels)],
                 Op::PositionMax { channels } => vec![pool::position_max(ins[0], shape(0).rows, shape(0).cols / channels, *channels)],
                 Op::PositionMaxBackward { channels } => vec![pool::position_max_backward(ins[0], ins[1], shape(0).rows, shape(0).cols / channels, *channels)],
-                Op::BatchNorm { channels, eps, momentum } => {
+                Op::BatchNorm { channels, eps, momentum, act } => {
                     // The running statistics are left as they are: the interpreter checks
                     // gradients, which do not depend on them.
                     let rows = ins[0].len() / channels;
                     let (y, mean, invstd, _, _) =
-                        batch_norm::batch_norm_forward(rows, *channels, *eps as f64, *momentum as f64, ins[0], ins[1], ins[2], (ins[3], ins[4]));
+                        batch_norm::batch_norm_forward(rows, *channels, *eps as f64, *momentum as f64, *act, ins[0], ins[1], ins[2], (ins[3], ins[4]));
                     vec![y, mean, invstd]
                 }
-                Op::BatchNormEval { channels, eps } => {
-                    vec![batch_norm::batch_norm_forward_eval(*channels, *eps as f64, ins[0], ins[1], ins[2], ins[3], ins[4])]
+                Op::BatchNormEval { channels, eps, act } => {
+                    vec![batch_norm::batch_norm_forward_eval(*channels, *eps as f64, *act, ins[0], ins[1], ins[2], ins[3], ins[4])]
                 }
-                Op::BatchNormBackward { channels } => {
+                Op::BatchNormBackward { channels, act } => {
                     // The twin recomputes the statistics from x; the ε the forward used is in
                     // its saved 1/√(var + ε): recover it so that both agree exactly.
                     let rows = ins[0].len() / channels;
                     let eps = batch_norm_eps(self.graph, node);
-                    let (dx, dg, db) = batch_norm::batch_norm_backward(rows, *channels, eps, ins[0], ins[1], ins[2]);
+                    let (dx, dg, db) = batch_norm::batch_norm_backward(rows, *channels, eps, *act, ins[0], ins.get(5).copied(), ins[1], ins[2]);
                     vec![dx, dg, db]
                 }
             };

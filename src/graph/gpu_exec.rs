@@ -449,9 +449,9 @@ impl<'g> GpuExecutor<'g> {
                 let n = v(0).len;
                 launches.push(reduce::column_sum(gpu, &v(0), n / channels, *channels, &out(0))?);
             }
-            Op::BatchNorm { channels, eps, momentum } => {
+            Op::BatchNorm { channels, eps, momentum, act } => {
                 let rows = v(0).len / channels;
-                let s = BatchNormSettings { eps: *eps, momentum: *momentum };
+                let s = BatchNormSettings { eps: *eps, momentum: *momentum, act: *act };
                 launches.extend(batch_norm::batch_norm_forward(
                     gpu,
                     rows,
@@ -468,18 +468,21 @@ impl<'g> GpuExecutor<'g> {
                     &scratch[0],
                 )?);
             }
-            Op::BatchNormEval { channels, eps } => {
+            Op::BatchNormEval { channels, eps, act } => {
                 let rows = v(0).len / channels;
-                let s = BatchNormSettings { eps: *eps, momentum: 0.0 };
+                let s = BatchNormSettings { eps: *eps, momentum: 0.0, act: *act };
                 launches.push(batch_norm::batch_norm_forward_eval(gpu, rows, *channels, s, &v(0), &v(1), &v(2), &v(3), &v(4), &out(0))?);
             }
-            Op::BatchNormBackward { channels } => {
+            Op::BatchNormBackward { channels, act } => {
                 let rows = v(0).len / channels;
+                let y = (*act != Act::None).then(|| v(5));
                 launches.extend(batch_norm::batch_norm_backward(
                     gpu,
                     rows,
                     *channels,
+                    *act,
                     &v(0),
+                    y.as_ref(),
                     &v(1),
                     &v(2),
                     &v(3),

@@ -258,16 +258,16 @@ impl Graph {
         self.forward(Op::ConvTranspose2d { geom: layer.geom, act }, vec![x, layer.w, layer.b])
     }
 
-    /// Batch norm in training: normalised with the batch's statistics (the running ones
-    /// updated as a side effect on the GPU).
-    pub fn batch_norm(&mut self, x: TensorId, bn: &BatchNormParams) -> TensorId {
-        let op = Op::BatchNorm { channels: bn.channels, eps: bn.eps, momentum: bn.momentum };
+    /// act(batch norm) in training: normalised with the batch's statistics (the running ones
+    /// updated as a side effect on the GPU), then the activation, fused.
+    pub fn batch_norm(&mut self, x: TensorId, bn: &BatchNormParams, act: Act) -> TensorId {
+        let op = Op::BatchNorm { channels: bn.channels, eps: bn.eps, momentum: bn.momentum, act };
         self.push(op, vec![x, bn.gamma, bn.beta, bn.running_mean, bn.running_var], Section::Forward)[0]
     }
 
-    /// Batch norm in evaluation: normalised with the running statistics.
-    pub fn batch_norm_eval(&mut self, x: TensorId, bn: &BatchNormParams) -> TensorId {
-        self.forward(Op::BatchNormEval { channels: bn.channels, eps: bn.eps }, vec![x, bn.gamma, bn.beta, bn.running_mean, bn.running_var])
+    /// act(batch norm) in evaluation: normalised with the running statistics.
+    pub fn batch_norm_eval(&mut self, x: TensorId, bn: &BatchNormParams, act: Act) -> TensorId {
+        self.forward(Op::BatchNormEval { channels: bn.channels, eps: bn.eps, act }, vec![x, bn.gamma, bn.beta, bn.running_mean, bn.running_var])
     }
 
     /// Each channel's maximum over the positions of NHWC image rows: rows × `channels`.

@@ -85,18 +85,20 @@ pub enum Op {
     /// W as `geom`'s, b 1 × in_c; y batch × (in_h·in_w·in_c).
     ConvTranspose2d { geom: ConvGeom, act: Act },
     /// [x, γ, β, running mean, running var] → [y, batch mean, 1/√(var + ε)] over rows ×
-    /// `channels` (training; the running statistics, constants of the graph, are updated in
-    /// place on the GPU).
-    BatchNorm { channels: usize, eps: f32, momentum: f32 },
-    /// [x, γ, β, running mean, running var] → y with the running statistics (evaluation).
-    BatchNormEval { channels: usize, eps: f32 },
+    /// `channels`, y = act(γ·x̂ + β) (training; the running statistics, constants of the
+    /// graph, are updated in place on the GPU).
+    BatchNorm { channels: usize, eps: f32, momentum: f32, act: Act },
+    /// [x, γ, β, running mean, running var] → y = act(γ·x̂ + β) with the running statistics
+    /// (evaluation).
+    BatchNormEval { channels: usize, eps: f32, act: Act },
     /// [a, b] → the conv GEMM of `role` without bias or activation (backward only):
     /// Forward [x, W] → y; InputGrad [dy, W] → dx; WeightGrad [x, dy] → dW.
     ConvGemm { geom: ConvGeom, role: ConvRole },
     /// [t] → 1 × `channels`: Σ over every row and pixel (a conv's bias gradient).
     ChannelSum { channels: usize },
-    /// [x, dy, γ, mean, invstd] → [dx, dγ, dβ].
-    BatchNormBackward { channels: usize },
+    /// [x, dy, γ, mean, invstd] → [dx, dγ, dβ]; with an activation, the forward's output y
+    /// follows as a sixth input (act' is read through it).
+    BatchNormBackward { channels: usize, act: Act },
     /// [x] → rows × `channels`: each channel's maximum over a row's positions (global max
     /// pooling of NHWC images).
     PositionMax { channels: usize },
@@ -157,11 +159,11 @@ impl Op {
                 geom.in_w,
                 geom.in_c
             ),
-            Op::BatchNorm { channels, .. } => format!("batch_norm {channels} channels"),
-            Op::BatchNormEval { channels, .. } => format!("batch_norm eval {channels} channels"),
+            Op::BatchNorm { channels, act, .. } => format!("batch_norm+{} {channels} channels", act.name()),
+            Op::BatchNormEval { channels, act, .. } => format!("batch_norm+{} eval {channels} channels", act.name()),
             Op::ConvGemm { geom, role } => format!("conv2d {role:?} {geom}"),
             Op::ChannelSum { channels } => format!("channel_sum {channels}"),
-            Op::BatchNormBackward { channels } => format!("batch_norm_backward {channels} channels"),
+            Op::BatchNormBackward { channels, act } => format!("batch_norm+{}_backward {channels} channels", act.name()),
             Op::PositionMax { channels } => format!("position_max {channels} channels"),
             Op::PositionMaxBackward { channels } => format!("position_max_backward {channels} channels"),
         }
@@ -363,8 +365,11 @@ impl Op {
                     vec![s[0]]
                 }
             }
-            Op::BatchNormBackward { channels } => {
-                arity(5)?;
+            Op::BatchNormBackward { channels, act } => {
+                arity(if *act == Act::None { 5 } else { 6 })?;
+                if *act != Act::None {
+                    same(s[0], s[5])?;
+                }
                 same(s[0], s[1])?;
                 let per_channel = Shape { rows: 1, cols: *channels };
                 vec![s[0], per_channel, per_channel]
@@ -383,7 +388,7 @@ impl Op {
             Op::MmdBackward => mmd::mmd_backward_scratch_lens(s[0].rows),
             Op::Loss { kind: LossKind::SoftmaxCe, .. } => losses::softmax_ce_scratch_lens(s[0].rows),
             Op::Loss { .. } => losses::scratch_lens(s[0].len()),
-            Op::BatchNorm { channels, .. } | Op::BatchNormBackward { channels } => vec![batch_norm::scratch_len(s[0].len() / channels, *channels)],
+            Op::BatchNorm { channels, .. } | Op::BatchNormBackward { channels, .. } => vec![batch_norm::scratch_len(s[0].len() / channels, *channels)],
             _ => vec![],
         }
     }
@@ -520,11 +525,16 @@ pub fn backward(
                 grads[2] = Some(emit(g, Op::ChannelSum { channels }, vec![dpre])[0]);
             }
         }
-        Op::BatchNorm { channels, .. } => {
+        Op::BatchNorm { channels, act, .. } => {
             // The batch statistics depend on x: the backward folds their gradients in. No
-            // gradient reaches the running statistics.
+            // gradient reaches the running statistics. The activation's derivative is read
+            // through y, inside the backward's own passes.
             let Some(dy) = douts[0] else { return Ok(grads) };
-            let d = emit(g, Op::BatchNormBackward { channels: *channels }, vec![inputs[0], dy, inputs[1], outputs[1], outputs[2]]);
+            let mut ins = vec![inputs[0], dy, inputs[1], outputs[1], outputs[2]];
+            if *act != Act::None {
+                ins.push(outputs[0]);
+            }
+            let d = emit(g, Op::BatchNormBackward { channels: *channels, act: *act }, ins);
             grads[0] = Some(d[0]);
             grads[1] = Some(d[1]);
             grads[2] = Some(d[2]);

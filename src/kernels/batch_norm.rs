@@ -1,10 +1,13 @@
 //! batch_norm over a rows×channels matrix (NHWC: rows = batch·height·width; or a linear
 //! layer's batch×features): training forward (batch statistics, saved for the backward,
 //! and running statistics updated on the GPU with a momentum), evaluation forward (running
-//! statistics), and backward to x, γ and β.
+//! statistics), and backward to x, γ and β — each with the layer's activation fused:
+//! y = act(γ·x̂ + β), and the backward takes dy·act' through y in its own passes (an
+//! activation of its own would cost a pass over the tensor each way).
 
 use crate::gpu::template::fill;
 use crate::gpu::{Gpu, GpuBuffer, GpuError, Launch, Result};
+use crate::types::Act;
 
 const SOURCE: &str = include_str!("../../shaders/batch_norm.wgsl");
 const FAMILY: &str = "batch_norm";
@@ -31,7 +34,19 @@ mod slot {
     pub const PARTIALS: u32 = 13;
 }
 
-fn source(channels: u32) -> Result<String> {
+/// The bodies of the shader's `activate(v)` and `dpre(i)`: activations.wgsl's functions, the
+/// same the elementwise kernels call, so a fused layer computes an unfused one's values.
+fn act_bodies(act: Act) -> (&'static str, &'static str) {
+    match act {
+        Act::None => ("return v;", "return dy[i];"),
+        Act::Relu => ("return act_relu(v);", "return act_relu_backward(y[i], dy[i]);"),
+        Act::LeakyRelu(_) => ("return act_leaky_relu(v, p.alpha);", "return act_leaky_relu_backward(y[i], dy[i], p.alpha);"),
+        Act::Tanh => ("return act_tanh(v);", "return act_tanh_backward(y[i], dy[i]);"),
+        Act::Sigmoid => ("return act_sigmoid(v);", "return act_sigmoid_backward(y[i], dy[i]);"),
+    }
+}
+
+fn source(channels: u32, act: Act) -> Result<String> {
     let slots = [
         ("SLOT_X", slot::X),
         ("SLOT_GAMMA", slot::GAMMA),
@@ -47,9 +62,16 @@ fn source(channels: u32) -> Result<String> {
         ("SLOT_DBETA", slot::DBETA),
         ("SLOT_PARTIALS", slot::PARTIALS),
     ];
-    let mut values: Vec<(&str, String)> = vec![("WG", WG.to_string()), ("RP", RP.to_string()), ("CH", channels.to_string())];
+    let (act_body, dpre_body) = act_bodies(act);
+    let mut values: Vec<(&str, String)> =
+        vec![("WG", WG.to_string()), ("RP", RP.to_string()), ("CH", channels.to_string()), ("ACT", act_body.into()), ("DPRE", dpre_body.into())];
     values.extend(slots.iter().map(|(k, v)| (*k, v.to_string())));
-    fill(FAMILY, SOURCE, &values)
+    Ok(format!("{}\n{}", super::ACTIVATIONS_WGSL, fill(FAMILY, SOURCE, &values)?))
+}
+
+/// A pipeline of `entry` for `channels` channels and `act`: the cache key names both.
+fn pipeline(gpu: &Gpu, entry: &str, channels: u32, act: Act) -> Result<std::sync::Arc<wgpu::ComputePipeline>> {
+    gpu.pipeline(&format!("batch_norm/{entry}/{channels}/{}", act.name()), || source(channels, act), entry)
 }
 
 #[repr(C)]
@@ -59,19 +81,23 @@ struct Params {
     channels: u32,
     eps: f32,
     momentum: f32,
+    alpha: f32,
+    pad: [u32; 3],
 }
 
 /// ε and the running statistics' momentum (PyTorch's defaults: 1e-5 and 0.1; Larsen et
-/// al.'s code keeps its own, set by the model).
+/// al.'s code keeps its own, set by the model), and the activation that follows the
+/// normalisation (`Act::None`: plain batch norm).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchNormSettings {
     pub eps: f32,
     pub momentum: f32,
+    pub act: Act,
 }
 
 impl Default for BatchNormSettings {
     fn default() -> Self {
-        BatchNormSettings { eps: 1e-5, momentum: 0.1 }
+        BatchNormSettings { eps: 1e-5, momentum: 0.1, act: Act::None }
     }
 }
 
@@ -84,7 +110,7 @@ fn params(name: &str, rows: usize, channels: usize, s: BatchNormSettings) -> Res
     if !(s.eps.is_finite() && s.eps > 0.0 && s.momentum.is_finite() && (0.0..=1.0).contains(&s.momentum)) {
         return Err(GpuError::shape(name, format!("ε {} must be > 0 and the momentum {} in [0, 1]", s.eps, s.momentum)));
     }
-    Ok(Params { rows: r, channels: c, eps: s.eps, momentum: s.momentum })
+    Ok(Params { rows: r, channels: c, eps: s.eps, momentum: s.momentum, alpha: s.act.alpha(), pad: [0; 3] })
 }
 
 fn lens(name: &str, bufs: &[(&str, &GpuBuffer, usize)]) -> Result<()> {
@@ -115,7 +141,7 @@ fn partial_grid(gpu: &Gpu, rows: usize, channels: usize) -> [u32; 3] {
 }
 
 /// Training forward: batch mean and 1/√(var + ε) into `mean` and `invstd` (kept for the
-/// backward), running statistics updated in place, then y = γ·x̂ + β. `partials` holds at
+/// backward), running statistics updated in place, then y = act(γ·x̂ + β). `partials` holds at
 /// least `scratch_len(rows, channels)` elements; its contents are overwritten.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_forward(
@@ -150,9 +176,10 @@ pub fn batch_norm_forward(
         ],
     )?;
     check_partials(&name, partials, rows, channels)?;
-    let partial = gpu.pipeline(&format!("batch_norm/bn_stats_partial/{}", p.channels), || source(p.channels), "bn_stats_partial")?;
-    let combine = gpu.pipeline(&format!("batch_norm/bn_stats_combine/{}", p.channels), || source(p.channels), "bn_stats_combine")?;
-    let forward = gpu.pipeline(&format!("batch_norm/bn_forward/{}", p.channels), || source(p.channels), "bn_forward")?;
+    // The statistics do not depend on the activation: one pipeline serves every layer.
+    let partial = pipeline(gpu, "bn_stats_partial", p.channels, Act::None)?;
+    let combine = pipeline(gpu, "bn_stats_combine", p.channels, Act::None)?;
+    let forward = pipeline(gpu, "bn_forward", p.channels, s.act)?;
     let slots_combine = [(slot::PARTIALS, partials), (slot::MEAN, mean), (slot::INVSTD, invstd), (slot::RUN_MEAN, running_mean), (slot::RUN_VAR, running_var)];
     let slots_fwd = [(slot::X, x), (slot::GAMMA, gamma), (slot::BETA, beta), (slot::MEAN, mean), (slot::INVSTD, invstd), (slot::Y, y)];
     Ok(vec![
@@ -162,7 +189,7 @@ pub fn batch_norm_forward(
     ])
 }
 
-/// Evaluation forward: y = γ·(x − running mean)/√(running var + ε) + β.
+/// Evaluation forward: y = act(γ·(x − running mean)/√(running var + ε) + β).
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_forward_eval(
     gpu: &Gpu,
@@ -180,20 +207,23 @@ pub fn batch_norm_forward_eval(
     let p = params(&name, rows, channels, s)?;
     let (n, c) = (rows * channels, channels);
     lens(&name, &[("x", x, n), ("y", y, n), ("gamma", gamma, c), ("beta", beta, c), ("running mean", running_mean, c), ("running var", running_var, c)])?;
-    let pipeline = gpu.pipeline(&format!("batch_norm/bn_forward_eval/{}", p.channels), || source(p.channels), "bn_forward_eval")?;
+    let forward = pipeline(gpu, "bn_forward_eval", p.channels, s.act)?;
     let slots = [(slot::X, x), (slot::GAMMA, gamma), (slot::BETA, beta), (slot::RUN_MEAN, running_mean), (slot::RUN_VAR, running_var), (slot::Y, y)];
-    gpu.launch_at(name, pipeline, &p, &slots, partial_grid(gpu, rows, channels))
+    gpu.launch_at(name, forward, &p, &slots, partial_grid(gpu, rows, channels))
 }
 
-/// Backward of the training forward: dβ = Σ dy, dγ = Σ dy·x̂ per channel, then
-/// dx = γ·invstd/R·(R·dy − dβ − x̂·dγ), from the saved mean and invstd (`partials`: see
-/// `batch_norm_forward`).
+/// Backward of the training forward: with d = dy·act' (read through the forward's output
+/// `y`, which an activation needs and `Act::None` does not), dβ = Σ d, dγ = Σ d·x̂ per
+/// channel, then dx = γ·invstd/R·(R·d − dβ − x̂·dγ), from the saved mean and invstd
+/// (`partials`: see `batch_norm_forward`).
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_backward(
     gpu: &Gpu,
     rows: usize,
     channels: usize,
+    act: Act,
     x: &GpuBuffer,
+    y: Option<&GpuBuffer>,
     dy: &GpuBuffer,
     gamma: &GpuBuffer,
     mean: &GpuBuffer,
@@ -204,19 +234,28 @@ pub fn batch_norm_backward(
     partials: &GpuBuffer,
 ) -> Result<Vec<Launch>> {
     let name = format!("batch_norm backward {rows}x{channels}");
-    let p = params(&name, rows, channels, BatchNormSettings::default())?;
+    let p = params(&name, rows, channels, BatchNormSettings { act, ..BatchNormSettings::default() })?;
     let (n, c) = (rows * channels, channels);
     lens(
         &name,
         &[("x", x, n), ("dy", dy, n), ("dx", dx, n), ("gamma", gamma, c), ("mean", mean, c), ("invstd", invstd, c), ("dgamma", dgamma, c), ("dbeta", dbeta, c)],
     )?;
+    // act' is read through y: an activation needs it, and none binds nothing there.
+    let y = match (act, y) {
+        (Act::None, _) => None,
+        (_, Some(y)) => {
+            lens(&name, &[("y", y, n)])?;
+            Some(y)
+        }
+        (_, None) => return Err(GpuError::shape(&name, format!("the backward through {} needs the forward's output y", act.name()))),
+    };
     check_partials(&name, partials, rows, channels)?;
-    let partial = gpu.pipeline(&format!("batch_norm/bn_backward_partial/{}", p.channels), || source(p.channels), "bn_backward_partial")?;
-    let combine = gpu.pipeline(&format!("batch_norm/bn_backward_combine/{}", p.channels), || source(p.channels), "bn_backward_combine")?;
-    let input = gpu.pipeline(&format!("batch_norm/bn_backward_input/{}", p.channels), || source(p.channels), "bn_backward_input")?;
-    let slots_partial = [(slot::X, x), (slot::DY, dy), (slot::MEAN, mean), (slot::INVSTD, invstd), (slot::PARTIALS, partials)];
+    let partial = pipeline(gpu, "bn_backward_partial", p.channels, act)?;
+    let combine = pipeline(gpu, "bn_backward_combine", p.channels, Act::None)?;
+    let input = pipeline(gpu, "bn_backward_input", p.channels, act)?;
+    let mut slots_partial = vec![(slot::X, x), (slot::DY, dy), (slot::MEAN, mean), (slot::INVSTD, invstd), (slot::PARTIALS, partials)];
     let slots_combine = [(slot::PARTIALS, partials), (slot::DGAMMA, dgamma), (slot::DBETA, dbeta)];
-    let slots_input = [
+    let mut slots_input = vec![
         (slot::X, x),
         (slot::DY, dy),
         (slot::GAMMA, gamma),
@@ -226,6 +265,10 @@ pub fn batch_norm_backward(
         (slot::DBETA, dbeta),
         (slot::DX, dx),
     ];
+    if let Some(y) = y {
+        slots_partial.push((slot::Y, y));
+        slots_input.push((slot::Y, y));
+    }
     Ok(vec![
         gpu.launch_at(format!("{name} (γ, β partials)"), partial, &p, &slots_partial, partial_grid(gpu, rows, channels))?,
         gpu.launch_at(format!("{name} (γ, β)"), combine, &p, &slots_combine, gpu.grid_1d(p.channels.div_ceil(WG)))?,

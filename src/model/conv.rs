@@ -35,12 +35,13 @@ pub enum Phase {
     Eval,
 }
 
-fn norm(g: &mut Graph, x: TensorId, bn: &BatchNormParams, phase: Phase) -> TensorId {
+/// act(batch norm of x): one op, the activation fused into the normalisation.
+fn norm(g: &mut Graph, x: TensorId, bn: &BatchNormParams, act: Act, phase: Phase) -> TensorId {
     match phase {
-        Phase::Train => g.batch_norm(x, bn),
+        Phase::Train => g.batch_norm(x, bn, act),
         // Momentum 0: running ← 1·running + 0·batch, the running statistics unchanged.
-        Phase::TrainKeepStats => g.batch_norm(x, &BatchNormParams { momentum: 0.0, ..*bn }),
-        Phase::Eval => g.batch_norm_eval(x, bn),
+        Phase::TrainKeepStats => g.batch_norm(x, &BatchNormParams { momentum: 0.0, ..*bn }, act),
+        Phase::Eval => g.batch_norm_eval(x, bn, act),
     }
 }
 
@@ -64,8 +65,7 @@ impl Block {
             }
             Some(bn) => {
                 let y = apply(g, Act::None);
-                let n = norm(g, y, bn, phase);
-                (y, g.activation(n, act))
+                (y, norm(g, y, bn, act, phase))
             }
         }
     }
@@ -88,8 +88,7 @@ impl Dense {
         if let Some(side) = side {
             y = g.add(y, side);
         }
-        let n = norm(g, y, &self.bn, phase);
-        g.activation(n, act)
+        norm(g, y, &self.bn, act, phase)
     }
 }
 

@@ -387,8 +387,11 @@ fn build(spec: &Spec, batch: usize, train: bool, seed: u64) -> Result<Classifier
             let p = conv2d_unbiased(&mut g, group, &name, geom, false, layer_seed);
             let bn = batch_norm(&mut g, group, &format!("{name}.bn"), channels);
             let y = g.conv2d(h, &p, Act::None);
-            let y = if train { g.batch_norm(y, &bn) } else { g.batch_norm_eval(y, &bn) };
-            g.activation(y, Act::Relu)
+            if train {
+                g.batch_norm(y, &bn, Act::Relu)
+            } else {
+                g.batch_norm_eval(y, &bn, Act::Relu)
+            }
         } else {
             let p = conv2d(&mut g, group, &name, geom, layer_seed);
             g.conv2d(h, &p, Act::Relu)
