@@ -19,7 +19,8 @@ fn template_filling_fails_loudly_on_a_marker_left_unfilled() {
 }
 
 /// Shader files hold only markers their wrappers fill — workgroup sizes (`$WG`,
-/// `$WG_ROWS`), binding slots (`$SLOT_…`), matmul tiles and bodies, the reduction's term —
+/// `$WG_ROWS`), binding slots (`$SLOT_…`), matmul tiles and bodies, the reduction's term, batch
+/// norm's fused activation and its derivative (`$ACT`, `$DPRE`) —
 /// and the two files pasted in unfilled (activations, loss terms) hold none.
 #[test]
 fn shader_files_hold_only_known_markers() {
@@ -57,6 +58,7 @@ fn shader_files_hold_only_known_markers() {
         "WG_ROWS",
         "RP",
         "CH",
+        "DPRE",
     ];
     let mut families_with_sizes = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
