@@ -294,12 +294,15 @@ class BroadcastDecoder(nn.Module):
         return x
 
 
-def factor_codes(folder, labels, latent, raw_angle=False):
+def factor_codes(folder, labels, latent, raw_angle=False, products=False):
     """Each image's true factors as a code of `latent` numbers, for `--probe render`: shape,
     colour and background one-hot, the centre and size (scaled to about [-1, 1]), the angle
     as cos and sin of k times it, k the shape's rotational symmetry (1 circle, 4 square, 3
     triangle: the same image gives the same code), with `raw_angle` also cos and sin of the
-    angle itself; zeros after."""
+    angle itself; with `products` also the centre's coordinates times cos and sin of the
+    angle (an edge's offset from the origin along its rotated normal is a sum of such
+    products: a network linear in its code before the first ReLU cannot form them); zeros
+    after."""
     import csv
 
     with open(os.path.join(folder, "factors.csv"), newline="") as f:
@@ -311,6 +314,9 @@ def factor_codes(folder, labels, latent, raw_angle=False):
     parts += [(num[:, :3] - 0.5) * 4, torch.cos(k * angle), torch.sin(k * angle)]
     if raw_angle:
         parts += [torch.cos(angle), torch.sin(angle)]
+    if products:
+        centre = (num[:, :2] - 0.5) * 4
+        parts += [centre * torch.cos(angle), centre * torch.sin(angle)]
     codes = torch.cat(parts, 1)
     if codes.shape[1] > latent:
         sys.exit(f"the factors need {codes.shape[1]} code numbers, the config's latent is {latent}")
@@ -328,7 +334,7 @@ def factor_probe(args, config, images, labels, order, n_test, clf, heads):
     test_idx, train_idx = order[:n_test], order[n_test:][: args.limit]
     b, optim = args.batch, config["optim"]
     if args.probe == "render":
-        codes = factor_codes(args.data, labels, config["latent"], config.pop("probe_raw_angle", False))
+        codes = factor_codes(args.data, labels, config["latent"], config.pop("probe_raw_angle", False), config.pop("probe_products", False))
         net = vaegan_torch.Decoder(config)
         broadcast = config.pop("probe_decoder_broadcast", None)
         if broadcast:
@@ -410,7 +416,7 @@ def main():
         key, _, value = kv.partition("=")
         if key.startswith("optim."):
             config["optim"][key[6:]] = parse_value(value)
-        elif key in config or key in ("pixel_weight_decoder", "probe_encoder_pool", "probe_discriminator_pool", "probe_encoder_llike", "probe_decoder_broadcast", "probe_raw_angle"):
+        elif key in config or key in ("pixel_weight_decoder", "probe_encoder_pool", "probe_discriminator_pool", "probe_encoder_llike", "probe_decoder_broadcast", "probe_raw_angle", "probe_products"):
             config[key] = parse_value(value)
         else:
             sys.exit(f"--set {kv}: unknown key {key!r}")
