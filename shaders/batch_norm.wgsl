@@ -193,7 +193,9 @@ fn bn_backward_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
     partials[2u * t + 1u] = sg;
 }
 
-// Backward, pass 2, one invocation per channel: dβ = Σ d and dγ = Σ d·x̂, the partials in order.
+// Backward, pass 2, one invocation per channel: dβ = Σ d and dγ = Σ d·x̂, the partials in order;
+// also into the channel's first partial (read by this invocation alone), where pass 3 reads
+// them: so that pass 3 binds 8 storage buffers with y (WebGPU's default limit), not 10.
 @compute @workgroup_size($WG)
 fn bn_backward_combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let c = index(gid, nwg);
@@ -209,6 +211,8 @@ fn bn_backward_combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
     }
     dbeta[c] = sb;
     dgamma[c] = sg;
+    partials[2u * c] = sb;
+    partials[2u * c + 1u] = sg;
 }
 
 // dx = γ·invstd/R · (R·d − dβ − x̂·dγ), R = rows: the batch statistics' own gradients
@@ -225,8 +229,8 @@ fn bn_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     let m = mean[c];
     let inv = invstd[c];
     let scale = gamma[c] * inv / rr;
-    let db = dbeta[c];
-    let dg = dgamma[c];
+    let db = partials[2u * c];
+    let dg = partials[2u * c + 1u];
     for (var r = q * RP; r < part_end(q); r++) {
         let i = r * CH + c;
         let xhat = (x[i] - m) * inv;

@@ -255,16 +255,9 @@ pub fn batch_norm_backward(
     let input = pipeline(gpu, "bn_backward_input", p.channels, act)?;
     let mut slots_partial = vec![(slot::X, x), (slot::DY, dy), (slot::MEAN, mean), (slot::INVSTD, invstd), (slot::PARTIALS, partials)];
     let slots_combine = [(slot::PARTIALS, partials), (slot::DGAMMA, dgamma), (slot::DBETA, dbeta)];
-    let mut slots_input = vec![
-        (slot::X, x),
-        (slot::DY, dy),
-        (slot::GAMMA, gamma),
-        (slot::MEAN, mean),
-        (slot::INVSTD, invstd),
-        (slot::DGAMMA, dgamma),
-        (slot::DBETA, dbeta),
-        (slot::DX, dx),
-    ];
+    // dβ and dγ reach pass 3 through the partials (see the shader).
+    let mut slots_input =
+        vec![(slot::X, x), (slot::DY, dy), (slot::GAMMA, gamma), (slot::MEAN, mean), (slot::INVSTD, invstd), (slot::PARTIALS, partials), (slot::DX, dx)];
     if let Some(y) = y {
         slots_partial.push((slot::Y, y));
         slots_input.push((slot::Y, y));
