@@ -26,9 +26,13 @@ fn geometries() -> Vec<ConvGeom> {
         (1, (6, 9, 5), 3, (4, 4), 1, 2),
         (2, (9, 7, 2), 6, (5, 5), 2, 2),
         (1, (1, 1, 3), 5, (5, 5), 2, 2),
+        // Channels in quads (x and dy read as vec4s) and an odd b·oh·ow = 3: the weight
+        // gradient's K runs past its last whole quad, into the scalar loads of vec4-bound x.
+        (1, (5, 3, 4), 4, (3, 3), 1, 0),
     ];
-    // Without sweeps: stride 1 with padding, stride 2 without, stride 2 with, batch 1 and 2.
-    swept(&cases, &[1, 2, 5]).iter().map(|&(b, i, o, k, s, p)| ConvGeom::conv(b, i, o, k, s, p).unwrap()).collect()
+    // Without sweeps: stride 1 with padding, stride 2 without, stride 2 with, batch 1 and 2,
+    // the quads with an odd K.
+    swept(&cases, &[1, 2, 5, 7]).iter().map(|&(b, i, o, k, s, p)| ConvGeom::conv(b, i, o, k, s, p).unwrap()).collect()
 }
 
 /// |x| and |w| through the same computation: the scale of the terms a result sums.
@@ -278,6 +282,59 @@ fn convolutions_on_the_untuned_tiles_match_twin() {
         let want_t = reference::conv2d::conv_transpose2d_forward(&t, Act::None, &dy, &w, None);
         let mag_t = reference::conv2d::conv_transpose2d_forward(&t, Act::None, &abs(&dy), &abs(&w), None);
         assert_close_mag(&format!("conv_transpose2d {t} on {tile}"), &read(&ty), &want_t, &mag_t, TOL);
+    }
+}
+
+/// Channels in multiples of 4 are read a quad at a time: x in the forward and the weight
+/// gradient, dy in the input gradient, and w in the input gradient stored N×K (NT), whose
+/// quads along k are four contiguous output channels — each operand bound as vec4s
+/// (`va1`, `vb1` in the pipeline's key). Where c_out is not a multiple of 4, the input
+/// gradient reads w as K×N (NN) in scalars. Both against the twin.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn channel_quads_load_as_vec4s() {
+    let dev = fresh_gpu(false);
+    let mut rng = rng("channel_quads_load_as_vec4s");
+    let up = |v: &[f64]| dev.upload_f32("x", &v.iter().map(|&x| x as f32).collect::<Vec<_>>()).unwrap();
+    let out = |n: usize| {
+        let b = dev.zeros("y", n, vaegan::DType::F32).unwrap();
+        dev.poison(&b);
+        b
+    };
+    let read = |b: &vaegan::GpuBuffer| dev.download_f32(b).unwrap().into_iter().map(|v| v as f64).collect::<Vec<_>>();
+    // (in_c, out_c, stride): in_c above the narrow kernel's 4, so every input gradient is a GEMM.
+    for (in_c, out_c, stride) in [(8, 12, 2), (8, 12, 1), (8, 6, 2)] {
+        let g = ConvGeom::conv(2, (7, 6, in_c), out_c, (3, 3), stride, 1).unwrap();
+        let (x, w, dy) = (randn(&mut rng, g.input_len()), randn(&mut rng, g.weight_len()), randn(&mut rng, g.output_len()));
+        let (y, dx, dw) = (out(g.output_len()), out(g.input_len()), out(g.weight_len()));
+        let compiled = dev.pipeline_sources().len();
+        let forward = conv2d::conv2d_forward(&dev, &g, Act::None, &up(&x), &up(&w), None, &y).unwrap();
+        let weight = conv2d::conv2d_backward_weight(&dev, &g, &up(&x), &up(&dy), &dw).unwrap();
+        let input = conv2d::conv2d_backward_input(&dev, &g, &up(&dy), &up(&w), &dx).unwrap();
+        dev.run([&forward, &weight]).unwrap();
+        dev.run(&input).unwrap();
+        let keys: Vec<String> = dev.pipeline_sources()[compiled..].iter().map(|p| p.key.clone()).collect();
+        let of = |loader: &str| keys.iter().filter(|k| k.contains(&format!("/{loader}/"))).cloned().collect::<Vec<_>>();
+        let reads_x = [of("conv_input"), of("conv_input_k")].concat();
+        assert_eq!(reads_x.len(), 2, "{g}: the forward's and the weight gradient's GEMMs, got {keys:?}");
+        for k in &reads_x {
+            assert!(k.contains("/va1/"), "{g}: x's quads as vec4s, got {k}");
+        }
+        let (nk, kn) = if stride == 1 { ("conv_weight_nk", "conv_weight_t") } else { ("conv_weight_nk_phase", "conv_weight_t_phase") };
+        let inputs = [of(nk), of(kn)].concat();
+        assert!(!inputs.is_empty(), "{g}: no input-gradient GEMM among {keys:?}");
+        for k in &inputs {
+            let want = if out_c % 4 == 0 { format!("/{nk}/") } else { format!("/{kn}/") };
+            assert!(k.contains(&want), "{g}: the input gradient's B should be {want}, got {k}");
+            let layout = if out_c % 4 == 0 { "/nt/" } else { "/nn/" };
+            assert!(k.contains(layout) && k.contains(&format!("/va{}/vb{}/", (out_c % 4 == 0) as u8, (out_c % 4 == 0) as u8)), "{g}: {k}");
+        }
+        let r = &reference::conv2d::conv2d_forward;
+        assert_close_mag(&format!("conv2d {g}"), &read(&y), &r(&g, Act::None, &x, &w, None), &forward_mag(&g, &x, &w), TOL);
+        let mag_dx = reference::conv2d::conv2d_backward_input(&g, &abs(&dy), &abs(&w));
+        assert_close_mag(&format!("conv2d dx {g}"), &read(&dx), &reference::conv2d::conv2d_backward_input(&g, &dy, &w), &mag_dx, TOL);
+        let mag_dw = reference::conv2d::conv2d_backward_weight(&g, &abs(&x), &abs(&dy));
+        assert_close_mag(&format!("conv2d dw {g}"), &read(&dw), &reference::conv2d::conv2d_backward_weight(&g, &x, &dy), &mag_dw, TOL);
     }
 }
 

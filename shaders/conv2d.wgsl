@@ -61,7 +61,7 @@ fn conv_input(m: u32, k: u32) -> f32 {
     if (i < 0) {
         return 0.0;
     }
-    return f32(a[i]);
+    return a_at(u32(i));
 }
 
 // Four consecutive k of im2col(x) from one tap (k a multiple of 4 and c_in too): one
@@ -71,7 +71,7 @@ fn conv_input_quad(m: u32, k: u32) -> vec4<f32> {
     if (i < 0) {
         return vec4<f32>(0.0);
     }
-    return vec4<f32>(f32(a[i]), f32(a[i + 1]), f32(a[i + 2]), f32(a[i + 3]));
+    return a_quad_at(u32(i));
 }
 
 // Where the gathered dy for the input gradient lives, or −1: m = (b, ih, iw),
@@ -104,7 +104,7 @@ fn conv_output_grad(m: u32, k: u32) -> f32 {
     if (i < 0) {
         return 0.0;
     }
-    return f32(a[i]);
+    return a_at(u32(i));
 }
 
 // Four consecutive k of the gathered dy from one tap (c_out a multiple of 4).
@@ -113,7 +113,7 @@ fn conv_output_grad_quad(m: u32, k: u32) -> vec4<f32> {
     if (i < 0) {
         return vec4<f32>(0.0);
     }
-    return vec4<f32>(f32(a[i]), f32(a[i + 1]), f32(a[i + 2]), f32(a[i + 3]));
+    return a_quad_at(u32(i));
 }
 
 // Where the gathered dy of stride phase (PH, PW) lives, or −1: m = (b, i, j) over the
@@ -145,7 +145,7 @@ fn conv_output_grad_phase(m: u32, k: u32) -> f32 {
     if (i < 0) {
         return 0.0;
     }
-    return f32(a[i]);
+    return a_at(u32(i));
 }
 
 fn conv_output_grad_phase_quad(m: u32, k: u32) -> vec4<f32> {
@@ -153,7 +153,7 @@ fn conv_output_grad_phase_quad(m: u32, k: u32) -> vec4<f32> {
     if (i < 0) {
         return vec4<f32>(0.0);
     }
-    return vec4<f32>(f32(a[i]), f32(a[i + 1]), f32(a[i + 2]), f32(a[i + 3]));
+    return a_quad_at(u32(i));
 }
 
 // The phase's taps of w: k = (th, tw, co), n = ci (clamped: masked at store).
@@ -165,7 +165,7 @@ fn conv_weight_t_phase(k: u32, n: u32) -> f32 {
     let t = k % (CV_TW * CV_CO);
     let kh = CV_KH0 + CV_S * th;
     let kw = CV_KW0 + CV_S * (t / CV_CO);
-    return f32(b[((kh * CV_KW + kw) * CV_CI + min(n, CV_CI - 1u)) * CV_CO + t % CV_CO]);
+    return b_at(((kh * CV_KW + kw) * CV_CI + min(n, CV_CI - 1u)) * CV_CO + t % CV_CO);
 }
 
 // The row of dx that row m of phase (PH, PW) is.
@@ -180,7 +180,51 @@ fn conv_weight_t(k: u32, n: u32) -> f32 {
     if (k >= CV_KH * CV_KW * CV_CO) {
         return 0.0;
     }
-    return f32(b[((k / CV_CO) * CV_CI + min(n, CV_CI - 1u)) * CV_CO + k % CV_CO]);
+    return b_at(((k / CV_CO) * CV_CI + min(n, CV_CI - 1u)) * CV_CO + k % CV_CO);
+}
+
+// w as the input gradient's B stored N×K (read NT): n = ci (clamped: masked at store),
+// k = (kh, kw, co), so that a quad along k (k a multiple of 4, c_out too) is four
+// contiguous c_out of one tap: one load where b is bound as vec4s.
+fn conv_weight_nk_at(n: u32, k: u32) -> u32 {
+    return ((k / CV_CO) * CV_CI + min(n, CV_CI - 1u)) * CV_CO + k % CV_CO;
+}
+
+fn conv_weight_nk(n: u32, k: u32) -> f32 {
+    if (k >= CV_KH * CV_KW * CV_CO) {
+        return 0.0;
+    }
+    return b_at(conv_weight_nk_at(n, k));
+}
+
+fn conv_weight_nk_quad(n: u32, k: u32) -> vec4<f32> {
+    if (k >= CV_KH * CV_KW * CV_CO) {
+        return vec4<f32>(0.0);
+    }
+    return b_quad_at(conv_weight_nk_at(n, k));
+}
+
+// The same over stride phase (PH, PW)'s taps: k = (th, tw, co).
+fn conv_weight_nk_phase_at(n: u32, k: u32) -> u32 {
+    let th = k / (CV_TW * CV_CO);
+    let t = k % (CV_TW * CV_CO);
+    let kh = CV_KH0 + CV_S * th;
+    let kw = CV_KW0 + CV_S * (t / CV_CO);
+    return ((kh * CV_KW + kw) * CV_CI + min(n, CV_CI - 1u)) * CV_CO + t % CV_CO;
+}
+
+fn conv_weight_nk_phase(n: u32, k: u32) -> f32 {
+    if (k >= CV_TH * CV_TW * CV_CO) {
+        return 0.0;
+    }
+    return b_at(conv_weight_nk_phase_at(n, k));
+}
+
+fn conv_weight_nk_phase_quad(n: u32, k: u32) -> vec4<f32> {
+    if (k >= CV_TH * CV_TW * CV_CO) {
+        return vec4<f32>(0.0);
+    }
+    return b_quad_at(conv_weight_nk_phase_at(n, k));
 }
 
 // im2col(x) as the weight gradient's A, stored K×M (k = (b, oh, ow), m = (kh, kw, ci)) and

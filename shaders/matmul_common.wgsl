@@ -28,6 +28,20 @@ fn a_quad(row: u32, col: u32, rows: u32, cols: u32) -> vec4<f32> {
 fn b_quad(row: u32, col: u32, rows: u32, cols: u32) -> vec4<f32> {
     $B_QUAD
 }
+// Element i of a (b), and the four from i (a multiple of 4), as f32: the convolution
+// loaders read through these, so that an operand bound as vec4s is read a quad at a time.
+fn a_at(i: u32) -> f32 {
+    $A_AT
+}
+fn a_quad_at(i: u32) -> vec4<f32> {
+    $A_QUAD_AT
+}
+fn b_at(i: u32) -> f32 {
+    $B_AT
+}
+fn b_quad_at(i: u32) -> vec4<f32> {
+    $B_QUAD_AT
+}
 // One element (row, col), row clamped; col is always in range.
 fn a_one(row: u32, col: u32, rows: u32, cols: u32) -> f32 {
     $A_ONE

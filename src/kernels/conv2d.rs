@@ -69,6 +69,8 @@ pub(crate) fn loaders_wgsl(g: &ConvGeom, phase: Option<Phase>, used: &[&str]) ->
             "conv_output_grad_phase" | "conv_output_grad_phase_quad" => &["conv_output_grad_phase_at", "conv_phase_row"],
             "conv_input_k" => &["conv_input", "conv_input_at"],
             "conv_input_k_quad" => &["conv_input_quad", "conv_input_at"],
+            "conv_weight_nk" | "conv_weight_nk_quad" => &["conv_weight_nk_at"],
+            "conv_weight_nk_phase" | "conv_weight_nk_phase_quad" => &["conv_weight_nk_phase_at"],
             _ => &[],
         }
     };
@@ -227,17 +229,31 @@ fn input_gemms(
     }
     // A kernel smaller than the stride leaves phases without taps; those take the full gather.
     if g.stride == 1 || g.k_h < g.stride || g.k_w < g.stride {
-        let spec = MatmulSpec::new(g.batch * g.in_h * g.in_w, g.in_c, g.k_h * g.k_w * g.out_c, Trans::NN).act(act);
-        let gathered = Gathered { a: Operand::ConvOutputGrad, b: Operand::ConvWeightT, geom: *g, phase: None };
+        let (trans, b) = weights_for_input(g, Operand::ConvWeightT, Operand::ConvWeightNK);
+        let spec = MatmulSpec::new(g.batch * g.in_h * g.in_w, g.in_c, g.k_h * g.k_w * g.out_c, trans).act(act);
+        let gathered = Gathered { a: Operand::ConvOutputGrad, b, geom: *g, phase: None };
         return Ok(vec![gemm(gpu, name.to_string(), &spec, Some(gathered), dy, w, bias, dx)?]);
     }
     let mut launches = vec![];
     for ph in Phase::all(g).into_iter().filter(|p| p.mh > 0 && p.mw > 0) {
-        let spec = MatmulSpec::new(g.batch * ph.mh * ph.mw, g.in_c, ph.th * ph.tw * g.out_c, Trans::NN).act(act);
-        let gathered = Gathered { a: Operand::ConvOutputGradPhase, b: Operand::ConvWeightTPhase, geom: *g, phase: Some(ph) };
+        let (trans, b) = weights_for_input(g, Operand::ConvWeightTPhase, Operand::ConvWeightNKPhase);
+        let spec = MatmulSpec::new(g.batch * ph.mh * ph.mw, g.in_c, ph.th * ph.tw * g.out_c, trans).act(act);
+        let gathered = Gathered { a: Operand::ConvOutputGradPhase, b, geom: *g, phase: Some(ph) };
         launches.push(gemm(gpu, format!("{name} phase {},{}", ph.ph, ph.pw), &spec, Some(gathered), dy, w, bias, dx)?);
     }
     Ok(launches)
+}
+
+/// How the input gradient reads w: stored N×K (NT) where c_out is a multiple of 4, so
+/// that its quads along k are four contiguous output channels (one vec4 load); otherwise
+/// K×N (NN), whose quads along c_in are four loads c_out apart. The same products in the
+/// same order either way.
+fn weights_for_input(g: &ConvGeom, kn: Operand, nk: Operand) -> (Trans, Operand) {
+    if g.out_c.is_multiple_of(4) {
+        (Trans::NT, nk)
+    } else {
+        (Trans::NN, kn)
+    }
 }
 
 /// dw = the gradient with respect to w (kh×kw×c_in×c_out), from x and dy.

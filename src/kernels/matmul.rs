@@ -281,6 +281,13 @@ pub(crate) enum Operand {
     ConvOutputGradPhase,
     /// B = that phase's taps of the weights.
     ConvWeightTPhase,
+    /// B = the weights for the input gradient stored N×K (read NT): row ci, k = (kh, kw,
+    /// c_out), so that a quad along k is four contiguous c_out of one tap. Taken where
+    /// c_out is a multiple of 4 (one vec4 load a quad, where `ConvWeightT`'s quads along
+    /// c_in are four loads c_out apart).
+    ConvWeightNK,
+    /// B = that, over one stride phase's taps.
+    ConvWeightNKPhase,
 }
 
 impl Operand {
@@ -293,6 +300,8 @@ impl Operand {
             Operand::ConvInputK => "conv_input_k",
             Operand::ConvOutputGradPhase => "conv_output_grad_phase",
             Operand::ConvWeightTPhase => "conv_weight_t_phase",
+            Operand::ConvWeightNK => "conv_weight_nk",
+            Operand::ConvWeightNKPhase => "conv_weight_nk_phase",
         }
     }
 }
@@ -309,7 +318,7 @@ pub(crate) struct Gathered {
 
 impl Gathered {
     /// The four-at-a-time loader of A, where every quad lies inside one tap's channels.
-    fn quad_loader(&self) -> Option<&'static str> {
+    fn a_quad_loader(&self) -> Option<&'static str> {
         match self.a {
             Operand::ConvInput if self.geom.in_c.is_multiple_of(4) => Some("conv_input_quad"),
             Operand::ConvOutputGrad if self.geom.out_c.is_multiple_of(4) => Some("conv_output_grad_quad"),
@@ -318,12 +327,23 @@ impl Gathered {
             _ => None,
         }
     }
+
+    /// The four-at-a-time loader of B (stored N×K), where every quad lies inside one tap's
+    /// output channels.
+    fn b_quad_loader(&self) -> Option<&'static str> {
+        match self.b {
+            Operand::ConvWeightNK if self.geom.out_c.is_multiple_of(4) => Some("conv_weight_nk_quad"),
+            Operand::ConvWeightNKPhase if self.geom.out_c.is_multiple_of(4) => Some("conv_weight_nk_phase_quad"),
+            _ => None,
+        }
+    }
 }
 
 /// Everything that selects a compiled variant.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Variant {
-    /// Convolution loaders instead of dense ones (NN only).
+    /// Convolution loaders instead of dense ones (NN, TN for the weight gradient, NT for
+    /// the input gradient's B stored N×K).
     gathered: Option<Gathered>,
     trans: Trans,
     tile: Tile,
@@ -596,11 +616,11 @@ fn source(v: &Variant) -> Result<String> {
         Some(g) if g.a != Operand::Dense => {
             // Rows past M are clamped (masked at the store); a transposed A's rows are K,
             // where its loader returns zeros instead.
-            let clamp = v.trans == Trans::NN;
+            let clamp = !v.trans.flags().0;
             let (mut quad, one) = gathered_loaders(g.a.loader(), clamp);
             // Quads of four channels from one tap: one address computation, where the
             // channel count allows (quads start at multiples of 4).
-            if let Some(f) = g.quad_loader() {
+            if let Some(f) = g.a_quad_loader() {
                 let row = if clamp { "min(row, rows - 1u)" } else { "row" };
                 quad = format!("return {f}({row}, col);");
             }
@@ -609,7 +629,14 @@ fn source(v: &Variant) -> Result<String> {
         _ => loaders("a", v.vec_a),
     };
     let (b_quad, b_one) = match v.gathered {
-        Some(g) if g.b != Operand::Dense => gathered_loaders(g.b.loader(), false),
+        Some(g) if g.b != Operand::Dense => {
+            // B's rows (N, stored N×K) are clamped by its loaders, as the store masks them.
+            let (mut quad, one) = gathered_loaders(g.b.loader(), false);
+            if let Some(f) = g.b_quad_loader() {
+                quad = format!("return {f}(row, col);");
+            }
+            (quad, one)
+        }
         _ => loaders("b", v.vec_b),
     };
     let act = act_body(v.act);
@@ -637,6 +664,24 @@ fn source(v: &Variant) -> Result<String> {
         ("BIAS_ADD", if v.bias { " + bias[cj]".into() } else { String::new() }),
         ("C_ROW", if v.gathered.is_some_and(|g| g.a == Operand::ConvOutputGradPhase) { "conv_phase_row(row)".into() } else { "row".into() }),
         ("A_QUAD", a_quad),
+        ("B_AT", if v.vec_b { "return f32(b[i / 4u][i % 4u]);".into() } else { "return f32(b[i]);".to_string() }),
+        (
+            "B_QUAD_AT",
+            if v.vec_b {
+                "return vec4<f32>(b[i / 4u]);".into()
+            } else {
+                "return vec4<f32>(f32(b[i]), f32(b[i + 1u]), f32(b[i + 2u]), f32(b[i + 3u]));".to_string()
+            },
+        ),
+        ("A_AT", if v.vec_a { "return f32(a[i / 4u][i % 4u]);".into() } else { "return f32(a[i]);".to_string() }),
+        (
+            "A_QUAD_AT",
+            if v.vec_a {
+                "return vec4<f32>(a[i / 4u]);".into()
+            } else {
+                "return vec4<f32>(f32(a[i]), f32(a[i + 1u]), f32(a[i + 2u]), f32(a[i + 3u]));".to_string()
+            },
+        ),
         ("B_QUAD", b_quad),
         ("A_ONE", a_one),
         ("B_ONE", b_one),
@@ -668,7 +713,8 @@ fn source(v: &Variant) -> Result<String> {
     let conv = match v.gathered {
         Some(g) => {
             let mut used: Vec<&str> = [g.a, g.b].iter().filter(|o| **o != Operand::Dense).map(|o| o.loader()).collect();
-            used.extend(g.quad_loader());
+            used.extend(g.a_quad_loader());
+            used.extend(g.b_quad_loader());
             super::conv2d::loaders_wgsl(&g.geom, g.phase, &used)?
         }
         None => String::new(),
@@ -722,9 +768,14 @@ pub(crate) fn gemm(
     let (ar, ac) = spec.stored_a();
     let (br, bc) = spec.stored_b();
     let (a_dense, b_dense) = gathered.map_or((true, true), |g| (g.a == Operand::Dense, g.b == Operand::Dense));
-    // Gathered operands are read as NN, except the weight gradient's A (TN).
+    // Gathered operands are read as NN, except the weight gradient's A (TN) and the input
+    // gradient's B stored N×K (NT).
     if let Some(g) = gathered {
-        let want = if g.a == Operand::ConvInputK { Trans::TN } else { Trans::NN };
+        let want = match (g.a, g.b) {
+            (Operand::ConvInputK, _) => Trans::TN,
+            (_, Operand::ConvWeightNK | Operand::ConvWeightNKPhase) => Trans::NT,
+            _ => Trans::NN,
+        };
         if spec.trans != want {
             return Err(GpuError::shape(&name, format!("gathered operands {:?}/{:?} are read as {}", g.a, g.b, want.name())));
         }
@@ -772,8 +823,10 @@ pub(crate) fn gemm(
         trans: spec.trans,
         tile,
         dtype: a.dtype,
-        vec_a: a_dense && ac % 4 == 0,
-        vec_b: b_dense && bc % 4 == 0,
+        // A gathered by a quad loader reads whole quads of channels (starting at multiples
+        // of 4): bound as vec4s, one load each.
+        vec_a: if a_dense { ac % 4 == 0 } else { gathered.is_some_and(|g| g.a_quad_loader().is_some()) && a.len.is_multiple_of(4) },
+        vec_b: if b_dense { bc % 4 == 0 } else { gathered.is_some_and(|g| g.b_quad_loader().is_some()) && b.len.is_multiple_of(4) },
         bias: bias.is_some(),
         act: spec.act,
     };
