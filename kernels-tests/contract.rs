@@ -33,6 +33,8 @@ fn shader_files_hold_only_known_markers() {
         "C_ROW",
         "A_QUAD",
         "A_AT",
+        "V",
+        "LANEWISE",
         "A_QUAD_AT",
         "B_AT",
         "B_QUAD_AT",

@@ -1,5 +1,7 @@
 //! elementwise: activations forward and backward vs twins and finite differences; add,
-//! scale, fill; a length that needs a two-dimensional grid.
+//! scale, fill; a length that needs a two-dimensional grid. Lengths that are multiples of 4
+//! (256 among the sizes, and a copy in whole vec4s) run four elements an invocation; the
+//! others one.
 
 use vaegan::kernels::elementwise;
 use vaegan::reference;
@@ -96,9 +98,10 @@ gpu_test! {
 
 gpu_test! {
     /// More elements than 65,535 workgroups of 256 cover: the grid spills into y and every
-    /// element must still be written exactly once.
+    /// element must still be written exactly once. (An odd length, one element an
+    /// invocation: four an invocation would need a buffer past the binding limit.)
     async fn long_vectors_use_a_two_dimensional_grid() {
-        let n = 65_535 * 256 + 1_000;
+        let n = 65_535 * 256 + 1_001;
         let out = poisoned(n);
         let l = elementwise::fill(gpu(), 3.0, &out).unwrap();
         assert!(l.workgroups[1] > 1, "expected a 2-D grid, got {:?}", l.workgroups);
@@ -141,6 +144,18 @@ gpu_test! {
             reference::elementwise::copy(&x, n - half, &mut want, dst, half);
             assert_close(&format!("copy n={n}"), &got[dst..dst + half], &want[dst..dst + half], 0.0);
             assert!(got[..dst].iter().chain(&got[dst + half..]).all(|v| v.is_nan()), "copy wrote outside its range");
+            // Offsets and a length in whole vec4s (the four-at-a-time pipeline where n allows).
+            if n % 4 == 0 && n >= 16 {
+                let (len, src, dst) = (n - 8, 4, 8);
+                let out = poisoned(n + 4);
+                let l = elementwise::copy(gpu(), &xb, src, &out, dst, len).unwrap();
+                gpu().run([&l]).unwrap();
+                let got = download(&out).await;
+                let mut want = vec![f64::NAN; n + 4];
+                reference::elementwise::copy(&x, src, &mut want, dst, len);
+                assert_close(&format!("copy of vec4s n={n}"), &got[dst..dst + len], &want[dst..dst + len], 0.0);
+                assert!(got[..dst].iter().chain(&got[dst + len..]).all(|v| v.is_nan()), "copy of vec4s wrote outside its range");
+            }
         }
         let err = elementwise::copy(gpu(), &upload(&[1.0; 4]), 2, &poisoned(4), 0, 3).err().expect("source range too long");
         assert!(err.to_string().contains("out of bounds"), "{err}");

@@ -23,9 +23,43 @@ fn slot_values() -> Vec<(&'static str, String)> {
     [("SLOT_X", slot::X), ("SLOT_DY", slot::DY), ("SLOT_OUT", slot::OUT)].iter().map(|(k, v)| (*k, v.to_string())).collect()
 }
 
-/// The family's WGSL (after the shared activations) with its workgroup size filled in.
-fn source() -> Result<String> {
-    Ok(format!("{ACTIVATIONS_WGSL}\n{}", template::fill(FAMILY, SOURCE, &[vec![("WG", WG.to_string())], slot_values()].concat())?))
+/// The family's WGSL (after the shared activations) with its workgroup size and element
+/// type filled in: `vec4` binds every operand as vec4s (lengths multiples of 4).
+fn source(vec4: bool) -> Result<String> {
+    let values = [vec![("WG", WG.to_string()), ("V", if vec4 { "vec4<f32>" } else { "f32" }.to_string()), ("LANEWISE", lanewise(vec4))], slot_values()];
+    Ok(format!("{ACTIVATIONS_WGSL}\n{}", template::fill(FAMILY, SOURCE, &values.concat())?))
+}
+
+/// The WGSL of `relu_f(v: V) -> V`, `relu_b(v: V, d: V) -> V` and so on: each activation
+/// (forward) and its backward applied to every lane of V.
+fn lanewise(vec4: bool) -> String {
+    let lanes: &[&str] = if vec4 { &[".x", ".y", ".z", ".w"] } else { &[""] };
+    let apply = |call: &dyn Fn(&str) -> String| {
+        let each: Vec<String> = lanes.iter().map(|l| call(l)).collect();
+        if vec4 {
+            format!("vec4<f32>({})", each.join(", "))
+        } else {
+            each[0].clone()
+        }
+    };
+    let mut out = String::new();
+    for (name, f, alpha) in [("relu", "act_relu", ""), ("leaky_relu", "act_leaky_relu", ", p.alpha"), ("tanh", "act_tanh", ""), ("sigmoid", "act_sigmoid", "")]
+    {
+        let forward = apply(&|l| format!("{f}(v{l}{alpha})"));
+        let backward = apply(&|l| format!("{f}_backward(v{l}, d{l}{alpha})"));
+        out.push_str(&format!("fn {name}_f(v: V) -> V {{\n    return {forward};\n}}\nfn {name}_b(v: V, d: V) -> V {{\n    return {backward};\n}}\n"));
+    }
+    out
+}
+
+/// Four elements an invocation where every length and offset allows it.
+fn vec4_fits(counts: &[usize]) -> bool {
+    counts.iter().all(|c| c.is_multiple_of(4))
+}
+
+fn pipeline(gpu: &Gpu, entry: &str, vec4: bool) -> Result<std::sync::Arc<wgpu::ComputePipeline>> {
+    let key = format!("elementwise/{entry}{}", if vec4 { "/vec4" } else { "" });
+    gpu.pipeline(&key, || source(vec4), entry)
 }
 
 #[repr(C)]
@@ -46,13 +80,15 @@ fn prepare(gpu: &Gpu, entry: &str, alpha: f32, value: f32, inputs: &[&GpuBuffer]
         super::expect_f32(&name, &format!("operand {i}"), b)?;
         super::expect_len(&name, &format!("operand {i}"), b, out.len)?;
     }
-    let pipeline = gpu.pipeline(&format!("elementwise/{entry}"), source, entry)?;
+    let vec4 = vec4_fits(&[out.len]);
+    let pipeline = pipeline(gpu, entry, vec4)?;
     let mut buffers: Vec<&GpuBuffer> = inputs.to_vec();
     buffers.push(out);
     // Bindings are numbered x=1, dy=2, out=3; an entry that uses only x and out gets a
     // layout without 2, so its buffers bind to 1 and 3.
-    let params = Params { n, alpha, value, src_offset: 0, dst_offset: 0, _pad: [0; 3] };
-    let groups = gpu.grid_1d(n.div_ceil(WG));
+    let per = if vec4 { 4 } else { 1 };
+    let params = Params { n: n / per, alpha, value, src_offset: 0, dst_offset: 0, _pad: [0; 3] };
+    let groups = gpu.grid_1d((n / per).div_ceil(WG));
     gpu.launch_at(name, pipeline, &params, &binding_slots(inputs.len(), &buffers), groups)
 }
 
@@ -106,9 +142,19 @@ pub fn copy(gpu: &Gpu, x: &GpuBuffer, src_offset: usize, out: &GpuBuffer, dst_of
     if src_offset + n > x.len || dst_offset + n > out.len {
         return Err(crate::gpu::GpuError::shape(&name, "range out of bounds"));
     }
-    let pipeline = gpu.pipeline("elementwise/copy", source, "copy")?;
-    let params = Params { n: n32, alpha: 0.0, value: 0.0, src_offset: src_offset as u32, dst_offset: dst_offset as u32, _pad: [0; 3] };
-    gpu.launch_at(name, pipeline, &params, &[(slot::X, x), (slot::OUT, out)], gpu.grid_1d(n32.div_ceil(WG)))
+    // Whole vec4s where the range and both buffers split into them.
+    let vec4 = vec4_fits(&[n, src_offset, dst_offset, x.len, out.len]);
+    let per = if vec4 { 4 } else { 1 };
+    let pipeline = pipeline(gpu, "copy", vec4)?;
+    let params = Params {
+        n: n32 / per,
+        alpha: 0.0,
+        value: 0.0,
+        src_offset: (src_offset / per as usize) as u32,
+        dst_offset: (dst_offset / per as usize) as u32,
+        _pad: [0; 3],
+    };
+    gpu.launch_at(name, pipeline, &params, &[(slot::X, x), (slot::OUT, out)], gpu.grid_1d((n32 / per).div_ceil(WG)))
 }
 
 /// out = alpha · x.
